@@ -1,0 +1,165 @@
+"""The run: validate everything up front, then apply roles to many hosts in parallel.
+
+The engine knows no role by name. It loads the roles a host asks for, merges and checks their
+variables before contacting anyone (so a bad inventory changes nothing anywhere), then gives each
+host its own thread, connection and HostWalk, and collects one result per host.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from provisioner.batch import build_batch
+from provisioner.change import Change
+from provisioner.connection import Connection, open_connection
+from provisioner.errors import ProvisionerError, RoleError
+from provisioner.facts import FACTS_SCRIPT, Facts, parse_facts
+from provisioner.host import Host
+from provisioner.host_run import HostWalk, RoleSteps
+from provisioner.inventory import HostConfig
+from provisioner.roles import (
+    DEFAULT_ROLE_DIRS,
+    Role,
+    available_roles,
+    load_role,
+    merge_role_variables,
+)
+
+
+class Listener(Protocol):
+    """Receives progress; report.py implements it. Called from worker threads."""
+
+    def host_started(self, host: str) -> None: ...
+    def action_started(self, host: str, label: str) -> None: ...
+    def step_finished(self, host: str, change: Change) -> None: ...
+    def host_finished(self, result: HostResult) -> None: ...
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    check: bool = False
+    diff: bool = False
+    parallel: int = 10
+    roles: tuple[str, ...] = ()
+    role_dirs: tuple[Path, ...] = DEFAULT_ROLE_DIRS
+
+
+@dataclass
+class HostResult:
+    name: str
+    changes: list[Change] = field(default_factory=list)
+    error: str | None = None
+    round_trips: int = 0
+    duration: float = 0.0
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None or any(change.failed for change in self.changes)
+
+    def count(self, status: str) -> int:
+        return sum(change.status == status for change in self.changes)
+
+
+@dataclass
+class RunResult:
+    hosts: dict[str, HostResult]
+    check: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if any(result.failed for result in self.hosts.values()) else 0
+
+
+@dataclass(frozen=True)
+class HostJob:
+    """Everything needed to work on one host, validated before any connection is opened."""
+
+    config: HostConfig
+    roles: tuple[Role, ...]
+    variables: dict[str, object]
+
+
+def prepare(hosts: Sequence[HostConfig], options: RunOptions) -> list[HostJob]:
+    """Load roles and check every host's variables; raises RoleError before any host is touched."""
+    known = available_roles(options.role_dirs)
+    jobs = []
+    for config in hosts:
+        names = [name for name in config.roles if not options.roles or name in options.roles]
+        for name in options.roles:
+            if name not in known:
+                raise RoleError(f"--roles names {name!r}, which is not a role (available: "
+                                f"{', '.join(sorted(known))}).")
+        roles = tuple(load_role(known[name]) for name in names)
+        origin = f"host {config.name}"
+        jobs.append(HostJob(config, roles, merge_role_variables(roles, config.vars, origin)))
+    return jobs
+
+
+def run(jobs: Sequence[HostJob], options: RunOptions, listener: Listener) -> RunResult:
+    """Apply each job's roles to its host, hosts in parallel (at most options.parallel at once)."""
+    workers = max(1, min(options.parallel, len(jobs)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(lambda job: _run_host(job, options, listener), jobs))
+    return RunResult({result.name: result for result in results}, check=options.check)
+
+
+def _run_host(job: HostJob, options: RunOptions, listener: Listener) -> HostResult:
+    result = HostResult(job.config.name)
+    started = time.monotonic()
+    listener.host_started(job.config.name)
+    connection: Connection | None = None
+    try:
+        connection = open_connection(job.config)
+        host = Host(job.config, job.variables, _facts_gatherer(connection),
+                    check=options.check, show_diff=options.diff)
+        plan = _role_steps(host, job.roles)
+
+        def record(change: Change) -> None:
+            result.changes.append(change)
+            listener.step_finished(job.config.name, change)
+
+        HostWalk(host, connection, plan, record,
+                 lambda label: listener.action_started(job.config.name, label)).run()
+    except ProvisionerError as error:
+        result.error = str(error)
+    finally:
+        if connection is not None:
+            result.round_trips = connection.round_trips
+            connection.close()
+    result.duration = time.monotonic() - started
+    listener.host_finished(result)
+    return result
+
+
+def _facts_gatherer(connection: Connection):  # type: ignore[no-untyped-def]
+    def gather() -> Facts:
+        return parse_facts(connection.run_script(FACTS_SCRIPT).stdout)
+
+    return gather
+
+
+def _role_steps(host: Host, roles: Sequence[Role]) -> list[RoleSteps]:
+    plan = []
+    for role in roles:
+        host.template_dir = role.template_dir
+        plan.append(RoleSteps(role, list(role.steps(host))))
+    host.template_dir = None
+    return plan
+
+
+def gather_facts(config: HostConfig) -> Facts:
+    """Facts of one host (for ``invoke facts``): one connection, one round trip."""
+    connection = open_connection(config)
+    try:
+        return parse_facts(connection.run_script(FACTS_SCRIPT).stdout)
+    finally:
+        connection.close()
+
+
+__all__ = ["HostJob", "HostResult", "RunOptions", "RunResult", "build_batch", "gather_facts",
+           "prepare", "run"]

@@ -1,0 +1,39 @@
+"""The exceptions a person can cause, each carrying one message that says what to do next.
+
+Everything raised for bad input derives from ProvisionerError so that tasks.py can turn it into a
+clean message with exit code 2; anything else is a bug and keeps its traceback.
+"""
+
+
+class ProvisionerError(Exception):
+    """A user-facing failure: the message is complete and is printed without a traceback."""
+
+
+class InventoryError(ProvisionerError):
+    """The inventory file (or a CLI selection of it) is invalid; nothing was contacted."""
+
+    def __init__(self, path: str, key: str, problem: str) -> None:
+        self.path, self.key, self.problem = path, key, problem
+        where = f"{path}, at {key}" if key else path
+        super().__init__(f"Inventory error in {where}: {problem}")
+
+
+class RoleError(ProvisionerError):
+    """A role is missing, malformed, or asked for a variable nobody defined."""
+
+
+class ConnectError(ProvisionerError):
+    """A host could not be reached or refused our credentials or presented an unknown key."""
+
+
+class CommandFailed(ProvisionerError):
+    """A remote command exited non-zero; the message holds the masked command output tail."""
+
+    def __init__(self, what: str, exit_code: int, output: str) -> None:
+        self.exit_code = exit_code
+        tail = "\n".join(output.rstrip().splitlines()[-10:])
+        super().__init__(f"{what} failed with exit code {exit_code}:\n{tail}")
+
+
+class CheckModeViolation(RuntimeError):
+    """A bug: something tried to change a host during a check run. Never caught."""

@@ -1,0 +1,68 @@
+"""Host: the runtime handle that roles, operations and specs receive for one host in one run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from provisioner.facts import Facts
+from provisioner.inventory import HostConfig
+from provisioner.secrets import Secret
+from provisioner.templates import render_template
+
+
+class Host:
+    """One host as a role sees it: its config, merged variables, facts (gathered on first use).
+
+    Roles only *describe* steps through this handle; the engine owns the connection, so a role can
+    neither run a command nor change anything behind the engine's back (check mode stays honest).
+    """
+
+    def __init__(self, config: HostConfig, variables: Mapping[str, Any],
+                 gather_facts: Callable[[], Facts], *, check: bool = False,
+                 show_diff: bool = False) -> None:
+        self.config = config
+        self.name = config.name
+        self.vars: Mapping[str, Any] = variables
+        self.check = check
+        self.show_diff = show_diff
+        self.template_dir: Path | None = None
+        self._gather_facts = gather_facts
+        self._facts: Facts | None = None
+
+    @property
+    def facts(self) -> Facts:
+        """Facts gathered once, on first use: a role that needs none costs no round trip."""
+        if self._facts is None:
+            self._facts = self._gather_facts()
+        return self._facts
+
+    @property
+    def facts_gathered(self) -> bool:
+        return self._facts is not None
+
+    def render(self, template: str, **extra: Any) -> str:
+        """Render one of the current role's templates with the host's variables and facts."""
+        if self.template_dir is None:
+            raise RuntimeError("render() called outside a role")
+        variables = {**self.vars, "facts": self.facts, "host_name": self.name, **extra}
+        return render_template(self.template_dir, template, variables)
+
+    @property
+    def secrets(self) -> tuple[Secret, ...]:
+        """Every secret value this host's variables hold, for redaction of diffs and reports."""
+        found: list[Secret] = []
+        _collect_secrets(self.vars, found)
+        return tuple(found)
+
+
+def _collect_secrets(value: Any, found: list[Secret]) -> None:
+    if isinstance(value, Secret):
+        found.append(value)
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            _collect_secrets(item, found)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _collect_secrets(item, found)

@@ -1,0 +1,267 @@
+"""Inventory: a YAML file of hosts, groups and defaults, validated before any host is contacted.
+
+Format (documented in README.md and inventories/production.yml)::
+
+    defaults: {user, port, ssh: {...}, vars: {...}}
+    groups:   {NAME: {roles: [...], vars: {...}}}
+    hosts:    {NAME: {address, port, user, groups: [...], roles: [...], vars: {...}, ssh: {...}}}
+
+Variable precedence, lowest first: role defaults < inventory defaults < group vars (in the order
+the host lists its groups) < host vars < CLI ``--set``. Role defaults are layered in by the engine;
+this module merges the rest. Secrets appear as ``{secret: env:NAME}`` or ``{secret: file:PATH}``
+and are resolved here into masked Secret values.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from provisioner.errors import InventoryError
+from provisioner.secrets import Secret, resolve_reference
+from provisioner.yaml_loader import load_yaml
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
+                       r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _check_address(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+        return value
+    except ValueError:
+        if _HOSTNAME.match(value) and not value.replace(".", "").isdigit():
+            return value
+    raise ValueError(f"{value!r} is neither an IP address nor a valid DNS name")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SshFile(_Strict):
+    """SSH settings as written in the file; every field optional so hosts can override one."""
+
+    identity_file: str | None = None
+    known_hosts: str | None = None
+    trust_on_first_use: bool | None = None
+    jump_host: str | None = None
+    connect_timeout: float | None = Field(default=None, gt=0)
+    command_timeout: float | None = Field(default=None, gt=0)
+    sudo_password: dict[str, str] | None = None
+
+
+class DefaultsFile(_Strict):
+    user: str = "root"
+    port: int = Field(default=22, ge=1, le=65535)
+    ssh: SshFile = SshFile()
+    vars: dict[str, Any] = {}
+
+
+class GroupFile(_Strict):
+    roles: list[str] = []
+    vars: dict[str, Any] = {}
+
+
+class HostFile(_Strict):
+    address: str
+    port: int | None = Field(default=None, ge=1, le=65535)
+    user: str | None = None
+    groups: list[str] = []
+    roles: list[str] = []
+    vars: dict[str, Any] = {}
+    ssh: SshFile = SshFile()
+
+    _address = field_validator("address")(_check_address)
+
+
+class InventoryFile(_Strict):
+    defaults: DefaultsFile = DefaultsFile()
+    groups: dict[str, GroupFile] = {}
+    hosts: dict[str, HostFile]
+
+
+@dataclass(frozen=True)
+class SshSettings:
+    """Effective SSH settings for one host, paths resolved against the inventory's directory."""
+
+    identity_file: Path | None
+    known_hosts: Path
+    trust_on_first_use: bool
+    jump_host: str | None
+    connect_timeout: float
+    command_timeout: float
+    sudo_password: Secret | None
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    """One host as the inventory describes it, with variables merged up to host level."""
+
+    name: str
+    address: str
+    port: int
+    user: str
+    groups: tuple[str, ...]
+    roles: tuple[str, ...]
+    vars: Mapping[str, Any]
+    ssh: SshSettings
+
+
+@dataclass(frozen=True)
+class Inventory:
+    path: Path
+    hosts: dict[str, HostConfig]
+    groups: dict[str, GroupFile] = field(default_factory=dict)
+
+    def select(self, hosts: str = "", group: str = "") -> list[HostConfig]:
+        """Hosts named (comma-separated) and/or members of a group; all hosts when neither."""
+        if not hosts and not group:
+            return list(self.hosts.values())
+        chosen: dict[str, HostConfig] = {}
+        for name in filter(None, (part.strip() for part in hosts.split(","))):
+            if name not in self.hosts:
+                known = ", ".join(sorted(self.hosts)) or "none"
+                raise InventoryError(str(self.path), f"hosts.{name}",
+                                     f"there is no host {name!r} (known hosts: {known}). "
+                                     "Check the spelling or add it under 'hosts:'.")
+            chosen[name] = self.hosts[name]
+        if group:
+            if group not in self.groups:
+                known = ", ".join(sorted(self.groups)) or "none"
+                raise InventoryError(str(self.path), f"groups.{group}",
+                                     f"there is no group {group!r} (known groups: {known}).")
+            chosen.update({h.name: h for h in self.hosts.values() if group in h.groups})
+        return list(chosen.values())
+
+
+def load_inventory(path: Path, known_roles: Iterable[str],
+                   cli_vars: Mapping[str, Any] | None = None) -> Inventory:
+    """Read, validate and merge an inventory; every problem is an InventoryError naming the key."""
+    raw = _read(path)
+    try:
+        parsed = InventoryFile.model_validate(raw)
+    except ValidationError as error:
+        raise _inventory_error(path, error) from None
+    roles = set(known_roles)
+    _check_groups_and_roles(path, parsed, roles)
+    hosts = {name: _host_config(path, name, entry, parsed, dict(cli_vars or {}))
+             for name, entry in parsed.hosts.items()}
+    return Inventory(path=path, hosts=hosts, groups=dict(parsed.groups))
+
+
+def _read(path: Path) -> Any:
+    if not path.is_file():
+        raise InventoryError(str(path), "", "the file does not exist. Pass --inventory PATH, or "
+                             "run `invoke sandbox.up` to create the sandbox inventory.")
+    try:
+        raw = load_yaml(path)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise InventoryError(str(path), where, f"{problem}; fix the YAML there.") from None
+    if not isinstance(raw, dict):
+        raise InventoryError(str(path), "", "the top level must be a mapping with 'hosts:'.")
+    return raw
+
+
+def _inventory_error(path: Path, error: ValidationError) -> InventoryError:
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"])
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = f"unknown key {first['loc'][-1]!r}; see README.md 'Inventory' for the keys"
+    elif first["type"] == "missing":
+        message = "this key is required"
+    others = len(error.errors()) - 1
+    more = f" ({others} more problem{'s' if others > 1 else ''} after this one)" if others else ""
+    return InventoryError(str(path), key, message + more)
+
+
+def _check_groups_and_roles(path: Path, parsed: InventoryFile, known_roles: set[str]) -> None:
+    for group_name, group in parsed.groups.items():
+        _check_role_names(path, f"groups.{group_name}.roles", group.roles, known_roles)
+    for name, host in parsed.hosts.items():
+        if not _NAME.match(name):
+            raise InventoryError(str(path), f"hosts.{name}", "host names may contain letters, "
+                                 "digits, '.', '_' and '-' only.")
+        for group_name in host.groups:
+            if group_name not in parsed.groups:
+                raise InventoryError(str(path), f"hosts.{name}.groups",
+                                     f"group {group_name!r} is not defined under 'groups:'.")
+        _check_role_names(path, f"hosts.{name}.roles", host.roles, known_roles)
+        if not host.roles and not any(parsed.groups[g].roles for g in host.groups):
+            raise InventoryError(str(path), f"hosts.{name}", "this host has no roles: put it in "
+                                 "a group with roles, or give it 'roles:'.")
+
+
+def _check_role_names(path: Path, key: str, names: list[str], known: set[str]) -> None:
+    for role in names:
+        if role not in known:
+            raise InventoryError(str(path), key, f"unknown role {role!r} (available: "
+                                 f"{', '.join(sorted(known))}).")
+
+
+def _host_config(path: Path, name: str, entry: HostFile, parsed: InventoryFile,
+                 cli_vars: dict[str, Any]) -> HostConfig:
+    layers = [parsed.defaults.vars, *(parsed.groups[g].vars for g in entry.groups), entry.vars,
+              cli_vars]
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged.update(layer)
+    group_roles = [role for g in entry.groups for role in parsed.groups[g].roles]
+    roles = tuple(dict.fromkeys(group_roles + entry.roles))
+    return HostConfig(
+        name=name, address=entry.address, port=entry.port or parsed.defaults.port,
+        user=entry.user or parsed.defaults.user, groups=tuple(entry.groups), roles=roles,
+        vars=_resolve_secrets(path, f"hosts.{name}.vars", merged),
+        ssh=_ssh_settings(path, name, parsed.defaults.ssh, entry.ssh),
+    )
+
+
+def _resolve_secrets(path: Path, key: str, values: dict[str, Any]) -> dict[str, Any]:
+    resolved: dict[str, Any] = {}
+    for var, value in values.items():
+        if isinstance(value, dict) and set(value) == {"secret"}:
+            try:
+                resolved[var] = resolve_reference(str(value["secret"]), path.parent)
+            except ValueError as error:
+                raise InventoryError(str(path), f"{key}.{var}", f"{error}.") from None
+        else:
+            resolved[var] = value
+    return resolved
+
+
+def _ssh_settings(path: Path, host: str, defaults: SshFile, own: SshFile) -> SshSettings:
+    merged = {**defaults.model_dump(exclude_none=True), **own.model_dump(exclude_none=True)}
+    base = path.parent
+
+    def local_path(value: str) -> Path:
+        return (base / Path(value).expanduser()).resolve()
+
+    password = merged.get("sudo_password")
+    secret: Secret | None = None
+    if password is not None:
+        resolved = _resolve_secrets(path, f"hosts.{host}.ssh", {"sudo_password": password})
+        if not isinstance(resolved["sudo_password"], Secret):
+            raise InventoryError(str(path), f"hosts.{host}.ssh.sudo_password",
+                                 "must be a secret reference like {secret: env:SUDO_PASSWORD}.")
+        secret = resolved["sudo_password"]
+    return SshSettings(
+        identity_file=local_path(merged["identity_file"]) if "identity_file" in merged else None,
+        known_hosts=local_path(merged.get("known_hosts", "~/.ssh/known_hosts")),
+        trust_on_first_use=merged.get("trust_on_first_use", False),
+        jump_host=merged.get("jump_host"),
+        connect_timeout=merged.get("connect_timeout", 10.0),
+        command_timeout=merged.get("command_timeout", 1800.0),
+        sudo_password=secret,
+    )

@@ -1,0 +1,1 @@
+"""Idempotent operations; each returns a Step: a read-only probe, a pure decision, an action."""

@@ -1,0 +1,63 @@
+"""Kernel parameters: a drop-in file for boot, and the running values kept equal to it.
+
+The runtime step compares every key with /proc/sys and sets only those that differ, so drift
+(e.g. Docker flipping ip_forward) is repaired and a converged host is not touched. A key that is
+read-only here (a container shares the host's kernel) is reported, not failed on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from provisioner.commands import join, quote
+from provisioner.host import Host
+from provisioner.ops.files import ensure_file
+from provisioner.step import Plan, Probed, Step
+
+
+def render_sysctl_file(settings: Mapping[str, str | int], header: str) -> str:
+    lines = [f"# {header}"] + [f"{key} = {value}" for key, value in settings.items()]
+    return "\n".join(lines) + "\n"
+
+
+def probe_runtime(keys: Sequence[str]) -> str:
+    """``key<TAB>w|r|-<TAB>value`` per key: writable, read-only or absent on this kernel."""
+    parts = []
+    for key in keys:
+        path = quote("/proc/sys/" + key.replace(".", "/"))
+        parts.append(f"if [ ! -e {path} ]; then s=-; elif [ -w {path} ]; then s=w; else s=r; fi; "
+                     f"printf '%s\\t%s\\t%s\\n' {quote(key)} $s \"$(cat {path} 2>/dev/null | "
+                     "tr -s '\\t ' '  ')\"")
+    return "; ".join(parts)
+
+
+def plan_runtime(output: str, settings: Mapping[str, str | int]) -> Plan:
+    """``sysctl -w`` for every writable key whose running value differs; pure."""
+    to_set, skipped = [], []
+    for line in output.splitlines():
+        key, status, value = [*line.split("\t"), "", ""][:3]
+        wanted = " ".join(str(settings.get(key, "")).split())
+        if key not in settings or value.strip() == wanted:
+            continue
+        if status == "w":
+            to_set.append(f"{key}={settings[key]}")
+        else:
+            skipped.append(key)
+    note = f" ({len(skipped)} read-only here: {', '.join(skipped[:3])}...)" if skipped else ""
+    if not to_set:
+        return Plan("running values match" + note)
+    return Plan(f"set {len(to_set)} running value(s): {', '.join(to_set[:4])}" + note,
+                action=join("sysctl", "-q", "-w", *to_set))
+
+
+def ensure_sysctl(host: Host, path: str, settings: Mapping[str, str | int], *,
+                  header: str = "Managed by provisioner", label: str = "") -> list[Step]:
+    """A sysctl.d drop-in with these settings, applied to the running kernel when they differ."""
+    def decide(probed: Probed) -> Plan:
+        return plan_runtime(probed.output, settings)
+
+    return [
+        ensure_file(host, path, render_sysctl_file(settings, header),
+                    label=label or f"sysctl file {path}"),
+        Step(f"sysctl values from {path}", probe_runtime(list(settings)), decide),
+    ]

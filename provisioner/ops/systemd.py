@@ -1,0 +1,80 @@
+"""systemd units: enabled and running (or not), read with one ``systemctl show`` per step.
+
+Restarts and reloads are not idempotent operations; they are Handlers that roles declare and
+steps notify, so they run once after the role and only when something changed.
+"""
+
+from __future__ import annotations
+
+from provisioner.commands import join
+from provisioner.host import Host
+from provisioner.step import Handler, Plan, Probed, ProbeUnreadable, Step
+
+
+def probe_unit(unit: str) -> str:
+    return join("systemctl", "show", "-p", "LoadState", "-p", "UnitFileState", "-p",
+                "ActiveState", "--", unit)
+
+
+def parse_unit(output: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
+
+
+def plan_service(unit: str, state: dict[str, str], enabled: bool | None,
+                 running: bool | None) -> Plan:
+    """systemctl commands that bring a unit to the desired state; pure."""
+    if state.get("LoadState") in (None, "not-found"):
+        raise ProbeUnreadable(f"unit {unit} does not exist on the host")
+    commands, reasons = [], []
+    file_state = state.get("UnitFileState", "")
+    if enabled is not None and (file_state in ("enabled", "static", "alias")) != enabled:
+        if file_state == "masked" and enabled:
+            commands.append(join("systemctl", "unmask", unit))
+        commands.append(join("systemctl", "enable" if enabled else "disable", unit))
+        reasons.append(f"{file_state or 'unknown'} -> {'enabled' if enabled else 'disabled'}")
+    active = state.get("ActiveState") in ("active", "activating", "reloading")
+    if running is not None and active != running:
+        commands.append(join("systemctl", "start" if running else "stop", unit))
+        reasons.append(f"{state.get('ActiveState')} -> {'running' if running else 'stopped'}")
+    if not commands:
+        return Plan(f"{file_state}, {state.get('ActiveState')}")
+    return Plan(", ".join(reasons), action=" && ".join(commands))
+
+
+def ensure_service(host: Host, unit: str, *, enabled: bool | None = True,
+                   running: bool | None = True, label: str = "") -> Step:
+    """A unit enabled/disabled and running/stopped as asked (None = leave as is)."""
+    def decide(probed: Probed) -> Plan:
+        return plan_service(unit, parse_unit(probed.output), enabled, running)
+
+    return Step(label or f"service {unit}", probe_unit(unit), decide)
+
+
+def ensure_masked(host: Host, unit: str, *, label: str = "") -> Step:
+    """A unit stopped and masked so nothing can start it (e.g. ssh.socket beside ssh.service)."""
+    def decide(probed: Probed) -> Plan:
+        state = parse_unit(probed.output)
+        if (state.get("UnitFileState") == "masked" and state.get("ActiveState") != "active") \
+                or state.get("LoadState") == "not-found":
+            return Plan("masked" if state.get("LoadState") != "not-found" else "not installed")
+        return Plan(f"{state.get('UnitFileState')} -> masked",
+                    action=join("systemctl", "mask", "--now", unit))
+
+    return Step(label or f"masked {unit}", probe_unit(unit), decide)
+
+
+def reload_service(unit: str, name: str = "") -> Handler:
+    """Handler: reload a unit's configuration (``reload-or-restart`` when it cannot reload)."""
+    return Handler(name or f"{unit.removesuffix('.service')}:reload",
+                   join("systemctl", "reload-or-restart", unit))
+
+
+def restart_service(unit: str, name: str = "") -> Handler:
+    """Handler: restart a unit."""
+    return Handler(name or f"{unit.removesuffix('.service')}:restart",
+                   join("systemctl", "restart", unit))
+
+
+def daemon_reload() -> str:
+    """Shell that makes systemd re-read unit files; appended to the writes of unit files."""
+    return "systemctl daemon-reload"

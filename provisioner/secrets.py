@@ -1,0 +1,64 @@
+"""Secret values: resolved from references in the inventory, masked wherever they could be shown.
+
+An inventory never holds a secret in plain text; it holds a reference such as
+``{secret: env:DB_PASSWORD}`` or ``{secret: file:~/.secrets/db}``. The resolved value travels as
+a Secret whose str/repr is masked, and every diff and report passes through ``redact``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+MASK = "***"
+
+
+class Secret:
+    """A string that refuses to print itself."""
+
+    __slots__ = ("_value", "reference")
+
+    def __init__(self, value: str, reference: str = "") -> None:
+        self._value = value
+        self.reference = reference
+
+    def reveal(self) -> str:
+        """The real value, for the one place that needs it (a template, a command's stdin)."""
+        return self._value
+
+    def __str__(self) -> str:
+        return MASK
+
+    def __repr__(self) -> str:
+        return f"Secret({self.reference or MASK})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def resolve_reference(reference: str, base_dir: Path) -> Secret:
+    """Turn ``env:NAME`` or ``file:PATH`` into a Secret; raises ValueError with what is wrong."""
+    kind, _, target = reference.partition(":")
+    if kind == "env":
+        if target not in os.environ:
+            raise ValueError(f"environment variable {target!r} is not set")
+        return Secret(os.environ[target], reference)
+    if kind == "file":
+        path = (base_dir / Path(target).expanduser()).resolve()
+        if not path.is_file():
+            raise ValueError(f"secret file {path} does not exist")
+        return Secret(path.read_text().rstrip("\n"), reference)
+    raise ValueError(f"unknown secret reference {reference!r}; use env:NAME or file:PATH")
+
+
+def redact(text: str, secrets: Iterable[Secret]) -> str:
+    """Replace every secret value that appears in text with the mask."""
+    for secret in secrets:
+        value = secret.reveal()
+        if value:
+            text = text.replace(value, MASK)
+    return text

@@ -1,0 +1,83 @@
+"""Step: one idempotent unit of work, declared as probe -> decide -> act so the engine can batch.
+
+A step never talks to the host itself. It declares a read-only shell snippet (the probe), a pure
+function that turns the probe's output into a Plan (the decision), and the Plan carries the shell
+action that makes the change. The engine sends the probes of many steps in one round trip, calls
+``decide`` on the controller, and sends an action only when a Plan asks for one. That split is
+what lets a no-op run cost one round trip, and what makes check mode safe by construction: check
+mode simply never sends an action.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from provisioner.secrets import Secret
+
+
+@dataclass(frozen=True)
+class Probed:
+    """What a probe printed on stdout and its exit code."""
+
+    output: str
+    exit_code: int = 0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The decision for one step: why, the shell action (None = nothing to do), and a diff."""
+
+    reason: str
+    action: str | None = None
+    diff: str | None = None
+
+    @property
+    def changes(self) -> bool:
+        return self.action is not None
+
+
+class ProbeUnreadable(Exception):
+    """decide() could not read the host's state, e.g. a tool an earlier step installs is absent.
+
+    In check mode after an earlier pending change this is expected and reported as "would change
+    after ..."; otherwise the step fails with this message.
+    """
+
+
+@dataclass(frozen=True)
+class Safeguard:
+    """A change that could cut the operator off (sshd, firewall) and must prove itself.
+
+    Before the first action under it, the engine arms a revert on the host: a timer that fires
+    after ``timeout`` seconds unless disarmed, restoring every file the steps recorded and then
+    running ``undo``. After the role's handlers ran, the engine opens a *new* SSH connection (as
+    ``login_user`` when given, else the inventory's user); if that works it disarms the timer,
+    otherwise it reverts at once. A dead provisioning connection leaves the timer to do it.
+    """
+
+    name: str
+    undo: str
+    timeout: int = 120
+    login_user: str | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    """One idempotent step; see the module docstring for the contract."""
+
+    label: str
+    probe: str
+    decide: Callable[[Probed], Plan]
+    notify: tuple[str, ...] = ()
+    safeguard: Safeguard | None = None
+    secrets: tuple[Secret, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class Handler:
+    """A named action run at most once after a role's steps, only if some step notified it."""
+
+    name: str
+    action: str
+    safeguard: Safeguard | None = None

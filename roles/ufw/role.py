@@ -1,0 +1,55 @@
+"""ufw: deny inbound by default, SSH allowed (rate-limited) before enabling, the inventory's rules.
+
+Implements controls.md §3. Rules the inventory no longer lists are removed. Enabling the firewall
+is guarded: a new SSH connection must succeed afterwards or the firewall is disabled again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from provisioner.errors import RoleError
+from provisioner.host import Host
+from provisioner.ops.apt import ensure_packages
+from provisioner.ops.files import ensure_template
+from provisioner.ops.ufw import Rule, ensure_ufw_enabled, ensure_ufw_rules
+from provisioner.step import Handler, Safeguard, Step
+
+HANDLERS = (
+    Handler("ufw:reload", "if ufw status | grep -q 'Status: active'; then ufw reload; fi"),
+)
+
+
+def steps(host: Host) -> Iterator[Step]:
+    yield ensure_packages(host, host.vars["ufw_packages"])
+    yield ensure_template(host, "/etc/default/ufw", "etc/default/ufw.j2", notify=["ufw:reload"],
+                          label="template /etc/default/ufw [controls §1.8, §1.11.3]")
+    yield ensure_ufw_rules(host, desired_rules(host.vars), label="ufw rules [controls §3.1]")
+    safeguard = Safeguard("ufw", undo="ufw --force disable",
+                          timeout=int(host.vars["ufw_safeguard_timeout"]))
+    yield ensure_ufw_enabled(host, safeguard=safeguard, label="ufw enabled [controls §3.1]")
+
+
+def validate(variables: Mapping[str, Any]) -> None:
+    """Refuse a malformed rule before any host is contacted."""
+    desired_rules(variables)
+
+
+def desired_rules(variables: Mapping[str, Any]) -> list[Rule]:
+    """SSH first (limited, or allowed from the listed networks), then the inventory's rules."""
+    ssh_port = str(variables["ufw_ssh_port"])
+    action = "limit" if variables["ufw_ssh_limit"] else "allow"
+    sources = variables["ufw_ssh_sources"] or ["any"]
+    rules = [Rule(ssh_port, "tcp", str(source), action) for source in sources]
+    for index, entry in enumerate(variables["ufw_rules"]):
+        try:
+            unknown = set(entry) - {"port", "proto", "from", "action"}
+            if unknown:
+                raise ValueError(f"unknown key(s) {', '.join(sorted(unknown))}")
+            rules.append(Rule(str(entry["port"]), entry.get("proto", "tcp"),
+                              str(entry.get("from", "any")), entry.get("action", "allow")))
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise RoleError(f"ufw_rules[{index}] ({entry!r}) is invalid: {error}. Each rule "
+                            "needs port, and may have proto, from, action.") from None
+    return rules
