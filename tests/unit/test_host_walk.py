@@ -1,0 +1,158 @@
+"""The walk over a host's steps, run against a real local shell instead of SSH.
+
+These tests pin down the engine's promises: a converged host costs one round trip, an action is
+followed by fresh probes, check mode never acts, handlers run once and only when notified.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from provisioner.change import Change
+from provisioner.commands import quote
+from provisioner.connection import Result
+from provisioner.facts import Facts
+from provisioner.host import Host
+from provisioner.host_run import HostWalk, RoleSteps
+from provisioner.inventory import HostConfig, SshSettings
+from provisioner.roles import Role
+from provisioner.step import Handler, Plan, Probed, ProbeUnreadable, Step
+
+
+class LocalShell:
+    """Runs each script with the local sh, counting round trips like the SSH connection does."""
+
+    def __init__(self) -> None:
+        self.round_trips = 0
+        self.scripts: list[str] = []
+
+    def run_script(self, script: str, timeout: float | None = None) -> Result:
+        self.round_trips += 1
+        self.scripts.append(script)
+        done = subprocess.run(["sh", "-s"], input=script, capture_output=True, text=True,
+                              check=False)
+        return Result(done.stdout, done.stderr, done.returncode)
+
+
+def marker_step(path: Path, notify: tuple[str, ...] = ()) -> Step:
+    """A step that wants ``path`` to contain 'yes'."""
+    def decide(probed: Probed) -> Plan:
+        if probed.output.strip() == "yes":
+            return Plan("already yes")
+        return Plan("set to yes", action=f"echo yes > {quote(str(path))}")
+
+    return Step(f"marker {path.name}", f"cat {quote(str(path))}", decide, notify)
+
+
+def make_host(check: bool = False) -> Host:
+    settings = SshSettings(None, Path("/dev/null"), False, None, 5, 5, None)
+    config = HostConfig("local", "127.0.0.1", 22, "root", (), ("test",), {}, settings)
+
+    def no_facts() -> Facts:
+        raise AssertionError("facts were not needed")
+
+    return Host(config, {}, no_facts, check=check)
+
+
+def walk(steps: list[Step], check: bool = False, handlers: tuple[Handler, ...] = ()
+         ) -> tuple[list[Change], LocalShell]:
+    role = Role("test", Path("/nonexistent"), {}, {h.name: h for h in handlers},
+                lambda host: steps)
+    shell = LocalShell()
+    changes: list[Change] = []
+    HostWalk(make_host(check), shell, [RoleSteps(role, steps)],  # type: ignore[arg-type]
+             changes.append, lambda label: None).run()
+    return changes, shell
+
+
+def test_converged_host_costs_one_round_trip(tmp_path: Path) -> None:
+    files = [tmp_path / f"f{i}" for i in range(5)]
+    for path in files:
+        path.write_text("yes\n")
+    changes, shell = walk([marker_step(path) for path in files])
+    assert [change.status for change in changes] == ["ok"] * 5
+    assert shell.round_trips == 1
+
+
+def test_action_is_followed_by_fresh_probes_of_later_steps(tmp_path: Path) -> None:
+    target = tmp_path / "shared"
+    changes, shell = walk([marker_step(target), marker_step(target)])
+    assert [change.status for change in changes] == ["changed", "ok"]
+    assert target.read_text() == "yes\n"
+    assert shell.round_trips == 2
+
+
+def test_check_mode_sends_no_action_and_reports_what_would_change(tmp_path: Path) -> None:
+    target = tmp_path / "untouched"
+    changes, shell = walk([marker_step(target)], check=True)
+    assert changes[0].changed and changes[0].reason.startswith("would change")
+    assert not target.exists()
+    assert all("echo yes" not in script for script in shell.scripts)
+
+
+def test_check_mode_step_depending_on_pending_change_says_so(tmp_path: Path) -> None:
+    def needs_tool(probed: Probed) -> Plan:
+        raise ProbeUnreadable("tool not installed")
+
+    dependent = Step("configure tool", "true", needs_tool)
+    changes, _ = walk([marker_step(tmp_path / "pkg"), dependent], check=True)
+    assert changes[1].changed and not changes[1].failed
+    assert "would change after marker pkg" in changes[1].reason
+
+
+def test_unreadable_state_without_pending_change_fails_the_step() -> None:
+    def needs_tool(probed: Probed) -> Plan:
+        raise ProbeUnreadable("tool not installed")
+
+    changes, _ = walk([Step("configure tool", "true", needs_tool)])
+    assert changes[0].failed and "tool not installed" in changes[0].reason
+
+
+def test_handler_runs_once_after_the_role_when_notified_twice(tmp_path: Path) -> None:
+    log = tmp_path / "handler.log"
+    handler = Handler("thing:reload", f"echo ran >> {quote(str(log))}")
+    steps = [marker_step(tmp_path / "a", ("thing:reload",)),
+             marker_step(tmp_path / "b", ("thing:reload",))]
+    changes, _ = walk(steps, handlers=(handler,))
+    assert log.read_text() == "ran\n"
+    assert changes[-1].label == "handler thing:reload" and changes[-1].changed
+
+
+def test_handler_does_not_run_when_nothing_changed(tmp_path: Path) -> None:
+    (tmp_path / "a").write_text("yes\n")
+    log = tmp_path / "handler.log"
+    handler = Handler("thing:reload", f"echo ran >> {quote(str(log))}")
+    changes, _ = walk([marker_step(tmp_path / "a", ("thing:reload",))], handlers=(handler,))
+    assert not log.exists()
+    assert [change.label for change in changes] == ["marker a"]
+
+
+def test_check_mode_reports_notified_handler_without_running_it(tmp_path: Path) -> None:
+    log = tmp_path / "handler.log"
+    handler = Handler("thing:reload", f"echo ran >> {quote(str(log))}")
+    changes, _ = walk([marker_step(tmp_path / "a", ("thing:reload",))], check=True,
+                      handlers=(handler,))
+    assert changes[-1].reason == "would run (notified)"
+    assert not log.exists()
+
+
+def test_failed_action_stops_the_host_with_the_output_tail(tmp_path: Path) -> None:
+    def broken(probed: Probed) -> Plan:
+        return Plan("needs work", action="echo 'disk full' >&2; exit 3")
+
+    changes, _ = walk([Step("broken", "true", broken), marker_step(tmp_path / "never")])
+    assert len(changes) == 1
+    assert changes[0].failed and "disk full" in changes[0].reason and "exit 3" in changes[0].reason
+    assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.parametrize("count", [1, 10, 40])
+def test_round_trips_do_not_grow_with_the_number_of_converged_steps(
+        tmp_path: Path, count: int) -> None:
+    path = tmp_path / "same"
+    path.write_text("yes\n")
+    _, shell = walk([marker_step(path) for _ in range(count)])
+    assert shell.round_trips == 1
