@@ -9,7 +9,7 @@ from typing import Any
 from provisioner.facts import Facts
 from provisioner.inventory import HostConfig
 from provisioner.secrets import Secret
-from provisioner.templates import render_template
+from provisioner.templates import render_template, template_variables
 
 
 class Host:
@@ -46,7 +46,9 @@ class Host:
         """Render one of the current role's templates with the host's variables and facts."""
         if self.template_dir is None:
             raise RuntimeError("render() called outside a role")
-        variables = {**self.vars, "facts": self.facts, "host_name": self.name, **extra}
+        variables = {**self.vars, "host_name": self.name, **extra}
+        if "facts" in template_variables(self.template_dir).get(template, ()):
+            variables["facts"] = self.facts
         return render_template(self.template_dir, template, variables)
 
     @property

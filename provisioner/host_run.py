@@ -36,7 +36,7 @@ class WalkState:
     probed: dict[int, Probed] = field(default_factory=dict)
     notified: list[str] = field(default_factory=list)
     armed: dict[str, Safeguard] = field(default_factory=dict)
-    first_pending: str | None = None
+    last_pending: str | None = None
     failed: bool = False
 
 
@@ -80,7 +80,7 @@ class HostWalk:
             return True
         self.state.notified.extend(n for n in step.notify if n not in self.state.notified)
         if self.host.check:
-            self.state.first_pending = self.state.first_pending or step.label
+            self.state.last_pending = step.label
             self._report(Change.made(step.label, "would change: " + plan.reason,
                                      self._redact(plan.diff)), started)
             return True
@@ -92,8 +92,8 @@ class HostWalk:
         try:
             return step.decide(probed)
         except ProbeUnreadable as error:
-            if self.host.check and self.state.first_pending:
-                return Change.made(step.label, f"would change after {self.state.first_pending}"
+            if self.host.check and self.state.last_pending:
+                return Change.made(step.label, f"would change after {self.state.last_pending}"
                                    f" ({error})")
             return Change.failure(step.label, str(error))
 

@@ -42,7 +42,7 @@ class ConsoleReport:
             line.append(f"{change.status:<8}", style=_STYLES[change.status])
             line.append(f" {change.label}")
             line.append(f"  ({change.reason})", style="dim")
-            self.console.print(line)
+            self.console.print(line, soft_wrap=True)
             if self.show_diff and change.diff:
                 self.console.print(Text(change.diff.rstrip("\n")), style="cyan")
 
