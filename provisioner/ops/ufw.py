@@ -57,9 +57,14 @@ def parse_added_rules(output: str) -> set[str]:
 
 
 def plan_rules(current: set[str], desired: Sequence[Rule]) -> Plan:
-    """Commands that make the user rules exactly the desired set; additions first."""
+    """Commands that make the user rules exactly the desired set; additions first.
+
+    New rules are appended in the inventory's order (ufw matches the first rule that fits, so an
+    unlimited allow for the admin network must come before the rate limit). Rules already present
+    keep their place.
+    """
     wanted = {rule.canonical(): rule for rule in desired}
-    to_add = [wanted[text] for text in sorted(set(wanted) - current)]
+    to_add = [rule for text, rule in wanted.items() if text not in current]
     to_delete = sorted(current - set(wanted))
     if not to_add and not to_delete:
         return Plan(f"{len(wanted)} rules as desired")

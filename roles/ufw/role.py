@@ -37,11 +37,13 @@ def validate(variables: Mapping[str, Any]) -> None:
 
 
 def desired_rules(variables: Mapping[str, Any]) -> list[Rule]:
-    """SSH first (limited, or allowed from the listed networks), then the inventory's rules."""
+    """SSH first (admin networks unlimited, then everyone allowed rate-limited), then the rest."""
     ssh_port = str(variables["ufw_ssh_port"])
     action = "limit" if variables["ufw_ssh_limit"] else "allow"
     sources = variables["ufw_ssh_sources"] or ["any"]
-    rules = [Rule(ssh_port, "tcp", str(source), action) for source in sources]
+    rules = [Rule(ssh_port, "tcp", str(source), "allow")
+             for source in variables["ufw_ssh_unlimited_sources"]]
+    rules += [Rule(ssh_port, "tcp", str(source), action) for source in sources]
     for index, entry in enumerate(variables["ufw_rules"]):
         try:
             unknown = set(entry) - {"port", "proto", "from", "action"}

@@ -1,0 +1,85 @@
+"""Sandbox machines for the integration tests: booted once per session, removed at the end.
+
+Set PROVISIONER_TEST_SUITE=trixie to run the suite against Debian 13 machines, and
+PROVISIONER_KEEP_SANDBOX=1 to leave the machines running for inspection.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from provisioner import sandbox
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SUITE = os.environ.get("PROVISIONER_TEST_SUITE", "bookworm")
+CONTROLLER_ADDRESS = "10.77.0.1"
+
+
+@dataclass(frozen=True)
+class Invocation:
+    exit_code: int
+    output: str
+    report: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """The session's machines and an inventory describing them."""
+
+    target: sandbox.Machine
+    peer: sandbox.Machine
+    inventory: Path
+
+    def invoke(self, *arguments: str, inventory: Path | None = None) -> Invocation:
+        """Run an invoke task like a user would, with a JSON report when it is provision."""
+        report = self.inventory.parent / "report.json"
+        report.unlink(missing_ok=True)
+        command = [sys.executable, "-m", "invoke", *arguments,
+                   "--inventory", str(inventory or self.inventory)]
+        if arguments[0] == "provision":
+            command += ["--report", str(report)]
+        done = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True,
+                              check=False, timeout=1200)
+        data = json.loads(report.read_text()) if report.exists() else {}
+        return Invocation(done.returncode, done.stdout + done.stderr, data)
+
+    def ssh(self, machine: sandbox.Machine, command: str, timeout: int = 60
+            ) -> subprocess.CompletedProcess[str]:
+        """Run a command on a machine as the admin user through the OpenSSH client."""
+        argv = [*sandbox.ssh_argv(machine, "admin"), "-o", "BatchMode=yes",
+                "-o", "ConnectTimeout=10", command]
+        return subprocess.run(argv, capture_output=True, text=True, check=False,
+                              timeout=timeout)
+
+
+def write_test_inventory(machines: list[sandbox.Machine], path: Path) -> None:
+    """The sandbox inventory with the controller exempt from SSH rate limits and bans."""
+    sandbox.write_inventory(machines, path)
+    data = yaml.safe_load(path.read_text())
+    data["defaults"]["vars"].update({
+        "ufw_ssh_unlimited_sources": [CONTROLLER_ADDRESS],
+        "fail2ban_ignoreip": [CONTROLLER_ADDRESS],
+        "ufw_rules": [{"port": 80, "proto": "tcp"}],
+    })
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+@pytest.fixture(scope="session")
+def machines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    booted = sandbox.up(count=2, suite=SUITE, prefix="it", progress=print)
+    by_name = {machine.name: machine for machine in booted}
+    inventory = tmp_path_factory.mktemp("sandbox") / "inventory.yml"
+    write_test_inventory([by_name["it1"], by_name["it2"]], inventory)
+    yield Sandbox(by_name["it1"], by_name["it2"], inventory)
+    if not os.environ.get("PROVISIONER_KEEP_SANDBOX"):
+        sandbox.down(list(by_name))
