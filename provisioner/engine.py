@@ -23,7 +23,6 @@ from provisioner.host import Host
 from provisioner.host_run import HostWalk, RoleSteps
 from provisioner.inventory import HostConfig
 from provisioner.roles import (
-    DEFAULT_ROLE_DIRS,
     Role,
     available_roles,
     load_role,
@@ -46,7 +45,7 @@ class RunOptions:
     diff: bool = False
     parallel: int = 10
     roles: tuple[str, ...] = ()
-    role_dirs: tuple[Path, ...] = DEFAULT_ROLE_DIRS
+    role_dirs: tuple[Path, ...] | None = None
 
 
 @dataclass

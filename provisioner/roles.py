@@ -10,6 +10,7 @@ is a mistake, a declared default of ``null`` marks a variable the inventory must
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -27,7 +28,16 @@ from provisioner.templates import BUILTIN_NAMES, template_variables
 from provisioner.yaml_loader import load_yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_ROLE_DIRS = (PROJECT_ROOT / "roles",)
+
+
+def role_search_path() -> tuple[Path, ...]:
+    """The project's roles/ first, then the directories in $PROVISIONER_ROLES_PATH (':'-separated).
+
+    The extra path is how roles kept outside roles/ (e.g. the benchmark's workload) are run
+    exactly like product roles.
+    """
+    extra = os.environ.get("PROVISIONER_ROLES_PATH", "")
+    return (PROJECT_ROOT / "roles", *(Path(part).resolve() for part in extra.split(":") if part))
 
 
 @dataclass(frozen=True)
@@ -48,10 +58,10 @@ class Role:
         return self.path / "spec.py"
 
 
-def available_roles(role_dirs: Sequence[Path] = DEFAULT_ROLE_DIRS) -> dict[str, Path]:
-    """Role name -> directory, for every directory holding a role.py."""
+def available_roles(role_dirs: Sequence[Path] | None = None) -> dict[str, Path]:
+    """Role name -> directory, for every directory holding a role.py (first one found wins)."""
     found: dict[str, Path] = {}
-    for directory in role_dirs:
+    for directory in role_dirs if role_dirs is not None else role_search_path():
         for candidate in sorted(directory.glob("*/role.py")):
             found.setdefault(candidate.parent.name, candidate.parent)
     return found
