@@ -13,9 +13,11 @@ from dataclasses import dataclass
 
 from provisioner.commands import join
 from provisioner.host import Host
+from provisioner.ops.files import safeguard_save
 from provisioner.step import Plan, Probed, ProbeUnreadable, Safeguard, Step
 
 ACTIONS = ("allow", "limit", "deny", "reject")
+RULE_FILES = ("/etc/ufw/user.rules", "/etc/ufw/user6.rules")
 PROTOCOLS = ("tcp", "udp", "any")
 
 
@@ -51,38 +53,49 @@ class Rule:
         return "ufw " + " ".join(self.arguments())
 
 
-def parse_added_rules(output: str) -> set[str]:
-    """The user rules from ``ufw show added`` as canonical command strings."""
-    return {line.strip() for line in output.splitlines() if line.startswith("ufw ")}
+def parse_added_rules(output: str) -> list[str]:
+    """The user rules from ``ufw show added`` as canonical command strings, in rule order."""
+    return [line.strip() for line in output.splitlines() if line.startswith("ufw ")]
 
 
-def plan_rules(current: set[str], desired: Sequence[Rule]) -> Plan:
-    """Commands that make the user rules exactly the desired set; additions first.
+def plan_rules(current: Sequence[str], desired: Sequence[Rule], save: str = "") -> Plan:
+    """Commands that make the user rules exactly the desired list, in the desired order.
 
-    New rules are appended in the inventory's order (ufw matches the first rule that fits, so an
-    unlimited allow for the admin network must come before the rate limit). Rules already present
-    keep their place.
+    Order matters: ufw applies the first rule that matches, so an unlimited allow for the admin
+    network must precede the SSH rate limit. The rules that already form the start of the desired
+    list stay; everything after that is deleted and the rest appended in order. Established
+    connections (the provisioning session) are untouched by the brief rebuild, and the step is
+    under a safeguard that restores the previous rules if a new connection fails afterwards.
     """
-    wanted = {rule.canonical(): rule for rule in desired}
-    to_add = [rule for text, rule in wanted.items() if text not in current]
-    to_delete = sorted(current - set(wanted))
-    if not to_add and not to_delete:
+    wanted = [rule.canonical() for rule in desired]
+    if list(current) == wanted:
         return Plan(f"{len(wanted)} rules as desired")
-    commands = [join("ufw", *rule.arguments()) for rule in to_add]
-    commands += [join("ufw", "delete", *text.split()[1:]) for text in to_delete]
-    reasons = [f"add {rule.canonical()[4:]}" for rule in to_add]
-    reasons += [f"remove {text[4:]}" for text in to_delete]
-    return Plan("; ".join(reasons), action=" && ".join(commands))
+    keep = 0
+    while keep < min(len(current), len(wanted)) and current[keep] == wanted[keep]:
+        keep += 1
+    to_delete, to_add = current[keep:], desired[keep:]
+    commands = [join("ufw", "delete", *text.split()[1:]) for text in to_delete]
+    commands += [join("ufw", *rule.arguments()) for rule in to_add]
+    reasons = [f"add {rule.canonical()[4:]}" for rule in to_add
+               if rule.canonical() not in current]
+    reasons += [f"remove {text[4:]}" for text in to_delete if text not in wanted]
+    if not reasons:
+        reasons = ["reorder rules"]
+    return Plan("; ".join(reasons), action=save + " && ".join(commands))
 
 
-def ensure_ufw_rules(host: Host, rules: Sequence[Rule], *, label: str = "") -> Step:
-    """UFW's user rules equal to ``rules``: missing ones added, unlisted ones removed."""
+def ensure_ufw_rules(host: Host, rules: Sequence[Rule], *, safeguard: Safeguard | None = None,
+                     label: str = "") -> Step:
+    """UFW's user rules equal to ``rules`` in this order; unlisted ones removed."""
+    save = "".join(safeguard_save(safeguard.name, path) for path in RULE_FILES) \
+        if safeguard else ""
+
     def decide(probed: Probed) -> Plan:
         if probed.exit_code != 0 or "Added user rules" not in probed.output:
             raise ProbeUnreadable("ufw is not installed or cannot list its rules")
-        return plan_rules(parse_added_rules(probed.output), rules)
+        return plan_rules(parse_added_rules(probed.output), rules, save)
 
-    return Step(label or "ufw rules", "ufw show added", decide)
+    return Step(label or "ufw rules", "ufw show added", decide, safeguard=safeguard)
 
 
 def ensure_ufw_enabled(host: Host, *, safeguard: Safeguard, label: str = "") -> Step:

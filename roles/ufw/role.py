@@ -25,10 +25,12 @@ def steps(host: Host) -> Iterator[Step]:
     yield ensure_packages(host, host.vars["ufw_packages"])
     yield ensure_template(host, "/etc/default/ufw", "etc/default/ufw.j2", notify=["ufw:reload"],
                           label="template /etc/default/ufw [controls §1.8, §1.11.3]")
-    yield ensure_ufw_rules(host, desired_rules(host.vars), label="ufw rules [controls §3.1]")
-    safeguard = Safeguard("ufw", undo="ufw --force disable",
-                          timeout=int(host.vars["ufw_safeguard_timeout"]))
-    yield ensure_ufw_enabled(host, safeguard=safeguard, label="ufw enabled [controls §3.1]")
+    timeout = int(host.vars["ufw_safeguard_timeout"])
+    rules_guard = Safeguard("ufw-rules", undo="ufw reload", timeout=timeout)
+    yield ensure_ufw_rules(host, desired_rules(host.vars), safeguard=rules_guard,
+                           label="ufw rules [controls §3.1]")
+    enable_guard = Safeguard("ufw", undo="ufw --force disable", timeout=timeout)
+    yield ensure_ufw_enabled(host, safeguard=enable_guard, label="ufw enabled [controls §3.1]")
 
 
 def validate(variables: Mapping[str, Any]) -> None:
