@@ -10,6 +10,7 @@ channel with stdin closed after sending, because fabric's in_stream waits ~28 s 
 from __future__ import annotations
 
 import select
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,6 +132,8 @@ def _open(config: HostConfig) -> FabricConnection:
         connect_kwargs.update(key_filename=[str(settings.identity_file)], look_for_keys=False)
     fabric_config = Config(overrides={"load_ssh_configs": False})
     gateway = _gateway(config, fabric_config) if settings.jump_host else None
+    if gateway is None:
+        connect_kwargs["sock"] = _tcp_socket(config)
     connection = FabricConnection(
         config.address, user=config.user, port=config.port, config=fabric_config,
         connect_timeout=int(settings.connect_timeout), connect_kwargs=connect_kwargs,
@@ -148,6 +151,23 @@ def _open(config: HostConfig) -> FabricConnection:
                            f"{error}. Check that the host is up, the address and port in the "
                            "inventory are right, and no firewall is in the way.") from None
     return connection
+
+
+def _tcp_socket(config: HostConfig) -> socket.socket:
+    """A TCP connection with Nagle's algorithm off.
+
+    Every SSH request is a small packet that waits for an answer; with Nagle on, each one can sit
+    out the peer's delayed ACK (about 40 ms here), which made every round trip ~5x slower.
+    """
+    try:
+        sock = socket.create_connection((config.address, config.port),
+                                        timeout=config.ssh.connect_timeout)
+    except OSError as error:
+        raise ConnectError(f"Cannot reach {config.name} at {config.address}:{config.port}: "
+                           f"{error}. Check that the host is up, the address and port in the "
+                           "inventory are right, and no firewall is in the way.") from None
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
 
 
 def _pin_host_keys(client: paramiko.SSHClient, known_hosts: Path, trust_first: bool) -> None:
