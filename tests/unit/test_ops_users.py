@@ -1,0 +1,151 @@
+"""Users, authorized keys and sudoers drop-ins."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from provisioner.facts import Facts
+from provisioner.host import Host
+from provisioner.inventory import HostConfig, SshSettings
+from provisioner.ops.files import DesiredFile, write_file_action
+from provisioner.ops.users import (
+    UserState,
+    ensure_authorized_keys,
+    ensure_sudoers,
+    ensure_user,
+    parse_user,
+    plan_user,
+    probe_user,
+)
+from provisioner.step import Probed
+
+ADMIN = "admin:x:1000:1000:Admin,,,:/home/admin:/bin/bash\nadmin sudo adm\n"
+
+
+def make_host() -> Host:
+    ssh = SshSettings(identity_file=None, known_hosts=Path("/dev/null"), trust_on_first_use=False,
+                      jump_host=None, connect_timeout=10.0, command_timeout=60.0,
+                      sudo_password=None)
+    config = HostConfig("web1", "192.0.2.10", 22, "root", (), (), {}, ssh)
+    facts = Facts("debian", "12", "bookworm", (), 2, 2 << 30, (), "systemd", "kvm", "web1",
+                  "6.1.0-28-amd64", "amd64", False, (9, 2))
+    return Host(config, {}, gather_facts=lambda: facts)
+
+
+# --- parse_user -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        (ADMIN, UserState("/bin/bash", "/home/admin", frozenset({"admin", "sudo", "adm"}))),
+        ("deploy:x:1001:1001::/srv/deploy:/usr/sbin/nologin\n",
+         UserState("/usr/sbin/nologin", "/srv/deploy", frozenset())),
+        ("", None),
+    ],
+    ids=["with-groups", "without-groups-line", "absent"],
+)
+def test_parse_user(output: str, expected: UserState | None) -> None:
+    assert parse_user(output) == expected
+
+
+def test_probe_user_runs_read_only_for_root() -> None:
+    completed = subprocess.run(["sh", "-c", probe_user("root")], capture_output=True, text=True,
+                               timeout=30, check=False)
+
+    parsed = parse_user(completed.stdout)
+
+    assert parsed is not None
+    assert (parsed.home, "root" in parsed.groups) == ("/root", True)
+
+
+def test_probe_user_of_a_missing_user_parses_as_absent() -> None:
+    completed = subprocess.run(["sh", "-c", probe_user("no-such-user-xyz")], capture_output=True,
+                               text=True, timeout=30, check=False)
+
+    assert parse_user(completed.stdout) is None
+
+
+# --- plan_user --------------------------------------------------------------------------------
+
+CURRENT = UserState("/bin/bash", "/home/admin", frozenset({"admin", "sudo", "adm"}))
+
+
+@pytest.mark.parametrize(
+    ("current", "shell", "groups", "reason", "action"),
+    [
+        (None, "/bin/bash", ["sudo"], "created",
+         "useradd --create-home --home-dir /home/admin --shell /bin/bash --user-group "
+         "--groups sudo admin"),
+        (None, "/bin/bash", [], "created",
+         "useradd --create-home --home-dir /home/admin --shell /bin/bash --user-group admin"),
+        (CURRENT, "/bin/bash", ["sudo"], "already as desired", None),
+        (CURRENT, "/bin/bash", [], "already as desired", None),
+        (CURRENT, "/bin/zsh", ["sudo"], "shell /bin/bash -> /bin/zsh",
+         "usermod --shell /bin/zsh admin"),
+        (CURRENT, "/bin/bash", ["sudo", "docker", "ssh-users"],
+         "added to docker, ssh-users", "usermod --append --groups docker,ssh-users admin"),
+        (CURRENT, "/bin/sh", ["docker"], "shell /bin/bash -> /bin/sh, added to docker",
+         "usermod --shell /bin/sh --append --groups docker admin"),
+    ],
+    ids=["create-with-groups", "create", "converged", "extra-groups-kept", "shell-differs",
+         "missing-groups-appended", "shell-and-groups"],
+)
+def test_plan_user(current: UserState | None, shell: str, groups: list[str], reason: str,
+                   action: str | None) -> None:
+    plan = plan_user("admin", current, shell, "/home/admin", groups)
+
+    assert (plan.reason, plan.action) == (reason, action)
+
+
+def test_ensure_user_decides_from_the_recorded_probe() -> None:
+    step = ensure_user(make_host(), "admin", groups=["sudo"])
+
+    assert step.decide(Probed(ADMIN)).action is None
+
+
+def test_ensure_user_home_defaults_under_home() -> None:
+    step = ensure_user(make_host(), "deploy")
+
+    plan = step.decide(Probed("", exit_code=2))
+
+    assert "--home-dir /home/deploy" in (plan.action or "")
+
+
+# --- authorized keys --------------------------------------------------------------------------
+
+
+def test_authorized_keys_are_a_private_directory_then_a_private_file() -> None:
+    keys = ["ssh-ed25519 AAAA one@example.org  ", "ssh-ed25519 BBBB two@example.org"]
+
+    directory, key_file = ensure_authorized_keys(make_host(), "admin", keys)
+
+    assert directory.decide(Probed("absent\n")).action == (
+        "mkdir -p /home/admin/.ssh && chown admin:admin /home/admin/.ssh && "
+        "chmod 0700 /home/admin/.ssh")
+    assert key_file.decide(Probed("absent\n")).action == write_file_action(DesiredFile(
+        "/home/admin/.ssh/authorized_keys",
+        b"ssh-ed25519 AAAA one@example.org\nssh-ed25519 BBBB two@example.org\n",
+        "admin", "admin", 0o600))
+
+
+# --- sudoers ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["admin.conf", "admin~", "90.admin"])
+def test_ensure_sudoers_refuses_a_name_sudo_would_ignore(name: str) -> None:
+    with pytest.raises(ValueError, match="would be ignored by sudo"):
+        ensure_sudoers(make_host(), name, "admin ALL=(ALL) ALL\n")
+
+
+def test_ensure_sudoers_validates_with_visudo_and_is_read_only_for_root() -> None:
+    step = ensure_sudoers(make_host(), "90-admin", "admin ALL=(ALL) ALL\n")
+
+    plan = step.decide(Probed("absent\n"))
+
+    assert plan.action == write_file_action(DesiredFile(
+        "/etc/sudoers.d/90-admin", b"admin ALL=(ALL) ALL\n", mode=0o440,
+        validate="visudo -cqf %s"))

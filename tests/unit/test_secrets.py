@@ -1,0 +1,86 @@
+"""Secrets: resolved from references, masked wherever they could be shown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from provisioner.secrets import MASK, Secret, redact, resolve_reference
+
+
+def test_secret_prints_as_the_mask() -> None:
+    secret = Secret("hunter2", "env:DB_PASSWORD")
+
+    assert (str(secret), f"{secret}", MASK) == ("***", "***", "***")
+
+
+def test_secret_repr_shows_the_reference_not_the_value() -> None:
+    assert repr(Secret("hunter2", "env:DB_PASSWORD")) == "Secret(env:DB_PASSWORD)"
+
+
+def test_secret_repr_without_reference_is_masked() -> None:
+    assert repr(Secret("hunter2")) == "Secret(***)"
+
+
+def test_secret_reveals_its_value_on_request() -> None:
+    assert Secret("hunter2").reveal() == "hunter2"
+
+
+def test_secrets_compare_by_value() -> None:
+    assert (Secret("a", "env:X") == Secret("a", "env:Y"), Secret("a") == "a") == (True, False)
+
+
+def test_env_reference_resolves_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROVISIONER_TEST_SECRET", "from-env")
+
+    secret = resolve_reference("env:PROVISIONER_TEST_SECRET", Path("/nowhere"))
+
+    assert (secret.reveal(), secret.reference) == ("from-env", "env:PROVISIONER_TEST_SECRET")
+
+
+def test_env_reference_to_an_unset_variable_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PROVISIONER_TEST_UNSET", raising=False)
+
+    with pytest.raises(ValueError, match="environment variable 'PROVISIONER_TEST_UNSET' is not"):
+        resolve_reference("env:PROVISIONER_TEST_UNSET", Path("/nowhere"))
+
+
+def test_file_reference_is_read_relative_to_the_base_without_final_newline(
+        tmp_path: Path) -> None:
+    (tmp_path / "db").write_text("from-file\n")
+
+    assert resolve_reference("file:db", tmp_path).reveal() == "from-file"
+
+
+def test_file_reference_to_a_missing_file_names_its_resolved_path(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=f"secret file {tmp_path / 'missing'} does not exist"):
+        resolve_reference("file:missing", tmp_path)
+
+
+@pytest.mark.parametrize("reference", ["vault:db", "DB_PASSWORD", ""])
+def test_unknown_reference_kind_is_refused(reference: str) -> None:
+    with pytest.raises(ValueError, match="use env:NAME or file:PATH"):
+        resolve_reference(reference, Path("/nowhere"))
+
+
+@pytest.mark.parametrize(
+    ("text", "secrets", "expected"),
+    [
+        ("password=hunter2\n", [Secret("hunter2")], "password=***\n"),
+        ("a=hunter2 b=hunter2", [Secret("hunter2")], "a=*** b=***"),
+        ("a=one b=two", [Secret("one"), Secret("two")], "a=*** b=***"),
+        ("nothing to hide", [Secret("hunter2")], "nothing to hide"),
+        ("empty secret stays", [Secret("")], "empty secret stays"),
+    ],
+    ids=["once", "every-occurrence", "several-secrets", "absent", "empty-value"],
+)
+def test_redact(text: str, secrets: list[Secret], expected: str) -> None:
+    assert redact(text, secrets) == expected
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: secrets.redact replaces secrets in the order given, "
+                   "so when one secret is a prefix of another the longer one's tail leaks "
+                   "('***extra')")
+def test_redact_hides_all_of_a_secret_that_contains_another() -> None:
+    assert redact("pw=hunter2extra", [Secret("hunter2"), Secret("hunter2extra")]) == "pw=***"
