@@ -46,10 +46,13 @@ def unified_diff(path: str, before: bytes | None, after: bytes) -> str:
         limit = MAX_DIFF_BYTES // 1024
         return f"--- {path}\n+++ {path}\n(content larger than {limit} KiB, not shown)\n"
     try:
+        if b"\x00" in (before or b"") or b"\x00" in after:
+            raise UnicodeDecodeError("utf-8", b"", 0, 1, "NUL byte")
         old = (before or b"").decode("utf-8").splitlines(keepends=True)
         new = after.decode("utf-8").splitlines(keepends=True)
     except UnicodeDecodeError:
         return f"--- {path}\n+++ {path}\n(binary content, not shown)\n"
     from_name = f"{path} (current)" if before is not None else "/dev/null"
     lines = difflib.unified_diff(old, new, from_name, f"{path} (desired)")
-    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+    return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
+                   for line in lines)

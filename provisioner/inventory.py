@@ -61,7 +61,7 @@ class SshFile(_Strict):
 
 class DefaultsFile(_Strict):
     user: str = "root"
-    port: int = Field(default=22, ge=1, le=65535)
+    port: int = Field(default=22, ge=1, le=65535, strict=True)
     ssh: SshFile = SshFile()
     vars: dict[str, Any] = {}
 
@@ -73,7 +73,7 @@ class GroupFile(_Strict):
 
 class HostFile(_Strict):
     address: str
-    port: int | None = Field(default=None, ge=1, le=65535)
+    port: int | None = Field(default=None, ge=1, le=65535, strict=True)
     user: str | None = None
     groups: list[str] = []
     roles: list[str] = []
@@ -213,32 +213,38 @@ def _check_role_names(path: Path, key: str, names: list[str], known: set[str]) -
 
 def _host_config(path: Path, name: str, entry: HostFile, parsed: InventoryFile,
                  cli_vars: dict[str, Any]) -> HostConfig:
-    layers = [parsed.defaults.vars, *(parsed.groups[g].vars for g in entry.groups), entry.vars,
-              cli_vars]
+    layers = [("defaults.vars", parsed.defaults.vars),
+              *((f"groups.{g}.vars", parsed.groups[g].vars) for g in entry.groups),
+              (f"hosts.{name}.vars", entry.vars), ("--set", cli_vars)]
     merged: dict[str, Any] = {}
-    for layer in layers:
-        merged.update(layer)
+    for key, layer in layers:
+        merged.update(_resolve_secrets(path, key, layer))
     group_roles = [role for g in entry.groups for role in parsed.groups[g].roles]
     roles = tuple(dict.fromkeys(group_roles + entry.roles))
     return HostConfig(
         name=name, address=entry.address, port=entry.port or parsed.defaults.port,
         user=entry.user or parsed.defaults.user, groups=tuple(entry.groups), roles=roles,
-        vars=_resolve_secrets(path, f"hosts.{name}.vars", merged),
+        vars=merged,
         ssh=_ssh_settings(path, name, parsed.defaults.ssh, entry.ssh),
     )
 
 
 def _resolve_secrets(path: Path, key: str, values: dict[str, Any]) -> dict[str, Any]:
-    resolved: dict[str, Any] = {}
-    for var, value in values.items():
-        if isinstance(value, dict) and set(value) == {"secret"}:
-            try:
-                resolved[var] = resolve_reference(str(value["secret"]), path.parent)
-            except ValueError as error:
-                raise InventoryError(str(path), f"{key}.{var}", f"{error}.") from None
-        else:
-            resolved[var] = value
-    return resolved
+    return {var: _resolve_value(path, f"{key}.{var}", value) for var, value in values.items()}
+
+
+def _resolve_value(path: Path, key: str, value: Any) -> Any:
+    """Secret references anywhere in a value (lists and mappings too) become Secrets."""
+    if isinstance(value, dict) and set(value) == {"secret"}:
+        try:
+            return resolve_reference(str(value["secret"]), path.parent)
+        except ValueError as error:
+            raise InventoryError(str(path), key, f"{error}.") from None
+    if isinstance(value, dict):
+        return {item: _resolve_value(path, f"{key}.{item}", inner) for item, inner in value.items()}
+    if isinstance(value, list):
+        return [_resolve_value(path, f"{key}[{i}]", inner) for i, inner in enumerate(value)]
+    return value
 
 
 def _ssh_settings(path: Path, host: str, defaults: SshFile, own: SshFile) -> SshSettings:

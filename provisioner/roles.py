@@ -134,6 +134,10 @@ def _check_declared(role: Role, inventory_vars: Mapping[str, Any], origin: str) 
 def _check_values(role: Role, merged: Mapping[str, Any], origin: str) -> None:
     for key, default in role.defaults.items():
         value = merged.get(key)
+        if value is None and default is not None:
+            raise RoleError(f"{origin}: variable {key!r} is set to nothing (an empty YAML value?);"
+                            f" give it a value like its default in {role.path / 'defaults.yml'} "
+                            f"({default!r}) or remove it.")
         if value is None:
             if default is None:
                 raise RoleError(f"{origin}: role {role.name!r} needs variable {key!r}, which is "

@@ -56,9 +56,15 @@ def resolve_reference(reference: str, base_dir: Path) -> Secret:
 
 
 def redact(text: str, secrets: Iterable[Secret]) -> str:
-    """Replace every secret value that appears in text with the mask."""
-    for secret in secrets:
-        value = secret.reveal()
+    """Replace every secret value that appears in text with the mask.
+
+    Longer values go first so one secret containing another never leaks its tail, and each line
+    of a multi-line secret (a private key) is masked on its own, since a diff splits it by lines.
+    """
+    values = {secret.reveal() for secret in secrets}
+    values |= {line for value in values if "\n" in value
+               for line in value.splitlines() if len(line.strip()) >= 4}
+    for value in sorted(values, key=len, reverse=True):
         if value:
             text = text.replace(value, MASK)
     return text

@@ -40,7 +40,7 @@ def parse_packages(output: str) -> PackageState:
             age = int(line.split()[1])
         elif "\t" in line:
             name, status = line.split("\t", 1)
-            if status.startswith("ii"):
+            if status[1:2] == "i":  # ii, hi (held): unpacked and configured
                 installed.add(name.split(":")[0])
     return PackageState(frozenset(installed), age)
 

@@ -9,7 +9,7 @@ from provisioner.host import Host
 from provisioner.ops.files import ensure_file
 from provisioner.step import Step
 
-_RUN_PARTS_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+_RUN_PARTS_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def render_cron_file(jobs: Sequence[str], environment: Mapping[str, str], header: str) -> str:
@@ -22,7 +22,7 @@ def ensure_cron_file(host: Host, name: str, jobs: Sequence[str], *,
                      environment: Mapping[str, str] | None = None,
                      header: str = "Managed by provisioner", label: str = "") -> Step:
     """/etc/cron.d/<name> with these job lines (``m h dom mon dow user command``)."""
-    if not _RUN_PARTS_NAME.match(name):
+    if not _RUN_PARTS_NAME.fullmatch(name):
         raise ValueError(f"cron.d file name {name!r} would be silently ignored by cron: use only "
                          "letters, digits, '_' and '-' (controls.md §10)")
     content = render_cron_file(jobs, environment or {}, header)

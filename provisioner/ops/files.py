@@ -47,7 +47,7 @@ class DesiredFile:
 def probe_path(path: str, with_content: bool = False) -> str:
     """Read-only shell printing ``kind|owner|group|mode|sha256`` (+ base64 content) or absent."""
     target = quote(path)
-    content = f"; base64 -w0 {target}" if with_content else ""
+    content = f"; printf 'content:'; base64 -w0 {target}" if with_content else ""
     return (f"if [ -e {target} ]; then printf '%s|' \"$(stat -c '%F|%U|%G|%a' {target})\"; "
             f"if [ -f {target} ]; then sha256sum {target} | cut -d' ' -f1{content}; "
             f"else echo; fi; else echo absent; fi")
@@ -58,7 +58,9 @@ def parse_path_state(output: str) -> FileState | None:
     if not lines[0] or lines[0] == "absent":
         return None
     kind, owner, group, mode, sha = lines[0].split("|")
-    content = base64.b64decode(lines[1]) if len(lines) > 1 and lines[1] else None
+    content = None
+    if len(lines) > 1 and lines[1].startswith("content:"):
+        content = base64.b64decode(lines[1].removeprefix("content:"))
     return FileState(kind, owner, group, int(mode, 8), sha, content)
 
 
@@ -111,8 +113,9 @@ def write_file_action(desired: DesiredFile) -> str:
     validate = ""
     if desired.validate:
         command = desired.validate.replace("%s", '"$tmp"')
-        validate = (f'if ! out=$({command} 2>&1); then echo "validation failed ({desired.validate})'
-                    f': $out" >&2; exit 1; fi\n')
+        message = quote(f"validation failed ({desired.validate}): ")
+        validate = (f'if ! out=$({command} 2>&1); then printf "%s%s\\n" {message} "$out" >&2; '
+                    'exit 1; fi\n')
     return (f"set -e\ntmp=$(mktemp {directory}/.provisioner-XXXXXX)\n"
             f"trap 'rm -f \"$tmp\"' EXIT\n"
             f"{write_bytes_command(desired.content or b'', chr(34) + '$tmp' + chr(34))}\n"
@@ -228,6 +231,9 @@ def ensure_line(host: Host, path: str, line: str, *, pattern: str | None = None,
 
     def decide(probed: Probed) -> Plan:
         current = parse_path_state(probed.output)
+        if current is not None and current.kind not in ("regular file", "regular empty file"):
+            return Plan(f"{path} is a {current.kind}, refusing to edit it",
+                        action=f"echo {quote(path + ' is not a regular file')} >&2; exit 1")
         old = current.content.decode() if current and current.content is not None else None
         new = plan_line(old, line, pattern)
         if new is None:

@@ -33,7 +33,7 @@ def probe_runtime(keys: Sequence[str]) -> str:
 
 def plan_runtime(output: str, settings: Mapping[str, str | int]) -> Plan:
     """``sysctl -w`` for every writable key whose running value differs; pure."""
-    to_set, skipped = [], []
+    to_set, skipped, absent = [], [], []
     for line in output.splitlines():
         key, status, value = [*line.split("\t"), "", ""][:3]
         wanted = " ".join(str(settings.get(key, "")).split())
@@ -41,13 +41,22 @@ def plan_runtime(output: str, settings: Mapping[str, str | int]) -> Plan:
             continue
         if status == "w":
             to_set.append(f"{key}={settings[key]}")
-        else:
+        elif status == "r":
             skipped.append(key)
-    note = f" ({len(skipped)} read-only here: {', '.join(skipped[:3])}...)" if skipped else ""
+        else:
+            absent.append(key)
+    note = _note("read-only here", skipped) + _note("not in this kernel", absent)
     if not to_set:
         return Plan("running values match" + note)
     return Plan(f"set {len(to_set)} running value(s): {', '.join(to_set[:4])}" + note,
                 action=join("sysctl", "-q", "-w", *to_set))
+
+
+def _note(what: str, keys: list[str]) -> str:
+    if not keys:
+        return ""
+    more = ", ..." if len(keys) > 3 else ""
+    return f" ({len(keys)} {what}: {', '.join(keys[:3])}{more})"
 
 
 def ensure_sysctl(host: Host, path: str, settings: Mapping[str, str | int], *,

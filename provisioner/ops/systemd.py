@@ -27,7 +27,9 @@ def plan_service(unit: str, state: dict[str, str], enabled: bool | None,
         raise ProbeUnreadable(f"unit {unit} does not exist on the host")
     commands, reasons = [], []
     file_state = state.get("UnitFileState", "")
-    if enabled is not None and (file_state in ("enabled", "static", "alias")) != enabled:
+    # static/alias/indirect units have no install state of their own to switch
+    switchable = file_state not in ("static", "alias", "indirect", "generated", "transient")
+    if enabled is not None and switchable and (file_state == "enabled") != enabled:
         if file_state == "masked" and enabled:
             commands.append(join("systemctl", "unmask", unit))
         commands.append(join("systemctl", "enable" if enabled else "disable", unit))

@@ -1,13 +1,15 @@
 """UFW: the rule set equal to the inventory's (extra rules removed), and the firewall enabled.
 
 Rules are compared as the canonical commands ``ufw show added`` prints, so a converged firewall
-reads as one probe. New rules are added before stale ones are deleted, so the SSH rule is never
-briefly missing; enabling is a Safeguard step, proven by a new SSH connection.
+reads as one probe. Rule order is kept (ufw uses the first rule that matches). Changing rules and
+enabling the firewall are both Safeguard steps: a new SSH connection must work afterwards or the
+previous rules (or the disabled firewall) come back.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -36,9 +38,9 @@ class Rule:
         if self.proto not in PROTOCOLS:
             raise ValueError(f"ufw proto {self.proto!r} is not one of {', '.join(PROTOCOLS)}")
         if self.source != "any":
-            ipaddress.ip_network(self.source, strict=False)
-        low, _, high = str(self.port).partition(":")
-        if not low.isdigit() or (high and not high.isdigit()) or not 0 < int(low) < 65536:
+            object.__setattr__(self, "source", normalized_source(self.source))
+        ends = str(self.port).split(":")
+        if len(ends) > 2 or not all(end.isdigit() and 0 < int(end) < 65536 for end in ends):
             raise ValueError(f"ufw port {self.port!r} is not a port or a range like 6000:6010")
 
     def arguments(self) -> list[str]:
@@ -51,6 +53,17 @@ class Rule:
 
     def canonical(self) -> str:
         return "ufw " + " ".join(self.arguments())
+
+
+def normalized_source(source: str) -> str:
+    """The source as ufw stores it: host bits cleared, a single address without its /32 or /128.
+
+    Comparing the inventory's spelling with ufw's would otherwise rebuild the rule every run.
+    """
+    network = ipaddress.ip_network(source, strict=False)
+    if network.prefixlen == network.max_prefixlen:
+        return str(network.network_address)
+    return str(network)
 
 
 def parse_added_rules(output: str) -> list[str]:
@@ -74,7 +87,7 @@ def plan_rules(current: Sequence[str], desired: Sequence[Rule], save: str = "") 
     while keep < min(len(current), len(wanted)) and current[keep] == wanted[keep]:
         keep += 1
     to_delete, to_add = current[keep:], desired[keep:]
-    commands = [join("ufw", "delete", *text.split()[1:]) for text in to_delete]
+    commands = [join("ufw", "delete", *shlex.split(text)[1:]) for text in to_delete]
     commands += [join("ufw", *rule.arguments()) for rule in to_add]
     reasons = [f"add {rule.canonical()[4:]}" for rule in to_add
                if rule.canonical() not in current]

@@ -40,20 +40,33 @@ def validate(variables: Mapping[str, Any]) -> None:
 
 def desired_rules(variables: Mapping[str, Any]) -> list[Rule]:
     """SSH first (admin networks unlimited, then everyone allowed rate-limited), then the rest."""
-    ssh_port = str(variables["ufw_ssh_port"])
-    action = "limit" if variables["ufw_ssh_limit"] else "allow"
-    sources = variables["ufw_ssh_sources"] or ["any"]
-    rules = [Rule(ssh_port, "tcp", str(source), "allow")
-             for source in variables["ufw_ssh_unlimited_sources"]]
-    rules += [Rule(ssh_port, "tcp", str(source), action) for source in sources]
+    try:
+        rules = _ssh_rules(variables)
+    except (ValueError, TypeError) as error:
+        raise RoleError(f"the SSH firewall variables are invalid: {error}. ufw_ssh_port must be "
+                        "a port, ufw_ssh_sources and ufw_ssh_unlimited_sources lists of "
+                        "addresses or networks.") from None
     for index, entry in enumerate(variables["ufw_rules"]):
         try:
-            unknown = set(entry) - {"port", "proto", "from", "action"}
-            if unknown:
-                raise ValueError(f"unknown key(s) {', '.join(sorted(unknown))}")
-            rules.append(Rule(str(entry["port"]), entry.get("proto", "tcp"),
-                              str(entry.get("from", "any")), entry.get("action", "allow")))
+            rules.append(_inventory_rule(entry))
         except (ValueError, KeyError, TypeError, AttributeError) as error:
             raise RoleError(f"ufw_rules[{index}] ({entry!r}) is invalid: {error}. Each rule "
                             "needs port, and may have proto, from, action.") from None
     return rules
+
+
+def _ssh_rules(variables: Mapping[str, Any]) -> list[Rule]:
+    port = str(variables["ufw_ssh_port"])
+    action = "limit" if variables["ufw_ssh_limit"] else "allow"
+    rules = [Rule(port, "tcp", str(source), "allow")
+             for source in variables["ufw_ssh_unlimited_sources"]]
+    return rules + [Rule(port, "tcp", str(source), action)
+                    for source in variables["ufw_ssh_sources"] or ["any"]]
+
+
+def _inventory_rule(entry: Mapping[str, Any]) -> Rule:
+    unknown = set(entry) - {"port", "proto", "from", "action"}
+    if unknown:
+        raise ValueError(f"unknown key(s) {', '.join(sorted(unknown))}")
+    return Rule(str(entry["port"]), entry.get("proto", "tcp"), str(entry.get("from", "any")),
+                entry.get("action", "allow"))

@@ -25,7 +25,8 @@ def test_diff_of_identical_content_is_empty() -> None:
 def test_diff_lines_without_final_newline_still_end_in_one() -> None:
     diff = unified_diff("/etc/motd", b"old", b"new")
 
-    assert diff.endswith("-old\n+new\n")
+    assert diff.endswith("-old\n\\ No newline at end of file\n+new\n"
+                         "\\ No newline at end of file\n")
 
 
 @pytest.mark.parametrize(("before", "after"), [(b"\xff\xfe\x00", b"text\n"),
@@ -59,9 +60,6 @@ def test_redacted_diff_hides_a_secret_rendered_into_the_file() -> None:
         "-password = old\n+password = ***\n")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: unified_diff prefixes every line with +/-, so a "
-                   "multi-line secret (a private key) no longer appears contiguously and "
-                   "secrets.redact leaves it in the diff")
 def test_redacted_diff_hides_a_multi_line_secret() -> None:
     key = "-----BEGIN KEY-----\nAAAA\nBBBB\n-----END KEY-----"
     diff = unified_diff("/etc/ssl/private/app.key", None, (key + "\n").encode())
@@ -69,16 +67,10 @@ def test_redacted_diff_hides_a_multi_line_secret() -> None:
     assert "AAAA" not in redact(diff, [Secret(key)])
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: change.unified_diff treats any UTF-8-decodable "
-                   "content as text, so content with NUL bytes is diffed instead of summarised "
-                   "as binary")
 def test_content_with_nul_bytes_is_summarised_as_binary() -> None:
     assert "(binary content, not shown)" in unified_diff("/var/lib/x.db", None, b"\x00\x01\x02")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: change.unified_diff appends a newline to lines that "
-                   "lack one without difflib's '\\ No newline at end of file' marker, so a change "
-                   "of only the final newline shows as '-a' '+a'")
 def test_diff_marks_a_missing_final_newline() -> None:
     assert "\\ No newline at end of file" in unified_diff("/etc/motd", b"a", b"a\n")
 

@@ -254,9 +254,6 @@ def test_top_level_that_is_not_a_mapping_is_refused(tmp_path: Path, text: str) -
         load_inventory(path, ROLES)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: yaml_loader._StrictLoader.construct_mapping "
-                   "constructs the '<<' merge key as an object and fails: YAML merge keys "
-                   "are rejected as a syntax error")
 def test_yaml_merge_keys_are_accepted(tmp_path: Path) -> None:
     path = write(tmp_path, """\
         groups:
@@ -280,8 +277,6 @@ def test_yaml_merge_keys_are_accepted(tmp_path: Path) -> None:
     assert (variables["ufw_ssh_limit"], variables["ufw_ssh_port"]) == (True, 2222)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: HostFile.port is a lax pydantic int, so YAML "
-                   "`port: true` (or yes/on) silently becomes port 1")
 def test_boolean_port_is_refused(tmp_path: Path) -> None:
     path = write_data(tmp_path, minimal(port=True))
 
@@ -379,9 +374,6 @@ def test_sudo_password_secret_resolves_into_ssh_settings(
     assert ssh.sudo_password == Secret("sudo-pw")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: inventory._resolve_secrets runs on the merged "
-                   "host variables, so a broken secret written under defaults.vars is reported "
-                   "at hosts.<host>.vars.<name>, a key that does not exist in the file")
 def test_missing_env_secret_in_defaults_names_the_defaults_key(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PROVISIONER_TEST_UNSET", raising=False)
@@ -394,9 +386,6 @@ def test_missing_env_secret_in_defaults_names_the_defaults_key(
     assert caught.value.key == "defaults.vars.db_password"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: inventory._resolve_secrets only looks at top-level "
-                   "values; a {secret: ...} inside a list or mapping stays a plain dict "
-                   "(host._collect_secrets already expects nested Secrets)")
 def test_secret_nested_in_a_list_of_mappings_is_resolved(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PROVISIONER_TEST_APP_PW", "app-pw")

@@ -55,9 +55,6 @@ def test_parse_packages_without_age_line_has_unknown_age() -> None:
     assert parse_packages("nano\tii \n").lists_age is None
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: parse_packages only counts status 'ii'; a package "
-                   "on hold ('hi', after apt-mark hold) is installed but seen as missing, so "
-                   "every run plans apt-get install and reports a change")
 def test_parse_packages_counts_a_held_package_as_installed() -> None:
     assert parse_packages("openssh-server\thi \nage 10\n").installed == {"openssh-server"}
 

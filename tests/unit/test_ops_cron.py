@@ -39,8 +39,6 @@ def test_ensure_cron_file_refuses_a_name_cron_would_ignore(name: str) -> None:
         ensure_cron_file(make_host(), name, [JOB])
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: ops/cron._RUN_PARTS_NAME ends in '$', which also "
-                   "matches before a trailing newline, so 'backup\\n' passes the name check")
 def test_ensure_cron_file_refuses_a_name_ending_in_a_newline() -> None:
     with pytest.raises(ValueError):
         ensure_cron_file(make_host(), "backup\n", [JOB])

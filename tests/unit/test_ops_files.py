@@ -61,7 +61,7 @@ def regular(data: bytes, owner: str = "root", group: str = "root", mode: int = 0
 
 def probe_output(data: bytes, mode: str = "644", with_content: bool = False) -> str:
     """What probe_path prints for an existing root-owned regular file."""
-    content = base64.b64encode(data).decode() if with_content else ""
+    content = "content:" + base64.b64encode(data).decode() if with_content else ""
     return f"regular file|root|root|{mode}|{sha(data)}\n{content}"
 
 
@@ -84,7 +84,7 @@ def run_sh(script: str) -> subprocess.CompletedProcess[str]:
          FileState("regular empty file", "root", "adm", 0o640, sha(b""))),
         ("directory|www-data|www-data|2775|\n",
          FileState("directory", "www-data", "www-data", 0o2775, "")),
-        ("regular file|root|root|4755|" + sha(b"x\n") + "\neAo=",
+        ("regular file|root|root|4755|" + sha(b"x\n") + "\ncontent:eAo=",
          FileState("regular file", "root", "root", 0o4755, sha(b"x\n"), b"x\n")),
         ("symbolic link|root|root|777|\n", FileState("symbolic link", "root", "root", 0o777, "")),
     ],
@@ -342,10 +342,6 @@ def test_failing_validator_on_a_new_file_creates_nothing(tmp_path: Path, backups
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: write_file_action pastes the raw validate command "
-                   "into a double-quoted echo, so its $(...), backticks and $vars run or expand "
-                   "in the failure message (fail2ban's VALIDATE_JAIL leaves a mktemp -d "
-                   "directory behind on every rejected jail.local)")
 def test_failure_message_does_not_execute_the_validate_command_text(
         tmp_path: Path, backups: Path) -> None:
     scratch = tmp_path / "scratch"
@@ -403,12 +399,9 @@ def test_ensure_file_in_diff_mode_diffs_against_the_probed_content() -> None:
     assert "-bye\n+hello\n" in plan.diff
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: parse_path_state turns the empty base64 of an "
-                   "existing empty file into content=None, so plan_file diffs from /dev/null "
-                   "as if the file were being created")
 def test_ensure_file_in_diff_mode_diffs_an_empty_file_as_existing() -> None:
     step = ensure_file(make_host(show_diff=True), "/etc/motd", "hello\n")
-    empty = f"regular empty file|root|root|644|{sha(b'')}\n"
+    empty = f"regular empty file|root|root|644|{sha(b'')}\ncontent:"
 
     plan = step.decide(Probed(empty))
 
@@ -511,7 +504,8 @@ def test_plan_line_second_application_changes_nothing(
 def test_ensure_line_rewrites_the_file_keeping_its_owner_and_mode() -> None:
     step = ensure_line(make_host(), "/etc/ssh/sshd_config", "PermitRootLogin no", pattern=PRL)
     current = b"Port 22\nPermitRootLogin yes\n"
-    output = f"regular file|root|ssh|600|{sha(current)}\n{base64.b64encode(current).decode()}"
+    encoded = base64.b64encode(current).decode()
+    output = f"regular file|root|ssh|600|{sha(current)}\ncontent:{encoded}"
 
     plan = step.decide(Probed(output))
 
@@ -547,9 +541,6 @@ def test_ensure_line_probe_is_read_only() -> None:
     assert not WRITES.search(step.probe)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: ensure_line's decide never checks the probed kind, "
-                   "so for a directory it plans a write whose `mv -f \"$tmp\" PATH` moves the "
-                   "temp file into the directory and reports 'line added'")
 def test_ensure_line_refuses_a_path_that_is_a_directory() -> None:
     step = ensure_line(make_host(), "/etc/sysctl.d", "vm.swappiness = 10")
 

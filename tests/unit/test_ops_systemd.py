@@ -93,9 +93,6 @@ def test_plan_service_for_a_missing_unit_raises_probe_unreadable(
         plan_service("x.service", current, True, True)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: plan_service counts 'static' as enabled, so asking "
-                   "for enabled=False on a static unit plans `systemctl disable` (a no-op for "
-                   "static units) on every run: the step never converges")
 def test_plan_service_does_not_disable_a_static_unit_every_run() -> None:
     plan = plan_service("x.service", unit("static", "inactive"), False, False)
 

@@ -85,8 +85,6 @@ def test_invalid_rule_is_refused_with_the_bad_value(arguments: dict[str, str],
         Rule(**arguments)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Rule.__post_init__ checks only the low end of a "
-                   "range; '6000:70000' is accepted although 70000 is not a port")
 def test_rule_range_above_the_highest_port_is_refused() -> None:
     with pytest.raises(ValueError, match="6000:70000"):
         Rule("6000:70000")
@@ -114,10 +112,6 @@ def test_rule_canonical_form_is_what_ufw_show_added_prints(rule: Rule, canonical
     assert rule.canonical() == canonical
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Rule.canonical() keeps the source as written, but "
-                   "ufw stores it normalised (drops /32, clears host bits), so 'ufw show added' "
-                   "never matches: plan_rules deletes and re-adds the rule (and every rule after "
-                   "it) on every run, so the step never converges")
 @pytest.mark.parametrize(
     ("source", "stored"),
     [("198.51.100.7/32", "198.51.100.7"), ("10.0.0.1/8", "10.0.0.0/8")],
@@ -186,18 +180,16 @@ def test_plan_rules_reorders_rules_that_are_all_present() -> None:
                            "ufw limit 22/tcp && ufw allow 80/tcp")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (or stale docstring): ops/ufw.py promises 'new rules "
-                   "are added before stale ones are deleted, so the SSH rule is never briefly "
-                   "missing', but plan_rules deletes the differing tail first")
-def test_plan_rules_adds_the_new_ssh_rule_before_deleting_the_old_one() -> None:
-    plan = plan_rules(["ufw allow 22/tcp"], [Rule("22", action="limit")])
+def test_rule_changes_are_guarded_by_a_safeguard_that_saves_the_rule_files() -> None:
+    guard = Safeguard("ufw-rules", undo="ufw reload")
+    step = ensure_ufw_rules(make_host(), [Rule("22", action="limit")], safeguard=guard)
 
-    assert plan.action == "ufw limit 22/tcp && ufw delete allow 22/tcp"
+    plan = step.decide(Probed(SHOW_ADDED))
+
+    assert step.safeguard == guard
+    assert "/etc/ufw/user.rules" in (plan.action or "")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: plan_rules splits the shown rule on whitespace, so a "
-                   "hand-added rule with a comment is deleted with the comment's words as "
-                   "separate, quote-mangled arguments")
 def test_plan_rules_deletes_a_commented_rule_with_its_comment_as_one_argument() -> None:
     plan = plan_rules(["ufw allow 8080/tcp comment 'temporary debug'"], [])
 
@@ -313,9 +305,6 @@ def test_desired_rules_bad_rule_is_a_role_error_naming_its_index(entry: Any,
         ufw_role().desired_rules(role_vars(ufw_rules=[entry]))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: roles/ufw desired_rules builds the SSH rules "
-                   "outside its try block, so a bad ufw_ssh_sources/ufw_ssh_port escapes as a "
-                   "bare ValueError (a traceback) instead of a RoleError")
 @pytest.mark.parametrize("overrides", [{"ufw_ssh_sources": ["office-network"]},
                                        {"ufw_ssh_port": 0}], ids=["source", "port"])
 def test_desired_rules_bad_ssh_setting_is_a_role_error(overrides: dict[str, Any]) -> None:

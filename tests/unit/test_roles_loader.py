@@ -216,10 +216,6 @@ def test_null_default_means_the_inventory_must_set_it(tiny: Role) -> None:
         merge_role_variables([tiny], {}, "host web1")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: roles._check_values skips a None value, yet "
-                   "merged.update() already replaced the default with it, so a YAML key left "
-                   "empty (`ufw_rules:`) reaches the role as None (ufw's validate then crashes "
-                   "with TypeError)")
 def test_explicit_null_for_a_variable_with_a_default_is_rejected(tiny: Role) -> None:
     with pytest.raises(RoleError, match="tiny_names"):
         merge(tiny, tiny_names=None)
