@@ -102,8 +102,11 @@ def prepare(hosts: Sequence[HostConfig], options: RunOptions) -> list[HostJob]:
 def run(jobs: Sequence[HostJob], options: RunOptions, listener: Listener) -> RunResult:
     """Apply each job's roles to its host, hosts in parallel (at most options.parallel at once)."""
     workers = max(1, min(options.parallel, len(jobs)))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(lambda job: _run_host(job, options, listener), jobs))
+    if workers == 1:
+        results = [_run_host(job, options, listener) for job in jobs]
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(lambda job: _run_host(job, options, listener), jobs))
     return RunResult({result.name: result for result in results}, check=options.check)
 
 

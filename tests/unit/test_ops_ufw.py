@@ -16,11 +16,13 @@ from provisioner.host import Host
 from provisioner.inventory import HostConfig, SshSettings
 from provisioner.ops.files import safeguard_save
 from provisioner.ops.ufw import (
+    RULES_PROBE,
     Rule,
     ensure_ufw_enabled,
     ensure_ufw_rules,
     parse_added_rules,
     plan_rules,
+    read_rules,
 )
 from provisioner.roles import PROJECT_ROOT
 from provisioner.step import Probed, ProbeUnreadable, Safeguard
@@ -184,7 +186,7 @@ def test_rule_changes_are_guarded_by_a_safeguard_that_saves_the_rule_files() -> 
     guard = Safeguard("ufw-rules", undo="ufw reload")
     step = ensure_ufw_rules(make_host(), [Rule("22", action="limit")], safeguard=guard)
 
-    plan = step.decide(Probed(SHOW_ADDED))
+    plan = step.decide(Probed("ufw-installed\n" + SHOW_ADDED))
 
     assert step.safeguard == guard
     assert "/etc/ufw/user.rules" in (plan.action or "")
@@ -203,10 +205,9 @@ def test_plan_rules_deletes_a_commented_rule_with_its_comment_as_one_argument() 
 def test_ensure_ufw_rules_decides_from_recorded_output() -> None:
     step = ensure_ufw_rules(make_host(), [Rule("22", action="limit"), Rule("80")])
 
-    plan = step.decide(Probed(SHOW_ADDED))
+    plan = step.decide(Probed("ufw-installed\n" + SHOW_ADDED))
 
-    assert (step.probe, plan.action) == (
-        "ufw show added", "ufw delete allow from 10.0.0.0/8 to any port 5432 proto tcp")
+    assert plan.action == "ufw delete allow from 10.0.0.0/8 to any port 5432 proto tcp"
 
 
 @pytest.mark.parametrize(
@@ -224,8 +225,8 @@ def test_ensure_ufw_rules_cannot_read_rules_without_ufw(probed: Probed) -> None:
 @pytest.mark.parametrize(
     ("output", "reason", "action"),
     [
-        ("Status: active\n\nTo    Action    From\n", "active", None),
-        ("Status: inactive\n", "inactive -> active", "ufw --force enable"),
+        ("active\n", "active", None),
+        ("inactive\n", "inactive -> active", "ufw --force enable"),
     ],
     ids=["active", "inactive"],
 )
@@ -241,7 +242,7 @@ def test_ensure_ufw_rules_records_the_rule_files_for_its_safeguard_before_acting
     safeguard = Safeguard("ufw-rules", "ufw reload")
     step = ensure_ufw_rules(make_host(), [Rule("22", action="limit")], safeguard=safeguard)
 
-    plan = step.decide(Probed(SHOW_ADDED))
+    plan = step.decide(Probed("ufw-installed\n" + SHOW_ADDED))
 
     assert step.safeguard == safeguard
     assert (plan.action or "").startswith(safeguard_save("ufw-rules", "/etc/ufw/user.rules"))
@@ -310,3 +311,42 @@ def test_desired_rules_bad_rule_is_a_role_error_naming_its_index(entry: Any,
 def test_desired_rules_bad_ssh_setting_is_a_role_error(overrides: dict[str, Any]) -> None:
     with pytest.raises(RoleError):
         ufw_role().desired_rules(role_vars(**overrides))
+
+
+TUPLES = """ufw-installed
+tuple4 allow tcp 22 0.0.0.0/0 any 10.77.0.1 in
+tuple4 limit tcp 22 0.0.0.0/0 any 0.0.0.0/0 in
+tuple4 allow udp 53 0.0.0.0/0 any 10.0.0.0/8 in
+tuple4 allow any 9000 0.0.0.0/0 any 0.0.0.0/0 in
+tuple6 limit tcp 22 ::/0 any ::/0 in
+tuple6 allow any 9000 ::/0 any ::/0 in
+tuple6 allow tcp 443 ::/0 any 2001:db8::/32 in
+"""
+
+
+def test_rules_are_read_from_the_rule_files_in_ufw_order() -> None:
+    assert read_rules(TUPLES) == [
+        "ufw allow from 10.77.0.1 to any port 22 proto tcp",
+        "ufw limit 22/tcp",
+        "ufw allow from 10.0.0.0/8 to any port 53 proto udp",
+        "ufw allow 9000",
+        "ufw allow from 2001:db8::/32 to any port 443 proto tcp",
+    ]
+
+
+def test_rules_read_from_files_match_the_canonical_form_of_the_same_rules() -> None:
+    desired = [Rule("22", source="10.77.0.1"), Rule("22", action="limit"),
+               Rule("53", "udp", "10.0.0.0/8"), Rule("9000", "any"),
+               Rule("443", source="2001:db8::/32")]
+
+    assert plan_rules(read_rules(TUPLES), desired).action is None
+
+
+def test_the_rules_probe_falls_back_to_ufw_for_rules_it_does_not_model(tmp_path: Path) -> None:
+    assert "ufw show added" in RULES_PROBE
+    assert read_rules("ufw-installed\n" + SHOW_ADDED)[0] == "ufw limit 22/tcp"
+
+
+def test_rules_cannot_be_read_when_ufw_is_missing() -> None:
+    with pytest.raises(ProbeUnreadable):
+        read_rules("")
