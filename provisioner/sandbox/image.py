@@ -1,0 +1,150 @@
+"""Builds and caches one base image per Debian suite, which every machine of that suite shares.
+
+Building takes about a minute, so the image is kept under /var/cache and rebuilt only when the
+recipe (or the host's mirror) changes. A build happens in a temporary directory that is renamed
+into place at the end: an interrupted build never leaves something that looks like an image.
+"""
+
+import fcntl
+import glob
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from provisioner.sandbox import image_recipe
+from provisioner.sandbox.errors import SandboxError
+from provisioner.sandbox.mirror import find_host_mirror, render_debian_sources
+from provisioner.sandbox.mounts import remove_tree
+from provisioner.sandbox.paths import CACHE_DIR
+from provisioner.sandbox.process import run
+
+SUPPORTED_SUITES = ("bookworm", "trixie")
+BUILD_SECONDS_HINT = 70
+
+
+def check_suite(suite: str) -> None:
+    """Only suites the roles support can be sandboxed; say which those are."""
+    if suite not in SUPPORTED_SUITES:
+        raise SandboxError(
+            f"Unsupported suite {suite!r}: the sandbox builds Debian "
+            f"{' or '.join(SUPPORTED_SUITES)} machines. Pass one of those."
+        )
+
+
+def image_root(suite: str) -> Path:
+    """The cached root filesystem machines of suite are made from (read-only to them)."""
+    return CACHE_DIR / suite / "rootfs"
+
+
+def cached_stamp(suite: str) -> str | None:
+    """The recipe stamp of the cached image, or None when there is no complete image."""
+    stamp = CACHE_DIR / suite / "stamp"
+    return stamp.read_text(encoding="utf-8").strip() if stamp.exists() else None
+
+
+@contextmanager
+def build_lock(suite: str) -> Iterator[None]:
+    """Serialise builds of one suite between processes (two `up`s must not both debootstrap)."""
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    with open(CACHE_DIR / f".{suite}.lock", "w", encoding="utf-8") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        yield
+
+
+def ensure_image(suite: str, in_use: bool, progress: Callable[[str], None]) -> Path:
+    """The current base image for suite, built first if missing or made by an older recipe.
+
+    in_use says running machines sit on the cached image; replacing it under them would break
+    their overlays, so a stale image in use is an error rather than a silent rebuild.
+    """
+    check_suite(suite)
+    mirror = find_host_mirror()
+    stamp = image_recipe.recipe_stamp(mirror, suite)
+    with build_lock(suite):
+        current = cached_stamp(suite)
+        if current == stamp:
+            return image_root(suite)
+        if current is not None and in_use:
+            raise SandboxError(
+                f"The {suite} base image was built by an older sandbox recipe and machines still "
+                "use it. Run `sandbox.down` first; the next `up` rebuilds the image."
+            )
+        progress(f"building {suite} base image (about {BUILD_SECONDS_HINT} s, cached afterwards)")
+        build_image(suite, mirror, stamp)
+    return image_root(suite)
+
+
+def build_image(suite: str, mirror: str, stamp: str) -> None:
+    """debootstrap and customise into a temporary directory, then rename it into the cache."""
+    remove_leftovers(suite)
+    build_dir = Path(tempfile.mkdtemp(dir=CACHE_DIR, prefix=f".{suite}.build-"))
+    try:
+        root = build_dir / "rootfs"
+        bootstrap(suite, mirror, root)
+        customise(root, mirror, suite)
+        (build_dir / "stamp").write_text(stamp + "\n", encoding="utf-8")
+        os.chmod(build_dir, 0o755)
+        swap_into_cache(build_dir, CACHE_DIR / suite)
+    finally:
+        remove_tree(build_dir)
+
+
+def remove_leftovers(suite: str) -> None:
+    """Delete what an interrupted build or swap left behind (only ever under the build lock)."""
+    for pattern in (f".{suite}.build-*", f".{suite}.old-*"):
+        for leftover in CACHE_DIR.glob(pattern):
+            remove_tree(leftover)
+
+
+def bootstrap(suite: str, mirror: str, root: Path) -> None:
+    """A minbase Debian with the cloud-VM packages, from the host's own mirror."""
+    include = ",".join(image_recipe.PACKAGES)
+    try:
+        run(["debootstrap", "--variant=minbase", f"--include={include}", suite, str(root), mirror])
+    except SandboxError as error:
+        raise SandboxError(
+            f"Building the {suite} base image from {mirror} failed. Check that the host reaches "
+            f"that mirror (`apt-get update` on the host) and try again. {error}"
+        ) from error
+
+
+def swap_into_cache(build_dir: Path, destination: Path) -> None:
+    """Move the finished image into place, replacing an outdated one only once the new is whole."""
+    if destination.exists():
+        old = Path(tempfile.mkdtemp(dir=CACHE_DIR, prefix=f".{destination.name}.old-"))
+        os.rename(destination, old / "image")
+        os.rename(build_dir, destination)
+        remove_tree(old)
+    else:
+        os.rename(build_dir, destination)
+
+
+def customise(root: Path, mirror: str, suite: str) -> None:
+    """Turn a bare debootstrap tree into a fresh-cloud-VM image (see image_recipe for why)."""
+    for pattern in image_recipe.REMOVED_GLOBS:
+        for path in glob.glob(str(root / pattern)):
+            os.unlink(path)
+    files = {
+        **image_recipe.IMAGE_FILES,
+        "etc/apt/sources.list.d/debian.sources": (render_debian_sources(mirror, suite), 0o644),
+    }
+    for relative, (text, mode) in files.items():
+        file_path = root / relative
+        file_path.parent.mkdir(parents=True, exist_ok=True)
+        file_path.write_text(text, encoding="utf-8")
+        os.chmod(file_path, mode)
+    for relative, target in image_recipe.IMAGE_SYMLINKS.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(target, root / relative)
+    create_admin_user(root)
+
+
+def create_admin_user(root: Path) -> None:
+    """The cloud image's default user (in group sudo) plus passwords for it and root."""
+    admin = image_recipe.ADMIN_USER
+    run(["chroot", str(root), "useradd", "--create-home", "--shell", "/bin/bash",
+         "--groups", "sudo", admin])
+    passwords = f"root:{image_recipe.ROOT_PASSWORD}\n{admin}:{image_recipe.ADMIN_PASSWORD}\n"
+    run(["chroot", str(root), "chpasswd"], input_text=passwords)

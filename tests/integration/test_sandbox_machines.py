@@ -1,0 +1,130 @@
+"""Real sandbox machines: they boot, take SSH with checked host keys, network, and go away cleanly.
+
+Runs once per supported suite, with prefixes of its own (`sbtest`, `sbtrix`) so it never touches
+the `sandbox1..N` machines of a demo running beside it. Needs root; the first run also builds the
+base images (about a minute each).
+"""
+
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from provisioner import sandbox
+from provisioner.sandbox.network import host_interface
+from provisioner.sandbox.state import load_state
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(os.geteuid() != 0, reason="sandbox machines need root"),
+]
+
+SUITE_PREFIXES = {"bookworm": "sbtest", "trixie": "sbtrix"}
+
+
+@pytest.fixture(scope="module", params=sorted(SUITE_PREFIXES))
+def booted(request: pytest.FixtureRequest) -> Iterator[list[sandbox.Machine]]:
+    suite = str(request.param)
+    machines = sandbox.up(count=2, suite=suite, prefix=SUITE_PREFIXES[suite])
+    yield machines
+    sandbox.down(names=[machine.name for machine in machines])
+
+
+def ssh(
+    machine: sandbox.Machine, command: str, user: str = "admin"
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*sandbox.ssh_argv(machine, user=user), command],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+
+
+def test_up_boots_the_requested_machines_with_distinct_addresses(
+    booted: list[sandbox.Machine],
+) -> None:
+    prefix = SUITE_PREFIXES[booted[0].suite]
+    assert [machine.name for machine in booted] == [f"{prefix}1", f"{prefix}2"]
+    assert len({machine.address for machine in booted}) == 2
+
+
+def test_admin_logs_in_with_the_sandbox_key_and_has_passwordless_sudo(
+    booted: list[sandbox.Machine],
+) -> None:
+    result = ssh(booted[0], "sudo -n true && id -un")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "admin"
+
+
+def test_an_unknown_host_key_is_refused(booted: list[sandbox.Machine]) -> None:
+    with tempfile.NamedTemporaryFile("w", suffix="known_hosts") as empty:
+        argv = [
+            f"UserKnownHostsFile={empty.name}" if arg.startswith("UserKnownHostsFile=") else arg
+            for arg in sandbox.ssh_argv(booted[0])
+        ]
+        result = subprocess.run([*argv, "true"], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "host key" in result.stderr.lower()
+
+
+def test_known_hosts_holds_each_machines_own_host_keys(booted: list[sandbox.Machine]) -> None:
+    known = Path(sandbox.KNOWN_HOSTS_PATH).read_text().splitlines()
+    keys = {
+        machine.address: {line.split()[2] for line in known if line.split()[0] == machine.address}
+        for machine in booted
+    }
+    assert all(keys.values())
+    assert not keys[booted[0].address] & keys[booted[1].address]
+
+
+def test_each_machine_has_its_own_machine_id_and_hostname(booted: list[sandbox.Machine]) -> None:
+    identities = [ssh(machine, "hostname; cat /etc/machine-id").stdout for machine in booted]
+    assert identities[0].split()[0] == booted[0].name
+    assert identities[0].split()[1] != identities[1].split()[1]
+
+
+def test_one_machine_reaches_another_on_port_22(booted: list[sandbox.Machine]) -> None:
+    probe = f"timeout 5 bash -c 'exec 3<>/dev/tcp/{booted[1].address}/22; head -c 8 <&3'"
+    assert ssh(booted[0], probe).stdout.startswith("SSH-2.0")
+
+
+def test_apt_update_works_inside_a_machine(booted: list[sandbox.Machine]) -> None:
+    result = ssh(booted[0], "sudo -n apt-get update -q")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_machine_runs_the_requested_debian_release(booted: list[sandbox.Machine]) -> None:
+    codename = ssh(booted[0], ". /etc/os-release && echo $VERSION_CODENAME").stdout.strip()
+    assert codename == booted[0].suite
+
+
+def test_systemd_reports_the_machine_booted(booted: list[sandbox.Machine]) -> None:
+    state = ssh(booted[1], "systemctl is-system-running").stdout.strip()
+    assert state in ("running", "degraded")
+
+
+def test_the_security_archive_is_not_configured_yet(booted: list[sandbox.Machine]) -> None:
+    result = ssh(booted[0], "cat /etc/apt/sources.list.d/*.sources")
+    assert "-updates" in result.stdout
+    assert "security" not in result.stdout
+
+
+def test_up_again_keeps_the_running_machines(booted: list[sandbox.Machine]) -> None:
+    again = sandbox.up(count=2, suite=booted[0].suite, prefix=SUITE_PREFIXES[booted[0].suite])
+    assert [(machine.name, machine.pid) for machine in again] == [
+        (machine.name, machine.pid) for machine in booted
+    ]
+
+
+def test_down_removes_the_machines_veths_and_state_entries(
+    booted: list[sandbox.Machine],
+) -> None:
+    names = [machine.name for machine in booted]
+    sandbox.down(names=names)
+    sandbox.down(names=names)
+    assert not {machine.name for machine in sandbox.list_machines()} & set(names)
+    assert not {machine.name for machine in load_state().machines} & set(names)
+    assert not any(Path("/sys/class/net", host_interface(name)).exists() for name in names)
+    assert not any(machine.root.exists() for machine in booted)
