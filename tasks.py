@@ -25,11 +25,10 @@ def user_errors(function: F) -> F:
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from provisioner.errors import ProvisionerError
-        from provisioner.sandbox import SandboxError
 
         try:
             return function(*args, **kwargs)
-        except (ProvisionerError, SandboxError) as error:
+        except ProvisionerError as error:
             raise Exit(f"error: {error}", code=2) from None
     return wrapper  # type: ignore[return-value]
 
@@ -194,6 +193,23 @@ def test(c: Context, unit: bool = False, pytest_args: str = "") -> None:
             raise Exit(code=1)
 
 
+@task(help={"reps": "Alternated repetitions per scenario (default 5).",
+            "scenarios": "Comma-separated scenario names (default: all; see benchmarks/README.md).",
+            "tools": "Comma-separated tools: floor,pyinfra,ansible,ansible-tuned,provisioner.",
+            "smoke": "One rep, provisioner only, one host: proves the runner works (used by CI)."})
+def bench(c: Context, reps: int = 5, scenarios: str = "", tools: str = "",
+          smoke: bool = False) -> None:
+    """Benchmark provisioner against the raw-SSH floor, pyinfra and Ansible on sandbox machines.
+
+    Example: invoke bench --reps 5
+    """
+    command = [sys.executable, "-m", "benchmarks.run", "--reps", str(reps)]
+    command += ["--scenarios", scenarios] if scenarios else []
+    command += ["--tools", tools] if tools else []
+    command += ["--smoke"] if smoke else []
+    raise Exit(code=subprocess.run(command, check=False).returncode)
+
+
 sandbox_tasks = Collection("sandbox", up, down, ssh_, list_)
-ns = Collection(provision, verify, facts, demo, test)
+ns = Collection(provision, verify, facts, demo, test, bench)
 ns.add_collection(sandbox_tasks)

@@ -131,9 +131,10 @@ def _open(config: HostConfig) -> FabricConnection:
     if settings.identity_file is not None:
         connect_kwargs.update(key_filename=[str(settings.identity_file)], look_for_keys=False)
     fabric_config = Config(overrides={"load_ssh_configs": False})
-    gateway = _gateway(config, fabric_config) if settings.jump_host else None
+    gateway = _gateway(config, fabric_config, dict(connect_kwargs)) if settings.jump_host else None
     if gateway is None:
-        connect_kwargs["sock"] = _tcp_socket(config)
+        connect_kwargs["sock"] = _tcp_socket(config.name, config.address, config.port,
+                                             settings.connect_timeout)
     connection = FabricConnection(
         config.address, user=config.user, port=config.port, config=fabric_config,
         connect_timeout=int(settings.connect_timeout), connect_kwargs=connect_kwargs,
@@ -153,17 +154,16 @@ def _open(config: HostConfig) -> FabricConnection:
     return connection
 
 
-def _tcp_socket(config: HostConfig) -> socket.socket:
+def _tcp_socket(name: str, address: str, port: int, timeout: float) -> socket.socket:
     """A TCP connection with Nagle's algorithm off.
 
     Every SSH request is a small packet that waits for an answer; with Nagle on, each one can sit
     out the peer's delayed ACK (about 40 ms here), which made every round trip ~5x slower.
     """
     try:
-        sock = socket.create_connection((config.address, config.port),
-                                        timeout=config.ssh.connect_timeout)
+        sock = socket.create_connection((address, port), timeout=timeout)
     except OSError as error:
-        raise ConnectError(f"Cannot reach {config.name} at {config.address}:{config.port}: "
+        raise ConnectError(f"Cannot reach {name} at {address}:{port}: "
                            f"{error}. Check that the host is up, the address and port in the "
                            "inventory are right, and no firewall is in the way.") from None
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -177,11 +177,16 @@ def _pin_host_keys(client: paramiko.SSHClient, known_hosts: Path, trust_first: b
     client.set_missing_host_key_policy(policy)
 
 
-def _gateway(config: HostConfig, fabric_config: object) -> FabricConnection:
+def _gateway(config: HostConfig, fabric_config: object,
+             connect_kwargs: dict[str, object]) -> FabricConnection:
+    """The jump host ("user@host:port"), reached with the same key and known_hosts policy."""
     from fabric import Connection as FabricConnection
 
     jump = FabricConnection(str(config.ssh.jump_host), config=fabric_config,
-                            connect_timeout=int(config.ssh.connect_timeout))
+                            connect_timeout=int(config.ssh.connect_timeout),
+                            connect_kwargs=connect_kwargs)
+    jump.connect_kwargs["sock"] = _tcp_socket(f"jump host {jump.host}", jump.host, jump.port,
+                                              config.ssh.connect_timeout)
     _pin_host_keys(jump.client, config.ssh.known_hosts, config.ssh.trust_on_first_use)
     return jump
 

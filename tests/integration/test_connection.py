@@ -1,0 +1,71 @@
+"""Connections: host keys verified by default, trust-on-first-use only when asked, jump hosts.
+
+These run before the machines are provisioned and only read from them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.integration.conftest import Sandbox
+
+pytestmark = pytest.mark.integration
+
+
+def variant(machines: Sandbox, name: str, **ssh: object) -> Path:
+    """The test inventory with some defaults.ssh settings replaced."""
+    data = yaml.safe_load(machines.inventory.read_text())
+    data["defaults"]["ssh"].update(ssh)
+    path = machines.inventory.parent / name
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_facts_describe_the_sandbox_machine(machines: Sandbox) -> None:
+    run = machines.invoke("facts", "--host", "it1")
+    assert run.exit_code == 0, run.output
+    assert "virtualization: systemd-nspawn" in run.output
+    assert "openssh_version: (" in run.output
+
+
+def test_unknown_host_key_is_refused_with_advice(machines: Sandbox, tmp_path: Path) -> None:
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    run = machines.invoke("facts", "--host", "it1",
+                          inventory=variant(machines, "strict.yml", known_hosts=str(empty)))
+    assert run.exit_code == 2
+    assert "is not in" in run.output and "trust_on_first_use" in run.output
+    assert "Traceback" not in run.output
+
+
+def test_trust_on_first_use_records_the_key_then_it_is_verified(machines: Sandbox,
+                                                               tmp_path: Path) -> None:
+    recorded = tmp_path / "known_hosts"
+    first = variant(machines, "tofu.yml", known_hosts=str(recorded), trust_on_first_use=True)
+    assert machines.invoke("facts", "--host", "it1", inventory=first).exit_code == 0
+    assert machines.target.address in recorded.read_text()
+    strict = variant(machines, "strict-after.yml", known_hosts=str(recorded))
+    assert machines.invoke("facts", "--host", "it1", inventory=strict).exit_code == 0
+
+
+def test_changed_host_key_is_refused_even_with_trust_on_first_use(machines: Sandbox,
+                                                                 tmp_path: Path) -> None:
+    forged = tmp_path / "known_hosts"
+    real = Path(machines.inventory.read_text().split("known_hosts: ")[1].split()[0]).read_text()
+    peer_lines = [line for line in real.splitlines() if line.startswith(machines.peer.address)]
+    forged.write_text("".join(line.replace(machines.peer.address, machines.target.address, 1)
+                              + "\n" for line in peer_lines))
+    run = machines.invoke("facts", "--host", "it1", inventory=variant(
+        machines, "forged.yml", known_hosts=str(forged), trust_on_first_use=True))
+    assert run.exit_code == 2
+    assert "does not match" in run.output
+
+
+def test_host_is_reached_through_a_jump_host(machines: Sandbox) -> None:
+    through_peer = variant(machines, "jump.yml", jump_host=f"admin@{machines.peer.address}:22")
+    run = machines.invoke("facts", "--host", "it1", inventory=through_peer)
+    assert run.exit_code == 0, run.output
+    assert "hostname: it1" in run.output
