@@ -26,8 +26,13 @@ class PackageState:
 
 
 def probe_packages(names: Sequence[str]) -> str:
-    """dpkg status of the packages, then the age in seconds of the newest package-lists stamp."""
+    """dpkg status of the packages, then the age in seconds of the package lists.
+
+    The lists count as missing (no ``age`` line) when no Packages index is on disk, as in a
+    freshly built image, whatever the stamps say: installing would fail without an update.
+    """
     return (f"dpkg-query -W -f '${{Package}}\\t${{db:Status-Abbrev}}\\n' {join(*names)}; "
+            "ls /var/lib/apt/lists/ 2>/dev/null | grep -q '_Packages' || exit 0; "
             f"echo \"age $(( $(date +%s) - $(stat -c %Y /var/lib/apt/periodic/update-success-stamp"
             f" /var/cache/apt/pkgcache.bin {UPDATE_STAMP} 2>/dev/null | sort -n | tail -n 1 |"
             " grep . || echo 0) ))\"")
