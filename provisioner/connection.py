@@ -70,10 +70,25 @@ class Connection:
             channel.exec_command(self._shell_command())
             channel.sendall(self._stdin_prefix() + script.encode())
             channel.shutdown_write()
-            return _collect(channel, timeout or self.config.ssh.command_timeout)
+            result = _collect(channel, timeout or self.config.ssh.command_timeout)
         except (OSError, paramiko.SSHException) as error:
             raise ConnectError(f"The SSH connection to {self._name()} failed while running a "
                                f"command: {error}. Check the host and run again.") from None
+        except TimeoutError as error:
+            raise ConnectError(f"A command on {self._name()} timed out ({error}); raise "
+                               "ssh.command_timeout in the inventory if it needs longer.") from None
+        self._refuse_sudo_failure(result)
+        return result
+
+    def _refuse_sudo_failure(self, result: Result) -> None:
+        """sudo refusing means the script never ran: its empty output must not pass for state."""
+        if self.config.user == "root" or result.exit_code != 1 or result.stdout:
+            return
+        if "sudo" in result.stderr or "password" in result.stderr:
+            hint = ("check ssh.sudo_password" if self.config.ssh.sudo_password else
+                    "give the user passwordless sudo or set ssh.sudo_password")
+            raise ConnectError(f"sudo on {self._name()} refused to run commands as root for "
+                               f"{self.config.user!r}: {result.stderr.strip()[-300:]}; {hint}.")
 
     def close(self) -> None:
         self._fabric.close()

@@ -69,3 +69,47 @@ def test_host_is_reached_through_a_jump_host(machines: Sandbox) -> None:
     run = machines.invoke("facts", "--host", "it1", inventory=through_peer)
     assert run.exit_code == 0, run.output
     assert "hostname: it1" in run.output
+
+
+PASSWORD_USER = (
+    "sudo useradd --create-home --shell /bin/bash --groups sudo ops && "
+    "echo 'ops:ops-sudo-password' | sudo chpasswd && sudo mkdir -p /home/ops/.ssh && "
+    "sudo cp /home/admin/.ssh/authorized_keys /home/ops/.ssh/ && "
+    "sudo chown -R ops:ops /home/ops/.ssh"
+)
+
+
+@pytest.fixture(scope="module")
+def password_sudo_user(machines: Sandbox) -> str:
+    """A login user on the peer whose sudo asks for a password (Debian's default %sudo rule)."""
+    created = machines.ssh(machines.peer, PASSWORD_USER)
+    assert created.returncode == 0, created.stderr
+    return "ops"
+
+
+def sudo_variant(machines: Sandbox, name: str, variable: str) -> Path:
+    data = yaml.safe_load(machines.inventory.read_text())
+    data["hosts"]["it2"]["user"] = "ops"
+    data["hosts"]["it2"]["ssh"] = {"sudo_password": {"secret": f"env:{variable}"}}
+    path = machines.inventory.parent / name
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_sudo_with_a_password_from_a_secret_reference(machines: Sandbox, password_sudo_user: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_SUDO_PASSWORD", "ops-sudo-password")
+    run = machines.invoke("provision", "--host", "it2", "--check", "--roles", "ufw",
+                          inventory=sudo_variant(machines, "sudo.yml", "TEST_SUDO_PASSWORD"))
+    assert run.exit_code == 0, run.output
+    assert "ops-sudo-password" not in run.output
+
+
+def test_wrong_sudo_password_is_a_clear_failure(machines: Sandbox, password_sudo_user: str,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_SUDO_PASSWORD", "wrong")
+    run = machines.invoke("provision", "--host", "it2", "--check", "--roles", "ufw",
+                          inventory=sudo_variant(machines, "sudo-wrong.yml", "TEST_SUDO_PASSWORD"))
+    assert run.exit_code == 1
+    assert "refused to run commands as root" in run.output
+    assert "Traceback" not in run.output
