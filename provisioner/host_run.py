@@ -17,6 +17,7 @@ from provisioner.change import Change
 from provisioner.connection import Connection, open_connection
 from provisioner.errors import ProvisionerError
 from provisioner.host import Host
+from provisioner.inventory import HostConfig
 from provisioner.roles import Role
 from provisioner.safeguards import arm_action, disarm_action, revert_now_action
 from provisioner.secrets import redact
@@ -146,9 +147,7 @@ class HostWalk:
         label = f"safeguard {safeguard.name}"
         user = safeguard.login_user or self.host.config.user
         try:
-            fresh = open_connection(replace(self.host.config, user=user))
-            fresh.run_script("true", timeout=30)
-            fresh.close()
+            _prove_new_connection(replace(self.host.config, user=user))
         except ProvisionerError as error:
             self._round_trip(revert_now_action(safeguard), next_position)
             self.state.failed = True
@@ -176,3 +175,19 @@ class HostWalk:
 
     def _redact(self, text: str | None) -> str | None:
         return redact(text, self.host.secrets) if text else text
+
+
+def _prove_new_connection(config: HostConfig, patience: float = 10.0) -> None:
+    """Log in afresh and run a command, retrying briefly: a reloaded sshd or a rebuilt firewall
+    can take a moment to accept again, and a good change must not be reverted for that."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            fresh = open_connection(config)
+            fresh.run_script("true", timeout=30)
+            fresh.close()
+            return
+        except ProvisionerError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
