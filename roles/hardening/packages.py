@@ -1,0 +1,215 @@
+"""Packages and services: the security archive, automatic updates, journal, time, auditing.
+
+The security archive comes first so that every package installed afterwards already comes with
+its security fixes. Services that need a kernel of their own (auditd, AppArmor) are skipped in
+containers, where that kernel belongs to the host.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from provisioner.commands import quote
+from provisioner.facts import Facts
+from provisioner.host import Host
+from provisioner.ops.apt import ensure_packages
+from provisioner.ops.files import (
+    DesiredFile,
+    ensure_directory,
+    ensure_template,
+    parse_path_state,
+    plan_file,
+    probe_path,
+)
+from provisioner.ops.systemd import ensure_service
+from provisioner.step import Plan, Probed, Step
+from roles.hardening.custom_steps import ensure_command_result
+
+SECURITY_SOURCES = "/etc/apt/sources.list.d/provisioner-security.sources"
+JOURNALD_RESTART = "journald:restart"
+_APT_UPDATE = "DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=600 update"
+_KEYRINGS = {"debian": "/usr/share/keyrings/debian-archive-keyring.gpg",
+             "ubuntu": "/usr/share/keyrings/ubuntu-archive-keyring.gpg"}
+
+
+@dataclass
+class AptEntry:
+    """One apt source (a one-line ``deb`` entry or a deb822 stanza), as far as it was read."""
+
+    uris: list[str] = field(default_factory=list)
+    suites: list[str] = field(default_factory=list)
+    components: list[str] = field(default_factory=list)
+
+
+def parse_apt_entries(lines: Sequence[str]) -> list[AptEntry]:
+    """Entries from ``deb ...``/``URIs:``/``Suites:``/``Components:`` lines (facts.apt_sources).
+
+    The lines carry no stanza boundaries, so a field seen twice starts a new deb822 entry.
+    """
+    entries: list[AptEntry] = []
+    current: AptEntry | None = None
+    for raw in lines:
+        line = raw.split("#", 1)[0].strip()
+        if line.startswith("deb ") or line.startswith("deb\t"):
+            words = [word for word in _drop_options(line).split() if word]
+            if len(words) >= 3:
+                entries.append(AptEntry([words[1]], [words[2]], words[3:]))
+            current = None
+            continue
+        key, _, value = line.partition(":")
+        name = {"URIs": "uris", "Suites": "suites", "Components": "components"}.get(key.strip())
+        if name is None:
+            continue
+        if current is None or getattr(current, name):
+            current = AptEntry()
+            entries.append(current)
+        getattr(current, name).extend(value.split())
+    return entries
+
+
+def _drop_options(line: str) -> str:
+    """``deb [arch=amd64 signed-by=...] URI ...`` -> ``deb  URI ...``."""
+    start, end = line.find("["), line.find("]")
+    return line[:start] + line[end + 1:] if 0 <= start < end else line
+
+
+def security_suites(entries: Sequence[AptEntry]) -> list[str]:
+    return [suite for entry in entries for suite in entry.suites if suite.endswith("-security")]
+
+
+def main_mirror(entries: Sequence[AptEntry], codename: str) -> AptEntry | None:
+    """The first http(s) entry serving the release's main suite."""
+    for entry in entries:
+        web = [uri for uri in entry.uris if uri.startswith(("http://", "https://"))]
+        if codename in entry.suites and web and not web[0].rstrip("/").endswith("-security"):
+            return AptEntry([web[0].rstrip("/")], entry.suites, entry.components)
+    return None
+
+
+def security_uri(mirror_uri: str, os_id: str) -> str:
+    """Debian serves security updates beside the archive, at the same path plus ``-security``.
+
+    ``<mirror>/debian`` -> ``<mirror>/debian-security``. Ubuntu mirrors carry the -security suite
+    in the archive itself, so the URI stays (untested here).
+    """
+    uri = mirror_uri.rstrip("/")
+    return uri if os_id == "ubuntu" else uri + "-security"
+
+
+def render_security_sources(uri: str, codename: str, components: Sequence[str],
+                            os_id: str) -> str:
+    keyring = _KEYRINGS.get(os_id, _KEYRINGS["debian"])
+    return ("# Managed by provisioner (hardening role): the security archive (controls.md §1.9).\n"
+            f"Types: deb\nURIs: {uri}\nSuites: {codename}-security\n"
+            f"Components: {' '.join(components or ['main'])}\nSigned-By: {keyring}\n")
+
+
+def plan_security_sources(output: str, variables: Mapping[str, Any], facts: Facts,
+                          show_diff: bool = False) -> Plan:
+    """Leave a host that already has a -security source alone, else write ours and refresh."""
+    others, _, ours = output.partition("--- ours\n")
+    entries = parse_apt_entries(others.splitlines())
+    current = parse_path_state(ours.strip("\n"))
+    present = security_suites(entries)
+    if present:
+        if current is None:
+            return Plan(f"already in the host's apt sources ({present[0]})")
+        return Plan(f"removed: the host's own sources now name {present[0]}",
+                    action=f"rm -f {quote(SECURITY_SOURCES)} && {_APT_UPDATE}")
+    mirror = main_mirror(entries, facts.os_codename)
+    uri = variables["hardening_apt_security_uri"] or (
+        security_uri(mirror.uris[0], facts.os_id) if mirror else "")
+    if not uri:
+        return Plan("no main mirror to derive the security archive from", action=(
+            "echo 'set hardening_apt_security_uri: no main mirror in the apt sources' >&2; exit 1"))
+    components = variables["hardening_apt_security_components"] or (
+        mirror.components if mirror else [])
+    content = render_security_sources(uri, facts.os_codename, components, facts.os_id)
+    plan = plan_file(current, DesiredFile(SECURITY_SOURCES, content.encode()), show_diff)
+    if plan.action is None:
+        return plan
+    return Plan(plan.reason, action=f"{plan.action}\n{_APT_UPDATE}", diff=plan.diff)
+
+
+def probe_security_sources(show_diff: bool) -> str:
+    files = "/etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources"
+    return (f"for f in {files}; do if [ -f \"$f\" ] && [ \"$f\" != {quote(SECURITY_SOURCES)} ]; "
+            "then grep -hE '^[[:space:]]*(deb[[:space:]]|URIs:|Suites:|Components:)' \"$f\"; "
+            f"fi; done; echo '--- ours'; {probe_path(SECURITY_SOURCES, with_content=show_diff)}")
+
+
+def security_repository_steps(host: Host) -> Iterator[Step]:
+    if not host.vars["hardening_security_repository_enabled"]:
+        return
+    variables, facts, show_diff = host.vars, host.facts, host.show_diff
+
+    def decide(probed: Probed) -> Plan:
+        return plan_security_sources(probed.output, variables, facts, show_diff)
+
+    yield Step("apt security archive [controls §1.9]", probe_security_sources(show_diff), decide)
+
+
+def wanted_packages(variables: Mapping[str, Any], facts: Facts) -> list[str]:
+    """Every package the enabled features need; kernel-bound ones only outside containers."""
+    switches = {
+        "hardening_unattended_upgrades_enabled": ["unattended-upgrades"],
+        "hardening_pwquality_enabled": ["libpam-pwquality"],
+        "hardening_time_sync_enabled": [str(variables["hardening_time_sync_service"])],
+        "hardening_process_accounting_enabled": ["acct"],
+        "hardening_aide_enabled": ["aide", "aide-common"],
+    }
+    if not facts.is_container:
+        switches.update({"hardening_auditd_enabled": ["auditd"],
+                         "hardening_apparmor_enabled": ["apparmor"]})
+    names = ["sudo"] + [name for switch, packages in switches.items() if variables[switch]
+                        for name in packages]
+    return list(dict.fromkeys([*names, *variables["hardening_extra_packages"]]))
+
+
+def package_steps(host: Host) -> Iterator[Step]:
+    yield ensure_packages(host, wanted_packages(host.vars, host.facts),
+                          host.vars["hardening_absent_packages"],
+                          label="packages [controls §1.7, §1.9, §12]")
+
+
+def service_steps(host: Host) -> Iterator[Step]:
+    """Automatic updates, journal, clock, accounting, auditing (§1.9, §12)."""
+    variables, facts = host.vars, host.facts
+    if variables["hardening_unattended_upgrades_enabled"]:
+        for name in ("20auto-upgrades", "50unattended-upgrades"):
+            yield ensure_template(host, f"/etc/apt/apt.conf.d/{name}",
+                                  f"etc/apt/apt.conf.d/{name}.j2",
+                                  label=f"unattended-upgrades {name} [controls §1.9]")
+    if variables["hardening_journald_persistent_enabled"]:
+        yield ensure_directory(host, "/etc/systemd/journald.conf.d")
+        yield ensure_template(host, "/etc/systemd/journald.conf.d/90-provisioner.conf",
+                              "etc/systemd/journald.conf.d/90-provisioner.conf.j2",
+                              notify=[JOURNALD_RESTART],
+                              label="journal kept on disk [controls §12]")
+    if variables["hardening_time_sync_enabled"]:
+        unit = f"{variables['hardening_time_sync_service']}.service"
+        yield ensure_service(host, unit, enabled=True, running=None if facts.is_container else True,
+                             label=f"time sync {unit} [controls §12]")
+    if variables["hardening_process_accounting_enabled"]:
+        yield ensure_service(host, "acct.service", label="process accounting [controls §12]")
+    yield from _kernel_bound_services(host)
+    if variables["hardening_aide_enabled"]:
+        yield ensure_command_result(
+            host, "AIDE database initialised [controls §12]",
+            "if [ -s /var/lib/aide/aide.db ]; then echo initialised; else echo missing; fi",
+            wanted="initialised", action="aideinit --yes --force", reason="initialised")
+
+
+def _kernel_bound_services(host: Host) -> Iterator[Step]:
+    """auditd and AppArmor need the kernel to themselves: not in containers."""
+    if host.facts.is_container:
+        return
+    if host.vars["hardening_auditd_enabled"]:
+        yield ensure_service(host, "auditd.service", label="auditd [controls §1.7, §12]")
+    if host.vars["hardening_apparmor_enabled"]:
+        # Enabled only: the unit is skipped on kernels booted without AppArmor, and asking for it
+        # to run would then report a change on every run.
+        yield ensure_service(host, "apparmor.service", running=None,
+                             label="AppArmor [controls §12]")

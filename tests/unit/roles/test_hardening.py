@@ -1,0 +1,424 @@
+"""The hardening role's plans on hand-made bookworm and trixie hosts: no network, real templates."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from provisioner.errors import RoleError
+from provisioner.facts import Facts
+from provisioner.host import Host
+from provisioner.inventory import HostConfig, SshSettings
+from provisioner.roles import PROJECT_ROOT, load_role, merge_role_variables
+from provisioner.step import Plan, Probed, ProbeUnreadable, Step
+from roles.hardening.custom_steps import Access, plan_access, plan_command_result, plan_keyed_lines
+from roles.hardening.packages import (
+    main_mirror,
+    parse_apt_entries,
+    plan_security_sources,
+    render_security_sources,
+    security_uri,
+    wanted_packages,
+)
+from roles.hardening.ssh import crypto_for, plan_moduli
+from roles.hardening.system import blocked_filesystems, login_defs_lines, sysctl_settings
+
+ROLE_DIR = PROJECT_ROOT / "roles" / "hardening"
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleKeyOnlyForTests admin@example.org"
+INVENTORY: dict[str, Any] = {"hardening_admin_user": "admin",
+                             "hardening_admin_authorized_keys": [KEY]}
+MIRROR_LINES = ("URIs: http://mirror.example.org/debian", "Suites: bookworm bookworm-updates",
+                "Components: main non-free-firmware")
+
+BOOKWORM = Facts(
+    os_id="debian", os_version="12", os_codename="bookworm", os_like=(), cpus=2,
+    memory_bytes=2 << 30, disks=(), init="systemd", virtualization="kvm", hostname="web1",
+    kernel="6.1.0-28-amd64", architecture="amd64", efi=False, openssh_version=(9, 2),
+    mounts={"/": "ext4", "/run": "tmpfs"}, apt_sources=MIRROR_LINES[:2])
+TRIXIE = replace(BOOKWORM, os_version="13", os_codename="trixie", openssh_version=(10, 0),
+                 apt_sources=("URIs: http://mirror.example.org/debian", "Suites: trixie"))
+
+
+def merged(**overrides: Any) -> dict[str, Any]:
+    return merge_role_variables([load_role(ROLE_DIR)], {**INVENTORY, **overrides}, "test")
+
+
+def make_host(facts: Facts = BOOKWORM, *, show_diff: bool = True, **overrides: Any) -> Host:
+    ssh = SshSettings(identity_file=None, known_hosts=Path("/dev/null"), trust_on_first_use=False,
+                      jump_host=None, connect_timeout=10.0, command_timeout=60.0,
+                      sudo_password=None)
+    config = HostConfig("web1", "192.0.2.10", 22, "admin", (), ("hardening",), {}, ssh)
+    host = Host(config, merged(**overrides), gather_facts=lambda: facts, show_diff=show_diff)
+    host.template_dir = ROLE_DIR / "templates"
+    return host
+
+
+def role_steps(host: Host) -> list[Step]:
+    return list(load_role(ROLE_DIR).steps(host))
+
+
+def step_named(host: Host, fragment: str) -> Step:
+    matches = [step for step in role_steps(host) if fragment in step.label]
+    assert len(matches) == 1, [step.label for step in role_steps(host)]
+    return matches[0]
+
+
+def written_lines(step: Step) -> list[str]:
+    """The lines a file step would write to an absent file (from its diff)."""
+    plan = step.decide(Probed("absent"))
+    assert plan.action is not None and plan.diff is not None
+    return [line[1:] for line in plan.diff.splitlines()
+            if line.startswith("+") and not line.startswith("+++")]
+
+
+def sshd_lines(host: Host) -> list[str]:
+    return written_lines(step_named(host, "/etc/ssh/sshd_config"))
+
+
+# --- SSH -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("version", "first_kex"), [
+    ((10, 0), "mlkem768x25519-sha256"),
+    ((9, 9), "mlkem768x25519-sha256"),
+    ((9, 2), "sntrup761x25519-sha512@openssh.com"),
+    ((8, 9), "sntrup761x25519-sha512@openssh.com"),
+    ((8, 2), "sntrup4591761x25519-sha512@tinyssh.org"),
+    ((7, 4), "curve25519-sha256@libssh.org"),
+    (None, "sntrup761x25519-sha512@openssh.com"),
+])
+def test_key_exchange_follows_the_openssh_version(version: tuple[int, int] | None,
+                                                  first_kex: str) -> None:
+    crypto = crypto_for(version)
+    assert crypto.kex[0] == first_kex
+    assert crypto.kex[-2:] == ("curve25519-sha256@libssh.org",
+                               "diffie-hellman-group-exchange-sha256")
+
+
+def test_openssh_older_than_6_6_is_refused() -> None:
+    with pytest.raises(RoleError, match=r"older than 6\.6"):
+        crypto_for((6, 0))
+
+
+@pytest.mark.parametrize(("facts", "kex"), [
+    (BOOKWORM, "KexAlgorithms sntrup761x25519-sha512@openssh.com,curve25519-sha256@libssh.org,"
+               "diffie-hellman-group-exchange-sha256"),
+    (TRIXIE, "KexAlgorithms mlkem768x25519-sha256,sntrup761x25519-sha512@openssh.com,"
+             "curve25519-sha256@libssh.org,diffie-hellman-group-exchange-sha256"),
+])
+def test_sshd_config_carries_the_crypto_of_the_hosts_openssh(facts: Facts, kex: str) -> None:
+    lines = sshd_lines(make_host(facts))
+    assert kex in lines
+    assert ("Ciphers chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-gcm@openssh.com,"
+            "aes256-ctr,aes192-ctr,aes128-ctr") in lines
+    assert ("MACs hmac-sha2-512-etm@openssh.com,hmac-sha2-256-etm@openssh.com,"
+            "umac-128-etm@openssh.com,hmac-sha2-512,hmac-sha2-256") in lines
+
+
+def test_inventory_crypto_lists_replace_the_version_defaults() -> None:
+    lines = sshd_lines(make_host(hardening_ssh_ciphers=["aes256-gcm@openssh.com"]))
+    assert "Ciphers aes256-gcm@openssh.com" in lines
+
+
+@pytest.mark.parametrize("directive", [
+    "PermitRootLogin no", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
+    "AuthenticationMethods publickey", "MaxAuthTries 3", "LoginGraceTime 30", "LogLevel VERBOSE",
+    "AllowAgentForwarding no", "AllowTcpForwarding no", "X11Forwarding no", "PermitTunnel no",
+    "ClientAliveInterval 300", "ClientAliveCountMax 2", "MaxSessions 2", "UseDNS no",
+    "PermitUserEnvironment no", "AllowGroups sshusers", "DebianBanner no", "Banner /etc/issue.net",
+    "HostKey /etc/ssh/ssh_host_ed25519_key", "HostKey /etc/ssh/ssh_host_ecdsa_key",
+    "HostKey /etc/ssh/ssh_host_rsa_key",
+    "Subsystem sftp internal-sftp -l INFO -f LOCAL6 -u 0027",
+])
+def test_sshd_config_holds_the_hardened_directive(directive: str) -> None:
+    assert directive in sshd_lines(make_host())
+
+
+def test_sshd_config_includes_no_drop_ins() -> None:
+    assert not [line for line in sshd_lines(make_host()) if line.lower().startswith("include")]
+
+
+def test_sshd_step_validates_writes_0600_reloads_and_is_guarded() -> None:
+    step = step_named(make_host(), "/etc/ssh/sshd_config")
+    action = step.decide(Probed("absent")).action or ""
+    assert "/usr/sbin/sshd -t -f \"$tmp\"" in action
+    assert "chmod 0600" in action
+    assert step.notify == ("ssh:reload",)
+    assert step.safeguard is not None
+    assert (step.safeguard.login_user, step.safeguard.timeout) == ("admin", 120)
+
+
+def test_extra_options_come_first_and_match_blocks_last() -> None:
+    lines = sshd_lines(make_host(hardening_sshd_extra_options=[
+        "AllowUsers nobody", "Match User backup", "  ForceCommand internal-sftp"]))
+    assert lines.index("AllowUsers nobody") < lines.index("PermitRootLogin no")
+    assert lines.index("Match User backup") > lines.index("Subsystem sftp internal-sftp -l INFO "
+                                                          "-f LOCAL6 -u 0027")
+    assert lines[-1] == "  ForceCommand internal-sftp"
+
+
+def test_every_sshd_changing_step_shares_the_admin_login_safeguard() -> None:
+    guarded = [step for step in role_steps(make_host()) if step.safeguard is not None]
+    assert [step.label.split(" [")[0] for step in guarded] == [
+        "ssh host keys ed25519, ecdsa, rsa", "ssh moduli of at least 3072 bits",
+        "template /etc/ssh/sshd_config"]
+    assert {step.safeguard for step in guarded} == {guarded[0].safeguard}
+
+
+def test_reload_handler_waits_for_sshd_to_listen_again() -> None:
+    handlers = load_role(ROLE_DIR).handlers
+    action = handlers["ssh:reload"].action
+    assert "systemctl reload-or-restart ssh.service || exit 1" in action
+    assert "sleep 0.1" in action
+
+
+@pytest.mark.parametrize(("output", "reason", "acts"), [
+    ("60 363\n", "removed 60 primes below 3072 bits (363 kept)", True),
+    ("0 363\n", "no primes below 3072 bits (363 kept)", False),
+    ("absent\n", "no /etc/ssh/moduli (sshd uses its built-in groups)", False),
+    ("12 0\n", "every prime is below 3072 bits", True),
+])
+def test_weak_moduli_are_counted_and_removed(output: str, reason: str, acts: bool) -> None:
+    plan = plan_moduli(output, 3072)
+    assert (plan.reason, plan.changes) == (reason, acts)
+
+
+def test_emptying_the_moduli_file_is_refused() -> None:
+    assert "exit 1" in (plan_moduli("12 0", 3072).action or "")
+
+
+@pytest.mark.parametrize(("facts", "label_kind"), [
+    (BOOKWORM, "masked"),
+    (replace(BOOKWORM, os_id="ubuntu", os_version="24.04"), "ubuntu"),
+    (replace(BOOKWORM, os_version="11", os_codename="bullseye"), None),
+])
+def test_ssh_socket_is_masked_only_where_it_exists(facts: Facts, label_kind: str | None) -> None:
+    steps = [step for step in role_steps(make_host(facts)) if "ssh.socket" in step.label]
+    if label_kind is None:
+        assert steps == []
+    elif label_kind == "masked":
+        assert steps[0].probe.startswith("systemctl show")
+    else:
+        assert "sockets.target.wants/ssh.socket" in steps[0].probe
+
+
+# --- validate() --------------------------------------------------------------------------------
+
+def test_empty_admin_keys_are_refused_before_any_connection() -> None:
+    with pytest.raises(RoleError, match="hardening_admin_authorized_keys is empty"):
+        merged(hardening_admin_authorized_keys=[])
+
+
+@pytest.mark.parametrize(("variable", "value", "message"), [
+    ("hardening_admin_authorized_keys", ["not a key"], "is not a public key line"),
+    ("hardening_admin_user", "root", "must be a regular login name"),
+    ("hardening_sshd_extra_options", ["Port 22\nPort 23"], "must be one sshd_config line"),
+    ("hardening_umask", "27x", "is not an octal umask"),
+    ("hardening_time_sync_service", "ntpd", "must be one of"),
+])
+def test_settings_that_break_a_host_are_refused(variable: str, value: Any, message: str) -> None:
+    with pytest.raises(RoleError, match=message):
+        merged(**{variable: value})
+
+
+def test_missing_admin_user_is_required() -> None:
+    with pytest.raises(RoleError, match="needs variable 'hardening_admin_user'"):
+        merge_role_variables([load_role(ROLE_DIR)],
+                             {"hardening_admin_authorized_keys": [KEY]}, "test")
+
+
+# --- apt security archive --------------------------------------------------------------------
+
+@pytest.mark.parametrize("lines", [
+    MIRROR_LINES,
+    ("deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] "
+     "http://mirror.example.org/debian/ bookworm main non-free-firmware",),
+])
+def test_security_uri_is_the_main_mirror_path_plus_security(lines: tuple[str, ...]) -> None:
+    mirror = main_mirror(parse_apt_entries(lines), "bookworm")
+    assert mirror is not None
+    assert security_uri(mirror.uris[0], "debian") == "http://mirror.example.org/debian-security"
+    assert mirror.components == ["main", "non-free-firmware"]
+
+
+def test_security_sources_file_names_the_codename_suite() -> None:
+    assert render_security_sources("http://mirror.example.org/debian-security", "bookworm",
+                                   ["main"], "debian").splitlines()[1:] == [
+        "Types: deb", "URIs: http://mirror.example.org/debian-security",
+        "Suites: bookworm-security", "Components: main",
+        "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg"]
+
+
+def test_missing_security_archive_is_added_and_lists_refreshed() -> None:
+    output = "\n".join(MIRROR_LINES) + "\n--- ours\nabsent\n"
+    plan = plan_security_sources(output, merged(), BOOKWORM, show_diff=True)
+    assert plan.diff is not None and "+URIs: http://mirror.example.org/debian-security" in plan.diff
+    assert "+Components: main non-free-firmware" in plan.diff
+    assert (plan.action or "").endswith("update")
+
+
+def test_host_with_its_own_security_source_is_left_alone() -> None:
+    output = "\n".join([*MIRROR_LINES, "URIs: http://mirror.example.org/debian-security",
+                        "Suites: bookworm-security"]) + "\n--- ours\nabsent\n"
+    plan = plan_security_sources(output, merged(), BOOKWORM)
+    assert (plan.reason, plan.action) == (
+        "already in the host's apt sources (bookworm-security)", None)
+
+
+def test_security_uri_variable_overrides_the_derivation() -> None:
+    output = "\n".join(MIRROR_LINES) + "\n--- ours\nabsent\n"
+    plan = plan_security_sources(
+        output, merged(hardening_apt_security_uri="http://security.example.org/debian-security"),
+        BOOKWORM, show_diff=True)
+    assert plan.diff is not None
+    assert "+URIs: http://security.example.org/debian-security" in plan.diff
+
+
+def test_no_mirror_and_no_override_fails_with_advice() -> None:
+    plan = plan_security_sources("--- ours\nabsent\n", merged(), BOOKWORM)
+    assert "hardening_apt_security_uri" in (plan.action or "")
+
+
+# --- kernel ------------------------------------------------------------------------------------
+
+def test_vfat_is_kept_on_efi_hosts() -> None:
+    assert "vfat" in blocked_filesystems(merged(), BOOKWORM)
+    assert "vfat" not in blocked_filesystems(merged(), replace(BOOKWORM, efi=True))
+
+
+def test_mounted_filesystem_types_are_never_blocked() -> None:
+    facts = replace(BOOKWORM, mounts={"/": "ext4", "/snap/core/1": "squashfs"})
+    lines = written_lines(step_named(make_host(facts), "unused kernel modules"))
+    assert "install squashfs /bin/true" not in lines
+    assert "install cramfs /bin/true" in lines
+    assert "install usb-storage /bin/true" in lines
+
+
+@pytest.mark.parametrize(("forward", "value"), [(False, 0), (True, 1)])
+def test_ip_forwarding_follows_the_inventory(forward: bool, value: int) -> None:
+    settings = sysctl_settings(merged(hardening_ip_forward=forward), BOOKWORM)
+    assert [settings[key] for key in ("net.ipv4.ip_forward", "net.ipv4.conf.all.forwarding",
+                                      "net.ipv6.conf.all.forwarding")] == [value] * 3
+    assert list(settings)[:3] == ["net.ipv4.ip_forward", "net.ipv4.conf.all.forwarding",
+                                  "net.ipv6.conf.all.forwarding"]
+
+
+def test_sysctl_overrides_win_and_nothing_sets_modules_disabled() -> None:
+    settings = sysctl_settings(merged(hardening_sysctl_overrides={"net.ipv4.ip_forward": 1}),
+                               BOOKWORM)
+    assert settings["net.ipv4.ip_forward"] == 1
+    assert settings["fs.protected_fifos"] == 2
+    assert "kernel.modules_disabled" not in settings
+    assert "vm.mmap_rnd_bits" not in settings
+
+
+def test_containers_set_only_their_own_network_keys() -> None:
+    container = replace(BOOKWORM, virtualization="systemd-nspawn")
+    settings = sysctl_settings(merged(), container)
+    assert settings and all(key.startswith("net.") for key in settings)
+
+
+def test_forwarding_is_applied_in_a_step_before_the_other_running_values() -> None:
+    labels = [step.label for step in role_steps(make_host()) if "sysctl" in step.label]
+    assert labels[1].startswith("sysctl forwarding values")
+    assert labels[2].startswith("sysctl values from")
+
+
+# --- accounts, files, packages -----------------------------------------------------------------
+
+def test_login_defs_lines_carry_the_umask() -> None:
+    lines = login_defs_lines(merged())
+    assert lines["UMASK"] == "UMASK\t027"
+    assert lines["PASS_MAX_DAYS"] == "PASS_MAX_DAYS\t60"
+
+
+def test_keyed_lines_replace_active_keys_and_keep_commented_ones() -> None:
+    text = "#PASS_MAX_DAYS 99999\nPASS_MAX_DAYS\t99999\nUMASK 022\n"
+    new = plan_keyed_lines(text, {"PASS_MAX_DAYS": "PASS_MAX_DAYS\t60", "UMASK": "UMASK\t027"})
+    assert new == "#PASS_MAX_DAYS 99999\nPASS_MAX_DAYS\t60\nUMASK\t027\n"
+    assert plan_keyed_lines(new, {"UMASK": "UMASK\t027"}) is None
+
+
+def test_login_defs_step_waits_for_a_missing_file() -> None:
+    with pytest.raises(ProbeUnreadable):
+        step_named(make_host(), "/etc/login.defs").decide(Probed("absent"))
+
+
+@pytest.mark.parametrize(("stat", "access", "action"), [
+    ("/etc/cron.d|root|root|755", Access("/etc/cron.d", "root", "root", 0o700, True),
+     "chmod 0700 /etc/cron.d"),
+    ("/home/admin|admin|admin|700", Access("/home/admin", None, None, 0o750, True), None),
+    ("/etc/shadow|root|root|640", Access("/etc/shadow", "root", "shadow", 0o640),
+     "chown root:shadow /etc/shadow"),
+    ("", Access("/etc/crontab", "root", "root", 0o600, True), None),
+])
+def test_modes_are_tightened_never_loosened_and_absent_paths_skipped(
+        stat: str, access: Access, action: str | None) -> None:
+    assert plan_access(stat, [access]).action == action
+
+
+@pytest.mark.parametrize(("output", "plan"), [
+    ("no expiry\n", Plan("already no expiry")),
+    ("expires after 60 days\n", Plan("expires after 60 days -> no expiry", action="chage")),
+])
+def test_admin_password_ageing_is_switched_off(output: str, plan: Plan) -> None:
+    assert plan_command_result(output, "no expiry", "chage", "no expiry") == plan
+
+
+def test_password_ageing_waits_for_the_user() -> None:
+    with pytest.raises(ProbeUnreadable, match="does not exist yet"):
+        plan_command_result("unreadable: the user does not exist yet", "no expiry", "x", "y")
+
+
+def test_kernel_bound_packages_are_skipped_in_containers() -> None:
+    container = replace(BOOKWORM, virtualization="systemd-nspawn")
+    assert {"auditd", "apparmor"} <= set(wanted_packages(merged(), BOOKWORM))
+    assert not {"auditd", "apparmor"} & set(wanted_packages(merged(), container))
+    labels = " ".join(step.label for step in role_steps(make_host(container)))
+    assert "auditd" not in labels and "AppArmor" not in labels
+
+
+def test_time_sync_is_only_enabled_in_containers() -> None:
+    step = step_named(make_host(replace(BOOKWORM, virtualization="systemd-nspawn")), "time sync")
+    state = "LoadState=loaded\nUnitFileState=enabled\nActiveState=inactive\n"
+    assert not step.decide(Probed(state)).changes
+
+
+def test_sudoers_drop_in_is_visudo_checked_and_passwordless_by_default() -> None:
+    lines = written_lines(step_named(make_host(), "sudoers"))
+    assert "admin ALL=(ALL:ALL) NOPASSWD: ALL" in lines
+    action = step_named(make_host(), "sudoers").decide(Probed("absent")).action or ""
+    assert "visudo -cqf" in action
+
+
+# --- the role's own bookkeeping ----------------------------------------------------------------
+
+@pytest.mark.parametrize("facts", [BOOKWORM, TRIXIE])
+def test_every_step_plans_against_a_fresh_host(facts: Facts) -> None:
+    steps = role_steps(make_host(facts))
+    assert len(steps) > 30
+    assert len({step.label for step in steps}) == len(steps)
+
+
+def test_every_default_has_a_comment_above_it() -> None:
+    undocumented, commented = [], False
+    for line in (ROLE_DIR / "defaults.yml").read_text().splitlines():
+        if not line.strip():
+            commented = False
+        elif line.startswith("#"):
+            commented = True
+        elif not line[0].isspace() and not commented:
+            undocumented.append(line.split(":")[0])
+    assert undocumented == []
+
+
+def test_the_role_reads_no_undeclared_variable() -> None:
+    declared = set(load_role(ROLE_DIR).defaults)
+    sources = [*ROLE_DIR.glob("*.py"), *(ROLE_DIR / "templates").rglob("*.j2")]
+    used = {name for path in sources
+            for name in re.findall(r"\bhardening_[a-z0-9_]+", path.read_text())}
+    assert used - declared == set()
+    assert used, "the scan found no variable at all"
