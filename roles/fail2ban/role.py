@@ -13,10 +13,12 @@ from collections.abc import Iterator
 from provisioner.host import Host
 from provisioner.ops.apt import ensure_packages
 from provisioner.ops.files import ensure_template
-from provisioner.ops.systemd import ensure_service, reload_service
+from provisioner.ops.systemd import ensure_service, restart_service
 from provisioner.step import Step
 
-HANDLERS = (reload_service("fail2ban"),)
+#: A restart, not a reload: right after the service first starts, ``fail2ban-client reload``
+#: fails while the server is still coming up. Bans survive a restart (fail2ban's own database).
+HANDLERS = (restart_service("fail2ban.service"),)
 
 #: Tests a candidate jail.local against a copy of /etc/fail2ban, so a bad one never goes live.
 VALIDATE_JAIL = ("sh -c 'd=$(mktemp -d) && cp -a /etc/fail2ban/. \"$d\"/ && "
@@ -27,6 +29,6 @@ VALIDATE_JAIL = ("sh -c 'd=$(mktemp -d) && cp -a /etc/fail2ban/. \"$d\"/ && "
 def steps(host: Host) -> Iterator[Step]:
     yield ensure_packages(host, host.vars["fail2ban_packages"])
     yield ensure_template(host, "/etc/fail2ban/jail.local", "etc/fail2ban/jail.local.j2",
-                          validate=VALIDATE_JAIL, notify=["fail2ban:reload"],
+                          validate=VALIDATE_JAIL, notify=["fail2ban:restart"],
                           label="template /etc/fail2ban/jail.local [controls §4]")
     yield ensure_service(host, "fail2ban.service")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import yaml
 
 from tests.integration.conftest import Sandbox
 
@@ -79,9 +80,9 @@ def test_an_allowed_port_passes_the_firewall(machines: Sandbox) -> None:
 
 
 def test_repeated_failed_logins_get_the_peer_banned(machines: Sandbox) -> None:
-    attempts = (f"for i in 1 2 3 4 5 6; do ssh -o BatchMode=yes -o ConnectTimeout=3 "
+    attempts = (f"sleep 30; for i in 1 2 3 4; do ssh -o BatchMode=yes -o ConnectTimeout=3 "
                 f"-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
-                f"nosuchuser@{machines.target.address} true 2>/dev/null; sleep 0.5; done; true")
+                f"nosuchuser@{machines.target.address} true 2>/dev/null; sleep 1; done; true")
     machines.ssh(machines.peer, attempts, timeout=120)
     banned = ""
     for _ in range(20):
@@ -132,9 +133,10 @@ def test_unreachable_host_gets_a_clear_error_and_exit_code_1(machines: Sandbox) 
 
 
 def test_broken_inventory_is_refused_before_any_host_is_contacted(machines: Sandbox) -> None:
+    data = yaml.safe_load(machines.inventory.read_text())
+    data["hosts"]["it1"]["colour"] = "red"
     broken = machines.inventory.parent / "broken.yml"
-    broken.write_text(machines.inventory.read_text().replace("groups: [base]",
-                                                             "groups: [base]\n    colour: red", 1))
+    broken.write_text(yaml.safe_dump(data))
     run = machines.invoke("provision", "--host", "it1", inventory=broken)
     assert run.exit_code == 2
     assert "colour" in run.output and str(broken) in run.output
