@@ -118,7 +118,8 @@ def down(c: Context, name: str = "") -> None:
 
     names = split_names(name)
     sandbox.down(list(names) or None)
-    remaining = sandbox.list_machines()
+    remaining = [machine for machine in sandbox.list_machines()
+                 if machine.name.startswith("sandbox")]
     if remaining:
         sandbox.write_inventory(remaining, DEFAULT_INVENTORY)
     elif DEFAULT_INVENTORY.exists():
