@@ -9,9 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.facts import Facts
-from provisioner.host import Host
-from provisioner.inventory import HostConfig, SshSettings
 from provisioner.ops.apt import (
     UPDATE_STAMP,
     PackageState,
@@ -21,21 +18,12 @@ from provisioner.ops.apt import (
     probe_packages,
 )
 from provisioner.step import Probed
+from tests.unit.hosts import make_host
 
 FIXTURES = Path(__file__).parent / "fixtures"
 APT = ("DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=600 "
        "-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold")
 WRITES = re.compile(r"(?<![0-9])>|\b(apt-get|dpkg -i|touch|mkdir|rm|mv)\b")
-
-
-def make_host() -> Host:
-    ssh = SshSettings(identity_file=None, known_hosts=Path("/dev/null"), trust_on_first_use=False,
-                      jump_host=None, connect_timeout=10.0, command_timeout=60.0,
-                      sudo_password=None)
-    config = HostConfig("web1", "192.0.2.10", 22, "root", (), (), {}, ssh)
-    facts = Facts("debian", "12", "bookworm", (), 2, 2 << 30, (), "systemd", "kvm", "web1",
-                  "6.1.0-28-amd64", "amd64", False, (9, 2))
-    return Host(config, {}, gather_facts=lambda: facts)
 
 
 def state(*installed: str, age: int | None = 60) -> PackageState:

@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from provisioner.facts import Facts
-from provisioner.host import Host
-from provisioner.inventory import HostConfig, SshSettings
 from provisioner.ops.cron import ensure_cron_file, render_cron_file
 from provisioner.ops.files import DesiredFile, write_file_action
 from provisioner.step import Probed
+from tests.unit.hosts import make_host
 
 JOB = "17 3 * * * root /usr/local/sbin/backup"
-
-
-def make_host() -> Host:
-    ssh = SshSettings(identity_file=None, known_hosts=Path("/dev/null"), trust_on_first_use=False,
-                      jump_host=None, connect_timeout=10.0, command_timeout=60.0,
-                      sudo_password=None)
-    config = HostConfig("web1", "192.0.2.10", 22, "root", (), (), {}, ssh)
-    facts = Facts("debian", "12", "bookworm", (), 2, 2 << 30, (), "systemd", "kvm", "web1",
-                  "6.1.0-28-amd64", "amd64", False, (9, 2))
-    return Host(config, {}, gather_facts=lambda: facts)
 
 
 def test_render_cron_file_has_header_environment_then_jobs_and_a_final_newline() -> None:

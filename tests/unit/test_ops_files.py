@@ -15,9 +15,6 @@ from pathlib import Path
 import pytest
 
 from provisioner.commands import quote
-from provisioner.facts import Facts
-from provisioner.host import Host
-from provisioner.inventory import HostConfig, SshSettings
 from provisioner.ops import files
 from provisioner.ops.files import (
     DesiredFile,
@@ -33,6 +30,7 @@ from provisioner.ops.files import (
     write_file_action,
 )
 from provisioner.step import Probed
+from tests.unit.hosts import make_host
 
 USER = pwd.getpwuid(os.getuid()).pw_name
 GROUP = grp.getgrgid(os.getgid()).gr_name
@@ -41,16 +39,6 @@ WRITES = re.compile(r">|\b(mv|rm|cp|chmod|chown|mkdir|touch|tee|sed|truncate|ins
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def make_host(*, show_diff: bool = False) -> Host:
-    ssh = SshSettings(identity_file=None, known_hosts=Path("/dev/null"), trust_on_first_use=False,
-                      jump_host=None, connect_timeout=10.0, command_timeout=60.0,
-                      sudo_password=None)
-    config = HostConfig("web1", "192.0.2.10", 22, "root", (), ("ufw",), {}, ssh)
-    facts = Facts("debian", "12", "bookworm", (), 2, 2 << 30, (), "systemd", "kvm", "web1",
-                  "6.1.0-28-amd64", "amd64", False, (9, 2))
-    return Host(config, {}, gather_facts=lambda: facts, show_diff=show_diff)
 
 
 def regular(data: bytes, owner: str = "root", group: str = "root", mode: int = 0o644,

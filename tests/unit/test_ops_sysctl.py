@@ -3,32 +3,19 @@
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
 import pytest
 
-from provisioner.facts import Facts
-from provisioner.host import Host
-from provisioner.inventory import HostConfig, SshSettings
 from provisioner.ops.files import DesiredFile, write_file_action
 from provisioner.ops.sysctl import ensure_sysctl, plan_runtime, probe_runtime, render_sysctl_file
 from provisioner.step import Probed
+from tests.unit.hosts import make_host
 
 SETTINGS = {
     "net.ipv4.ip_forward": 0,
     "net.ipv4.conf.all.rp_filter": "1",
     "net.ipv4.ip_local_port_range": "1024 65000",
 }
-
-
-def make_host() -> Host:
-    ssh = SshSettings(identity_file=None, known_hosts=Path("/dev/null"), trust_on_first_use=False,
-                      jump_host=None, connect_timeout=10.0, command_timeout=60.0,
-                      sudo_password=None)
-    config = HostConfig("web1", "192.0.2.10", 22, "root", (), (), {}, ssh)
-    facts = Facts("debian", "12", "bookworm", (), 2, 2 << 30, (), "systemd", "kvm", "web1",
-                  "6.1.0-28-amd64", "amd64", False, (9, 2))
-    return Host(config, {}, gather_facts=lambda: facts)
 
 
 def probed(*rows: tuple[str, str, str]) -> str:

@@ -6,9 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.facts import Facts
-from provisioner.host import Host
-from provisioner.inventory import HostConfig, SshSettings
 from provisioner.ops.systemd import (
     ensure_masked,
     ensure_service,
@@ -19,18 +16,9 @@ from provisioner.ops.systemd import (
     restart_service,
 )
 from provisioner.step import Handler, Probed, ProbeUnreadable
+from tests.unit.hosts import make_host
 
 FIXTURES = Path(__file__).parent / "fixtures"
-
-
-def make_host() -> Host:
-    ssh = SshSettings(identity_file=None, known_hosts=Path("/dev/null"), trust_on_first_use=False,
-                      jump_host=None, connect_timeout=10.0, command_timeout=60.0,
-                      sudo_password=None)
-    config = HostConfig("web1", "192.0.2.10", 22, "root", (), (), {}, ssh)
-    facts = Facts("debian", "12", "bookworm", (), 2, 2 << 30, (), "systemd", "kvm", "web1",
-                  "6.1.0-28-amd64", "amd64", False, (9, 2))
-    return Host(config, {}, gather_facts=lambda: facts)
 
 
 def unit(file_state: str, active: str, load: str = "loaded") -> dict[str, str]:

@@ -11,9 +11,6 @@ from typing import Any
 import pytest
 
 from provisioner.errors import RoleError
-from provisioner.facts import Facts
-from provisioner.host import Host
-from provisioner.inventory import HostConfig, SshSettings
 from provisioner.ops.files import safeguard_save
 from provisioner.ops.ufw import (
     RULES_PROBE,
@@ -27,6 +24,7 @@ from provisioner.ops.ufw import (
 from provisioner.roles import PROJECT_ROOT
 from provisioner.step import Probed, ProbeUnreadable, Safeguard
 from provisioner.yaml_loader import load_yaml
+from tests.unit.hosts import make_host
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ROLE_DIR = PROJECT_ROOT / "roles" / "ufw"
@@ -36,16 +34,6 @@ RECORDED = [
     "ufw allow 80/tcp",
     "ufw allow from 10.0.0.0/8 to any port 5432 proto tcp",
 ]
-
-
-def make_host() -> Host:
-    ssh = SshSettings(identity_file=None, known_hosts=Path("/dev/null"), trust_on_first_use=False,
-                      jump_host=None, connect_timeout=10.0, command_timeout=60.0,
-                      sudo_password=None)
-    config = HostConfig("web1", "192.0.2.10", 22, "root", (), ("ufw",), {}, ssh)
-    facts = Facts("debian", "12", "bookworm", (), 2, 2 << 30, (), "systemd", "kvm", "web1",
-                  "6.1.0-28-amd64", "amd64", False, (9, 2))
-    return Host(config, {}, gather_facts=lambda: facts)
 
 
 def ufw_role() -> ModuleType:
