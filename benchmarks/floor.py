@@ -1,0 +1,155 @@
+"""The floor: what the work costs through one plain OpenSSH session per host, with no tool at all.
+
+No-op and check scenarios: the floor sends, in one session, exactly the read-only probes provisioner
+itself would send for the same roles (built with provisioner's own ``prepare``, the roles'
+``steps(host)`` and ``build_batch``), plus the facts script when a template reads facts. No
+decision is made inside the timed session; afterwards the runner feeds the output to the steps'
+own ``decide`` to prove the host really was converged (a floor that checked nothing would be no
+floor).
+
+First converge: a generated shell script doing W's work naively but correctly: every command
+runs every time except the package-list refresh, which obeys the same one-hour rule.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import shlex
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from provisioner.batch import BatchScript, build_batch, parse_batch
+from provisioner.engine import HostJob, RunOptions, prepare
+from provisioner.facts import FACTS_SCRIPT, Facts, parse_facts
+from provisioner.host import Host
+from provisioner.inventory import HostConfig, load_inventory
+from provisioner.ops.cron import render_cron_file
+from provisioner.ops.sysctl import render_sysctl_file
+from provisioner.roles import available_roles
+from provisioner.step import ProbeUnreadable, Step
+from provisioner.templates import render_template
+
+REMOTE_SHELL = "sudo -n /bin/sh -s"
+
+
+@dataclass(frozen=True)
+class CheckScript:
+    """One host's floor script and what is needed to judge its output afterwards."""
+
+    host: str
+    batch: BatchScript
+    steps: tuple[Step, ...]
+    with_facts: bool
+
+
+def ssh_command(config: HostConfig) -> list[str]:
+    """OpenSSH argv for an inventory host: its key, the pinned known_hosts, strict checking."""
+    argv = ["ssh", "-o", "IdentitiesOnly=yes", "-o", f"UserKnownHostsFile={config.ssh.known_hosts}",
+            "-o", "GlobalKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=yes",
+            "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-p", str(config.port)]
+    if config.ssh.identity_file is not None:
+        argv += ["-i", str(config.ssh.identity_file)]
+    return [*argv, f"{config.user}@{config.address}", REMOTE_SHELL]
+
+
+def load_jobs(inventory: Path, role_dirs: Sequence[Path]) -> list[HostJob]:
+    loaded = load_inventory(inventory, available_roles(role_dirs))
+    return prepare(list(loaded.hosts.values()), RunOptions(role_dirs=tuple(role_dirs)))
+
+
+def gather_facts_over_ssh(config: HostConfig) -> Facts:
+    done = subprocess.run(ssh_command(config), input=FACTS_SCRIPT, capture_output=True,
+                          text=True, check=True, timeout=60)
+    return parse_facts(done.stdout)
+
+
+def check_scripts(inventory: Path, role_dirs: Sequence[Path]) -> dict[str, CheckScript]:
+    """Per host: provisioner's probes of its roles as one script (facts first when needed)."""
+    scripts = {}
+    for job in load_jobs(inventory, role_dirs):
+        host = Host(job.config, job.variables, functools.partial(gather_facts_over_ssh, job.config))
+        steps: list[Step] = []
+        for role in job.roles:
+            host.template_dir = role.template_dir
+            steps.extend(role.steps(host))
+        host.template_dir = None
+        probes = [step.probe for step in steps]
+        if host.facts_gathered:
+            probes.insert(0, FACTS_SCRIPT)
+        scripts[job.config.name] = CheckScript(job.config.name, build_batch(probes), tuple(steps),
+                                               host.facts_gathered)
+    return scripts
+
+
+def pending_changes(script: CheckScript, output: str) -> tuple[int, int]:
+    """(steps that would change, steps that could not be judged) from a floor run's output."""
+    probes = parse_batch(script.batch, output).probes
+    if script.with_facts:
+        probes = probes[1:]
+    if len(probes) != len(script.steps):
+        return 0, len(script.steps)
+    changes = failures = 0
+    for step, probed in zip(script.steps, probes, strict=True):
+        try:
+            changes += step.decide(probed).changes
+        except ProbeUnreadable:
+            failures += 1
+    return changes, failures
+
+
+def _write(path: str, content: str, owner: str, mode: str) -> str:
+    encoded = base64.b64encode(content.encode()).decode()
+    target = shlex.quote(path)
+    return (f"printf '%s' {encoded} | base64 -d > {target}\n"
+            f"chown {owner} {target}\nchmod {mode} {target}\n")
+
+
+def apply_script(variables: Mapping[str, Any], host_name: str, template_dir: Path) -> str:
+    """W in plain shell, for a fresh host; ``set -e`` makes any failure the script's failure."""
+    quote = shlex.quote
+    stamp = "/var/lib/apt/periodic/update-success-stamp"
+    max_age_minutes = int(variables["provbench_apt_cache_max_age"]) // 60
+    apt = ("DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=600 "
+           "-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold")
+    directory = variables["provbench_directory"]
+    header = variables["provbench_header"]
+    user = variables["provbench_user"]
+    lines = [
+        "set -e",
+        f"if [ -z \"$(find {stamp} -mmin -{max_age_minutes} 2>/dev/null)\" ]; then",
+        f"  {apt} update >/dev/null && mkdir -p {stamp.rsplit('/', 1)[0]} && touch {stamp}",
+        "fi",
+        f"{apt} install {' '.join(quote(p) for p in variables['provbench_packages'])} >/dev/null",
+        f"mkdir -p {quote(directory)} && chown root:root {quote(directory)} && "
+        f"chmod 0755 {quote(directory)}",
+    ]
+    script = "\n".join(lines) + "\n"
+    for index in range(int(variables["provbench_file_count"])):
+        content = render_template(template_dir, "etc/provbench/file.conf.j2", {
+            **variables, "host_name": host_name, "provbench_file_index": index})
+        script += _write(f"{directory}/file{index}.conf", content, "root:root", "0644")
+    sysctl_file = variables["provbench_sysctl_file"]
+    script += _write(sysctl_file, render_sysctl_file(variables["provbench_sysctls"], header),
+                     "root:root", "0644")
+    script += f"sysctl -q -p {quote(sysctl_file)}\n"
+    units = " ".join(quote(unit) for unit in variables["provbench_services"])
+    script += f"systemctl enable --now {units} 2>/dev/null\n"
+    script += (f"id {quote(user)} >/dev/null 2>&1 || useradd --create-home --shell "
+               f"{quote(variables['provbench_user_shell'])} --user-group {quote(user)}\n")
+    script += f"install -d -o {quote(user)} -g {quote(user)} -m 0700 /home/{user}/.ssh\n"
+    script += _write(f"/home/{user}/.ssh/authorized_keys",
+                     variables["provbench_authorized_key"].strip() + "\n", f"{user}:{user}",
+                     "0600")
+    script += f"ufw default {quote(variables['provbench_ufw_default_incoming'])} incoming\n"
+    for port in variables["provbench_ufw_tcp_ports"]:
+        script += f"ufw allow {int(port)}/tcp\n"
+    script += "ufw --force enable\n"
+    script += _write(f"/etc/cron.d/{variables['provbench_cron_name']}",
+                     render_cron_file([variables["provbench_cron_job"]], {}, header),
+                     "root:root", "0644")
+    script += "systemctl reload nginx.service\n"
+    return script

@@ -1,0 +1,81 @@
+"""The same sandbox machines described for each tool: provisioner, pyinfra and Ansible inventories.
+
+Every tool logs in as the sandbox's admin user with the sandbox key, checks host keys against the
+sandbox's known_hosts file (strictly), and becomes root through sudo.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+from provisioner import sandbox
+from provisioner.sandbox import Machine
+
+#: The controller's address on the sandbox bridge: exempt from SSH rate limits and bans in the
+#: full-stack scenario, which opens many connections in a row.
+CONTROLLER_ADDRESS = "10.77.0.1"
+SSH_OPTIONS = (f"-o UserKnownHostsFile={sandbox.KNOWN_HOSTS_PATH} -o GlobalKnownHostsFile=/dev/null"
+               " -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes")
+
+
+def workload_inventory(machines: Sequence[Machine], path: Path) -> Path:
+    """``sandbox.write_inventory``'s file with one group whose only role is provbench."""
+    sandbox.write_inventory(machines, path)
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["defaults"]["vars"] = {}
+    data["groups"] = {"provbench": {"roles": ["provbench"]}}
+    for host in data["hosts"].values():
+        host["groups"] = ["provbench"]
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def stack_inventory(machines: Sequence[Machine], path: Path) -> Path:
+    """``sandbox.write_inventory``'s file (hardening, ufw, fail2ban), the controller exempt."""
+    sandbox.write_inventory(machines, path)
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["defaults"]["vars"].update({"ufw_ssh_unlimited_sources": [CONTROLLER_ADDRESS],
+                                     "fail2ban_ignoreip": [CONTROLLER_ADDRESS]})
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def pyinfra_inventory(machines: Sequence[Machine], path: Path) -> Path:
+    """An inventory.py: one host per machine with its SSH settings as host data."""
+    lines = ["# Written by the benchmark runner.", "hosts = ["]
+    for machine in machines:
+        data = {"ssh_hostname": machine.address, "ssh_user": "admin",
+                "ssh_key": str(sandbox.KEY_PATH),
+                "ssh_known_hosts_file": str(sandbox.KNOWN_HOSTS_PATH),
+                "ssh_strict_host_key_checking": "yes"}
+        lines.append(f"    ({machine.name!r}, {data!r}),")
+    lines.append("]")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def ansible_inventory(machines: Sequence[Machine], path: Path, ssh_wrapper: Path,
+                      sftp_wrapper: Path, scp_wrapper: Path) -> Path:
+    """A YAML inventory: group provbench, sandbox key and known_hosts, counting ssh wrappers."""
+    data = {"provbench": {
+        "hosts": {machine.name: {"ansible_host": machine.address} for machine in machines},
+        "vars": {"ansible_user": "admin",
+                 "ansible_ssh_private_key_file": str(sandbox.KEY_PATH),
+                 "ansible_ssh_common_args": SSH_OPTIONS,
+                 "ansible_ssh_executable": str(ssh_wrapper),
+                 "ansible_sftp_executable": str(sftp_wrapper),
+                 "ansible_scp_executable": str(scp_wrapper)},
+    }}
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def counting_wrapper(path: Path, program: str, log: Path) -> Path:
+    """A tiny sh script that logs each invocation of program, then becomes it (exec)."""
+    path.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{log}'\nexec {program} \"$@\"\n",
+                    encoding="utf-8")
+    path.chmod(0o755)
+    return path

@@ -1,0 +1,252 @@
+"""The tools under test. Each prepares a run (untimed), executes it (timed), then judges it.
+
+* floor: one OpenSSH session per host running a generated script (see floor.py).
+* pyinfra: benchmarks/peers/pyinfra/deploy.py, ``pyinfra INVENTORY deploy.py --sudo -y``.
+* ansible / ansible-tuned: benchmarks/peers/ansible/site.yml with ansible.cfg / ansible-tuned.cfg.
+* provisioner: ``python -m invoke provision --inventory INV --report FILE``, as a user runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks import floor, inventories, parsing
+from provisioner.sandbox import Machine
+
+BENCH_DIR = Path(__file__).resolve().parent
+PROJECT_ROOT = BENCH_DIR.parent
+ROLES_DIR = BENCH_DIR / "roles"
+PEERS_DIR = BENCH_DIR / "peers"
+TOOL_NAMES = ("floor", "pyinfra", "ansible", "ansible-tuned", "provisioner")
+TIMEOUT = 3600
+
+
+@dataclass(frozen=True)
+class Context:
+    """What one run is about: the scenario's mode, its machines and inventories, a work dir."""
+
+    mode: str                      # "apply" or "check"
+    fresh: bool                    # first converge on fresh machines
+    machines: tuple[Machine, ...]
+    provisioner_inventory: Path    # the project's inventory for these machines and roles
+    work: Path
+    peers_python: Path | None
+    check_scripts: dict[str, floor.CheckScript] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    """A tool's account of a run, checked: per-host changed/failed and round trips."""
+
+    exit_code: int
+    changed: dict[str, int]
+    failed: dict[str, int]
+    round_trips: dict[str, int | None]
+    problem: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def total_changed(self) -> int:
+        return sum(self.changed.values())
+
+    @property
+    def succeeded(self) -> bool:
+        return self.exit_code == 0 and not any(self.failed.values()) and not self.problem
+
+
+@dataclass
+class PreparedRun:
+    execute: Callable[[], Any]
+    evaluate: Callable[[Any], Outcome]
+    settle: Callable[[], None] | None = None
+
+
+def _run_logged(argv: Sequence[str], log: Path, cwd: Path, env: dict[str, str],
+                stdin: str | None = None) -> int:
+    with open(log, "w", encoding="utf-8") as output:
+        return subprocess.run(list(argv), cwd=cwd, env=env, stdout=output,
+                              stderr=subprocess.STDOUT, input=stdin, text=True, check=False,
+                              timeout=TIMEOUT).returncode
+
+
+class Floor:
+    name = "floor"
+
+    def prepare(self, context: Context) -> PreparedRun:
+        jobs = {job.config.name: job for job in
+                floor.load_jobs(context.provisioner_inventory, [PROJECT_ROOT / "roles", ROLES_DIR])}
+        if context.fresh:
+            scripts = {name: floor.apply_script(job.variables, name, job.roles[0].template_dir)
+                       for name, job in jobs.items()}
+        else:
+            scripts = {name: script.batch.text for name, script in context.check_scripts.items()}
+        work = context.work / "floor"
+        work.mkdir(parents=True, exist_ok=True)
+        for name, text in scripts.items():
+            (work / f"{name}.sh").write_text(text, encoding="utf-8")
+
+        def execute() -> dict[str, int]:
+            """Every host's session at once; scripts and outputs are files, so none waits."""
+            processes = {}
+            for name in scripts:
+                with open(work / f"{name}.sh", "rb") as stdin, \
+                        open(work / f"{name}.out", "wb") as stdout, \
+                        open(work / f"{name}.err", "wb") as stderr:
+                    processes[name] = subprocess.Popen(floor.ssh_command(jobs[name].config),
+                                                       stdin=stdin, stdout=stdout, stderr=stderr)
+            return {name: process.wait(timeout=TIMEOUT) for name, process in processes.items()}
+
+        def evaluate(codes: dict[str, int]) -> Outcome:
+            changed, failed, problems = {}, {}, []
+            for name, code in codes.items():
+                if context.fresh:
+                    changed[name], failed[name] = 0, int(code != 0)
+                else:
+                    output = (work / f"{name}.out").read_text(encoding="utf-8", errors="replace")
+                    changed[name], failed[name] = floor.pending_changes(
+                        context.check_scripts[name], output)
+                if code != 0:
+                    error = (work / f"{name}.err").read_text(errors="replace").strip()
+                    problems.append(f"{name}: exit {code}: {error[-300:]}")
+            return Outcome(max(codes.values()), changed, failed, dict.fromkeys(codes, 1),
+                           "; ".join(problems))
+
+        return PreparedRun(execute, evaluate)
+
+
+class Provisioner:
+    name = "provisioner"
+
+    def prepare(self, context: Context) -> PreparedRun:
+        report = context.work / "provisioner-report.json"
+        log = context.work / "provisioner.log"
+        report.unlink(missing_ok=True)
+        argv = [sys.executable, "-m", "invoke", "provision", "--inventory",
+                str(context.provisioner_inventory), "--report", str(report)]
+        if context.mode == "check":
+            argv.append("--check")
+        env = {**os.environ, "PROVISIONER_ROLES_PATH": str(ROLES_DIR), "NO_COLOR": "1"}
+
+        def execute() -> int:
+            return _run_logged(argv, log, PROJECT_ROOT, env)
+
+        def evaluate(code: int) -> Outcome:
+            if not report.exists():
+                return Outcome(code, {}, {}, {}, f"no report; see {log}")
+            hosts = json.loads(report.read_text())["hosts"]
+            return Outcome(
+                code, {name: data["changed"] for name, data in hosts.items()},
+                {name: data["failed"] for name, data in hosts.items()},
+                {name: data["round_trips"] for name, data in hosts.items()},
+                "" if code == 0 else f"exit {code}; see {log}",
+                {"host_seconds": max(data["duration_seconds"] for data in hosts.values())})
+
+        return PreparedRun(execute, evaluate)
+
+
+class Pyinfra:
+    name = "pyinfra"
+
+    def prepare(self, context: Context) -> PreparedRun:
+        assert context.peers_python is not None
+        inventory = inventories.pyinfra_inventory(context.machines,
+                                                  context.work / "pyinfra_inventory.py")
+        counts_file = context.work / "pyinfra-sessions.json"
+        counts_file.unlink(missing_ok=True)
+        log = context.work / "pyinfra.log"
+        argv = [str(context.peers_python), str(PEERS_DIR / "pyinfra" / "count_sessions.py"),
+                str(inventory), "deploy.py", "--sudo"]
+        argv.append("--dry" if context.mode == "check" else "-y")
+        env = {**os.environ, "PROVBENCH_SESSION_COUNTS": str(counts_file), "NO_COLOR": "1"}
+        names = [machine.name for machine in context.machines]
+
+        def execute() -> int:
+            return _run_logged(argv, log, PEERS_DIR / "pyinfra", env)
+
+        def evaluate(code: int) -> Outcome:
+            output = log.read_text(encoding="utf-8", errors="replace")
+            counts = (parsing.parse_pyinfra_dry(output, names) if context.mode == "check"
+                      else parsing.parse_pyinfra_run(output, names))
+            sessions = json.loads(counts_file.read_text()) if counts_file.exists() else {}
+            by_address = {machine.name: sessions.get(machine.address)
+                          for machine in context.machines}
+            return Outcome(code, {h: c.changed for h, c in counts.items()},
+                           {h: c.failed for h, c in counts.items()}, by_address,
+                           "" if code == 0 else f"exit {code}; see {log}")
+
+        return PreparedRun(execute, evaluate)
+
+
+class Ansible:
+    def __init__(self, tuned: bool) -> None:
+        self.tuned = tuned
+        self.name = "ansible-tuned" if tuned else "ansible"
+
+    def prepare(self, context: Context) -> PreparedRun:
+        assert context.peers_python is not None
+        work = context.work / self.name
+        control_dir = work / "cp"
+        session_log = work / "ssh-invocations.log"
+        for path in (work, control_dir):
+            path.mkdir(parents=True, exist_ok=True)
+        for leftover in control_dir.iterdir():
+            leftover.unlink()
+        session_log.write_text("")
+        wrappers = [inventories.counting_wrapper(work / program, f"/usr/bin/{program}",
+                                                 session_log)
+                    for program in ("ssh", "sftp", "scp")]
+        inventory = inventories.ansible_inventory(context.machines, work / "inventory.yml",
+                                                  *wrappers)
+        log = work / "ansible.log"
+        config = PEERS_DIR / "ansible" / ("ansible-tuned.cfg" if self.tuned else "ansible.cfg")
+        argv = [str(context.peers_python.parent / "ansible-playbook"), "-i", str(inventory),
+                "site.yml"]
+        if context.mode == "check":
+            argv.append("--check")
+        env = {**os.environ, "ANSIBLE_CONFIG": str(config), "ANSIBLE_NOCOLOR": "1",
+               "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_dir),
+               "PATH": f"{context.peers_python.parent}:{os.environ.get('PATH', '')}"}
+
+        def execute() -> int:
+            return _run_logged(argv, log, PEERS_DIR / "ansible", env)
+
+        def settle() -> None:
+            """End the ControlPersist masters now, so their CPU is reaped and counted."""
+            for socket in control_dir.iterdir():
+                subprocess.run(["/usr/bin/ssh", "-o", f"ControlPath={socket}", "-O", "exit",
+                                "placeholder"], capture_output=True, check=False, timeout=30)
+
+        def evaluate(code: int) -> Outcome:
+            output = log.read_text(encoding="utf-8", errors="replace")
+            recap = parsing.parse_ansible_recap(output)
+            missing = [m.name for m in context.machines if m.name not in recap]
+            sessions = parsing.count_sessions(
+                session_log.read_text().splitlines(),
+                {machine.name: machine.address for machine in context.machines})
+            problem = "" if code == 0 else f"exit {code}; see {log}"
+            if missing:
+                problem += f" no recap for {', '.join(missing)}"
+            return Outcome(code, {h: c.changed for h, c in recap.items()},
+                           {h: c.failed for h, c in recap.items()}, dict(sessions),
+                           problem.strip())
+
+        return PreparedRun(execute, evaluate, settle)
+
+
+def make_tool(name: str) -> Floor | Provisioner | Pyinfra | Ansible:
+    if name == "floor":
+        return Floor()
+    if name == "provisioner":
+        return Provisioner()
+    if name == "pyinfra":
+        return Pyinfra()
+    if name in ("ansible", "ansible-tuned"):
+        return Ansible(tuned=name == "ansible-tuned")
+    raise ValueError(f"unknown tool {name!r}; known: {', '.join(TOOL_NAMES)}")
