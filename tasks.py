@@ -178,7 +178,7 @@ def demo(c: Context, count: int = 1, suite: str = "bookworm") -> None:
 @task(help={"unit": "Only the unit tests (no sandbox machines).",
             "pytest_args": "Extra arguments for pytest."})
 def test(c: Context, unit: bool = False, pytest_args: str = "") -> None:
-    """Run the test suite: lint, types, unit tests, then integration tests on sandbox machines.
+    """Run the tests: lint, types, unit tests, integration tests on sandbox machines, bench smoke.
 
     Example: invoke test --unit
     """
@@ -188,6 +188,7 @@ def test(c: Context, unit: bool = False, pytest_args: str = "") -> None:
     if not unit:
         steps.append([sys.executable, "-m", "pytest", "tests/integration", "-m", "integration",
                       "-v", *pytest_args.split()])
+        steps.append([sys.executable, "-m", "benchmarks.run", "--reps", "1", "--smoke"])
     for command in steps:
         print("$ " + " ".join(command), flush=True)
         if subprocess.run(command, check=False).returncode != 0:

@@ -67,7 +67,9 @@ def peer_versions(python: Path) -> dict[str, str]:
     for line in listing.splitlines():
         name, _, version = line.partition("==")
         if name.lower() in wanted:
-            versions[name.lower()] = version
+            # paramiko also names the project's own; keep the two apart
+            key = "paramiko (peers)" if name.lower() == "paramiko" else name.lower()
+            versions[key] = version
     found = re.search(r"\d+\.\d+\.\d+", subprocess.run(
         [str(python), "--version"], capture_output=True, text=True, check=False).stdout)
     versions["peers python"] = found.group(0) if found else "?"
