@@ -11,10 +11,10 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
-from provisioner.batch import build_batch
 from provisioner.change import Change
 from provisioner.connection import Connection, open_connection
 from provisioner.errors import ProvisionerError, RoleError
@@ -117,7 +117,7 @@ def _run_host(job: HostJob, options: RunOptions, listener: Listener) -> HostResu
     connection: Connection | None = None
     try:
         connection = open_connection(job.config)
-        host = Host(job.config, job.variables, _facts_gatherer(connection),
+        host = Host(job.config, job.variables, partial(read_facts, connection),
                     check=options.check, show_diff=options.diff)
         plan = _role_steps(host, job.roles)
 
@@ -138,11 +138,9 @@ def _run_host(job: HostJob, options: RunOptions, listener: Listener) -> HostResu
     return result
 
 
-def _facts_gatherer(connection: Connection):  # type: ignore[no-untyped-def]
-    def gather() -> Facts:
-        return parse_facts(connection.run_script(FACTS_SCRIPT).stdout)
-
-    return gather
+def read_facts(connection: Connection) -> Facts:
+    """Facts of a connected host in one round trip."""
+    return parse_facts(connection.run_script(FACTS_SCRIPT).stdout)
 
 
 def _role_steps(host: Host, roles: Sequence[Role]) -> list[RoleSteps]:
@@ -158,10 +156,10 @@ def gather_facts(config: HostConfig) -> Facts:
     """Facts of one host (for ``invoke facts``): one connection, one round trip."""
     connection = open_connection(config)
     try:
-        return parse_facts(connection.run_script(FACTS_SCRIPT).stdout)
+        return read_facts(connection)
     finally:
         connection.close()
 
 
-__all__ = ["HostJob", "HostResult", "RunOptions", "RunResult", "build_batch", "gather_facts",
-           "prepare", "run"]
+__all__ = ["HostJob", "HostResult", "RunOptions", "RunResult", "gather_facts", "prepare",
+           "read_facts", "run"]
