@@ -14,7 +14,6 @@ and are resolved here into masked Secret values.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -22,71 +21,17 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from provisioner import validation_cache
 from provisioner.errors import InventoryError
 from provisioner.secrets import Secret, resolve_reference
-from provisioner.yaml_loader import load_yaml
+from provisioner.yaml_loader import load_yaml_text
 
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
-                       r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
-
-def _check_address(value: str) -> str:
-    try:
-        ipaddress.ip_address(value)
-        return value
-    except ValueError:
-        if _HOSTNAME.match(value) and not value.replace(".", "").isdigit():
-            return value
-    raise ValueError(f"{value!r} is neither an IP address nor a valid DNS name")
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SshFile(_Strict):
-    """SSH settings as written in the file; every field optional so hosts can override one."""
-
-    identity_file: str | None = None
-    known_hosts: str | None = None
-    trust_on_first_use: bool | None = None
-    jump_host: str | None = None
-    connect_timeout: float | None = Field(default=None, gt=0)
-    command_timeout: float | None = Field(default=None, gt=0)
-    sudo_password: dict[str, str] | None = None
-
-
-class DefaultsFile(_Strict):
-    user: str = "root"
-    port: int = Field(default=22, ge=1, le=65535, strict=True)
-    ssh: SshFile = SshFile()
-    vars: dict[str, Any] = {}
-
-
-class GroupFile(_Strict):
-    roles: list[str] = []
-    vars: dict[str, Any] = {}
-
-
-class HostFile(_Strict):
-    address: str
-    port: int | None = Field(default=None, ge=1, le=65535, strict=True)
-    user: str | None = None
-    groups: list[str] = []
-    roles: list[str] = []
-    vars: dict[str, Any] = {}
-    ssh: SshFile = SshFile()
-
-    _address = field_validator("address")(_check_address)
-
-
-class InventoryFile(_Strict):
-    defaults: DefaultsFile = DefaultsFile()
-    groups: dict[str, GroupFile] = {}
-    hosts: dict[str, HostFile]
+#: The files whose code decides whether a document is valid; part of the validation cache key.
+VALIDATOR_SOURCES = (Path(__file__).with_name("inventory_schema.py"),
+                     Path(__file__).with_name("yaml_loader.py"))
 
 
 @dataclass(frozen=True)
@@ -120,7 +65,7 @@ class HostConfig:
 class Inventory:
     path: Path
     hosts: dict[str, HostConfig]
-    groups: dict[str, GroupFile] = field(default_factory=dict)
+    groups: dict[str, tuple[str, ...]] = field(default_factory=dict)  # name -> its roles
 
     def select(self, hosts: str = "", group: str = "") -> list[HostConfig]:
         """Hosts named (comma-separated) and/or members of a group; all hosts when neither."""
@@ -146,24 +91,33 @@ class Inventory:
 def load_inventory(path: Path, known_roles: Iterable[str],
                    cli_vars: Mapping[str, Any] | None = None) -> Inventory:
     """Read, validate and merge an inventory; every problem is an InventoryError naming the key."""
-    raw = _read(path)
-    try:
-        parsed = InventoryFile.model_validate(raw)
-    except ValidationError as error:
-        raise _inventory_error(path, error) from None
+    text = _read_text(path)
+    document = validation_cache.validated(text, VALIDATOR_SOURCES,
+                                          lambda: _validate(path, text))
     roles = set(known_roles)
-    _check_groups_and_roles(path, parsed, roles)
-    hosts = {name: _host_config(path, name, entry, parsed, dict(cli_vars or {}))
-             for name, entry in parsed.hosts.items()}
-    return Inventory(path=path, hosts=hosts, groups=dict(parsed.groups))
+    _check_groups_and_roles(path, document, roles)
+    hosts = {name: _host_config(path, name, entry, document, dict(cli_vars or {}))
+             for name, entry in document["hosts"].items()}
+    groups = {name: tuple(group["roles"]) for name, group in document["groups"].items()}
+    return Inventory(path=path, hosts=hosts, groups=groups)
 
 
-def _read(path: Path) -> Any:
+def _read_text(path: Path) -> str:
     if not path.is_file():
         raise InventoryError(str(path), "", "the file does not exist. Pass --inventory PATH, or "
                              "run `invoke sandbox.up` to create the sandbox inventory.")
     try:
-        raw = load_yaml(path)
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise InventoryError(str(path), "", f"cannot be read ({error}).") from None
+
+
+def _validate(path: Path, text: str) -> dict[str, Any]:
+    """Parse and check the document against the schema (pydantic is imported only here)."""
+    from provisioner.inventory_schema import validate_document
+
+    try:
+        raw = load_yaml_text(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else ""
@@ -171,35 +125,24 @@ def _read(path: Path) -> Any:
         raise InventoryError(str(path), where, f"{problem}; fix the YAML there.") from None
     if not isinstance(raw, dict):
         raise InventoryError(str(path), "", "the top level must be a mapping with 'hosts:'.")
-    return raw
+    return validate_document(path, raw)
 
 
-def _inventory_error(path: Path, error: ValidationError) -> InventoryError:
-    first = error.errors()[0]
-    key = ".".join(str(part) for part in first["loc"])
-    message = first["msg"]
-    if first["type"] == "extra_forbidden":
-        message = f"unknown key {first['loc'][-1]!r}; see README.md 'Inventory' for the keys"
-    elif first["type"] == "missing":
-        message = "this key is required"
-    others = len(error.errors()) - 1
-    more = f" ({others} more problem{'s' if others > 1 else ''} after this one)" if others else ""
-    return InventoryError(str(path), key, message + more)
-
-
-def _check_groups_and_roles(path: Path, parsed: InventoryFile, known_roles: set[str]) -> None:
-    for group_name, group in parsed.groups.items():
-        _check_role_names(path, f"groups.{group_name}.roles", group.roles, known_roles)
-    for name, host in parsed.hosts.items():
+def _check_groups_and_roles(path: Path, document: dict[str, Any],
+                            known_roles: set[str]) -> None:
+    groups = document["groups"]
+    for group_name, group in groups.items():
+        _check_role_names(path, f"groups.{group_name}.roles", group["roles"], known_roles)
+    for name, host in document["hosts"].items():
         if not _NAME.match(name):
             raise InventoryError(str(path), f"hosts.{name}", "host names may contain letters, "
                                  "digits, '.', '_' and '-' only.")
-        for group_name in host.groups:
-            if group_name not in parsed.groups:
+        for group_name in host["groups"]:
+            if group_name not in groups:
                 raise InventoryError(str(path), f"hosts.{name}.groups",
                                      f"group {group_name!r} is not defined under 'groups:'.")
-        _check_role_names(path, f"hosts.{name}.roles", host.roles, known_roles)
-        if not host.roles and not any(parsed.groups[g].roles for g in host.groups):
+        _check_role_names(path, f"hosts.{name}.roles", host["roles"], known_roles)
+        if not host["roles"] and not any(groups[g]["roles"] for g in host["groups"]):
             raise InventoryError(str(path), f"hosts.{name}", "this host has no roles: put it in "
                                  "a group with roles, or give it 'roles:'.")
 
@@ -211,21 +154,22 @@ def _check_role_names(path: Path, key: str, names: list[str], known: set[str]) -
                                  f"{', '.join(sorted(known))}).")
 
 
-def _host_config(path: Path, name: str, entry: HostFile, parsed: InventoryFile,
+def _host_config(path: Path, name: str, entry: dict[str, Any], document: dict[str, Any],
                  cli_vars: dict[str, Any]) -> HostConfig:
-    layers = [("defaults.vars", parsed.defaults.vars),
-              *((f"groups.{g}.vars", parsed.groups[g].vars) for g in entry.groups),
-              (f"hosts.{name}.vars", entry.vars), ("--set", cli_vars)]
+    defaults, groups = document["defaults"], document["groups"]
+    layers = [("defaults.vars", defaults["vars"]),
+              *((f"groups.{g}.vars", groups[g]["vars"]) for g in entry["groups"]),
+              (f"hosts.{name}.vars", entry["vars"]), ("--set", cli_vars)]
     merged: dict[str, Any] = {}
     for key, layer in layers:
         merged.update(_resolve_secrets(path, key, layer))
-    group_roles = [role for g in entry.groups for role in parsed.groups[g].roles]
-    roles = tuple(dict.fromkeys(group_roles + entry.roles))
+    group_roles = [role for g in entry["groups"] for role in groups[g]["roles"]]
+    roles = tuple(dict.fromkeys(group_roles + entry["roles"]))
     return HostConfig(
-        name=name, address=entry.address, port=entry.port or parsed.defaults.port,
-        user=entry.user or parsed.defaults.user, groups=tuple(entry.groups), roles=roles,
+        name=name, address=entry["address"], port=entry["port"] or defaults["port"],
+        user=entry["user"] or defaults["user"], groups=tuple(entry["groups"]), roles=roles,
         vars=merged,
-        ssh=_ssh_settings(path, name, parsed.defaults.ssh, entry.ssh),
+        ssh=_ssh_settings(path, name, defaults["ssh"], entry["ssh"]),
     )
 
 
@@ -247,8 +191,10 @@ def _resolve_value(path: Path, key: str, value: Any) -> Any:
     return value
 
 
-def _ssh_settings(path: Path, host: str, defaults: SshFile, own: SshFile) -> SshSettings:
-    merged = {**defaults.model_dump(exclude_none=True), **own.model_dump(exclude_none=True)}
+def _ssh_settings(path: Path, host: str, defaults: dict[str, Any],
+                  own: dict[str, Any]) -> SshSettings:
+    merged = {key: value for layer in (defaults, own) for key, value in layer.items()
+              if value is not None}
     base = path.parent
 
     def local_path(value: str) -> Path:
