@@ -19,9 +19,10 @@ import time
 PHASES_SCRIPT = r"""
 import json, sys, time
 marks = [("start", time.perf_counter())]
-import invoke, fabric  # what `python -m invoke provision` imports before the engine
+import functools
+import invoke  # what `python -m invoke provision` imports before the engine
 from provisioner import cli
-from provisioner.engine import RunOptions, _facts_gatherer, _role_steps
+from provisioner.engine import RunOptions, _role_steps, read_facts
 from provisioner.report import ConsoleReport
 marks.append(("imports", time.perf_counter()))
 inventory = cli.load(sys.argv[1])
@@ -33,7 +34,7 @@ from provisioner.host_run import HostWalk
 job = jobs[0]
 connection = open_connection(job.config)
 marks.append(("ssh connect + auth", time.perf_counter()))
-host = Host(job.config, job.variables, _facts_gatherer(connection))
+host = Host(job.config, job.variables, functools.partial(read_facts, connection))
 plan = _role_steps(host, job.roles)
 marks.append(("steps rendered", time.perf_counter()))
 HostWalk(host, connection, plan, lambda change: None, lambda label: None).run()

@@ -10,6 +10,7 @@ marked, and makes the exit code 1. See benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
+import compileall
 import datetime
 import os
 import shutil
@@ -54,6 +55,18 @@ SCENARIOS = {scenario.name: scenario for scenario in (
     Scenario("stack-noop-5", 5, "stack", "apply", STACK_TOOLS, "the same on 5 hosts"),
 )}
 SMOKE_SCENARIO = "noop-1"
+
+
+def compile_project_bytecode() -> None:
+    """Write the project's bytecode, as installing it with pip would.
+
+    This machine sets PYTHONDONTWRITEBYTECODE, so an editable install never gets any and every
+    provisioner run would compile its modules afresh (about 60 ms); the peers, installed from
+    wheels into their venv, have theirs. A user's first run writes it just the same.
+    """
+    for folder in ("provisioner", "roles", "benchmarks/roles"):
+        compileall.compile_dir(PROJECT_ROOT / folder, quiet=1)
+    compileall.compile_file(PROJECT_ROOT / "tasks.py", quiet=1)
 
 
 def say(line: str) -> None:
@@ -259,6 +272,7 @@ class Runner:
         measure.become_subreaper()
         shutil.rmtree(WORK_DIR, ignore_errors=True)
         WORK_DIR.mkdir(parents=True)
+        compile_project_bytecode()
         if any(tool in ("pyinfra", "ansible", "ansible-tuned") for tool in self.tools) or \
                 not self.smoke:
             self.peers_python = ensure_peers_venv(say)

@@ -45,11 +45,16 @@ class DesiredFile:
 
 
 def probe_path(path: str, with_content: bool = False) -> str:
-    """Read-only shell printing ``kind|owner|group|mode|sha256`` (+ base64 content) or absent."""
+    """Read-only shell printing ``kind|owner|group|mode|sha256`` (+ base64 content) or absent.
+
+    Two programs per existing path (stat, sha256sum), no command substitution and no pipe: a
+    converged host runs this once per managed file, so every process start saved counts.
+    sha256sum's line carries the path after the digest; the parser keeps the digest only.
+    """
     target = quote(path)
-    content = f"; printf 'content:'; base64 -w0 {target}" if with_content else ""
-    return (f"if [ -e {target} ]; then printf '%s|' \"$(stat -c '%F|%U|%G|%a' {target})\"; "
-            f"if [ -f {target} ]; then sha256sum {target} | cut -d' ' -f1{content}; "
+    content = f"; printf 'content:'; base64 -w0 -- {target}" if with_content else ""
+    return (f"if [ -e {target} ]; then stat --printf '%F|%U|%G|%a|' -- {target}; "
+            f"if [ -f {target} ]; then sha256sum -- {target}{content}; "
             f"else echo; fi; else echo absent; fi")
 
 
@@ -57,7 +62,8 @@ def parse_path_state(output: str) -> FileState | None:
     lines = output.split("\n")
     if not lines[0] or lines[0] == "absent":
         return None
-    kind, owner, group, mode, sha = lines[0].split("|")
+    kind, owner, group, mode, checksum = lines[0].split("|", 4)
+    sha = checksum.split()[0].lstrip("\\") if checksum.strip() else ""  # "\" marks escaped names
     content = None
     if len(lines) > 1 and lines[1].startswith("content:"):
         content = base64.b64decode(lines[1].removeprefix("content:"))

@@ -104,6 +104,17 @@ def test_probe_path_reports_a_directory_without_checksum(tmp_path: Path) -> None
     assert parse_path_state(completed.stdout) == FileState("directory", USER, GROUP, 0o750, "")
 
 
+@pytest.mark.parametrize("name", ["a|b.conf", "back\\slash.conf", "new\nline.conf"],
+                         ids=["pipe", "backslash", "newline"])
+def test_probe_path_reads_the_checksum_of_an_awkward_file_name(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(b"x\n")
+
+    state = parse_path_state(run_sh(probe_path(str(path))).stdout)
+
+    assert state is not None and state.sha256 == sha(b"x\n")
+
+
 def test_probe_path_reports_a_missing_path_as_absent(tmp_path: Path) -> None:
     completed = run_sh(probe_path(str(tmp_path / "missing")))
 
