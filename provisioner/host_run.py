@@ -4,6 +4,12 @@ Round trips: one for facts (only if a role reads them), one for the probes of ev
 role, then one per action (the action and the re-probe of the remaining steps travel together,
 because an action can make later probes stale). A converged host therefore costs two round trips
 or fewer, whatever the number of steps.
+
+Writes are batched: a step whose action changes only its own path (``Step.writes_only``: a file,
+a directory) cannot make another step's probe stale, so its action is queued and the walk goes on
+deciding from the same probe results; the queue travels in one round trip (actions in order,
+stopping at the first failure) when a step that may depend on it comes next, when a queued path
+comes up again, or at the end of the role. Ten changed files cost one round trip, not ten.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-from provisioner.batch import BatchResult, build_batch, parse_batch
+from provisioner.batch import ActionResult, BatchResult, build_batch, parse_batch
 from provisioner.change import Change
 from provisioner.connection import Connection, open_connection
 from provisioner.errors import ProvisionerError
@@ -30,11 +36,21 @@ class RoleSteps:
     steps: list[Step]
 
 
+@dataclass(frozen=True)
+class Decided:
+    """A step decided from current probes whose report waits for queued writes before it."""
+
+    step: Step
+    plan: Plan
+    started: float
+
+
 @dataclass
 class WalkState:
     """What the walk has learnt so far on this host."""
 
     probed: dict[int, Probed] = field(default_factory=dict)
+    queued: list[Decided] = field(default_factory=list)
     notified: list[str] = field(default_factory=list)
     armed: dict[str, Safeguard] = field(default_factory=dict)
     last_pending: str | None = None
@@ -71,21 +87,60 @@ class HostWalk:
 
     def _step(self, position: int) -> bool:
         _, step = self.flat[position]
+        if self.state.queued and not self._may_decide_before_queued_writes(step) and \
+                not self._flush(position):
+            return False
         started = time.monotonic()
         plan = self._decide(step, self.state.probed.get(position))
         if isinstance(plan, Change):
+            if plan.failed and not self._flush(position + 1):
+                return False
             self._report(plan, started)
             return not plan.failed
+        if plan.changes:
+            self.state.notified.extend(n for n in step.notify if n not in self.state.notified)
+        if self.state.queued or (plan.changes and self._writes_only(step) and not self.host.check):
+            self.state.queued.append(Decided(step, plan, started))
+            return True
         if not plan.changes:
             self._report(Change.ok(step.label, plan.reason), started)
             return True
-        self.state.notified.extend(n for n in step.notify if n not in self.state.notified)
         if self.host.check:
             self.state.last_pending = step.label
             self._report(Change.made(step.label, "would change: " + plan.reason,
                                      self._redact(plan.diff)), started)
             return True
         return self._act(position, step, plan, started)
+
+    @staticmethod
+    def _writes_only(step: Step) -> str | None:
+        """The path a step's action alone changes; a safeguarded step never joins a batch."""
+        return step.writes_only if step.safeguard is None else None
+
+    def _may_decide_before_queued_writes(self, step: Step) -> bool:
+        path = self._writes_only(step)
+        return path is not None and path not in {self._writes_only(d.step)
+                                                 for d in self.state.queued}
+
+    def _flush(self, next_position: int | None) -> bool:
+        """Send the queued writes in one round trip, then report the queued steps in order."""
+        queued, self.state.queued = self.state.queued, []
+        acting = [decided for decided in queued if decided.plan.changes]
+        if not acting:
+            for decided in queued:
+                self._report(Change.ok(decided.step.label, decided.plan.reason), decided.started)
+            return True
+        for decided in acting:
+            self.on_action(decided.step.label)
+        result = self._round_trip([d.plan.action or "" for d in acting], next_position)
+        outcomes = iter(result.actions)
+        for decided in queued:
+            if not decided.plan.changes:
+                self._report(Change.ok(decided.step.label, decided.plan.reason), decided.started)
+            elif not self._report_action(decided.step, decided.plan, next(outcomes, None),
+                                         decided.started):
+                return False
+        return True
 
     def _decide(self, step: Step, probed: Probed | None) -> Plan | Change:
         if probed is None:
@@ -105,26 +160,40 @@ class HostWalk:
             self.state.armed[step.safeguard.name] = step.safeguard
         self.on_action(step.label)
         result = self._round_trip(action, position + 1)
-        if result.action_exit_code != 0:
-            output = self._redact(result.action_output) or ""
+        return self._report_action(step, plan, result.actions[0] if result.actions else None,
+                                   started)
+
+    def _report_action(self, step: Step, plan: Plan, outcome: ActionResult | None,
+                       started: float) -> bool:
+        if outcome is None or outcome.exit_code != 0:
+            code = "no result: host output cut off" if outcome is None else \
+                f"exit {outcome.exit_code}"
+            output = self._redact(outcome.output if outcome else "") or ""
             tail = "\n".join(output.rstrip().splitlines()[-10:])
-            self._report(Change.failure(step.label, f"{plan.reason}: action failed (exit "
-                                        f"{result.action_exit_code}): {tail}"), started)
+            self._report(Change.failure(step.label, f"{plan.reason}: action failed ({code}): "
+                                        f"{tail}"), started)
             return False
         self._report(Change.made(step.label, plan.reason, self._redact(plan.diff)), started)
         return True
 
     def _finish_role(self, part: RoleSteps, next_position: int) -> None:
+        """Queued writes, then notified handlers, then safeguard proofs; only the last of those
+        round trips carries the re-probe of the steps after the role."""
         handlers = [part.role.handlers[name] for name in self.state.notified
                     if name in part.role.handlers]
         self.state.notified = [n for n in self.state.notified if n not in part.role.handlers]
-        for handler in handlers:
-            self._run_handler(handler, next_position)
-        for safeguard in list(self.state.armed.values()):
-            self._confirm(safeguard, next_position)
+        safeguards = list(self.state.armed.values())
+        trips = (len(handlers) if not self.host.check else 0) + len(safeguards)
+        if self.state.queued and not self._flush(None if trips else next_position):
+            handlers = []
+        for index, handler in enumerate(handlers):
+            last = index == len(handlers) - 1 and not safeguards
+            self._run_handler(handler, next_position if last else None)
+        for index, safeguard in enumerate(safeguards):
+            self._confirm(safeguard, next_position if index == len(safeguards) - 1 else None)
         self.state.armed.clear()
 
-    def _run_handler(self, handler: Handler, next_position: int) -> None:
+    def _run_handler(self, handler: Handler, next_position: int | None) -> None:
         started = time.monotonic()
         label = f"handler {handler.name}"
         if self.host.check:
@@ -141,7 +210,7 @@ class HostWalk:
         else:
             self._report(Change.made(label, "ran (notified)"), started)
 
-    def _confirm(self, safeguard: Safeguard, next_position: int) -> None:
+    def _confirm(self, safeguard: Safeguard, next_position: int | None) -> None:
         """Prove the change with a brand-new SSH connection, then disarm; else revert now."""
         started = time.monotonic()
         label = f"safeguard {safeguard.name}"
@@ -159,13 +228,15 @@ class HostWalk:
         self._report(Change.ok(label, f"new SSH connection as {user} works; revert disarmed"),
                      started)
 
-    def _round_trip(self, action: str | None, first_probe: int) -> BatchResult:
-        remaining = self.flat[first_probe:]
+    def _round_trip(self, action: str | list[str] | None, first_probe: int | None) -> BatchResult:
+        """One script: the action(s), then the probes of the steps from first_probe on (none when
+        first_probe is None, because a later round trip of the same finish re-probes)."""
+        remaining = self.flat[first_probe:] if first_probe is not None else []
         script = build_batch([step.probe for _, step in remaining], action)
         output = self.connection.run_script(script.text).stdout
         result = parse_batch(script, output)
         for offset, probed in enumerate(result.probes):
-            self.state.probed[first_probe + offset] = probed
+            self.state.probed[(first_probe or 0) + offset] = probed
         return result
 
     def _report(self, change: Change, started: float) -> None:

@@ -72,6 +72,10 @@ class Step:
     notify: tuple[str, ...] = ()
     safeguard: Safeguard | None = None
     secrets: tuple[Secret, ...] = field(default=())
+    #: The one path this step's action changes, set only when the action changes nothing else
+    #: and the probe reads only that path (a file, a directory). The engine may then decide the
+    #: steps after it from the same probe results and send several such writes in one round trip.
+    writes_only: str | None = None
 
 
 @dataclass(frozen=True)

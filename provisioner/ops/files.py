@@ -158,7 +158,7 @@ def ensure_file(host: Host, path: str, content: str | bytes | None = None, *,
         return plan_file(parse_path_state(probed.output), desired, show_diff, save)
 
     return Step(label or f"file {path}", probe_path(path, with_content=show_diff), decide,
-                tuple(notify), safeguard, host.secrets)
+                tuple(notify), safeguard, host.secrets, writes_only=path)
 
 
 def ensure_template(host: Host, path: str, template: str, *, owner: str = "root",
@@ -185,7 +185,8 @@ def ensure_absent(host: Host, path: str, *, notify: Sequence[str] = (),
                   f"mv -f {quote(path)} {backup}.$(date +%Y%m%dT%H%M%S)")
         return Plan("removed", action=action)
 
-    return Step(label or f"absent {path}", probe_path(path), decide, tuple(notify), safeguard)
+    return Step(label or f"absent {path}", probe_path(path), decide, tuple(notify), safeguard,
+                writes_only=path)
 
 
 def ensure_directory(host: Host, path: str, *, owner: str = "root", group: str = "root",
@@ -206,7 +207,7 @@ def ensure_directory(host: Host, path: str, *, owner: str = "root", group: str =
         return Plan(", ".join(reasons), action=f"chown {owner_group} {quote(path)} && "
                     f"chmod {mode:04o} {quote(path)}")
 
-    return Step(label or f"directory {path}", probe_path(path), decide)
+    return Step(label or f"directory {path}", probe_path(path), decide, writes_only=path)
 
 
 def plan_line(text: str | None, line: str, pattern: str | None) -> str | None:
@@ -252,4 +253,4 @@ def ensure_line(host: Host, path: str, line: str, *, pattern: str | None = None,
                     diff=unified_diff(path, old.encode() if old else None, new.encode()))
 
     return Step(label or f"line in {path}", probe_path(path, with_content=True), decide,
-                tuple(notify))
+                tuple(notify), writes_only=path)

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.batch import BatchResult, build_batch, parse_batch
+from provisioner.batch import ActionResult, BatchResult, build_batch, parse_batch
 from provisioner.commands import quote
 from provisioner.step import Probed
 
 
-def run_batch(probes: Sequence[str], action: str | None = None) -> BatchResult:
+def run_batch(probes: Sequence[str], action: str | Sequence[str] | None = None) -> BatchResult:
     """Build a script, feed it to sh on stdin as the connection does, and parse its stdout."""
     script = build_batch(probes, action)
     completed = subprocess.run(["sh", "-s"], input=script.text, capture_output=True, text=True,
@@ -124,6 +124,25 @@ def test_action_that_calls_exit_zero_still_lets_the_probes_run() -> None:
 
     assert result.action_exit_code == 0
     assert result.probes == [Probed("probed\n", 0)]
+
+
+def test_several_actions_run_in_order_before_the_probes(tmp_path: Path) -> None:
+    log = quote(str(tmp_path / "log"))
+
+    result = run_batch([f"cat {log}"], [f"echo one >> {log}", f"echo two >> {log}; echo done"])
+
+    assert result.actions == [ActionResult(0, ""), ActionResult(0, "done\n")]
+    assert result.probes == [Probed("one\ntwo\n", 0)]
+
+
+def test_a_failing_action_stops_the_actions_after_it_and_the_probes(tmp_path: Path) -> None:
+    witness = tmp_path / "third-ran"
+
+    result = run_batch(["echo probed"], ["true", "echo broken; exit 3",
+                                         f"touch {quote(str(witness))}"])
+
+    assert result.actions == [ActionResult(0, ""), ActionResult(3, "broken\n")]
+    assert (result.action_exit_code, result.probes, witness.exists()) == (3, [], False)
 
 
 def test_parse_of_truncated_output_returns_only_the_complete_sections() -> None:

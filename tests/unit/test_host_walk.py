@@ -7,6 +7,7 @@ followed by fresh probes, check mode never acts, handlers run once and only when
 from __future__ import annotations
 
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from provisioner.host import Host
 from provisioner.host_run import HostWalk, RoleSteps
 from provisioner.inventory import HostConfig, SshSettings
 from provisioner.roles import Role
-from provisioner.step import Handler, Plan, Probed, ProbeUnreadable, Step
+from provisioner.step import Handler, Plan, Probed, ProbeUnreadable, Safeguard, Step
 
 
 class LocalShell:
@@ -156,3 +157,115 @@ def test_round_trips_do_not_grow_with_the_number_of_converged_steps(
     path.write_text("yes\n")
     _, shell = walk([marker_step(path) for _ in range(count)])
     assert shell.round_trips == 1
+
+
+# --- batched writes: steps that change only their own path ------------------------------------
+
+
+def write_step(path: Path, notify: tuple[str, ...] = ()) -> Step:
+    """A marker step declaring that its action changes nothing but ``path``."""
+    return replace(marker_step(path, notify), writes_only=str(path))
+
+
+def walk_roles(parts: list[tuple[list[Step], tuple[Handler, ...]]]
+               ) -> tuple[list[Change], LocalShell]:
+    plan = [RoleSteps(Role(f"role{i}", Path("/nonexistent"), {}, {h.name: h for h in handlers},
+                           lambda host, steps=steps: steps), steps)
+            for i, (steps, handlers) in enumerate(parts)]
+    shell = LocalShell()
+    changes: list[Change] = []
+    HostWalk(make_host(), shell, plan, changes.append,  # type: ignore[arg-type]
+             lambda label: None).run()
+    return changes, shell
+
+
+def test_changed_files_travel_in_one_round_trip(tmp_path: Path) -> None:
+    files = [tmp_path / f"f{i}" for i in range(10)]
+
+    changes, shell = walk([write_step(path) for path in files])
+
+    assert [change.status for change in changes] == ["changed"] * 10
+    assert all(path.read_text() == "yes\n" for path in files)
+    assert shell.round_trips == 2
+
+
+def test_queued_writes_and_unchanged_steps_are_reported_in_step_order(tmp_path: Path) -> None:
+    (tmp_path / "b").write_text("yes\n")
+    steps = [write_step(tmp_path / name) for name in ("a", "b", "c")]
+
+    changes, _ = walk(steps)
+
+    assert [(c.label, c.status) for c in changes] == [
+        ("marker a", "changed"), ("marker b", "ok"), ("marker c", "changed")]
+
+
+def test_a_step_that_may_read_a_queued_write_is_decided_after_it(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+
+    changes, shell = walk([write_step(shared), marker_step(shared)])
+
+    assert [change.status for change in changes] == ["changed", "ok"]
+    assert shell.round_trips == 2
+
+
+def test_the_same_path_twice_is_decided_after_the_first_write(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+
+    changes, _ = walk([write_step(shared), write_step(shared)])
+
+    assert [change.status for change in changes] == ["changed", "ok"]
+
+
+def test_a_failed_write_in_a_batch_stops_the_writes_after_it(tmp_path: Path) -> None:
+    def broken(probed: Probed) -> Plan:
+        return Plan("needs work", action="echo 'read-only file system' >&2; exit 30")
+
+    steps = [write_step(tmp_path / "first"),
+             Step("broken", "true", broken, writes_only=str(tmp_path / "broken")),
+             write_step(tmp_path / "never")]
+
+    changes, _ = walk(steps)
+
+    assert [change.status for change in changes] == ["changed", "failed"]
+    assert "read-only file system" in changes[1].reason and "exit 30" in changes[1].reason
+    assert (tmp_path / "first").exists() and not (tmp_path / "never").exists()
+
+
+def test_queued_writes_are_sent_before_a_later_step_fails_to_decide(tmp_path: Path) -> None:
+    def unreadable(probed: Probed) -> Plan:
+        raise ProbeUnreadable("tool not installed")
+
+    changes, _ = walk([write_step(tmp_path / "first"), Step("configure tool", "true", unreadable)])
+
+    assert [change.status for change in changes] == ["changed", "failed"]
+    assert (tmp_path / "first").read_text() == "yes\n"
+
+
+def test_a_safeguarded_write_is_never_batched(tmp_path: Path) -> None:
+    guarded = replace(write_step(tmp_path / "guarded"),
+                      safeguard=Safeguard("test", undo="true", timeout=60))
+    assert HostWalk._writes_only(guarded) is None
+
+
+def test_check_mode_queues_no_write(tmp_path: Path) -> None:
+    files = [tmp_path / f"f{i}" for i in range(3)]
+
+    changes, shell = walk([write_step(path) for path in files], check=True)
+
+    assert all(change.reason.startswith("would change") for change in changes)
+    assert shell.round_trips == 1 and not any(path.exists() for path in files)
+
+
+def test_only_the_last_round_trip_of_a_role_finish_probes_the_next_role(tmp_path: Path) -> None:
+    log = quote(str(tmp_path / "handlers.log"))
+    handlers = (Handler("one:reload", f"echo one >> {log}"),
+                Handler("two:reload", f"echo two >> {log}"))
+    first = [write_step(tmp_path / "a", ("one:reload", "two:reload"))]
+    second = [marker_step(tmp_path / "b")]
+    (tmp_path / "b").write_text("yes\n")
+
+    changes, shell = walk_roles([(first, handlers), (second, ())])
+
+    probe_of_b = f"cat {quote(str(tmp_path / 'b'))}"
+    assert [probe_of_b in script for script in shell.scripts] == [True, False, False, True]
+    assert [change.status for change in changes] == ["changed", "changed", "changed", "ok"]
