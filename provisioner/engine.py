@@ -115,6 +115,7 @@ def _run_host(job: HostJob, options: RunOptions, listener: Listener) -> HostResu
     started = time.monotonic()
     listener.host_started(job.config.name)
     connection: Connection | None = None
+    walk: HostWalk | None = None
     try:
         connection = open_connection(job.config)
         host = Host(job.config, job.variables, partial(read_facts, connection),
@@ -125,13 +126,15 @@ def _run_host(job: HostJob, options: RunOptions, listener: Listener) -> HostResu
             result.changes.append(change)
             listener.step_finished(job.config.name, change)
 
-        HostWalk(host, connection, plan, record,
-                 lambda label: listener.action_started(job.config.name, label)).run()
+        walk = HostWalk(host, connection, plan, record,
+                        lambda label: listener.action_started(job.config.name, label))
+        walk.run()
     except ProvisionerError as error:
         result.error = str(error)
     finally:
         if connection is not None:
-            result.round_trips = connection.round_trips
+            confirmations = walk.confirmation_round_trips if walk is not None else 0
+            result.round_trips = connection.round_trips + confirmations
             connection.close()
     result.duration = time.monotonic() - started
     listener.host_finished(result)

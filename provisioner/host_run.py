@@ -69,6 +69,8 @@ class HostWalk:
         self.on_change, self.on_action = on_change, on_action
         self.flat = [(index, step) for index, part in enumerate(plan) for step in part.steps]
         self.state = WalkState()
+        #: Round trips made over the fresh connections that prove a safeguarded change.
+        self.confirmation_round_trips = 0
 
     def run(self) -> bool:
         """Walk every role; returns False when a step failed (the walk stops there)."""
@@ -216,7 +218,8 @@ class HostWalk:
         label = f"safeguard {safeguard.name}"
         user = safeguard.login_user or self.host.config.user
         try:
-            _prove_new_connection(replace(self.host.config, user=user))
+            self.confirmation_round_trips += _prove_new_connection(
+                replace(self.host.config, user=user))
         except ProvisionerError as error:
             self._round_trip(revert_now_action(safeguard), next_position)
             self.state.failed = True
@@ -248,16 +251,22 @@ class HostWalk:
         return redact(text, self.host.secrets) if text else text
 
 
-def _prove_new_connection(config: HostConfig, patience: float = 10.0) -> None:
+def _prove_new_connection(config: HostConfig, patience: float = 10.0) -> int:
     """Log in afresh and run a command, retrying briefly: a reloaded sshd or a rebuilt firewall
-    can take a moment to accept again, and a good change must not be reverted for that."""
+    can take a moment to accept again, and a good change must not be reverted for that.
+
+    Returns the round trips the proof made (one per login that got as far as running it)."""
     deadline = time.monotonic() + patience
+    round_trips = 0
     while True:
         try:
             fresh = open_connection(config)
-            fresh.run_script("true", timeout=30)
-            fresh.close()
-            return
+            try:
+                round_trips += 1
+                fresh.run_script("true", timeout=30)
+            finally:
+                fresh.close()
+            return round_trips
         except ProvisionerError:
             if time.monotonic() > deadline:
                 raise

@@ -171,3 +171,44 @@ def ensure_ufw_enabled(host: Host, *, safeguard: Safeguard, label: str = "") -> 
         return Plan("inactive -> active", action="ufw --force enable")
 
     return Step(label or "ufw enabled", STATUS_PROBE, decide, safeguard=safeguard)
+
+
+#: ufw's words for a default policy, and what /etc/default/ufw records for each.
+DEFAULT_POLICIES = {"deny": "DROP", "reject": "REJECT", "allow": "ACCEPT"}
+#: The directions ``ufw default`` takes, and the /etc/default/ufw key of each.
+DEFAULT_KEYS = {"incoming": "DEFAULT_INPUT_POLICY", "outgoing": "DEFAULT_OUTPUT_POLICY",
+                "routed": "DEFAULT_FORWARD_POLICY"}
+
+
+def plan_ufw_default(recorded: str | None, policy: str, direction: str) -> Plan:
+    """Whether ``ufw default POLICY DIRECTION`` must run, given what /etc/default/ufw records.
+
+    ufw writes the policy there whether or not the firewall is active, so this reads the same
+    before and after ``ufw enable``.
+    """
+    if recorded is None:
+        raise ProbeUnreadable(f"ufw is not installed (/etc/default/ufw has no "
+                              f"{DEFAULT_KEYS[direction]})")
+    wanted = DEFAULT_POLICIES[policy]
+    if recorded == wanted:
+        return Plan(f"{direction} {policy}")
+    return Plan(f"{direction} {recorded} -> {wanted}",
+                action=join("ufw", "default", policy, direction) + " >/dev/null")
+
+
+def ensure_ufw_default(host: Host, policy: str, direction: str = "incoming", *,
+                       label: str = "") -> Step:
+    """ufw's default policy for one direction (deny, reject or allow)."""
+    if policy not in DEFAULT_POLICIES or direction not in DEFAULT_KEYS:
+        raise ValueError(f"ufw default {policy!r} {direction!r}: the policy is one of "
+                         f"{', '.join(DEFAULT_POLICIES)}, the direction one of "
+                         f"{', '.join(DEFAULT_KEYS)}")
+    key = DEFAULT_KEYS[direction]
+
+    def decide(probed: Probed) -> Plan:
+        values = [line.split("=", 1)[1].strip().strip('"') for line in probed.output.splitlines()
+                  if line.startswith(key + "=")]
+        return plan_ufw_default(values[-1] if values else None, policy, direction)
+
+    return Step(label or f"ufw default {direction} {policy}",
+                f"grep '^{key}=' /etc/default/ufw", decide)

@@ -15,10 +15,12 @@ from provisioner.ops.files import safeguard_save
 from provisioner.ops.ufw import (
     RULES_PROBE,
     Rule,
+    ensure_ufw_default,
     ensure_ufw_enabled,
     ensure_ufw_rules,
     parse_added_rules,
     plan_rules,
+    plan_ufw_default,
     read_rules,
 )
 from provisioner.roles import PROJECT_ROOT
@@ -338,3 +340,44 @@ def test_the_rules_probe_falls_back_to_ufw_for_rules_it_does_not_model(tmp_path:
 def test_rules_cannot_be_read_when_ufw_is_missing() -> None:
     with pytest.raises(ProbeUnreadable):
         read_rules("")
+
+
+# --- default policies -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("recorded", "policy", "direction", "reason", "action"),
+    [
+        ("DROP", "deny", "incoming", "incoming deny", None),
+        ("ACCEPT", "deny", "incoming", "incoming ACCEPT -> DROP",
+         "ufw default deny incoming >/dev/null"),
+        ("ACCEPT", "allow", "outgoing", "outgoing allow", None),
+        ("DROP", "reject", "routed", "routed DROP -> REJECT",
+         "ufw default reject routed >/dev/null"),
+    ],
+    ids=["same", "differs", "outgoing-same", "routed-differs"],
+)
+def test_plan_ufw_default(recorded: str, policy: str, direction: str, reason: str,
+                          action: str | None) -> None:
+    plan = plan_ufw_default(recorded, policy, direction)
+
+    assert (plan.reason, plan.action) == (reason, action)
+
+
+def test_ufw_default_without_ufw_installed_is_unreadable() -> None:
+    with pytest.raises(ProbeUnreadable, match="DEFAULT_INPUT_POLICY"):
+        plan_ufw_default(None, "deny", "incoming")
+
+
+def test_ensure_ufw_default_reads_the_last_recorded_value() -> None:
+    step = ensure_ufw_default(make_host(), "deny", "incoming")
+    output = 'DEFAULT_INPUT_POLICY="ACCEPT"\nDEFAULT_INPUT_POLICY="DROP"\n'
+
+    assert not step.decide(Probed(output)).changes
+    assert "DEFAULT_INPUT_POLICY" in step.probe
+
+
+@pytest.mark.parametrize(("policy", "direction"), [("maybe", "incoming"), ("deny", "sideways")])
+def test_ensure_ufw_default_refuses_unknown_words(policy: str, direction: str) -> None:
+    with pytest.raises(ValueError, match="ufw default"):
+        ensure_ufw_default(make_host(), policy, direction)

@@ -17,14 +17,17 @@ from provisioner.ops.cron import ensure_cron_file
 from provisioner.ops.files import ensure_directory, ensure_template
 from provisioner.ops.sysctl import ensure_sysctl
 from provisioner.ops.systemd import ensure_service, reload_service
-from provisioner.ops.ufw import Rule, ensure_ufw_enabled, ensure_ufw_rules
+from provisioner.ops.ufw import (
+    DEFAULT_POLICIES,
+    Rule,
+    ensure_ufw_default,
+    ensure_ufw_enabled,
+    ensure_ufw_rules,
+)
 from provisioner.ops.users import ensure_authorized_keys, ensure_user
-from provisioner.step import Plan, Probed, ProbeUnreadable, Safeguard, Step
+from provisioner.step import Safeguard, Step
 
 HANDLERS = (reload_service("nginx.service"),)
-
-#: ufw's words for a default policy and what /etc/default/ufw stores for each.
-UFW_POLICIES = {"deny": "DROP", "reject": "REJECT", "allow": "ACCEPT"}
 
 
 def steps(host: Host) -> Iterator[Step]:
@@ -43,7 +46,7 @@ def steps(host: Host) -> Iterator[Step]:
     user = variables["provbench_user"]
     yield ensure_user(host, user, shell=variables["provbench_user_shell"])
     yield from ensure_authorized_keys(host, user, [variables["provbench_authorized_key"]])
-    yield ensure_ufw_default_incoming(variables["provbench_ufw_default_incoming"])
+    yield ensure_ufw_default(host, variables["provbench_ufw_default_incoming"], "incoming")
     rules = [Rule(str(port), "tcp") for port in variables["provbench_ufw_tcp_ports"]]
     yield ensure_ufw_rules(host, rules)
     safeguard = Safeguard("ufw", undo="ufw --force disable",
@@ -56,33 +59,11 @@ def steps(host: Host) -> Iterator[Step]:
 def validate(variables: Mapping[str, Any]) -> None:
     """Refuse an unknown policy or a malformed port before any host is contacted."""
     policy = variables["provbench_ufw_default_incoming"]
-    if policy not in UFW_POLICIES:
+    if policy not in DEFAULT_POLICIES:
         raise RoleError(f"provbench_ufw_default_incoming is {policy!r}; use one of "
-                        f"{', '.join(UFW_POLICIES)}.")
+                        f"{', '.join(DEFAULT_POLICIES)}.")
     for port in variables["provbench_ufw_tcp_ports"]:
         try:
             Rule(str(port), "tcp")
         except ValueError as error:
             raise RoleError(f"provbench_ufw_tcp_ports: {error}.") from None
-
-
-def ensure_ufw_default_incoming(policy: str) -> Step:
-    """ufw's default policy for incoming traffic (no operation covers it yet).
-
-    Read from /etc/default/ufw, where ``ufw default`` records it, so the probe works whether or
-    not the firewall is active.
-    """
-    stored = UFW_POLICIES[policy]
-
-    def decide(probed: Probed) -> Plan:
-        values = [line.split("=", 1)[1].strip().strip('"') for line in probed.output.splitlines()
-                  if line.startswith("DEFAULT_INPUT_POLICY=")]
-        if not values:
-            raise ProbeUnreadable("ufw is not installed (/etc/default/ufw has no input policy)")
-        if values[-1] == stored:
-            return Plan(f"incoming {policy}")
-        return Plan(f"incoming {values[-1]} -> {stored}",
-                    action=f"ufw default {policy} incoming >/dev/null")
-
-    return Step(f"ufw default incoming {policy}",
-                "grep '^DEFAULT_INPUT_POLICY=' /etc/default/ufw", decide)
