@@ -30,7 +30,7 @@ from provisioner.inventory import HostConfig, load_inventory
 from provisioner.ops.cron import render_cron_file
 from provisioner.ops.sysctl import render_sysctl_file
 from provisioner.roles import available_roles
-from provisioner.step import ProbeUnreadable, Step
+from provisioner.step import GroupedProbe, ProbeUnreadable, Step
 from provisioner.templates import render_template
 
 REMOTE_SHELL = "sudo -n /bin/sh -s"
@@ -77,7 +77,7 @@ def check_scripts(inventory: Path, role_dirs: Sequence[Path]) -> dict[str, Check
             host.template_dir = role.template_dir
             steps.extend(role.steps(host))
         host.template_dir = None
-        probes = [step.probe for step in steps]
+        probes: list[str | GroupedProbe] = [step.wire_probe for step in steps]
         if host.facts_gathered:
             probes.insert(0, FACTS_SCRIPT)
         scripts[job.config.name] = CheckScript(job.config.name, build_batch(probes), tuple(steps),

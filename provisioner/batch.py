@@ -4,15 +4,16 @@ Each probe runs in its own subshell (so an ``exit`` in one cannot end the others
 by a marker line carrying its exit code. The marker holds a random token per script, so no probe
 output can forge a boundary. Actions run first, in order, each in its own subshell; the first one
 that fails ends the script, so nothing after it runs and no probe reports a state it changed.
+Grouped probes (step.ProbeGroup) are answered by one snippet per group, sent before the others.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from provisioner.step import Probed
+from provisioner.step import GroupedProbe, Probed, ProbeGroup
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,8 @@ class BatchScript:
     token: str
     probe_count: int
     action_count: int = 0
+    #: Per probe, in order: its section name, and the group item it is when grouped.
+    layout: tuple[tuple[str, GroupedProbe | None], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -46,8 +49,9 @@ class BatchResult:
         return self.actions[-1].output if self.actions else ""
 
 
-def build_batch(probes: Sequence[str], actions: str | Sequence[str] | None = None) -> BatchScript:
-    """Compose one script from actions (run in order, stopping at a failure) and probe snippets.
+def build_batch(probes: Sequence[str | GroupedProbe],
+                actions: str | Sequence[str] | None = None) -> BatchScript:
+    """Compose one script from actions (run in order, stopping at a failure) and probes.
 
     The script itself arrives on the shell's stdin, so every part reads from /dev/null instead.
     """
@@ -56,15 +60,34 @@ def build_batch(probes: Sequence[str], actions: str | Sequence[str] | None = Non
         actions = ()
     elif isinstance(actions, str):
         actions = (actions,)
-    parts: list[str] = []
-    for index, action in enumerate(actions):
-        parts.append(f"( {action}\n) </dev/null 2>&1\nrc=$?\n"
-                     f"printf '\\n{token} action-{index} %s\\n' \"$rc\"\n"
-                     "[ \"$rc\" -eq 0 ] || exit 0")
+    parts = [f"( {action}\n) </dev/null 2>&1\nrc=$?\n"
+             f"printf '\\n{token} action-{index} %s\\n' \"$rc\"\n[ \"$rc\" -eq 0 ] || exit 0"
+             for index, action in enumerate(actions)]
+    groups = _group_items(probes)
+    sections = [(f"g{index}", group.build(items))
+                for index, (group, items) in enumerate(groups.values())]
+    group_sections = {name: f"g{index}" for index, name in enumerate(groups)}
+    layout: list[tuple[str, GroupedProbe | None]] = []
     for index, probe in enumerate(probes):
-        parts.append(f"( {probe}\n) </dev/null 2>/dev/null\n"
-                     f"printf '\\n{token} {index} %s\\n' \"$?\"")
-    return BatchScript("\n".join(parts) + "\n", token, len(probes), len(actions))
+        if isinstance(probe, GroupedProbe):
+            layout.append((group_sections[probe.group.name], probe))
+        else:
+            sections.append((str(index), probe))
+            layout.append((str(index), None))
+    parts += [f"( {snippet}\n) </dev/null 2>/dev/null\nprintf '\\n{token} {name} %s\\n' \"$?\""
+              for name, snippet in sections]
+    return BatchScript("\n".join(parts) + "\n", token, len(probes), len(actions), tuple(layout))
+
+
+def _group_items(probes: Sequence[str | GroupedProbe]) -> dict[str, tuple[ProbeGroup, list[str]]]:
+    """Each group's distinct items, in the order the probes name them."""
+    groups: dict[str, tuple[ProbeGroup, list[str]]] = {}
+    for probe in probes:
+        if isinstance(probe, GroupedProbe):
+            items = groups.setdefault(probe.group.name, (probe.group, []))[1]
+            if probe.item not in items:
+                items.append(probe.item)
+    return groups
 
 
 def parse_batch(script: BatchScript, output: str) -> BatchResult:
@@ -84,5 +107,24 @@ def parse_batch(script: BatchScript, output: str) -> BatchResult:
             current.append(line)
     actions = [ActionResult(sections[f"action-{i}"][1], sections[f"action-{i}"][0])
                for i in range(script.action_count) if f"action-{i}" in sections]
-    probes = [Probed(*sections[str(i)]) for i in range(script.probe_count) if str(i) in sections]
-    return BatchResult(actions, probes)
+    return BatchResult(actions, _probe_results(script, sections))
+
+
+def _probe_results(script: BatchScript, sections: dict[str, tuple[str, int]]) -> list[Probed]:
+    """One Probed per probe in order, stopping at the first whose section never arrived."""
+    split: dict[str, Mapping[str, str]] = {}
+    probes: list[Probed] = []
+    for name, grouped in script.layout:
+        if name not in sections:
+            break
+        output, code = sections[name]
+        if grouped is None:
+            probes.append(Probed(output, code))
+            continue
+        if name not in split:
+            items = dict.fromkeys(g.item for n, g in script.layout if n == name and g)
+            split[name] = grouped.group.split(output, list(items))
+        if grouped.item not in split[name]:
+            break
+        probes.append(Probed(split[name][grouped.item], 0))
+    return probes

@@ -235,7 +235,7 @@ class HostWalk:
         """One script: the action(s), then the probes of the steps from first_probe on (none when
         first_probe is None, because a later round trip of the same finish re-probes)."""
         remaining = self.flat[first_probe:] if first_probe is not None else []
-        script = build_batch([step.probe for _, step in remaining], action)
+        script = build_batch([step.wire_probe for _, step in remaining], action)
         output = self.connection.run_script(script.text).stdout
         result = parse_batch(script, output)
         for offset, probed in enumerate(result.probes):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from provisioner.change import unified_diff
 from provisioner.commands import quote, write_bytes_command
 from provisioner.host import Host
-from provisioner.step import Plan, Probed, Safeguard, Step
+from provisioner.step import GroupedProbe, Plan, Probed, ProbeGroup, Safeguard, Step
 
 BACKUP_ROOT = "/var/backups/provisioner"
 SAFEGUARD_ROOT = "/var/lib/provisioner/safeguard"
@@ -68,6 +68,41 @@ def parse_path_state(output: str) -> FileState | None:
     if len(lines) > 1 and lines[1].startswith("content:"):
         content = base64.b64decode(lines[1].removeprefix("content:"))
     return FileState(kind, owner, group, int(mode, 8), sha, content)
+
+
+def probe_paths(paths: Sequence[str]) -> str:
+    """Read-only shell answering probe_path (without content) for many paths at once.
+
+    One stat for the paths that exist (``-e`` follows symlinks, as probe_path's does), then one
+    sha256sum for the regular files among them (a FIFO or device must never be read); the tests
+    are shell builtins. NUL separators keep any file name intact; a double NUL (impossible inside
+    stat's part) ends stat's part.
+    """
+    targets = " ".join(quote(path) for path in paths)
+    return (f"set --; for p in {targets}; do if [ -e \"$p\" ]; then set -- \"$@\" \"$p\"; fi; "
+            "done; if [ \"$#\" -gt 0 ]; then stat --printf '%n\\0%F|%U|%G|%a\\0' -- \"$@\"; fi; "
+            f"printf '\\0\\0'; set --; for p in {targets}; do if [ -f \"$p\" ]; then "
+            'set -- "$@" "$p"; fi; done; if [ "$#" -gt 0 ]; then sha256sum -z -- "$@"; fi')
+
+
+def split_paths_output(output: str, paths: Sequence[str]) -> dict[str, str]:
+    """probe_paths output -> per path, the exact text probe_path would have printed."""
+    attributes_part, _, checksums_part = output.partition("\0\0")
+    fields = attributes_part.split("\0")
+    attributes = dict(zip(fields[0::2], fields[1::2], strict=False))
+    checksums = {record[66:]: record[:64] for record in checksums_part.split("\0")
+                 if len(record) > 66 and record[64:66] in ("  ", " *")}
+    return {path: f"{attributes[path]}|{checksums.get(path, '')}\n" if path in attributes
+            else "absent\n" for path in paths}
+
+
+#: File probes answered together: thirty managed files cost three process starts, not sixty.
+PATHS = ProbeGroup("paths", probe_paths, split_paths_output)
+
+
+def grouped_path_probe(path: str, with_content: bool = False) -> GroupedProbe | None:
+    """A path step's probe as a PATHS item; a probe that must also read the content is not."""
+    return None if with_content else GroupedProbe(PATHS, path)
 
 
 def plan_file_attributes(current: FileState, owner: str, group: str, mode: int) -> list[str]:
@@ -158,7 +193,8 @@ def ensure_file(host: Host, path: str, content: str | bytes | None = None, *,
         return plan_file(parse_path_state(probed.output), desired, show_diff, save)
 
     return Step(label or f"file {path}", probe_path(path, with_content=show_diff), decide,
-                tuple(notify), safeguard, host.secrets, writes_only=path)
+                tuple(notify), safeguard, host.secrets, writes_only=path,
+                grouped=grouped_path_probe(path, with_content=show_diff))
 
 
 def ensure_template(host: Host, path: str, template: str, *, owner: str = "root",
@@ -186,7 +222,7 @@ def ensure_absent(host: Host, path: str, *, notify: Sequence[str] = (),
         return Plan("removed", action=action)
 
     return Step(label or f"absent {path}", probe_path(path), decide, tuple(notify), safeguard,
-                writes_only=path)
+                writes_only=path, grouped=grouped_path_probe(path))
 
 
 def ensure_directory(host: Host, path: str, *, owner: str = "root", group: str = "root",
@@ -207,7 +243,8 @@ def ensure_directory(host: Host, path: str, *, owner: str = "root", group: str =
         return Plan(", ".join(reasons), action=f"chown {owner_group} {quote(path)} && "
                     f"chmod {mode:04o} {quote(path)}")
 
-    return Step(label or f"directory {path}", probe_path(path), decide, writes_only=path)
+    return Step(label or f"directory {path}", probe_path(path), decide, writes_only=path,
+                grouped=grouped_path_probe(path))
 
 
 def plan_line(text: str | None, line: str, pattern: str | None) -> str | None:

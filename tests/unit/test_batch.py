@@ -10,10 +10,11 @@ import pytest
 
 from provisioner.batch import ActionResult, BatchResult, build_batch, parse_batch
 from provisioner.commands import quote
-from provisioner.step import Probed
+from provisioner.step import GroupedProbe, Probed, ProbeGroup
 
 
-def run_batch(probes: Sequence[str], action: str | Sequence[str] | None = None) -> BatchResult:
+def run_batch(probes: Sequence[str | GroupedProbe],
+              action: str | Sequence[str] | None = None) -> BatchResult:
     """Build a script, feed it to sh on stdin as the connection does, and parse its stdout."""
     script = build_batch(probes, action)
     completed = subprocess.run(["sh", "-s"], input=script.text, capture_output=True, text=True,
@@ -152,3 +153,43 @@ def test_parse_of_truncated_output_returns_only_the_complete_sections() -> None:
     result = parse_batch(script, output)
 
     assert result.probes == [Probed("a\n", 0)]
+
+
+# --- grouped probes ---------------------------------------------------------------------------
+
+
+def echo_items(items: Sequence[str]) -> str:
+    """One snippet printing 'item=seen' per item, like a real group answering many at once."""
+    return "; ".join(f"echo {quote(item + '=seen')}" for item in items)
+
+
+def split_echo(output: str, items: Sequence[str]) -> dict[str, str]:
+    seen = dict(line.split("=", 1) for line in output.splitlines())
+    return {item: f"{seen[item]}\n" for item in items if item in seen}
+
+
+ECHO = ProbeGroup("echo", echo_items, split_echo)
+
+
+def test_grouped_probes_come_back_in_probe_order_among_plain_ones() -> None:
+    probes = [GroupedProbe(ECHO, "a"), "echo plain", GroupedProbe(ECHO, "b"),
+              GroupedProbe(ECHO, "a")]
+
+    result = run_batch(probes)
+
+    assert result.probes == [Probed("seen\n", 0), Probed("plain\n", 0), Probed("seen\n", 0),
+                             Probed("seen\n", 0)]
+
+
+def test_a_group_runs_one_snippet_for_all_its_items() -> None:
+    script = build_batch([GroupedProbe(ECHO, name) for name in "abc"])
+
+    assert script.text.count("echo a=seen; echo b=seen; echo c=seen") == 1
+
+
+def test_an_item_its_group_did_not_answer_ends_the_results_there() -> None:
+    quiet = ProbeGroup("quiet", lambda items: "true", lambda output, items: {})
+
+    result = run_batch(["echo first", GroupedProbe(quiet, "x"), "echo after"])
+
+    assert result.probes == [Probed("first\n", 0)]

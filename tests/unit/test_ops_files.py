@@ -27,6 +27,8 @@ from provisioner.ops.files import (
     plan_file,
     plan_line,
     probe_path,
+    probe_paths,
+    split_paths_output,
     write_file_action,
 )
 from provisioner.step import Probed
@@ -119,6 +121,49 @@ def test_probe_path_reports_a_missing_path_as_absent(tmp_path: Path) -> None:
     completed = run_sh(probe_path(str(tmp_path / "missing")))
 
     assert parse_path_state(completed.stdout) is None
+
+
+def awkward_tree(root: Path) -> list[Path]:
+    """Every kind of path a file step can meet, including names that break naive parsing."""
+    (root / "plain.conf").write_bytes(b"a = 1\n")
+    (root / "empty.conf").write_bytes(b"")
+    (root / "dir").mkdir()
+    (root / "link-to-file").symlink_to(root / "plain.conf")
+    (root / "dangling").symlink_to(root / "nowhere")
+    os.mkfifo(root / "fifo")
+    for name in ("a|b.conf", "new\nline.conf", "back\\slash.conf", "two  spaces", "-dash"):
+        (root / name).write_bytes(name.encode())
+    return [*sorted(root.iterdir()), root / "missing"]
+
+
+def test_grouped_path_probe_reads_every_path_as_its_own_probe_does(tmp_path: Path) -> None:
+    paths = [str(path) for path in awkward_tree(tmp_path)]
+
+    grouped = split_paths_output(run_sh(probe_paths(paths)).stdout, paths)
+
+    assert {path: parse_path_state(grouped[path]) for path in paths} == {
+        path: parse_path_state(run_sh(probe_path(path)).stdout) for path in paths}
+
+
+def test_grouped_path_probe_of_only_missing_paths_reports_them_absent(tmp_path: Path) -> None:
+    paths = [str(tmp_path / "one"), str(tmp_path / "two")]
+
+    grouped = split_paths_output(run_sh(probe_paths(paths)).stdout, paths)
+
+    assert grouped == dict.fromkeys(paths, "absent\n")
+
+
+def test_grouped_path_probe_performs_no_write() -> None:
+    assert not WRITES.search(probe_paths(["/etc/ssh/sshd_config", "/etc/issue"]))
+
+
+def test_file_steps_share_the_paths_group_unless_they_need_the_content() -> None:
+    host = make_host()
+    plain = ensure_file(host, "/etc/a", "x\n")
+    line = ensure_line(host, "/etc/b", "x")
+
+    assert plain.grouped is not None and plain.grouped.item == "/etc/a"
+    assert line.grouped is None
 
 
 @pytest.mark.parametrize("with_content", [False, True], ids=["checksum", "with-content"])
