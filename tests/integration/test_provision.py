@@ -80,8 +80,10 @@ def test_an_allowed_port_passes_the_firewall(machines: Sandbox) -> None:
 
 
 def test_repeated_failed_logins_get_the_peer_banned(machines: Sandbox) -> None:
-    attempts = (f"sleep 30; for i in 1 2 3 4; do ssh -o BatchMode=yes -o ConnectTimeout=3 "
-                f"-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
+    # Each attempt is bounded: once the ban lands, a connection caught half-way through its
+    # handshake would otherwise wait for TCP to give up (minutes) and time the test out.
+    attempts = (f"sleep 30; for i in 1 2 3 4; do timeout 10 ssh -o BatchMode=yes "
+                f"-o ConnectTimeout=3 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
                 f"nosuchuser@{machines.target.address} true 2>/dev/null; sleep 1; done; true")
     machines.ssh(machines.peer, attempts, timeout=120)
     banned = ""
