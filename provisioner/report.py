@@ -65,7 +65,8 @@ class ConsoleReport:
 
 
 def report_data(run: RunResult) -> dict[str, Any]:
-    """The JSON report: per host, counts, the label of every changed or failed step, durations."""
+    """The JSON report: per host, counts, the label of every changed or failed step, each step's
+    duration and the round trips; for the run, the exit code and the round trips of all hosts."""
     hosts = {}
     for name, result in run.hosts.items():
         hosts[name] = {
@@ -79,7 +80,9 @@ def report_data(run: RunResult) -> dict[str, Any]:
             "steps": [{"label": c.label, "status": c.status, "reason": c.reason,
                        "duration_seconds": round(c.duration, 4)} for c in result.changes],
         }
-    return {"check": run.check, "exit_code": run.exit_code, "hosts": hosts}
+    return {"check": run.check, "exit_code": run.exit_code,
+            "round_trips": sum(result.round_trips for result in run.hosts.values()),
+            "hosts": hosts}
 
 
 def write_report(run: RunResult, path: Path) -> None:

@@ -1,0 +1,59 @@
+"""The JSON report and --profile: what a script reading the report can rely on."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from provisioner.change import Change
+from provisioner.engine import HostResult, RunResult
+from provisioner.report import report_data, slowest_steps, write_report
+
+
+def sample_run() -> RunResult:
+    web = HostResult("web1", [replace(Change.ok("packages nginx", "all present"), duration=0.25),
+                              replace(Change.made("file /etc/a", "content changed"),
+                                      duration=1.5)], round_trips=2, duration=2.0)
+    db = HostResult("db1", [replace(Change.failure("service postgresql", "failed to start"),
+                                    duration=0.5)], round_trips=3, duration=1.0)
+    return RunResult({"web1": web, "db1": db})
+
+
+def test_report_counts_each_hosts_outcomes_and_names_the_steps() -> None:
+    web = report_data(sample_run())["hosts"]["web1"]
+
+    assert (web["ok"], web["changed"], web["failed"]) == (1, 1, 0)
+    assert (web["changed_steps"], web["failed_steps"]) == (["file /etc/a"], [])
+
+
+def test_report_gives_every_steps_duration() -> None:
+    steps = report_data(sample_run())["hosts"]["web1"]["steps"]
+
+    assert [(step["label"], step["duration_seconds"]) for step in steps] == [
+        ("packages nginx", 0.25), ("file /etc/a", 1.5)]
+
+
+def test_report_gives_round_trips_per_host_and_for_the_run() -> None:
+    data = report_data(sample_run())
+
+    assert (data["hosts"]["web1"]["round_trips"], data["hosts"]["db1"]["round_trips"],
+            data["round_trips"]) == (2, 3, 5)
+
+
+def test_report_exit_code_is_1_when_a_host_failed() -> None:
+    assert report_data(sample_run())["exit_code"] == 1
+
+
+def test_written_report_is_the_same_json(tmp_path: Path) -> None:
+    path = tmp_path / "report.json"
+
+    write_report(sample_run(), path)
+
+    assert json.loads(path.read_text()) == report_data(sample_run())
+
+
+def test_profile_lists_the_slowest_steps_first() -> None:
+    slowest = [(host, change.label) for host, change in slowest_steps(sample_run(), count=2)]
+
+    assert slowest == [("web1", "file /etc/a"), ("db1", "service postgresql")]
