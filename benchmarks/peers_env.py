@@ -1,4 +1,7 @@
-"""The peers' virtual environment (benchmarks/.peers-venv): pyinfra, Ansible and matplotlib.
+"""The peers' virtual environment: pyinfra, Ansible and matplotlib, outside the repository.
+
+It lives in /var/cache/provisioner-bench/peers-venv, beside the benchmark's package cache, so
+linters and code-shape walking the project never wade through Ansible's tens of thousands of files.
 
 The current releases from PyPI, unpinned. Recent Ansible needs a newer Python than the project's
 3.11, so the newest CPython >= 3.12 found on the machine builds the venv (pyenv's versions
@@ -16,7 +19,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-VENV = Path(__file__).resolve().parent / ".peers-venv"
+VENV = Path("/var/cache/provisioner-bench/peers-venv")
 PACKAGES = ("pyinfra", "ansible", "matplotlib")
 MARKER = VENV / "provbench-packages.txt"
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from rich.console import Console
+
 from provisioner.change import Change
 from provisioner.engine import HostResult, RunResult
-from provisioner.report import report_data, slowest_steps, write_report
+from provisioner.report import ConsoleReport, report_data, slowest_steps, write_report
 
 
 def sample_run() -> RunResult:
@@ -57,3 +61,52 @@ def test_profile_lists_the_slowest_steps_first() -> None:
     slowest = [(host, change.label) for host, change in slowest_steps(sample_run(), count=2)]
 
     assert slowest == [("web1", "file /etc/a"), ("db1", "service postgresql")]
+
+
+# --- the console --------------------------------------------------------------------------------
+
+
+def printed(*events: Callable[[ConsoleReport], None], show_diff: bool = False,
+            check: bool = False) -> str:
+    """What the console report prints for these events (plain text, no colour)."""
+    output = io.StringIO()
+    report = ConsoleReport(Console(file=output, width=200, no_color=True, highlight=False),
+                           show_diff=show_diff, check=check)
+    for event in events:
+        event(report)
+    return output.getvalue()
+
+
+def test_console_prints_each_step_with_its_status_and_reason_in_order() -> None:
+    text = printed(lambda r: r.host_started("web1"),
+                   lambda r: r.step_finished("web1", Change.ok("packages nginx", "all present")),
+                   lambda r: r.step_finished("web1", Change.made("file /etc/a", "created")))
+
+    assert text.splitlines() == ["web1: connecting", "web1  ok       packages nginx  (all present)",
+                                 "web1  changed  file /etc/a  (created)"]
+
+
+def test_console_says_when_nothing_will_be_changed() -> None:
+    assert "check mode: nothing will be changed" in printed(lambda r: r.host_started("web1"),
+                                                             check=True)
+
+
+def test_console_prints_diffs_only_when_asked() -> None:
+    change = Change.made("file /etc/a", "content changed", "-old\n+new\n")
+
+    assert "+new" in printed(lambda r: r.step_finished("web1", change), show_diff=True)
+    assert "+new" not in printed(lambda r: r.step_finished("web1", change))
+
+
+def test_console_summary_has_a_row_per_host_with_round_trips() -> None:
+    text = printed(lambda r: r.summary(sample_run()))
+    cells = [[cell.strip() for cell in line.split("│")[1:-1]] for line in text.splitlines()
+             if "web1" in line or "db1" in line]
+
+    assert [(row[0], row[4]) for row in cells] == [("web1", "2"), ("db1", "3")]
+
+
+def test_console_names_a_host_that_failed_before_any_step() -> None:
+    result = HostResult("db1", error="Cannot reach db1 at 10.0.0.9:22")
+
+    assert "db1  failed   Cannot reach db1" in printed(lambda r: r.host_finished(result))
