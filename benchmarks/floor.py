@@ -110,36 +110,61 @@ def _write(path: str, content: str, owner: str, mode: str) -> str:
 
 def apply_script(variables: Mapping[str, Any], host_name: str, template_dir: Path) -> str:
     """W in plain shell, for a fresh host; ``set -e`` makes any failure the script's failure."""
+    return (_packages_part(variables) + _files_part(variables, host_name, template_dir)
+            + _system_part(variables) + _access_part(variables)
+            + "systemctl reload nginx.service\n")
+
+
+def _packages_part(variables: Mapping[str, Any]) -> str:
+    """Lists refreshed when older than W's limit, then the packages installed."""
     quote = shlex.quote
     stamp = "/var/lib/apt/periodic/update-success-stamp"
     max_age_minutes = int(variables["provbench_apt_cache_max_age"]) // 60
     apt = ("DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=600 "
            "-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold")
-    directory = variables["provbench_directory"]
-    header = variables["provbench_header"]
-    user = variables["provbench_user"]
     lines = [
         "set -e",
         f"if [ -z \"$(find {stamp} -mmin -{max_age_minutes} 2>/dev/null)\" ]; then",
         f"  {apt} update >/dev/null && mkdir -p {stamp.rsplit('/', 1)[0]} && touch {stamp}",
         "fi",
         f"{apt} install {' '.join(quote(p) for p in variables['provbench_packages'])} >/dev/null",
-        f"mkdir -p {quote(directory)} && chown root:root {quote(directory)} && "
-        f"chmod 0755 {quote(directory)}",
     ]
-    script = "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n"
+
+
+def _files_part(variables: Mapping[str, Any], host_name: str, template_dir: Path) -> str:
+    """The directory and its ten rendered files."""
+    directory = shlex.quote(variables["provbench_directory"])
+    script = f"mkdir -p {directory} && chown root:root {directory} && chmod 0755 {directory}\n"
     for index in range(int(variables["provbench_file_count"])):
         content = render_template(template_dir, "etc/provbench/file.conf.j2", {
             **variables, "host_name": host_name, "provbench_file_index": index})
-        script += _write(f"{directory}/file{index}.conf", content, "root:root", "0644")
+        script += _write(f"{variables['provbench_directory']}/file{index}.conf", content,
+                         "root:root", "0644")
+    return script
+
+
+def _system_part(variables: Mapping[str, Any]) -> str:
+    """Sysctls applied from their drop-in, services running, the cron file."""
+    quote = shlex.quote
+    header = variables["provbench_header"]
     sysctl_file = variables["provbench_sysctl_file"]
-    script += _write(sysctl_file, render_sysctl_file(variables["provbench_sysctls"], header),
-                     "root:root", "0644")
+    script = _write(sysctl_file, render_sysctl_file(variables["provbench_sysctls"], header),
+                    "root:root", "0644")
     script += f"sysctl -q -p {quote(sysctl_file)}\n"
     units = " ".join(quote(unit) for unit in variables["provbench_services"])
     script += f"systemctl enable --now {units} 2>/dev/null\n"
-    script += (f"id {quote(user)} >/dev/null 2>&1 || useradd --create-home --shell "
-               f"{quote(variables['provbench_user_shell'])} --user-group {quote(user)}\n")
+    return script + _write(f"/etc/cron.d/{variables['provbench_cron_name']}",
+                           render_cron_file([variables["provbench_cron_job"]], {}, header),
+                           "root:root", "0644")
+
+
+def _access_part(variables: Mapping[str, Any]) -> str:
+    """The deploy user with its key, and the firewall."""
+    quote = shlex.quote
+    user = variables["provbench_user"]
+    script = (f"id {quote(user)} >/dev/null 2>&1 || useradd --create-home --shell "
+              f"{quote(variables['provbench_user_shell'])} --user-group {quote(user)}\n")
     script += f"install -d -o {quote(user)} -g {quote(user)} -m 0700 /home/{user}/.ssh\n"
     script += _write(f"/home/{user}/.ssh/authorized_keys",
                      variables["provbench_authorized_key"].strip() + "\n", f"{user}:{user}",
@@ -147,9 +172,4 @@ def apply_script(variables: Mapping[str, Any], host_name: str, template_dir: Pat
     script += f"ufw default {quote(variables['provbench_ufw_default_incoming'])} incoming\n"
     for port in variables["provbench_ufw_tcp_ports"]:
         script += f"ufw allow {int(port)}/tcp\n"
-    script += "ufw --force enable\n"
-    script += _write(f"/etc/cron.d/{variables['provbench_cron_name']}",
-                     render_cron_file([variables["provbench_cron_job"]], {}, header),
-                     "root:root", "0644")
-    script += "systemctl reload nginx.service\n"
-    return script
+    return script + "ufw --force enable\n"

@@ -227,31 +227,39 @@ class Runner:
         say(f"== {scenario.name}: {scenario.description}; tools {', '.join(tools)}; {reps} reps")
         samples: dict[str, list[dict[str, Any]]] = {tool: [] for tool in tools}
         if scenario.state == "fresh":
-            for rep in range(reps):
-                for tool in tools:
-                    booted = self.fresh(scenario.hosts)
-                    context = self.context("apply", True, booted,
-                                           self.inventory(booted, "workload"))
-                    self.measure_one(scenario, tool, rep, context, samples)
+            self.run_fresh_reps(scenario, tools, reps, samples)
         else:
-            booted = self.converged(scenario.hosts, scenario.state)
-            inventory = self.inventory(booted, scenario.state)
-            scripts = floor.check_scripts(inventory, [PROJECT_ROOT / "roles", ROLES_DIR])
-            context = self.context(scenario.mode, False, booted, inventory, scripts)
-            for tool in tools:
-                machines.mark_lists_fresh(booted)
-                outcome, sample = self.timed(tool, context)
-                ok, why = self.judge(scenario, tool, outcome, context)
-                say(f"  warm-up {tool:<14} {sample.wall:7.2f} s  "
-                    f"{'ok' if ok else 'FAILED: ' + why}")
-            for rep in range(reps):
-                machines.mark_lists_fresh(booted)
-                for tool in tools:
-                    self.measure_one(scenario, tool, rep, context, samples)
+            self.run_converged_reps(scenario, tools, reps, samples)
         for tool, records in samples.items():
             record["tools"][tool] = {"samples": records, "summary": results.tool_summary(records)}
         results.add_ratios(record["tools"])
         return record
+
+    def run_fresh_reps(self, scenario: Scenario, tools: Sequence[str], reps: int,
+                       samples: dict[str, list[dict[str, Any]]]) -> None:
+        """First converge: new machines before every single run."""
+        for rep in range(reps):
+            for tool in tools:
+                booted = self.fresh(scenario.hosts)
+                context = self.context("apply", True, booted, self.inventory(booted, "workload"))
+                self.measure_one(scenario, tool, rep, context, samples)
+
+    def run_converged_reps(self, scenario: Scenario, tools: Sequence[str], reps: int,
+                           samples: dict[str, list[dict[str, Any]]]) -> None:
+        """No-op and check runs on machines converged once, after one warm-up per tool."""
+        booted = self.converged(scenario.hosts, scenario.state)
+        inventory = self.inventory(booted, scenario.state)
+        scripts = floor.check_scripts(inventory, [PROJECT_ROOT / "roles", ROLES_DIR])
+        context = self.context(scenario.mode, False, booted, inventory, scripts)
+        for tool in tools:
+            machines.mark_lists_fresh(booted)
+            outcome, sample = self.timed(tool, context)
+            ok, why = self.judge(scenario, tool, outcome, context)
+            say(f"  warm-up {tool:<14} {sample.wall:7.2f} s  {'ok' if ok else 'FAILED: ' + why}")
+        for rep in range(reps):
+            machines.mark_lists_fresh(booted)
+            for tool in tools:
+                self.measure_one(scenario, tool, rep, context, samples)
 
     def measure_one(self, scenario: Scenario, tool: str, rep: int, context: Context,
                     samples: dict[str, list[dict[str, Any]]]) -> None:

@@ -192,13 +192,7 @@ class Ansible:
     def prepare(self, context: Context) -> PreparedRun:
         assert context.peers_python is not None
         work = context.work / self.name
-        control_dir = work / "cp"
-        session_log = work / "ssh-invocations.log"
-        for path in (work, control_dir):
-            path.mkdir(parents=True, exist_ok=True)
-        for leftover in control_dir.iterdir():
-            leftover.unlink()
-        session_log.write_text("")
+        control_dir, session_log = _fresh_ansible_workspace(work)
         wrappers = [inventories.counting_wrapper(work / program, f"/usr/bin/{program}",
                                                  session_log)
                     for program in ("ssh", "sftp", "scp")]
@@ -224,20 +218,35 @@ class Ansible:
                                 "placeholder"], capture_output=True, check=False, timeout=30)
 
         def evaluate(code: int) -> Outcome:
-            output = log.read_text(encoding="utf-8", errors="replace")
-            recap = parsing.parse_ansible_recap(output)
-            missing = [m.name for m in context.machines if m.name not in recap]
-            sessions = parsing.count_sessions(
-                session_log.read_text().splitlines(),
-                {machine.name: machine.address for machine in context.machines})
-            problem = "" if code == 0 else f"exit {code}; see {log}"
-            if missing:
-                problem += f" no recap for {', '.join(missing)}"
-            return Outcome(code, {h: c.changed for h, c in recap.items()},
-                           {h: c.failed for h, c in recap.items()}, dict(sessions),
-                           problem.strip())
+            return _ansible_outcome(code, log, session_log, context.machines)
 
         return PreparedRun(execute, evaluate, settle)
+
+
+def _fresh_ansible_workspace(work: Path) -> tuple[Path, Path]:
+    """An empty ControlPath directory (no inherited master) and an empty session log."""
+    control_dir = work / "cp"
+    session_log = work / "ssh-invocations.log"
+    for path in (work, control_dir):
+        path.mkdir(parents=True, exist_ok=True)
+    for leftover in control_dir.iterdir():
+        leftover.unlink()
+    session_log.write_text("")
+    return control_dir, session_log
+
+
+def _ansible_outcome(code: int, log: Path, session_log: Path,
+                     machines: Sequence[Machine]) -> Outcome:
+    """Changed and failed counts from the PLAY RECAP, sessions from the wrappers' log."""
+    recap = parsing.parse_ansible_recap(log.read_text(encoding="utf-8", errors="replace"))
+    missing = [m.name for m in machines if m.name not in recap]
+    sessions = parsing.count_sessions(session_log.read_text().splitlines(),
+                                      {machine.name: machine.address for machine in machines})
+    problem = "" if code == 0 else f"exit {code}; see {log}"
+    if missing:
+        problem += f" no recap for {', '.join(missing)}"
+    return Outcome(code, {h: c.changed for h, c in recap.items()},
+                   {h: c.failed for h, c in recap.items()}, dict(sessions), problem.strip())
 
 
 def make_tool(name: str) -> Floor | Provisioner | Pyinfra | Ansible:
