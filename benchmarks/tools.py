@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,12 +69,26 @@ class PreparedRun:
     settle: Callable[[], None] | None = None
 
 
-def _run_logged(argv: Sequence[str], log: Path, cwd: Path, env: dict[str, str],
-                stdin: str | None = None) -> int:
+def wait_exactly(process: subprocess.Popen[Any], timeout: float = TIMEOUT) -> int:
+    """Wait for a process in one blocking waitpid, so the clock stops the moment it exits.
+
+    ``Popen.wait(timeout=...)`` (and ``subprocess.run(timeout=...)``) poll instead, sleeping up
+    to 50 ms between looks: every timed run then read up to 50 ms long, in 50 ms steps, which on
+    runs of 0.3 s distorted the ratios. A watchdog thread kills a process that overstays.
+    """
+    watchdog = threading.Timer(timeout, process.kill)
+    watchdog.start()
+    try:
+        return process.wait()
+    finally:
+        watchdog.cancel()
+
+
+def _run_logged(argv: Sequence[str], log: Path, cwd: Path, env: dict[str, str]) -> int:
     with open(log, "w", encoding="utf-8") as output:
-        return subprocess.run(list(argv), cwd=cwd, env=env, stdout=output,
-                              stderr=subprocess.STDOUT, input=stdin, text=True, check=False,
-                              timeout=TIMEOUT).returncode
+        process = subprocess.Popen(list(argv), cwd=cwd, env=env, stdout=output,
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        return wait_exactly(process)
 
 
 class Floor:
@@ -101,7 +116,7 @@ class Floor:
                         open(work / f"{name}.err", "wb") as stderr:
                     processes[name] = subprocess.Popen(floor.ssh_command(jobs[name].config),
                                                        stdin=stdin, stdout=stdout, stderr=stderr)
-            return {name: process.wait(timeout=TIMEOUT) for name, process in processes.items()}
+            return {name: wait_exactly(process) for name, process in processes.items()}
 
         def evaluate(codes: dict[str, int]) -> Outcome:
             changed, failed, problems = {}, {}, []
