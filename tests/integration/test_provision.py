@@ -55,6 +55,25 @@ def test_check_mode_on_a_converged_host_reports_nothing_to_change(machines: Sand
     assert run.report["hosts"]["it1"]["changed"] == 0
 
 
+def test_a_converged_host_costs_a_round_trip_for_facts_and_one_for_every_probe(
+        machines: Sandbox) -> None:
+    run = machines.invoke("provision", "--host", "it1")
+    assert run.report["hosts"]["it1"]["changed"] == 0
+    assert run.report["hosts"]["it1"]["round_trips"] == 2
+
+
+def test_drifted_files_are_repaired_together_in_one_round_trip(machines: Sandbox) -> None:
+    machines.ssh(machines.target, "echo drift | sudo tee -a /etc/issue /etc/issue.net >/dev/null")
+    run = machines.invoke("provision", "--host", "it1")
+    host = run.report["hosts"]["it1"]
+    assert run.exit_code == 0, run.output
+    assert host["changed_steps"] == ["banner /etc/issue [controls §12]",
+                                     "banner /etc/issue.net [controls §12]"]
+    assert host["round_trips"] == 3  # facts, probes, then both writes in one
+    banners = machines.ssh(machines.target, "cat /etc/issue /etc/issue.net").stdout
+    assert "drift" not in banners
+
+
 def test_verify_passes_on_the_converged_host(machines: Sandbox) -> None:
     run = machines.invoke("verify", "--host", "it1")
     assert run.exit_code == 0, run.output
