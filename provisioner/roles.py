@@ -1,10 +1,12 @@
 """Roles: finding them, loading their steps/handlers/defaults, and checking variables up front.
 
 A role is a directory ``<roles dir>/<name>/`` with ``role.py`` (``steps(host)`` yielding Steps in
-order, optional ``HANDLERS``), ``defaults.yml`` (every variable, documented), ``templates/`` and
-``spec.py`` (testinfra). Variables are checked against the defaults before any host is contacted:
-a ``<role>_`` variable the role does not declare is a typo, a type that differs from the default's
-is a mistake, a declared default of ``null`` marks a variable the inventory must set.
+order, optional ``HANDLERS``, optional ``TEMPLATE_ARGUMENTS``: per template, the names the role
+passes to it on each render, such as a loop index), ``defaults.yml`` (every variable,
+documented), ``templates/`` and ``spec.py`` (testinfra). Variables are checked against the
+defaults before any host is contacted: a ``<role>_`` variable the role does not declare is a
+typo, a type that differs from the default's is a mistake, a declared default of ``null`` marks a
+variable the inventory must set.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from types import ModuleType
@@ -48,6 +50,8 @@ class Role:
     handlers: Mapping[str, Handler]
     steps: Callable[[Host], Iterable[Step]]
     validate: Callable[[Mapping[str, Any]], None] | None = None
+    #: Template (relative path) -> names the role passes to each render of it; not variables.
+    template_arguments: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     @property
     def template_dir(self) -> Path:
@@ -76,8 +80,10 @@ def load_role(path: Path) -> Role:
         raise RoleError(f"Role {path.name} ({path / 'role.py'}) defines no steps(host) function.")
     handlers = {handler.name: handler for handler in getattr(module, "HANDLERS", ())}
     validate = getattr(module, "validate", None)
+    arguments = {template: frozenset(names) for template, names
+                 in getattr(module, "TEMPLATE_ARGUMENTS", {}).items()}
     return Role(path.name, path, _read_defaults(path), handlers, steps,
-                validate if callable(validate) else None)
+                validate if callable(validate) else None, arguments)
 
 
 def _import(path: Path) -> ModuleType:
@@ -170,7 +176,8 @@ def _check_templates(role: Role, merged: Mapping[str, Any]) -> None:
     if not role.template_dir.is_dir():
         return
     for template, names in template_variables(role.template_dir).items():
-        missing = sorted(names - set(merged) - BUILTIN_NAMES)
+        passed = role.template_arguments.get(template, frozenset())
+        missing = sorted(names - set(merged) - BUILTIN_NAMES - passed)
         if missing:
             raise RoleError(f"Template {role.template_dir / template} uses undefined "
                             f"variable(s) {', '.join(missing)}; define them in the inventory or in "

@@ -239,6 +239,23 @@ def test_template_may_read_inventory_variables_of_no_role(tmp_path: Path) -> Non
     assert merge(role, site="example")["site"] == "example"
 
 
+def test_template_arguments_the_role_passes_are_not_inventory_variables(tmp_path: Path) -> None:
+    role_py = ROLE_PY + '\nTEMPLATE_ARGUMENTS = {"tiny.conf.j2": ("tiny_index",)}\n'
+    role = load_role(make_role(tmp_path, role_py=role_py, templates={
+        "tiny.conf.j2": "file {{ tiny_index }} port {{ tiny_port }}\n"}))
+
+    assert "tiny_index" not in merge(role)
+
+
+def test_template_arguments_cover_only_their_own_template(tmp_path: Path) -> None:
+    role_py = ROLE_PY + '\nTEMPLATE_ARGUMENTS = {"other.conf.j2": ("tiny_index",)}\n'
+    role = load_role(make_role(tmp_path, role_py=role_py, templates={
+        "tiny.conf.j2": "file {{ tiny_index }}\n", "other.conf.j2": "{{ tiny_index }}\n"}))
+
+    with pytest.raises(RoleError, match=r"tiny\.conf\.j2 uses undefined variable\(s\) tiny_index"):
+        merge(role)
+
+
 def test_role_validate_error_is_prefixed_with_the_origin(tiny: Role) -> None:
     with pytest.raises(RoleError, match=r"^host web1: tiny_port 13 is unlucky$"):
         merge(tiny, tiny_port=13)

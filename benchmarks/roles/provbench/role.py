@@ -29,6 +29,9 @@ from provisioner.step import Safeguard, Step
 
 HANDLERS = (reload_service("nginx.service"),)
 
+#: The file template gets each file's index from steps(), not from the inventory.
+TEMPLATE_ARGUMENTS = {"etc/provbench/file.conf.j2": ("provbench_file_index",)}
+
 
 def steps(host: Host) -> Iterator[Step]:
     variables = host.vars
