@@ -80,7 +80,8 @@ def split_sections(output: str) -> dict[str, list[str]]:
     return sections
 
 
-def parse_os_release(lines: list[str]) -> dict[str, str]:
+def parse_shell_assignments(lines: list[str]) -> dict[str, str]:
+    """``KEY=value`` lines as in /etc/os-release or /etc/default/*; quotes stripped, last wins."""
     values: dict[str, str] = {}
     for line in lines:
         key, sep, value = line.partition("=")
@@ -123,7 +124,7 @@ def parse_facts(output: str) -> Facts:
         lines = sections.get(name) or [default]
         return lines[0].strip()
 
-    release = parse_os_release(sections.get("os", []))
+    release = parse_shell_assignments(sections.get("os", []))
     return Facts(
         os_id=release.get("ID", "unknown"), os_version=release.get("VERSION_ID", ""),
         os_codename=release.get("VERSION_CODENAME", ""),

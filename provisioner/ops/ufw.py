@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from provisioner.commands import join
+from provisioner.facts import parse_shell_assignments
 from provisioner.host import Host
 from provisioner.ops.files import safeguard_save
 from provisioner.step import Plan, Probed, ProbeUnreadable, Safeguard, Step
@@ -206,9 +207,8 @@ def ensure_ufw_default(host: Host, policy: str, direction: str = "incoming", *,
     key = DEFAULT_KEYS[direction]
 
     def decide(probed: Probed) -> Plan:
-        values = [line.split("=", 1)[1].strip().strip('"') for line in probed.output.splitlines()
-                  if line.startswith(key + "=")]
-        return plan_ufw_default(values[-1] if values else None, policy, direction)
+        recorded = parse_shell_assignments(probed.output.splitlines()).get(key)
+        return plan_ufw_default(recorded, policy, direction)
 
     return Step(label or f"ufw default {direction} {policy}",
                 f"grep '^{key}=' /etc/default/ufw", decide)
