@@ -20,7 +20,6 @@ from provisioner.step import GroupedProbe, Probed, ProbeGroup
 class BatchScript:
     text: str
     token: str
-    probe_count: int
     action_count: int = 0
     #: Per probe, in order: its section name, and the group item it is when grouped.
     layout: tuple[tuple[str, GroupedProbe | None], ...] = ()
@@ -76,7 +75,7 @@ def build_batch(probes: Sequence[str | GroupedProbe],
             layout.append((str(index), None))
     parts += [f"( {snippet}\n) </dev/null 2>/dev/null\nprintf '\\n{token} {name} %s\\n' \"$?\""
               for name, snippet in sections]
-    return BatchScript("\n".join(parts) + "\n", token, len(probes), len(actions), tuple(layout))
+    return BatchScript("\n".join(parts) + "\n", token, len(actions), tuple(layout))
 
 
 def _group_items(probes: Sequence[str | GroupedProbe]) -> dict[str, tuple[ProbeGroup, list[str]]]:

@@ -125,13 +125,11 @@ class HostWalk:
                                                  for d in self.state.queued}
 
     def _flush(self, next_position: int | None) -> bool:
-        """Send the queued writes in one round trip, then report the queued steps in order."""
+        """Send the queued writes in one round trip, then report the queued steps in order.
+
+        The queue only ever starts with a write, so there is always at least one to send."""
         queued, self.state.queued = self.state.queued, []
         acting = [decided for decided in queued if decided.plan.changes]
-        if not acting:
-            for decided in queued:
-                self._report(Change.ok(decided.step.label, decided.plan.reason), decided.started)
-            return True
         for decided in acting:
             self.on_action(decided.step.label)
         result = self._round_trip([d.plan.action or "" for d in acting], next_position)

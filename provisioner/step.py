@@ -68,8 +68,8 @@ class ProbeGroup:
 
     Thirty file probes cost sixty process starts on the host; as a group they cost three. ``build``
     turns the items (paths, say) into one read-only snippet; ``split`` turns that snippet's output
-    back into, for each item, exactly what the item's own probe would have printed, so a step's
-    decide() reads the same text either way.
+    back into, for each item, text in the format of the item's own probe, so a step's decide()
+    reads it the same way either way.
     """
 
     name: str

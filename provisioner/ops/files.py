@@ -86,7 +86,8 @@ def probe_paths(paths: Sequence[str]) -> str:
 
 
 def split_paths_output(output: str, paths: Sequence[str]) -> dict[str, str]:
-    """probe_paths output -> per path, the exact text probe_path would have printed."""
+    """probe_paths output -> per path, probe_path's format (the digest without the file name
+    sha256sum prints after it), so parse_path_state reads both alike."""
     attributes_part, _, checksums_part = output.partition("\0\0")
     fields = attributes_part.split("\0")
     attributes = dict(zip(fields[0::2], fields[1::2], strict=False))
