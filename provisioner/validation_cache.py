@@ -17,10 +17,11 @@ import hashlib
 import importlib.util
 import json
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from provisioner.local_files import write_atomically
 
 #: How many validated documents to keep; older entries are removed when a new one is written.
 KEEP_ENTRIES = 32
@@ -79,10 +80,7 @@ def _write(entry: Path, document: dict[str, Any]) -> None:
         return
     try:
         entry.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(dir=entry.parent, suffix=".tmp")
-        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, entry)
+        write_atomically(entry, text, mode=0o600)
         _prune(entry.parent)
     except OSError:
         return

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from provisioner.sandbox.files import write_atomically
+from provisioner.local_files import write_atomically
 from provisioner.sandbox.machine import Machine
 from provisioner.sandbox.paths import KEY_PATH, KNOWN_HOSTS_PATH
 from provisioner.sandbox.process import run

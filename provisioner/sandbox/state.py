@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from provisioner.sandbox.files import write_atomically
+from provisioner.local_files import write_atomically
 from provisioner.sandbox.machine import Machine
 from provisioner.sandbox.paths import STATE_PATH
 
