@@ -1,4 +1,4 @@
-"""systemd units: enabled and running (or not), read with one ``systemctl show`` per step.
+"""systemd units: enabled and running (or not), read with one ``systemctl show`` for all units.
 
 Restarts and reloads are not idempotent operations; they are Handlers that roles declare and
 steps notify, so they run once after the role and only when something changed.
@@ -6,14 +6,41 @@ steps notify, so they run once after the role and only when something changed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from provisioner.commands import join
 from provisioner.host import Host
-from provisioner.step import Handler, Plan, Probed, ProbeUnreadable, Step
+from provisioner.step import GroupedProbe, Handler, Plan, Probed, ProbeGroup, ProbeUnreadable, Step
 
 
 def probe_unit(unit: str) -> str:
+    return probe_units([unit])
+
+
+def probe_units(units: Sequence[str]) -> str:
+    """One ``systemctl show`` for many units: each systemctl start costs the host ~6 ms."""
     return join("systemctl", "show", "-p", "LoadState", "-p", "UnitFileState", "-p",
-                "ActiveState", "--", unit)
+                "ActiveState", "--", *units)
+
+
+def split_units_output(output: str, units: Sequence[str]) -> dict[str, str]:
+    """probe_units output -> per unit, probe_unit's text.
+
+    systemctl prints one block per name, in the order given, blank-line separated, even for a
+    unit that does not exist or a name it had to escape; a count that differs means the output
+    is not what it seems, so no unit gets a result. No output at all (no systemd) is an empty
+    text per unit, exactly what the single probe would have read.
+    """
+    if not output.strip():
+        return dict.fromkeys(units, "")
+    blocks = output.strip("\n").split("\n\n")
+    if len(blocks) != len(units):
+        return {}
+    return {unit: block + "\n" for unit, block in zip(units, blocks, strict=True)}
+
+
+#: Unit probes answered together: a role's five services cost one systemctl start, not five.
+UNITS = ProbeGroup("units", probe_units, split_units_output)
 
 
 def parse_unit(output: str) -> dict[str, str]:
@@ -49,7 +76,8 @@ def ensure_service(host: Host, unit: str, *, enabled: bool | None = True,
     def decide(probed: Probed) -> Plan:
         return plan_service(unit, parse_unit(probed.output), enabled, running)
 
-    return Step(label or f"service {unit}", probe_unit(unit), decide)
+    return Step(label or f"service {unit}", probe_unit(unit), decide,
+                grouped=GroupedProbe(UNITS, unit))
 
 
 def ensure_masked(host: Host, unit: str, *, label: str = "") -> Step:
@@ -62,7 +90,8 @@ def ensure_masked(host: Host, unit: str, *, label: str = "") -> Step:
         return Plan(f"{state.get('UnitFileState')} -> masked",
                     action=join("systemctl", "mask", "--now", unit))
 
-    return Step(label or f"masked {unit}", probe_unit(unit), decide)
+    return Step(label or f"masked {unit}", probe_unit(unit), decide,
+                grouped=GroupedProbe(UNITS, unit))
 
 
 def reload_service(unit: str, name: str = "") -> Handler:

@@ -39,12 +39,16 @@ def test_parse_packages_keeps_only_installed_packages_without_architecture() -> 
     assert parsed == PackageState(frozenset({"openssh-server", "libc6", "nano"}), 7200)
 
 
-def test_parse_packages_without_age_line_has_unknown_age() -> None:
+def test_parse_packages_without_clock_line_has_unknown_age() -> None:
     assert parse_packages("nano\tii \n").lists_age is None
 
 
 def test_parse_packages_counts_a_held_package_as_installed() -> None:
-    assert parse_packages("openssh-server\thi \nage 10\n").installed == {"openssh-server"}
+    assert parse_packages("openssh-server\thi \nnow 20\n").installed == {"openssh-server"}
+
+
+def test_parse_packages_without_any_stamp_counts_the_lists_as_never_refreshed() -> None:
+    assert parse_packages("now 1700000000\n").lists_age == 1700000000
 
 
 # --- plan_packages ----------------------------------------------------------------------------

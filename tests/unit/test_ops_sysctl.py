@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -83,6 +84,18 @@ def test_probe_runtime_reports_read_only_and_absent_keys_on_this_kernel() -> Non
                                check=False)
 
     assert completed.stdout == "kernel.ostype\tr\tLinux\nno.such.key\t-\t\n"
+
+
+def test_probe_runtime_keeps_a_multi_field_value_whole() -> None:
+    script = probe_runtime(["net.ipv4.ip_local_port_range"])
+
+    completed = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30,
+                               check=False)
+    value = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().strip()
+
+    assert completed.stdout.split("\t", 2)[2] == value + "\n"
+    assert plan_runtime(completed.stdout, {"net.ipv4.ip_local_port_range": " ".join(
+        value.split())}).action is None
 
 
 def test_probe_runtime_output_of_this_kernel_plans_nothing_for_its_own_values() -> None:

@@ -12,8 +12,10 @@ from provisioner.ops.systemd import (
     parse_unit,
     plan_service,
     probe_unit,
+    probe_units,
     reload_service,
     restart_service,
+    split_units_output,
 )
 from provisioner.step import Handler, Probed, ProbeUnreadable
 from tests.unit.hosts import make_host
@@ -33,6 +35,41 @@ def test_parse_unit_reads_recorded_systemctl_show() -> None:
 
 def test_parse_unit_keeps_equals_signs_in_values() -> None:
     assert parse_unit("Environment=A=1 B=2\n") == {"Environment": "A=1 B=2"}
+
+
+#: What systemctl printed on a sandbox machine for nginx, a unit that does not exist, and cron.
+THREE_UNITS = ("LoadState=loaded\nActiveState=active\nUnitFileState=enabled\n\n"
+               "LoadState=not-found\nActiveState=inactive\nUnitFileState=\n\n"
+               "LoadState=loaded\nActiveState=active\nUnitFileState=enabled\n")
+
+
+def test_probe_units_asks_one_systemctl_for_every_unit() -> None:
+    assert probe_units(["nginx.service", "cron.service"]) == (
+        "systemctl show -p LoadState -p UnitFileState -p ActiveState -- nginx.service "
+        "cron.service")
+
+
+def test_split_units_output_gives_each_unit_its_own_block_in_order() -> None:
+    split = split_units_output(THREE_UNITS, ["nginx.service", "nosuch.service", "cron.service"])
+
+    assert [parse_unit(split[name]) for name in ("nginx.service", "nosuch.service",
+                                                 "cron.service")] == [
+        unit("enabled", "active"), unit("", "inactive", load="not-found"),
+        unit("enabled", "active")]
+
+
+def test_split_units_output_with_a_block_missing_answers_no_unit() -> None:
+    assert split_units_output(THREE_UNITS, ["a.service", "b.service"]) == {}
+
+
+def test_split_units_output_without_systemd_reads_like_the_single_probe() -> None:
+    assert split_units_output("", ["a.service"]) == {"a.service": ""}
+
+
+def test_ensure_service_probe_travels_in_the_units_group() -> None:
+    step = ensure_service(make_host(), "nginx.service")
+
+    assert step.grouped is not None and step.grouped.item == "nginx.service"
 
 
 def test_probe_unit_only_shows_properties() -> None:
