@@ -91,6 +91,22 @@ def facts(c: Context, host: str = "", group: str = "", inventory: str = "") -> N
     cli.show_facts(cli.load(inventory), host, group)
 
 
+@task(help=HOST_HELP)
+@user_errors
+def disconnect(c: Context, host: str = "", group: str = "", inventory: str = "") -> None:
+    """Close the SSH logins kept open between runs (all, or the hosts selected).
+
+    Runs keep a login per host open for ssh.control_persist seconds (default 300) for the next
+    run to reuse; this closes them now.
+
+    Example: invoke disconnect --host prod1
+    """
+    from provisioner import cli
+
+    selected = cli.load(inventory) if host or group or inventory else None
+    print(cli.disconnect(selected, host, group))
+
+
 @task(help={"count": "How many machines (default 1; running ones are kept).",
             "suite": "Debian suite: bookworm (default) or trixie."})
 @user_errors
@@ -115,8 +131,11 @@ def down(c: Context, name: str = "") -> None:
     """Stop and delete sandbox machines, their network and state (the image cache stays)."""
     from provisioner import sandbox
     from provisioner.cli import DEFAULT_INVENTORY, split_names
+    from provisioner.connection_reuse import close_keepers
 
     names = split_names(name)
+    leaving = [machine for machine in sandbox.list_machines() if not names or machine.name in names]
+    close_keepers({machine.address for machine in leaving})
     sandbox.down(list(names) or None)
     remaining = [machine for machine in sandbox.list_machines()
                  if machine.name.startswith("sandbox")]
@@ -213,5 +232,5 @@ def bench(c: Context, reps: int = 5, scenarios: str = "", tools: str = "",
 
 
 sandbox_tasks = Collection("sandbox", up, down, ssh_, list_)
-ns = Collection(provision, verify, facts, demo, test, bench)
+ns = Collection(provision, verify, facts, disconnect, demo, test, bench)
 ns.add_collection(sandbox_tasks)

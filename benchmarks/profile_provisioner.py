@@ -28,7 +28,7 @@ marks.append(("imports", time.perf_counter()))
 inventory = cli.load(sys.argv[1])
 jobs = cli.select_jobs(inventory, "", "", RunOptions())
 marks.append(("inventory, roles, validation", time.perf_counter()))
-from provisioner.connection import open_connection
+from provisioner.connection_reuse import open_connection
 from provisioner.host import Host
 from provisioner.host_run import HostWalk
 job = jobs[0]

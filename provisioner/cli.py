@@ -78,3 +78,17 @@ def show_facts(inventory: Inventory, hosts: str, group: str) -> None:
         for key, value in facts.__dict__.items():
             if key not in ("mounts", "apt_sources"):
                 console.print(f"  {key}: {value}")
+
+
+def disconnect(inventory: Inventory | None, hosts: str, group: str) -> str:
+    """Close kept logins: the selected hosts' when an inventory is given, else all of them."""
+    from provisioner.connection_reuse import close_keepers
+
+    addresses = None
+    if inventory is not None:
+        addresses = {config.address for config in inventory.select(hosts, group)}
+        if not addresses:
+            raise ProvisionerError(f"No host matched --host {hosts!r} --group {group!r} in "
+                                   f"{inventory.path}.")
+    closed = close_keepers(addresses)
+    return f"closed the kept logins to {', '.join(closed)}" if closed else "no kept logins open"

@@ -1,7 +1,7 @@
-"""One SSH connection per host for the whole run, with safe host-key handling.
+"""A fresh SSH login to a host, used for the whole run, with safe host-key handling.
 
-Fabric builds the connection (jump hosts, timeouts), but fabric trusts any host key by default
-(AutoAddPolicy, fabric#2071); here known_hosts is loaded and unknown keys are rejected unless the
+paramiko logs in (fabric's gateway when there is a jump host; fabric alone would trust any host
+key, AutoAddPolicy, fabric#2071); known_hosts is loaded and unknown keys are rejected unless the
 inventory opts in to trust-on-first-use, which records the key. Scripts travel on a raw paramiko
 channel with stdin closed after sending, because fabric's in_stream waits ~28 s for end-of-input
 (sandbox-notes.md). Network exceptions are caught here and nowhere else.
@@ -12,24 +12,24 @@ from __future__ import annotations
 import select
 import socket
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import paramiko
 
-from provisioner.errors import ConnectError
+from provisioner.errors import ConnectError, SessionNotStarted
 from provisioner.inventory import HostConfig
+from provisioner.remote import (
+    Result,
+    host_label,
+    refuse_sudo_failure,
+    root_shell_command,
+    root_shell_input,
+)
 
 if TYPE_CHECKING:
     from fabric import Connection as FabricConnection
-
-
-@dataclass(frozen=True)
-class Result:
-    stdout: str
-    stderr: str
-    exit_code: int
 
 
 class _RecordOnFirstUse(paramiko.MissingHostKeyPolicy):
@@ -51,63 +51,61 @@ class _RecordOnFirstUse(paramiko.MissingHostKeyPolicy):
 
 
 class Connection:
-    """An open SSH session to one host that runs shell scripts as root and counts round trips."""
+    """An SSH login to one host that runs shell scripts as root and counts round trips."""
+
+    reused = False
 
     def __init__(self, config: HostConfig) -> None:
         self.config = config
         self.round_trips = 0
-        self._fabric = _open(config)
+        self._client, self._close = _login(config)
 
     def run_script(self, script: str, timeout: float | None = None) -> Result:
         """Run a POSIX sh script as root (sudo for other users); one round trip."""
-        transport = self._fabric.client.get_transport()
-        if transport is None or not transport.is_active():
-            raise ConnectError(f"The SSH connection to {self._name()} was lost. "
-                               "Check the host and run again; nothing further was sent.")
         self.round_trips += 1
-        try:
-            channel = transport.open_session()
-            channel.exec_command(self._shell_command())
-            channel.sendall(self._stdin_prefix() + script.encode())
-            channel.shutdown_write()
-            result = _collect(channel, timeout or self.config.ssh.command_timeout)
-        except (OSError, paramiko.SSHException) as error:
-            raise ConnectError(f"The SSH connection to {self._name()} failed while running a "
-                               f"command: {error}. Check the host and run again.") from None
-        except TimeoutError as error:
-            raise ConnectError(f"A command on {self._name()} timed out ({error}); raise "
-                               "ssh.command_timeout in the inventory if it needs longer.") from None
-        self._refuse_sudo_failure(result)
+        result = self.run_command(root_shell_command(self.config),
+                                  root_shell_input(self.config, script),
+                                  timeout or self.config.ssh.command_timeout)
+        refuse_sudo_failure(self.config, result)
         return result
 
-    def _refuse_sudo_failure(self, result: Result) -> None:
-        """sudo refusing means the script never ran: its empty output must not pass for state."""
-        if self.config.user == "root" or result.exit_code != 1 or result.stdout:
-            return
-        if "sudo" in result.stderr or "password" in result.stderr:
-            hint = ("check ssh.sudo_password" if self.config.ssh.sudo_password else
-                    "give the user passwordless sudo or set ssh.sudo_password")
-            raise ConnectError(f"sudo on {self._name()} refused to run commands as root for "
-                               f"{self.config.user!r}: {result.stderr.strip()[-300:]}; {hint}.")
+    def run_command(self, command: str, stdin: bytes, timeout: float) -> Result:
+        """Run one command on a new channel, stdin sent then closed; SessionNotStarted when
+        the command never reached the host."""
+        channel = self._open_channel()
+        try:
+            channel.exec_command(command)
+            channel.sendall(stdin)
+            channel.shutdown_write()
+            return _collect(channel, timeout)
+        except (OSError, paramiko.SSHException) as error:
+            raise ConnectError(f"The SSH connection to {host_label(self.config)} failed while "
+                               f"running a command: {error}. Check the host and run again."
+                               ) from None
+        except TimeoutError as error:
+            raise ConnectError(f"A command on {host_label(self.config)} timed out ({error}); "
+                               "raise ssh.command_timeout in the inventory if it needs longer."
+                               ) from None
+
+    def alive(self) -> bool:
+        transport = self._client.get_transport()
+        return transport is not None and transport.is_active()
 
     def close(self) -> None:
-        self._fabric.close()
+        self._close()
 
-    def _shell_command(self) -> str:
-        if self.config.user == "root":
-            return "/bin/sh -s"
-        if self.config.ssh.sudo_password is not None:
-            return "sudo -S -p '' -H /bin/sh -s"
-        return "sudo -n -H /bin/sh -s"
-
-    def _stdin_prefix(self) -> bytes:
-        password = self.config.ssh.sudo_password
-        if self.config.user == "root" or password is None:
-            return b""
-        return (password.reveal() + "\n").encode()
-
-    def _name(self) -> str:
-        return f"{self.config.name} ({self.config.address}:{self.config.port})"
+    def _open_channel(self) -> paramiko.Channel:
+        transport = self._client.get_transport()
+        lost = (f"The SSH connection to {host_label(self.config)} was lost. Check the host and "
+                "run again; nothing further was sent.")
+        if transport is None or not transport.is_active():
+            raise SessionNotStarted(lost)
+        try:
+            channel: paramiko.Channel = transport.open_session(
+                timeout=self.config.ssh.connect_timeout)
+            return channel
+        except (OSError, EOFError, paramiko.SSHException) as error:
+            raise SessionNotStarted(f"{lost} ({error or type(error).__name__})") from None
 
 
 def _collect(channel: paramiko.Channel, timeout: float) -> Result:
@@ -131,33 +129,22 @@ def _collect(channel: paramiko.Channel, timeout: float) -> Result:
     return Result(out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), code)
 
 
-def open_connection(config: HostConfig) -> Connection:
-    """Connect to a host, or raise ConnectError saying why and what to do."""
-    return Connection(config)
+def _login(config: HostConfig) -> tuple[paramiko.SSHClient, Callable[[], object]]:
+    """Log in; returns the client and what closes everything the login opened.
 
-
-def _open(config: HostConfig) -> FabricConnection:
-    from fabric import Config
-    from fabric import Connection as FabricConnection
-
-    settings = config.ssh
-    connect_kwargs: dict[str, object] = {"banner_timeout": settings.connect_timeout,
-                                         "auth_timeout": settings.connect_timeout}
-    if settings.identity_file is not None:
-        connect_kwargs.update(key_filename=[str(settings.identity_file)], look_for_keys=False)
-    fabric_config = Config(overrides={"load_ssh_configs": False})
-    gateway = _gateway(config, fabric_config, dict(connect_kwargs)) if settings.jump_host else None
-    if gateway is None:
-        connect_kwargs["sock"] = _tcp_socket(config.name, config.address, config.port,
-                                             settings.connect_timeout)
-    connection = FabricConnection(
-        config.address, user=config.user, port=config.port, config=fabric_config,
-        connect_timeout=int(settings.connect_timeout), connect_kwargs=connect_kwargs,
-        gateway=gateway,
-    )
-    _pin_host_keys(connection.client, settings.known_hosts, settings.trust_on_first_use)
+    A direct login uses paramiko alone: importing fabric (and through it invoke) would cost a
+    connection keeper ~100 ms. A jump host goes through fabric's gateway.
+    """
     try:
-        connection.open()
+        if config.ssh.jump_host:
+            through = _through_jump_host(config)
+            return through.client, through.close
+        client = paramiko.SSHClient()
+        _pin_host_keys(client, config.ssh.known_hosts, config.ssh.trust_on_first_use)
+        sock = _tcp_socket(config.name, config.address, config.port, config.ssh.connect_timeout)
+        client.connect(config.address, port=config.port, username=config.user, sock=sock,
+                       timeout=config.ssh.connect_timeout, **_auth_arguments(config))
+        return client, client.close
     except paramiko.BadHostKeyException as error:
         raise ConnectError(_bad_key_message(config, error)) from None
     except paramiko.SSHException as error:
@@ -166,6 +153,36 @@ def _open(config: HostConfig) -> FabricConnection:
         raise ConnectError(f"Cannot reach {config.name} at {config.address}:{config.port}: "
                            f"{error}. Check that the host is up, the address and port in the "
                            "inventory are right, and no firewall is in the way.") from None
+
+
+def _auth_arguments(config: HostConfig) -> dict[str, Any]:
+    settings = config.ssh
+    arguments: dict[str, Any] = {"banner_timeout": settings.connect_timeout,
+                                 "auth_timeout": settings.connect_timeout}
+    if settings.identity_file is not None:
+        arguments.update(key_filename=[str(settings.identity_file)], look_for_keys=False)
+    return arguments
+
+
+def _through_jump_host(config: HostConfig) -> FabricConnection:
+    """The host reached through ssh.jump_host ("user@host:port"), both with the same key and
+    known_hosts policy."""
+    from fabric import Config
+    from fabric import Connection as FabricConnection
+
+    fabric_config = Config(overrides={"load_ssh_configs": False})
+    jump = FabricConnection(str(config.ssh.jump_host), config=fabric_config,
+                            connect_timeout=int(config.ssh.connect_timeout),
+                            connect_kwargs=_auth_arguments(config))
+    jump.connect_kwargs["sock"] = _tcp_socket(f"jump host {jump.host}", jump.host, jump.port,
+                                              config.ssh.connect_timeout)
+    _pin_host_keys(jump.client, config.ssh.known_hosts, config.ssh.trust_on_first_use)
+    connection = FabricConnection(
+        config.address, user=config.user, port=config.port, config=fabric_config,
+        connect_timeout=int(config.ssh.connect_timeout), connect_kwargs=_auth_arguments(config),
+        gateway=jump)
+    _pin_host_keys(connection.client, config.ssh.known_hosts, config.ssh.trust_on_first_use)
+    connection.open()
     return connection
 
 
@@ -190,20 +207,6 @@ def _pin_host_keys(client: paramiko.SSHClient, known_hosts: Path, trust_first: b
         client.load_host_keys(str(known_hosts))
     policy = _RecordOnFirstUse(known_hosts) if trust_first else paramiko.RejectPolicy()
     client.set_missing_host_key_policy(policy)
-
-
-def _gateway(config: HostConfig, fabric_config: object,
-             connect_kwargs: dict[str, object]) -> FabricConnection:
-    """The jump host ("user@host:port"), reached with the same key and known_hosts policy."""
-    from fabric import Connection as FabricConnection
-
-    jump = FabricConnection(str(config.ssh.jump_host), config=fabric_config,
-                            connect_timeout=int(config.ssh.connect_timeout),
-                            connect_kwargs=connect_kwargs)
-    jump.connect_kwargs["sock"] = _tcp_socket(f"jump host {jump.host}", jump.host, jump.port,
-                                              config.ssh.connect_timeout)
-    _pin_host_keys(jump.client, config.ssh.known_hosts, config.ssh.trust_on_first_use)
-    return jump
 
 
 def _bad_key_message(config: HostConfig, error: paramiko.BadHostKeyException) -> str:

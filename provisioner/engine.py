@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Protocol
 
 from provisioner.change import Change
-from provisioner.connection import Connection, open_connection
+from provisioner.connection_reuse import open_connection, prepare_keepers
 from provisioner.errors import ProvisionerError, RoleError
 from provisioner.facts import FACTS_SCRIPT, Facts, parse_facts
 from provisioner.host import Host
 from provisioner.host_run import HostWalk, RoleSteps
 from provisioner.inventory import HostConfig
+from provisioner.remote import RemoteShell
 from provisioner.roles import (
     Role,
     available_roles,
@@ -55,6 +56,8 @@ class HostResult:
     error: str | None = None
     round_trips: int = 0
     duration: float = 0.0
+    #: "reused" when the run went through a login an earlier run left open, else "new".
+    connection: str = ""
 
     @property
     def failed(self) -> bool:
@@ -102,6 +105,7 @@ def prepare(hosts: Sequence[HostConfig], options: RunOptions) -> list[HostJob]:
 def run(jobs: Sequence[HostJob], options: RunOptions, listener: Listener) -> RunResult:
     """Apply each job's roles to its host, hosts in parallel (at most options.parallel at once)."""
     workers = max(1, min(options.parallel, len(jobs)))
+    prepare_keepers([job.config for job in jobs])
     if workers == 1:
         results = [_run_host(job, options, listener) for job in jobs]
     else:
@@ -114,7 +118,7 @@ def _run_host(job: HostJob, options: RunOptions, listener: Listener) -> HostResu
     result = HostResult(job.config.name)
     started = time.monotonic()
     listener.host_started(job.config.name)
-    connection: Connection | None = None
+    connection: RemoteShell | None = None
     walk: HostWalk | None = None
     try:
         connection = open_connection(job.config)
@@ -135,13 +139,14 @@ def _run_host(job: HostJob, options: RunOptions, listener: Listener) -> HostResu
         if connection is not None:
             confirmations = walk.confirmation_round_trips if walk is not None else 0
             result.round_trips = connection.round_trips + confirmations
+            result.connection = "reused" if connection.reused else "new"
             connection.close()
     result.duration = time.monotonic() - started
     listener.host_finished(result)
     return result
 
 
-def read_facts(connection: Connection) -> Facts:
+def read_facts(connection: RemoteShell) -> Facts:
     """Facts of a connected host in one round trip."""
     return parse_facts(connection.run_script(FACTS_SCRIPT).stdout)
 

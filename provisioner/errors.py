@@ -26,6 +26,10 @@ class ConnectError(ProvisionerError):
     """A host could not be reached or refused our credentials or presented an unknown key."""
 
 
+class SessionNotStarted(ConnectError):
+    """The connection failed before a command was sent: nothing ran, so trying again is safe."""
+
+
 class CommandFailed(ProvisionerError):
     """A remote command exited non-zero; the message holds the masked command output tail."""
 

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field, replace
 
 from provisioner.batch import ActionResult, BatchResult, build_batch, parse_batch
 from provisioner.change import Change
-from provisioner.connection import Connection, open_connection
 from provisioner.errors import ProvisionerError
 from provisioner.host import Host
 from provisioner.inventory import HostConfig
+from provisioner.remote import RemoteShell
 from provisioner.roles import Role
 from provisioner.safeguards import arm_action, disarm_action, revert_now_action
 from provisioner.secrets import redact
@@ -63,7 +63,7 @@ StepCallback = Callable[[Change], None]
 class HostWalk:
     """Applies an ordered list of roles to one connected host."""
 
-    def __init__(self, host: Host, connection: Connection, plan: Sequence[RoleSteps],
+    def __init__(self, host: Host, connection: RemoteShell, plan: Sequence[RoleSteps],
                  on_change: StepCallback, on_action: Callable[[str], None]) -> None:
         self.host, self.connection, self.plan = host, connection, plan
         self.on_change, self.on_action = on_change, on_action
@@ -253,12 +253,15 @@ def _prove_new_connection(config: HostConfig, patience: float = 10.0) -> int:
     """Log in afresh and run a command, retrying briefly: a reloaded sshd or a rebuilt firewall
     can take a moment to accept again, and a good change must not be reverted for that.
 
-    Returns the round trips the proof made (one per login that got as far as running it)."""
+    Returns the round trips the proof made (one per login that got as far as running it).
+    Always a new login, never a kept one: a kept login would prove nothing about the next."""
+    from provisioner.connection import Connection
+
     deadline = time.monotonic() + patience
     round_trips = 0
     while True:
         try:
-            fresh = open_connection(config)
+            fresh = Connection(config)
             try:
                 round_trips += 1
                 fresh.run_script("true", timeout=30)

@@ -45,6 +45,8 @@ class SshSettings:
     connect_timeout: float
     command_timeout: float
     sudo_password: Secret | None
+    #: Seconds a login stays open after a run for the next run to reuse; 0 = a new login each run.
+    control_persist: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -216,4 +218,5 @@ def _ssh_settings(path: Path, host: str, defaults: dict[str, Any],
         connect_timeout=merged.get("connect_timeout", 10.0),
         command_timeout=merged.get("command_timeout", 1800.0),
         sudo_password=secret,
+        control_persist=merged.get("control_persist", 300.0),
     )

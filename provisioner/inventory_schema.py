@@ -46,6 +46,7 @@ class SshFile(_Strict):
     connect_timeout: float | None = Field(default=None, gt=0)
     command_timeout: float | None = Field(default=None, gt=0)
     sudo_password: dict[str, str] | None = None
+    control_persist: float | None = Field(default=None, ge=0)
 
 
 class DefaultsFile(_Strict):

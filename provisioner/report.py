@@ -66,7 +66,8 @@ class ConsoleReport:
 
 def report_data(run: RunResult) -> dict[str, Any]:
     """The JSON report: per host, counts, the label of every changed or failed step, each step's
-    duration and the round trips; for the run, the exit code and the round trips of all hosts."""
+    duration, the round trips and whether the login was new or reused; for the run, the exit
+    code and the round trips of all hosts."""
     hosts = {}
     for name, result in run.hosts.items():
         hosts[name] = {
@@ -76,6 +77,7 @@ def report_data(run: RunResult) -> dict[str, Any]:
             "changed_steps": [c.label for c in result.changes if c.changed],
             "failed_steps": [c.label for c in result.changes if c.failed],
             "round_trips": result.round_trips,
+            "connection": result.connection or None,
             "duration_seconds": round(result.duration, 3),
             "steps": [{"label": c.label, "status": c.status, "reason": c.reason,
                        "duration_seconds": round(c.duration, 4)} for c in result.changes],

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from provisioner import sandbox
+from provisioner.connection_reuse import close_keepers
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SUITE = os.environ.get("PROVISIONER_TEST_SUITE", "bookworm")
@@ -79,10 +80,13 @@ def write_test_inventory(machines: list[sandbox.Machine], path: Path) -> None:
 
 @pytest.fixture(scope="session")
 def machines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    # The runs' kept logins live in the session's own directory and end with it.
+    os.environ["PROVISIONER_RUNTIME_DIR"] = str(tmp_path_factory.mktemp("kept"))
     booted = sandbox.up(count=2, suite=SUITE, prefix="it", progress=print)
     by_name = {machine.name: machine for machine in booted}
     inventory = tmp_path_factory.mktemp("sandbox") / "inventory.yml"
     write_test_inventory([by_name["it1"], by_name["it2"]], inventory)
     yield Sandbox(by_name["it1"], by_name["it2"], inventory)
+    close_keepers()
     if not os.environ.get("PROVISIONER_KEEP_SANDBOX"):
         sandbox.down(list(by_name))

@@ -14,11 +14,11 @@ import pytest
 
 from provisioner.change import Change
 from provisioner.commands import quote
-from provisioner.connection import Result
 from provisioner.facts import Facts
 from provisioner.host import Host
 from provisioner.host_run import HostWalk, RoleSteps
 from provisioner.inventory import HostConfig, SshSettings
+from provisioner.remote import Result
 from provisioner.roles import Role
 from provisioner.step import Handler, Plan, Probed, ProbeUnreadable, Safeguard, Step
 

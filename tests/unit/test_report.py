@@ -18,7 +18,8 @@ from provisioner.report import ConsoleReport, report_data, slowest_steps, write_
 def sample_run() -> RunResult:
     web = HostResult("web1", [replace(Change.ok("packages nginx", "all present"), duration=0.25),
                               replace(Change.made("file /etc/a", "content changed"),
-                                      duration=1.5)], round_trips=2, duration=2.0)
+                                      duration=1.5)], round_trips=2, duration=2.0,
+                     connection="reused")
     db = HostResult("db1", [replace(Change.failure("service postgresql", "failed to start"),
                                     duration=0.5)], round_trips=3, duration=1.0)
     return RunResult({"web1": web, "db1": db})
@@ -36,6 +37,13 @@ def test_report_gives_every_steps_duration() -> None:
 
     assert [(step["label"], step["duration_seconds"]) for step in steps] == [
         ("packages nginx", 0.25), ("file /etc/a", 1.5)]
+
+
+def test_report_says_whether_each_host_reused_a_kept_login() -> None:
+    data = report_data(sample_run())
+
+    assert (data["hosts"]["web1"]["connection"], data["hosts"]["db1"]["connection"]) == (
+        "reused", None)
 
 
 def test_report_gives_round_trips_per_host_and_for_the_run() -> None:

@@ -1,0 +1,245 @@
+"""A connection keeper: the process that holds SSH logins open between runs.
+
+``python -m provisioner.connection_keeper`` is started by a run (connection_reuse.py) with, per
+host, a listening Unix socket already bound; the settings arrive on stdin. For each host it logs
+in once (in parallel), then runs every request on a new channel of that login, for any run of the
+same user that connects, until the host's socket has been idle for ``ssh.control_persist``
+seconds (as the latest run that used it set it), the login dies, or a run tells it to exit; the
+process ends with its last host. Like OpenSSH's ControlPersist, it spares every later run the
+TCP, key exchange, authentication and PAM session setup on both ends. One process serves all the
+hosts a run started it for, so a first run on ten hosts starts one Python, not ten.
+
+Every accepted client first gets a greeting: ``ready`` (with ``fresh`` until the login's first
+request), or not ready with the login's error or ``lost``. A client that got no greeting, or a
+not-ready one, knows nothing it sent was run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from provisioner.errors import ConnectError, ProvisionerError, SessionNotStarted
+from provisioner.inventory import HostConfig
+from provisioner.keeper_wire import WireError, host_from_settings, receive_message, send_message
+
+if TYPE_CHECKING:
+    from provisioner.connection import Connection
+
+#: How often the accept loop looks up to check for a reason to stop (idle, lost, told to).
+POLL_INTERVAL = 1.0
+
+
+@dataclass(frozen=True)
+class KeeperSettings:
+    """What a run hands its keeper: where to listen, whom to log in to, how long to stay."""
+
+    listen_fd: int
+    socket_path: Path
+    persist: float
+    host: HostConfig
+
+
+class Keeper:
+    """Serves runs over one listening socket with one SSH login, until idle or lost."""
+
+    def __init__(self, settings: KeeperSettings, login: Connection | None,
+                 refusal: str = "") -> None:
+        self.settings, self.login, self.refusal = settings, login, refusal
+        self.listener = socket.socket(fileno=settings.listen_fd)
+        self.path_inode = _inode(settings.socket_path)
+        self.persist = settings.persist
+        self.active = 0
+        self.served = 0
+        self.last_active = time.monotonic()
+        self.stopping = threading.Event()
+        self.guard = threading.Condition()
+
+    def serve(self) -> str:
+        """Accept runs until there is a reason to stop; returns that reason."""
+        if self.login is None:
+            return self._refuse_waiting_runs()
+        while not self.stopping.is_set():
+            reason = self._reason_to_stop()
+            if reason:
+                return reason
+            self.listener.settimeout(min(POLL_INTERVAL, max(self._idle_left(), 0.01)))
+            try:
+                client, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            if not _same_user(client):
+                client.close()
+                continue
+            with self.guard:
+                self.active += 1
+            threading.Thread(target=self._serve_client, args=(client,), daemon=True).start()
+        return "told to exit"
+
+    def shut_down(self) -> None:
+        """Stop listening first (so no new run waits on us), then let running requests end."""
+        self._withdraw()
+        self.listener.close()
+        with self.guard:
+            self.guard.wait_for(lambda: self.active == 0)
+        if self.login is not None:
+            self.login.close()
+
+    def _withdraw(self) -> None:
+        """Remove our socket's name, unless a newer keeper has already taken it over."""
+        if _inode(self.settings.socket_path) == self.path_inode:
+            self.settings.socket_path.unlink(missing_ok=True)
+
+    def _stop(self) -> None:
+        """From a client's thread: no run may find us from now on; the accept loop ends soon."""
+        self._withdraw()
+        self.stopping.set()
+
+    def _refuse_waiting_runs(self) -> str:
+        """The runs that started us may already be waiting: each gets the login's error."""
+        self.listener.settimeout(0.2)
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except TimeoutError:
+                return "login failed"
+            with client:
+                if _same_user(client):
+                    send_message(client, {"ready": False, "error": self.refusal})
+
+    def _reason_to_stop(self) -> str:
+        if self.login is None:
+            return "login failed"
+        if not self.login.alive():
+            return "login lost"
+        with self.guard:
+            if self.active == 0 and self._idle_left() <= 0:
+                return f"idle for {self.persist:g} s"
+        return ""
+
+    def _idle_left(self) -> float:
+        return self.last_active + self.persist - time.monotonic()
+
+    def _serve_client(self, client: socket.socket) -> None:
+        try:
+            with client:
+                self._converse(client)
+        except (OSError, WireError, EOFError):
+            pass  # the run went away; whatever it sent has been answered or never started
+        finally:
+            with self.guard:
+                self.active -= 1
+                self.last_active = time.monotonic()
+                self.guard.notify_all()
+
+    def _converse(self, client: socket.socket) -> None:
+        if self.login is None or not self.login.alive() or self.stopping.is_set():
+            self._stop()
+            send_message(client, {"ready": False, "lost": True})
+            return
+        host = self.settings.host
+        send_message(client, {"ready": True, "pid": os.getpid(), "host": host.name,
+                              "address": host.address, "fresh": self.served == 0})
+        while True:
+            try:
+                header, bodies = receive_message(client)
+            except EOFError:
+                return
+            if header.get("op") == "exit":
+                self._stop()
+                send_message(client, {"exiting": True})
+                return
+            self.persist = float(header.get("persist", self.persist))
+            send_message(client, *self._run(header, bodies))
+            self.served += 1
+
+    def _run(self, header: dict[str, Any],
+             bodies: list[bytes]) -> tuple[dict[str, Any], bytes, bytes]:
+        assert self.login is not None
+        try:
+            result = self.login.run_command(str(header["command"]), bodies[0],
+                                            float(header["timeout"]))
+        except SessionNotStarted as error:
+            self._stop()
+            return {"error": str(error), "started": False}, b"", b""
+        except ConnectError as error:
+            return {"error": str(error), "started": True}, b"", b""
+        return ({"exit_code": result.exit_code}, result.stdout.encode(), result.stderr.encode())
+
+
+def _same_user(client: socket.socket) -> bool:
+    """Only the user who owns the keeper may use its login (the 0700 directory says the same)."""
+    credentials = client.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _, uid, _ = struct.unpack("3i", credentials)
+    return bool(uid == os.getuid())
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return path.stat().st_ino
+    except OSError:
+        return None
+
+
+def read_settings(text: str) -> list[KeeperSettings]:
+    return [KeeperSettings(int(item["listen_fd"]), Path(item["socket_path"]),
+                           float(item["persist"]), host_from_settings(item["host"]))
+            for item in json.loads(text)]
+
+
+def keep(settings: KeeperSettings) -> None:
+    """Log in to one host and serve it until there is a reason to stop."""
+    from provisioner.connection import Connection
+
+    host = settings.host
+    try:
+        keeper = Keeper(settings, Connection(host))
+    except ProvisionerError as error:
+        keeper = Keeper(settings, None, str(error))
+    except Exception:  # a bug: its traceback goes to the log, and the waiting run is told where
+        log(f"{host.name}: login crashed:\n{traceback.format_exc()}")
+        keeper = Keeper(settings, None, f"The connection keeper for {host.name} crashed while "
+                        f"logging in; the traceback is in {settings.socket_path.parent}/"
+                        "keepers.log. Set ssh.control_persist: 0 to log in directly.")
+    log(f"{host.name} ({host.address}:{host.port}): " +
+        ("logged in" if keeper.login is not None else f"login failed: {keeper.refusal}"))
+    reason = keeper.serve()
+    log(f"{host.name}: stopping: {reason}")
+    keeper.shut_down()
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    every = read_settings(sys.stdin.read())
+    sys.stdin.close()
+    if not any(item.host.ssh.jump_host for item in every):
+        # paramiko imports invoke (45 ms) only for ssh_config's "Match exec", which a keeper
+        # never reads; a first run waits for its keeper's start. Jump hosts need fabric, which
+        # needs invoke.
+        sys.modules.setdefault("invoke", None)  # type: ignore[arg-type]
+    log(f"keeper pid {os.getpid()} for {', '.join(item.host.name for item in every)}")
+    threads = [threading.Thread(target=keep, args=(item,)) for item in every]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def log(message: str) -> None:
+    """One line per event in keepers.log; a single write, so threads' lines never interleave."""
+    sys.stderr.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {message}\n")
+    sys.stderr.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,303 @@
+"""A run's connection to a host: the login a keeper holds open, started by this run if need be.
+
+Logging in costs more than a converged host's whole check: TCP, key exchange, authentication and
+sshd's PAM session, on both ends, every run. So, like OpenSSH's ControlPersist, the first run
+starts a connection keeper (connection_keeper.py) that logs in and stays for
+``ssh.control_persist`` seconds after its last use; later runs send their scripts through it
+over a Unix socket and import no SSH library at all. ``control_persist: 0`` means a new login
+every run.
+
+A keeper is found by a name derived from everything that decides *which* login it holds
+(address, port, user, key, jump host, the known_hosts file and its state), so changing any of
+those, or re-recording a host key, gets a new login that verifies the host afresh. Sockets live
+in a 0700 directory of the user's, and a keeper serves only its own user. Safety proofs (a new
+login after an SSH or firewall change) never go through a keeper; they log in afresh.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+from provisioner.errors import ConnectError
+from provisioner.inventory import HostConfig
+from provisioner.keeper_wire import WireError, host_settings, receive_message, send_message
+from provisioner.remote import (
+    RemoteShell,
+    Result,
+    host_label,
+    refuse_sudo_failure,
+    root_shell_command,
+    root_shell_input,
+)
+from provisioner.validation_cache import cache_directory
+
+#: Bumped whenever keeper and run stop understanding each other; part of every keeper's name.
+PROTOCOL = 1
+#: Unix socket paths longer than this cannot be bound (sun_path is 108 bytes with its NUL).
+MAX_SOCKET_PATH = 100
+#: Keeper processes this process started, kept so they are reaped, not left as zombies.
+_started: list[subprocess.Popen[bytes]] = []
+
+
+def open_connection(config: HostConfig) -> RemoteShell:
+    """The host's kept login when reuse is on and possible, else a new login for this run."""
+    path = keeper_socket(config) if config.ssh.control_persist > 0 else None
+    if path is None:
+        from provisioner.connection import Connection
+
+        return Connection(config)
+    return KeptConnection(config, path)
+
+
+def runtime_directory() -> Path:
+    """$PROVISIONER_RUNTIME_DIR, else $XDG_RUNTIME_DIR/provisioner, else the cache directory's
+    ``connections``."""
+    explicit = os.environ.get("PROVISIONER_RUNTIME_DIR")
+    if explicit:
+        return Path(explicit)
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    return Path(runtime) / "provisioner" if runtime else cache_directory() / "connections"
+
+
+def keeper_socket(config: HostConfig) -> Path | None:
+    """Where this host's keeper listens; None when no private directory can hold it."""
+    directory = runtime_directory()
+    path = directory / f"{keeper_name(config)}.sock"
+    if len(str(path)) > MAX_SOCKET_PATH or not _private_directory(directory):
+        return None
+    return path
+
+
+def keeper_name(config: HostConfig) -> str:
+    ssh = config.ssh
+    identity = [PROTOCOL, os.getuid(), config.address, config.port, config.user,
+                str(ssh.identity_file), _file_state(ssh.identity_file), str(ssh.known_hosts),
+                _file_state(ssh.known_hosts), ssh.trust_on_first_use, ssh.jump_host]
+    return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:24]
+
+
+def _file_state(path: Path | None) -> list[int] | None:
+    try:
+        status = path.stat() if path is not None else None
+    except OSError:
+        return None
+    return [status.st_ino, status.st_size, status.st_mtime_ns] if status else None
+
+
+def _private_directory(directory: Path) -> bool:
+    """Created 0700 if missing; refused if anyone else owns it or can enter it."""
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        status = directory.lstat()
+    except OSError:
+        return False
+    return status.st_uid == os.getuid() and status.st_mode & 0o077 == 0 and \
+        directory.is_dir() and not directory.is_symlink()
+
+
+class KeptConnection:
+    """A run's session with a host's keeper; one request/answer on the socket per round trip."""
+
+    def __init__(self, config: HostConfig, path: Path) -> None:
+        self.config, self.path = config, path
+        self.round_trips = 0
+        self.reused = True
+        self._socket = self._attach()
+
+    def run_script(self, script: str, timeout: float | None = None) -> Result:
+        """Run a POSIX sh script as root through the keeper's login; one round trip."""
+        self.round_trips += 1
+        limit = timeout or self.config.ssh.command_timeout
+        header, bodies = self._request(script, limit)
+        if "error" in header and not header.get("started", True) and self.round_trips == 1:
+            self.close()  # the kept login died since the last run: log in again, once
+            self._socket = self._attach()
+            header, bodies = self._request(script, limit)
+        if "error" in header:
+            raise ConnectError(str(header["error"]))
+        result = Result(bodies[0].decode("utf-8", "replace"), bodies[1].decode("utf-8", "replace"),
+                        int(header["exit_code"]))
+        refuse_sudo_failure(self.config, result)
+        return result
+
+    def close(self) -> None:
+        self._socket.close()
+
+    def _request(self, script: str, timeout: float) -> tuple[dict[str, Any], list[bytes]]:
+        self._socket.settimeout(timeout + self.config.ssh.connect_timeout + 5)
+        try:
+            send_message(self._socket, {"op": "run", "command": root_shell_command(self.config),
+                                        "timeout": timeout,
+                                        "persist": self.config.ssh.control_persist},
+                         root_shell_input(self.config, script))
+            return receive_message(self._socket)
+        except (OSError, EOFError, WireError) as error:
+            raise ConnectError(f"The kept SSH connection to {host_label(self.config)} stopped "
+                               f"while running a command ({error or type(error).__name__}). "
+                               "Run again; a new login will be made.") from None
+
+    def _attach(self) -> socket.socket:
+        """The live keeper's socket; a new keeper's when there is none (or it lost its login)."""
+        greeted = _greet(self.path, self._patience())
+        if greeted is None:
+            with _spawn_lock(self.path):
+                greeted = _greet(self.path, self._patience())  # another run may have started one
+                if greeted is None:
+                    start_keepers([self.config])
+                    greeted = _greet(self.path, self._patience())
+        if greeted is None:
+            raise ConnectError(f"The connection keeper for {host_label(self.config)} did not "
+                               f"answer; see {self.path.parent / 'keepers.log'}, or set "
+                               "ssh.control_persist: 0 to log in directly.")
+        sock, fresh = greeted
+        self.reused = not fresh
+        return sock
+
+    def _patience(self) -> float:
+        """How long a greeting may take: a keeper answers only once its login is done."""
+        return self.config.ssh.connect_timeout * 3 + 10
+
+
+def _greet(path: Path, patience: float) -> tuple[socket.socket, bool] | None:
+    """A socket to a ready keeper, and whether its login is still unused; None when no live
+    keeper listens there. A keeper whose login failed raises that login's error."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(patience)
+    try:
+        sock.connect(str(path))
+        header, _ = receive_message(sock)
+    except (OSError, EOFError, WireError):
+        sock.close()
+        return None
+    if header.get("ready"):
+        return sock, bool(header.get("fresh"))
+    sock.close()
+    if not header.get("lost"):
+        raise ConnectError(str(header.get("error", "the connection keeper refused")))
+    return None
+
+
+def prepare_keepers(configs: Sequence[HostConfig]) -> None:
+    """Start one keeper process for all the run's hosts that reuse logins but have no keeper.
+
+    Called before the hosts' threads open their connections, so a first run on many hosts
+    starts one Python for all of them; each thread then waits for its own host's greeting.
+    """
+    wanted = [(config, path) for config in configs if config.ssh.control_persist > 0
+              for path in [keeper_socket(config)] if path is not None]
+    missing = [(config, path) for config, path in wanted if not _answers(path)]
+    if not missing:
+        return
+    with ExitStack() as locks:
+        for _, path in sorted(missing, key=lambda item: str(item[1])):
+            locks.enter_context(_spawn_lock(path))
+        still = [config for config, path in missing if not _answers(path)]
+        if still:
+            try:
+                start_keepers(still)
+            except ConnectError:
+                return  # each host's own attach tries again and reports the reason
+
+
+def _answers(path: Path) -> bool:
+    """A keeper is accepting at path (connected and disconnected at once)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(str(path))
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.close()
+
+
+@contextmanager
+def _spawn_lock(path: Path) -> Iterator[None]:
+    """Two runs starting at once must not both start a keeper for the same host."""
+    with path.with_suffix(".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def start_keepers(configs: Sequence[HostConfig]) -> None:
+    """Bind each host's socket, then start one keeper process that logs in to all of them.
+
+    The sockets are bound here, before the keeper runs, so a run can connect at once and its
+    greeting simply waits in the socket's backlog until that host's login is done.
+    """
+    listeners, settings = [], []
+    try:
+        for config in configs:
+            path = keeper_socket(config)
+            assert path is not None
+            path.unlink(missing_ok=True)
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            listeners.append(listener)
+            listener.bind(str(path))
+            listener.listen(64)
+            settings.append({"listen_fd": listener.fileno(), "socket_path": str(path),
+                             "persist": config.ssh.control_persist,
+                             "host": host_settings(config)})
+        _spawn(settings, runtime_directory() / "keepers.log")
+    except OSError as error:
+        raise ConnectError(f"Could not start a connection keeper in {runtime_directory()}: "
+                           f"{error}. Set ssh.control_persist: 0 to log in directly.") from None
+    finally:
+        for listener in listeners:
+            listener.close()
+
+
+def _spawn(settings: list[dict[str, Any]], log_path: Path) -> None:
+    package_root = str(Path(__file__).resolve().parent.parent)
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+    _started[:] = [process for process in _started if process.poll() is None]
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "provisioner.connection_keeper"], stdin=subprocess.PIPE,
+            stdout=log, stderr=log, pass_fds=[item["listen_fd"] for item in settings],
+            start_new_session=True, cwd="/", env=environment)
+    _started.append(process)
+    assert process.stdin is not None
+    try:
+        process.stdin.write(json.dumps(settings).encode())
+        process.stdin.close()
+    except BrokenPipeError:
+        pass  # it died at once; each run waiting on its socket reports that no keeper answered
+
+
+def close_keepers(addresses: set[str] | None = None) -> list[str]:
+    """Tell keepers (of these addresses, or all) to exit; returns the hosts they served."""
+    directory = runtime_directory()
+    paths = sorted(directory.glob("*.sock")) if directory.is_dir() else []
+    return [name for name in (_tell_to_exit(path, addresses) for path in paths) if name]
+
+
+def _tell_to_exit(path: Path, addresses: set[str] | None) -> str:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(5)
+    try:
+        sock.connect(str(path))
+        greeting, _ = receive_message(sock)
+        if addresses is not None and greeting.get("address") not in addresses:
+            return ""
+        send_message(sock, {"op": "exit"})
+        receive_message(sock)
+        return str(greeting.get("host", path.stem))
+    except (OSError, EOFError, WireError) as error:
+        if isinstance(error, OSError) and error.errno in (errno.ECONNREFUSED, errno.ENOENT):
+            path.unlink(missing_ok=True)  # a keeper that was killed left its socket behind
+        return ""
+    finally:
+        sock.close()

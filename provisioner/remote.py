@@ -1,0 +1,65 @@
+"""What the engine needs from a connection to a host, whichever way the connection travels.
+
+A run reaches a host over its own SSH login (connection.py) or through the login a connection
+keeper holds open between runs (connection_reuse.py). Both run a script as root and count their
+round trips; the sudo wrapping lives here so that both wrap, and refuse, alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from provisioner.errors import ConnectError
+from provisioner.inventory import HostConfig
+
+
+@dataclass(frozen=True)
+class Result:
+    stdout: str
+    stderr: str
+    exit_code: int
+
+
+class RemoteShell(Protocol):
+    """A host that runs shell scripts as root, one round trip each."""
+
+    round_trips: int
+    #: True when the run used a login an earlier run left open, False for a new login.
+    reused: bool
+
+    def run_script(self, script: str, timeout: float | None = None) -> Result: ...
+
+    def close(self) -> None: ...
+
+
+def root_shell_command(config: HostConfig) -> str:
+    """The remote command that reads a script on stdin and runs it as root."""
+    if config.user == "root":
+        return "/bin/sh -s"
+    if config.ssh.sudo_password is not None:
+        return "sudo -S -p '' -H /bin/sh -s"
+    return "sudo -n -H /bin/sh -s"
+
+
+def root_shell_input(config: HostConfig, script: str) -> bytes:
+    """The script as the root shell's stdin, after sudo's password when sudo needs one."""
+    password = config.ssh.sudo_password
+    if config.user == "root" or password is None:
+        return script.encode()
+    return (password.reveal() + "\n" + script).encode()
+
+
+def refuse_sudo_failure(config: HostConfig, result: Result) -> None:
+    """sudo refusing means the script never ran: its empty output must not pass for state."""
+    if config.user == "root" or result.exit_code != 1 or result.stdout:
+        return
+    if "sudo" in result.stderr or "password" in result.stderr:
+        hint = ("check ssh.sudo_password" if config.ssh.sudo_password else
+                "give the user passwordless sudo or set ssh.sudo_password")
+        raise ConnectError(f"sudo on {host_label(config)} refused to run commands as root for "
+                           f"{config.user!r}: {result.stderr.strip()[-300:]}; {hint}.")
+
+
+def host_label(config: HostConfig) -> str:
+    return f"{config.name} ({config.address}:{config.port})"

@@ -1,0 +1,121 @@
+"""Kept logins: a run reuses the login an earlier run left open, and never depends on it.
+
+These run before the machines are provisioned; their provision runs are check runs, which change
+nothing on the hosts.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from provisioner.connection_reuse import keeper_socket
+from provisioner.inventory import load_inventory
+from provisioner.roles import available_roles
+from tests.integration.conftest import Invocation, Sandbox
+
+pytestmark = pytest.mark.integration
+
+
+def variant(machines: Sandbox, name: str, **ssh: object) -> Path:
+    data = yaml.safe_load(machines.inventory.read_text())
+    data["defaults"]["ssh"].update(ssh)
+    path = machines.inventory.parent / name
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def check_run(machines: Sandbox, inventory: Path | None = None) -> Invocation:
+    run = machines.invoke("provision", "--host", "it1", "--check", inventory=inventory)
+    assert run.exit_code == 0, run.output
+    return run
+
+
+def connection(run: Invocation) -> str:
+    return str(run.report["hosts"]["it1"]["connection"])
+
+
+def logins_seen_by(machines: Sandbox) -> int:
+    """sshd's accepted logins on it1 so far, this query's own login included."""
+    done = machines.ssh(machines.target, "sudo journalctl _COMM=sshd --no-pager -q | "
+                                         "grep -c 'Accepted publickey'")
+    return int(done.stdout.strip())
+
+
+def keeper_path(inventory: Path) -> Path:
+    config = load_inventory(inventory, available_roles()).hosts["it1"]
+    path = keeper_socket(config)
+    assert path is not None
+    return path
+
+
+def test_a_second_run_reuses_the_login_and_the_host_sees_no_new_login(machines: Sandbox) -> None:
+    machines.invoke("disconnect", "--host", "it1")
+    first = check_run(machines)
+    before = logins_seen_by(machines)
+
+    second = check_run(machines)
+
+    assert (connection(first), connection(second)) == ("new", "reused")
+    assert logins_seen_by(machines) == before + 1  # only the counting query's own login
+
+
+def test_control_persist_zero_logs_in_afresh_for_every_run(machines: Sandbox) -> None:
+    direct = variant(machines, "direct.yml", control_persist=0)
+    machines.invoke("disconnect", "--host", "it1")
+
+    runs = [check_run(machines, direct) for _ in range(2)]
+
+    assert [connection(run) for run in runs] == ["new", "new"]
+    assert not keeper_path(direct).exists()
+
+
+def test_a_kept_login_the_host_dropped_is_replaced_without_failing_the_run(
+        machines: Sandbox) -> None:
+    check_run(machines)
+    # Ends every admin session, this one's too, so its exit status says nothing.
+    machines.ssh(machines.target, "sudo pkill -f 'sshd: admin@notty'")
+    time.sleep(0.5)
+
+    run = check_run(machines)
+
+    assert connection(run) == "new"
+    assert run.report["hosts"]["it1"]["changed"] > 0  # a real check, not an empty answer
+
+
+def test_a_kept_login_closes_after_its_persist_time(machines: Sandbox) -> None:
+    brief = variant(machines, "brief.yml", control_persist=1)
+    check_run(machines, brief)
+    path = keeper_path(brief)
+    assert path.exists()
+
+    deadline = time.monotonic() + 10
+    while path.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+    assert not path.exists()
+    assert connection(check_run(machines, brief)) == "new"
+
+
+def test_disconnect_closes_the_kept_login(machines: Sandbox) -> None:
+    check_run(machines)
+
+    closed = machines.invoke("disconnect", "--host", "it1")
+
+    assert closed.exit_code == 0 and "closed the kept logins to it1" in closed.output
+    assert connection(check_run(machines)) == "new"
+
+
+def test_an_unreachable_host_through_a_keeper_gets_the_login_error(machines: Sandbox) -> None:
+    data = yaml.safe_load(machines.inventory.read_text())
+    data["hosts"]["it1"]["port"] = 2
+    broken = machines.inventory.parent / "closed-port.yml"
+    broken.write_text(yaml.safe_dump(data, sort_keys=False))
+
+    run = machines.invoke("facts", "--host", "it1", inventory=broken)
+
+    assert run.exit_code == 2
+    assert "Cannot reach it1" in run.output and "Traceback" not in run.output

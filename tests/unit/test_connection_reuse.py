@@ -1,0 +1,212 @@
+"""Kept logins: which keeper a host uses, and what a keeper answers, with a fake login.
+
+The keeper here is the real Keeper serving a real Unix socket; only the SSH login under it is a
+stand-in. Logging in for real, reuse across runs and a lost login are in the integration tests.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from provisioner.connection_keeper import Keeper, KeeperSettings
+from provisioner.connection_reuse import (
+    _greet,
+    close_keepers,
+    keeper_name,
+    keeper_socket,
+    open_connection,
+)
+from provisioner.errors import ConnectError, SessionNotStarted
+from provisioner.inventory import HostConfig
+from provisioner.keeper_wire import receive_message, send_message
+from provisioner.remote import Result
+from tests.unit.hosts import make_host
+
+
+class FakeLogin:
+    """Stands in for an SSH login: answers every command with its own text, or fails."""
+
+    def __init__(self, failure: Exception | None = None) -> None:
+        self.failure, self.commands, self.is_alive, self.closed = failure, [], True, False
+
+    def run_command(self, command: str, stdin: bytes, timeout: float) -> Result:
+        if self.failure is not None:
+            raise self.failure
+        self.commands.append((command, stdin))
+        return Result(f"ran {command}", "", 0)
+
+    def alive(self) -> bool:
+        return self.is_alive
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A short private directory: socket paths must fit in 108 bytes."""
+    with tempfile.TemporaryDirectory(prefix="pk-", dir="/tmp") as directory:
+        path = Path(directory) / "run"
+        monkeypatch.setenv("PROVISIONER_RUNTIME_DIR", str(path))
+        yield path
+
+
+def config(**ssh: object) -> HostConfig:
+    base = make_host().config
+    return replace(base, ssh=replace(base.ssh, **ssh))
+
+
+def serve(login: FakeLogin | None, persist: float = 60.0, refusal: str = "") -> tuple[
+        Keeper, Path, threading.Thread]:
+    """A keeper for web1 serving in a thread, as a run's start_keepers would leave it."""
+    path = keeper_socket(config())
+    assert path is not None
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(8)
+    settings = KeeperSettings(os.dup(listener.fileno()), path, persist, config())
+    listener.close()
+    keeper = Keeper(settings, login, refusal)  # type: ignore[arg-type]
+    thread = threading.Thread(target=lambda: (keeper.serve(), keeper.shut_down()), daemon=True)
+    thread.start()
+    return keeper, path, thread
+
+
+# --- which keeper ------------------------------------------------------------------------------
+
+
+def test_a_keeper_is_named_by_the_login_it_holds() -> None:
+    assert keeper_name(config()) == keeper_name(config())
+    assert keeper_name(config()) != keeper_name(replace(config(), port=2222))
+    assert keeper_name(config()) != keeper_name(replace(config(), user="admin"))
+    assert keeper_name(config()) != keeper_name(config(jump_host="admin@192.0.2.1:22"))
+
+
+def test_re_recording_a_host_key_names_a_new_keeper(tmp_path: Path) -> None:
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text("192.0.2.10 ssh-ed25519 AAAA\n")
+    before = keeper_name(config(known_hosts=known_hosts))
+
+    known_hosts.write_text("192.0.2.10 ssh-ed25519 BBBBBBBB\n")
+
+    assert keeper_name(config(known_hosts=known_hosts)) != before
+
+
+def test_sockets_live_in_a_directory_only_the_user_can_enter(runtime: Path) -> None:
+    path = keeper_socket(config())
+
+    assert path is not None and path.parent == runtime
+    assert runtime.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_directory_others_can_enter_is_not_used(runtime: Path) -> None:
+    runtime.mkdir(mode=0o755)
+    runtime.chmod(0o755)
+
+    assert keeper_socket(config()) is None
+
+
+def test_a_socket_path_too_long_to_bind_means_no_keeper(monkeypatch: pytest.MonkeyPatch,
+                                                        tmp_path: Path) -> None:
+    monkeypatch.setenv("PROVISIONER_RUNTIME_DIR", str(tmp_path / ("x" * 90)))
+
+    assert keeper_socket(config()) is None
+
+
+def test_control_persist_zero_logs_in_directly_without_a_keeper(
+        runtime: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import provisioner.connection as direct
+
+    monkeypatch.setattr(direct, "_login", lambda cfg: (object(), lambda: None))
+
+    connection = open_connection(config(control_persist=0))
+
+    assert isinstance(connection, direct.Connection) and not connection.reused
+    assert not runtime.exists()
+
+
+# --- what a keeper answers ---------------------------------------------------------------------
+
+
+def test_a_ready_keeper_greets_fresh_then_runs_each_request_on_its_login(runtime: Path) -> None:
+    login = FakeLogin()
+    _, path, _ = serve(login)
+
+    greeted = _greet(path, 5)
+    assert greeted is not None
+    sock, fresh = greeted
+    send_message(sock, {"op": "run", "command": "sh -s", "timeout": 5}, b"echo hi\n")
+    header, bodies = receive_message(sock)
+    sock.close()
+
+    assert fresh and header["exit_code"] == 0 and bodies[0] == b"ran sh -s"
+    assert login.commands == [("sh -s", b"echo hi\n")]
+    again = _greet(path, 5)
+    assert again is not None and again[1] is False  # the login has been used: a later run reuses
+    again[0].close()
+
+
+def test_a_keeper_whose_login_failed_hands_every_run_that_error(runtime: Path) -> None:
+    _, path, _ = serve(None, refusal="web1 (192.0.2.10) refused login as 'root'")
+
+    with pytest.raises(ConnectError, match="refused login"):
+        _greet(path, 5)
+
+
+def test_a_keeper_whose_login_died_is_not_used(runtime: Path) -> None:
+    login = FakeLogin()
+    login.is_alive = False
+    _, path, thread = serve(login)
+
+    assert _greet(path, 5) is None
+    thread.join(5)
+    assert not path.exists() and login.closed
+
+
+def test_a_command_that_never_started_is_reported_so_and_the_keeper_stops(runtime: Path) -> None:
+    _, path, thread = serve(FakeLogin(SessionNotStarted("The SSH connection was lost.")))
+    greeted = _greet(path, 5)
+    assert greeted is not None
+
+    send_message(greeted[0], {"op": "run", "command": "sh -s", "timeout": 5}, b"true\n")
+    header, _ = receive_message(greeted[0])
+    greeted[0].close()
+
+    assert (header["started"], header["error"]) == (False, "The SSH connection was lost.")
+    thread.join(5)
+    assert not thread.is_alive()
+
+
+def test_a_keeper_leaves_once_idle_for_its_persist_time(runtime: Path) -> None:
+    login = FakeLogin()
+    _, path, thread = serve(login, persist=0.3)
+
+    thread.join(5)
+
+    assert not thread.is_alive() and not path.exists() and login.closed
+
+
+def test_close_keepers_tells_the_chosen_keepers_to_exit(runtime: Path) -> None:
+    _, path, thread = serve(FakeLogin())
+
+    assert close_keepers({"198.51.100.7"}) == []
+    assert close_keepers({"192.0.2.10"}) == ["web1"]
+    thread.join(5)
+    assert not path.exists()
+
+
+def test_close_keepers_removes_a_socket_a_killed_keeper_left(runtime: Path) -> None:
+    path = keeper_socket(config())
+    assert path is not None
+    socket.socket(socket.AF_UNIX, socket.SOCK_STREAM).bind(str(path))  # bound, nobody listening
+
+    assert close_keepers() == []
+    assert not path.exists()
