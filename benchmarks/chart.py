@@ -11,8 +11,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-COLOURS = {"floor": "#7f7f7f", "pyinfra": "#1f77b4", "ansible": "#d62728",
-           "ansible-tuned": "#ff7f0e", "provisioner": "#2ca02c"}
+COLOURS = {"floor": "#7f7f7f", "floor-kept": "#c7c7c7", "pyinfra": "#1f77b4",
+           "ansible": "#d62728", "ansible-tuned": "#ff7f0e", "provisioner": "#2ca02c",
+           "provisioner-newlogin": "#98df8a"}
 
 
 def main(source: str, target: str) -> None:

@@ -46,11 +46,15 @@ class CheckScript:
     with_facts: bool
 
 
-def ssh_command(config: HostConfig) -> list[str]:
-    """OpenSSH argv for an inventory host: its key, the pinned known_hosts, strict checking."""
+def ssh_command(config: HostConfig, control_dir: Path | None = None) -> list[str]:
+    """OpenSSH argv for an inventory host: its key, the pinned known_hosts, strict checking;
+    with control_dir, through a ControlPersist master kept there between runs."""
     argv = ["ssh", "-o", "IdentitiesOnly=yes", "-o", f"UserKnownHostsFile={config.ssh.known_hosts}",
             "-o", "GlobalKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=yes",
             "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-p", str(config.port)]
+    if control_dir is not None:
+        argv += ["-o", "ControlMaster=auto", "-o", f"ControlPath={control_dir}/%C",
+                 "-o", "ControlPersist=300"]
     if config.ssh.identity_file is not None:
         argv += ["-i", str(config.ssh.identity_file)]
     return [*argv, f"{config.user}@{config.address}", REMOTE_SHELL]

@@ -79,3 +79,11 @@ def counting_wrapper(path: Path, program: str, log: Path) -> Path:
                     encoding="utf-8")
     path.chmod(0o755)
     return path
+
+
+def without_kept_logins(inventory: Path, path: Path) -> Path:
+    """The project's inventory with ``ssh.control_persist: 0``: a new login every run."""
+    data = yaml.safe_load(inventory.read_text(encoding="utf-8"))
+    data.setdefault("defaults", {}).setdefault("ssh", {})["control_persist"] = 0
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path

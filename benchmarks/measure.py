@@ -1,11 +1,12 @@
 """What one timed run costs: wall time, controller CPU, target CPU, and how noisy the machine was.
 
 Controller CPU is the RUSAGE_CHILDREN delta around the run, so it counts every process the tool
-started and that was reaped (the runner makes itself a child subreaper, so even ssh ControlPersist
-masters that daemonised are reaped and counted). Target CPU is what the sandbox machines' own
-processes used (they run on this same machine). Whatever else the machine's CPUs did meanwhile
-(other people's work) is "foreign" CPU; with the hypervisor's steal it decides whether a rep is
-flagged noisy.
+started and that was reaped, plus what the processes a tool keeps between runs (ControlPersist
+masters, provisioner's connection keepers) used meanwhile: the runner makes itself a child
+subreaper, so those daemonised processes are its children, alive or reaped. Target CPU is what
+the sandbox machines' own processes used (they run on this same machine). Whatever else the
+machine's CPUs did meanwhile (other people's work) is "foreign" CPU; with the hypervisor's steal
+it decides whether a rep is flagged noisy.
 """
 
 from __future__ import annotations
@@ -55,6 +56,18 @@ def read_cpu_times() -> CpuTimes:
 def children_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+def live_children_cpu_seconds() -> float:
+    """CPU so far of the runner's live children: the daemons tools keep between runs."""
+    total = 0.0
+    for children in Path("/proc/self/task").glob("*/children"):
+        for pid in children.read_text().split():
+            try:
+                total += process_cpu_seconds(Path(f"/proc/{pid}/stat").read_text())
+            except OSError:
+                continue
+    return total
 
 
 def become_subreaper() -> None:
@@ -139,19 +152,21 @@ def timed(action: Callable[[], T], namespaces: Sequence[str],
     """Run action and measure it; the result of action comes back with the Sample.
 
     ``settle`` runs after the clock stopped and before CPU is read: it ends what the tool left
-    running (ssh master connections), so their CPU is reaped and counted but their exit is not
-    timed.
+    running that must not outlive the run (ssh masters to a machine about to be replaced); its
+    exit is not timed.
     """
     reap_orphans()
     cpu_before, target_before = read_cpu_times(), namespace_cpu_seconds(namespaces)
-    children_before = children_cpu_seconds()
+    # A kept daemon reaped during the run brings all its CPU into RUSAGE_CHILDREN; what it had
+    # used before is in the live sum taken here, so the difference is only this run's share.
+    children_before = children_cpu_seconds() + live_children_cpu_seconds()
     started = time.perf_counter()
     result = action()
     wall = time.perf_counter() - started
     if settle is not None:
         settle()
     reap_orphans()
-    controller = children_cpu_seconds() - children_before
+    controller = children_cpu_seconds() + live_children_cpu_seconds() - children_before
     target = namespace_cpu_seconds(namespaces) - target_before
     return result, classify(wall, controller, max(0.0, target), cpu_before, read_cpu_times())
 

@@ -148,10 +148,17 @@ def markdown(results: dict[str, Any]) -> str:
         f"Reps: {results['reps']} alternated per scenario (first converge: "
         f"{results['first_converge_reps']}). Wall times in seconds; `x floor` is the ratio of "
         "medians to the floor's in this same run. CPU is the controller's (all processes a tool "
-        "started) and the target machines' (they share this machine's cores). SSH sessions per "
-        "host: provisioner's own round-trip count; floor 1; pyinfra exec and sftp channels; "
-        "Ansible ssh/sftp/scp invocations. A noisy rep had more than 5% CPU steal or other "
-        "people's processes busy on this shared machine.",
+        "started, including the daemons it keeps between runs) and the target machines' (they "
+        "share this machine's cores). SSH sessions per host: provisioner's own round-trip count; "
+        "floor 1; pyinfra exec and sftp channels; Ansible ssh/sftp/scp invocations. A noisy rep "
+        "had more than 5% CPU steal or other people's processes busy on this shared machine.",
+        "",
+        "Connections kept between runs live on from rep to rep on converged machines, as for a "
+        "user who runs the tool again within minutes: `floor-kept` (the floor through an OpenSSH "
+        "ControlPersist master), both Ansible configurations (ControlPersist is on by default), "
+        "`provisioner` (its kept logins, on by default). `floor` and `provisioner-newlogin` "
+        "(`ssh.control_persist: 0`) log in afresh every run; pyinfra always does. On fresh "
+        "machines nothing is kept.",
         "",
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "|".join("---" for _ in COLUMNS) + "|",

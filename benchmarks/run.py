@@ -22,13 +22,23 @@ from typing import Any
 
 from benchmarks import floor, inventories, machines, measure, results
 from benchmarks.peers_env import ensure_peers_venv, peer_versions
-from benchmarks.tools import PROJECT_ROOT, ROLES_DIR, TOOL_NAMES, Context, Outcome, make_tool
+from benchmarks.tools import (
+    KEPT_ONLY,
+    PROJECT_ROOT,
+    ROLES_DIR,
+    TOOL_NAMES,
+    Context,
+    Outcome,
+    end_kept_connections,
+    make_tool,
+)
 from provisioner.roles import available_roles
 from provisioner.sandbox import Machine
 
 WORK_DIR = Path(__file__).resolve().parent / ".work"
 ALL_TOOLS = TOOL_NAMES
-STACK_TOOLS = ("floor", "provisioner")
+FIRST_TOOLS = tuple(tool for tool in TOOL_NAMES if tool not in KEPT_ONLY)
+STACK_TOOLS = ("floor", "floor-kept", "provisioner", "provisioner-newlogin")
 
 
 @dataclass(frozen=True)
@@ -47,9 +57,9 @@ SCENARIOS = {scenario.name: scenario for scenario in (
     Scenario("noop-5", 5, "workload", "apply", ALL_TOOLS, "the same on 5 hosts at once"),
     Scenario("check-1", 1, "workload", "check", ALL_TOOLS,
              "check (dry-run) mode on 1 converged host: 0 would-change"),
-    Scenario("first-1", 1, "fresh", "apply", ALL_TOOLS,
+    Scenario("first-1", 1, "fresh", "apply", FIRST_TOOLS,
              "W on 1 fresh machine (package cache pre-seeded, lists 2 h old)"),
-    Scenario("first-5", 5, "fresh", "apply", ALL_TOOLS, "W on 5 fresh machines at once"),
+    Scenario("first-5", 5, "fresh", "apply", FIRST_TOOLS, "W on 5 fresh machines at once"),
     Scenario("stack-noop-1", 1, "stack", "apply", STACK_TOOLS,
              "the project's roles (hardening, ufw, fail2ban) on 1 converged host"),
     Scenario("stack-noop-5", 5, "stack", "apply", STACK_TOOLS, "the same on 5 hosts"),
@@ -256,10 +266,14 @@ class Runner:
             outcome, sample = self.timed(tool, context)
             ok, why = self.judge(scenario, tool, outcome, context)
             say(f"  warm-up {tool:<14} {sample.wall:7.2f} s  {'ok' if ok else 'FAILED: ' + why}")
-        for rep in range(reps):
-            machines.mark_lists_fresh(booted)
-            for tool in tools:
-                self.measure_one(scenario, tool, rep, context, samples)
+        try:
+            for rep in range(reps):
+                machines.mark_lists_fresh(booted)
+                for tool in tools:
+                    self.measure_one(scenario, tool, rep, context, samples)
+        finally:
+            end_kept_connections(context.work, booted)
+            measure.reap_orphans()
 
     def measure_one(self, scenario: Scenario, tool: str, rep: int, context: Context,
                     samples: dict[str, list[dict[str, Any]]]) -> None:

@@ -1,9 +1,18 @@
 """The tools under test. Each prepares a run (untimed), executes it (timed), then judges it.
 
-* floor: one OpenSSH session per host running a generated script (see floor.py).
+* floor: one OpenSSH session per host running a generated script (see floor.py), a new login
+  each run; floor-kept: the same through an OpenSSH ControlPersist master kept between runs.
 * pyinfra: benchmarks/peers/pyinfra/deploy.py, ``pyinfra INVENTORY deploy.py --sudo -y``.
-* ansible / ansible-tuned: benchmarks/peers/ansible/site.yml with ansible.cfg / ansible-tuned.cfg.
-* provisioner: ``python -m invoke provision --inventory INV --report FILE``, as a user runs it.
+* ansible / ansible-tuned: benchmarks/peers/ansible/site.yml with ansible.cfg / ansible-tuned.cfg
+  (both use ControlPersist masters, 60 s by default, 300 s tuned).
+* provisioner: ``python -m invoke provision --inventory INV --report FILE``, as a user runs it
+  (its kept logins on, the default); provisioner-newlogin: the same with
+  ``ssh.control_persist: 0``, a new login each run.
+
+Connections a tool keeps between runs (ControlPersist masters, provisioner's keepers) live on
+across the reps of a no-op or check scenario, as they do for a user running the tool again, and
+are closed when the scenario ends (end_kept_connections); on fresh machines every run starts
+without one.
 """
 
 from __future__ import annotations
@@ -25,7 +34,10 @@ BENCH_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = BENCH_DIR.parent
 ROLES_DIR = BENCH_DIR / "roles"
 PEERS_DIR = BENCH_DIR / "peers"
-TOOL_NAMES = ("floor", "pyinfra", "ansible", "ansible-tuned", "provisioner")
+TOOL_NAMES = ("floor", "floor-kept", "pyinfra", "ansible", "ansible-tuned", "provisioner",
+              "provisioner-newlogin")
+#: Tools that keep a connection between runs only, so they take no part on fresh machines.
+KEPT_ONLY = ("floor-kept", "provisioner-newlogin")
 TIMEOUT = 3600
 
 
@@ -92,7 +104,9 @@ def _run_logged(argv: Sequence[str], log: Path, cwd: Path, env: dict[str, str]) 
 
 
 class Floor:
-    name = "floor"
+    def __init__(self, kept: bool) -> None:
+        self.kept = kept
+        self.name = "floor-kept" if kept else "floor"
 
     def prepare(self, context: Context) -> PreparedRun:
         jobs = {job.config.name: job for job in
@@ -102,8 +116,9 @@ class Floor:
                        for name, job in jobs.items()}
         else:
             scripts = {name: script.batch.text for name, script in context.check_scripts.items()}
-        work = context.work / "floor"
-        work.mkdir(parents=True, exist_ok=True)
+        work = context.work / self.name
+        control_dir = work / "cp" if self.kept else None
+        (control_dir or work).mkdir(parents=True, exist_ok=True)
         for name, text in scripts.items():
             (work / f"{name}.sh").write_text(text, encoding="utf-8")
 
@@ -114,8 +129,9 @@ class Floor:
                 with open(work / f"{name}.sh", "rb") as stdin, \
                         open(work / f"{name}.out", "wb") as stdout, \
                         open(work / f"{name}.err", "wb") as stderr:
-                    processes[name] = subprocess.Popen(floor.ssh_command(jobs[name].config),
-                                                       stdin=stdin, stdout=stdout, stderr=stderr)
+                    processes[name] = subprocess.Popen(
+                        floor.ssh_command(jobs[name].config, control_dir), stdin=stdin,
+                        stdout=stdout, stderr=stderr)
             return {name: wait_exactly(process) for name, process in processes.items()}
 
         def evaluate(codes: dict[str, int]) -> Outcome:
@@ -137,14 +153,19 @@ class Floor:
 
 
 class Provisioner:
-    name = "provisioner"
+    def __init__(self, kept: bool) -> None:
+        self.kept = kept
+        self.name = "provisioner" if kept else "provisioner-newlogin"
 
     def prepare(self, context: Context) -> PreparedRun:
-        report = context.work / "provisioner-report.json"
-        log = context.work / "provisioner.log"
+        report = context.work / f"{self.name}-report.json"
+        log = context.work / f"{self.name}.log"
         report.unlink(missing_ok=True)
-        argv = [sys.executable, "-m", "invoke", "provision", "--inventory",
-                str(context.provisioner_inventory), "--report", str(report)]
+        inventory = context.provisioner_inventory if self.kept else \
+            inventories.without_kept_logins(context.provisioner_inventory,
+                                            context.work / "inventory-newlogin.yml")
+        argv = [sys.executable, "-m", "invoke", "provision", "--inventory", str(inventory),
+                "--report", str(report)]
         if context.mode == "check":
             argv.append("--check")
         env = {**os.environ, "PROVISIONER_ROLES_PATH": str(ROLES_DIR), "NO_COLOR": "1"}
@@ -161,7 +182,9 @@ class Provisioner:
                 {name: data["failed"] for name, data in hosts.items()},
                 {name: data["round_trips"] for name, data in hosts.items()},
                 "" if code == 0 else f"exit {code}; see {log}",
-                {"host_seconds": max(data["duration_seconds"] for data in hosts.values())})
+                {"host_seconds": max(data["duration_seconds"] for data in hosts.values()),
+                 "reused_logins": sum(data.get("connection") == "reused"
+                                      for data in hosts.values())})
 
         return PreparedRun(execute, evaluate)
 
@@ -207,7 +230,7 @@ class Ansible:
     def prepare(self, context: Context) -> PreparedRun:
         assert context.peers_python is not None
         work = context.work / self.name
-        control_dir, session_log = _fresh_ansible_workspace(work)
+        control_dir, session_log = _ansible_workspace(work, keep_masters=not context.fresh)
         wrappers = [inventories.counting_wrapper(work / program, f"/usr/bin/{program}",
                                                  session_log)
                     for program in ("ssh", "sftp", "scp")]
@@ -226,28 +249,42 @@ class Ansible:
         def execute() -> int:
             return _run_logged(argv, log, PEERS_DIR / "ansible", env)
 
-        def settle() -> None:
-            """End the ControlPersist masters now, so their CPU is reaped and counted."""
-            for socket in control_dir.iterdir():
-                subprocess.run(["/usr/bin/ssh", "-o", f"ControlPath={socket}", "-O", "exit",
-                                "placeholder"], capture_output=True, check=False, timeout=30)
-
         def evaluate(code: int) -> Outcome:
             return _ansible_outcome(code, log, session_log, context.machines)
 
+        # On fresh machines a master must not outlive its run: the next run's machine is new.
+        settle = (lambda: end_masters(control_dir)) if context.fresh else None
         return PreparedRun(execute, evaluate, settle)
 
 
-def _fresh_ansible_workspace(work: Path) -> tuple[Path, Path]:
-    """An empty ControlPath directory (no inherited master) and an empty session log."""
+def _ansible_workspace(work: Path, keep_masters: bool) -> tuple[Path, Path]:
+    """The ControlPath directory (emptied unless the masters are to live on) and an empty
+    session log."""
     control_dir = work / "cp"
     session_log = work / "ssh-invocations.log"
     for path in (work, control_dir):
         path.mkdir(parents=True, exist_ok=True)
-    for leftover in control_dir.iterdir():
-        leftover.unlink()
+    if not keep_masters:
+        end_masters(control_dir)
     session_log.write_text("")
     return control_dir, session_log
+
+
+def end_masters(control_dir: Path) -> None:
+    """End the OpenSSH ControlPersist masters whose sockets are in control_dir."""
+    for socket in control_dir.iterdir() if control_dir.is_dir() else []:
+        subprocess.run(["/usr/bin/ssh", "-o", f"ControlPath={socket}", "-O", "exit",
+                        "placeholder"], capture_output=True, check=False, timeout=30)
+        socket.unlink(missing_ok=True)
+
+
+def end_kept_connections(work: Path, machines: Sequence[Machine]) -> None:
+    """Close what the tools kept open between runs on these machines (after a scenario)."""
+    from provisioner.connection_reuse import close_keepers
+
+    for tool in ("floor-kept", "ansible", "ansible-tuned"):
+        end_masters(work / tool / "cp")
+    close_keepers({machine.address for machine in machines})
 
 
 def _ansible_outcome(code: int, log: Path, session_log: Path,
@@ -265,10 +302,10 @@ def _ansible_outcome(code: int, log: Path, session_log: Path,
 
 
 def make_tool(name: str) -> Floor | Provisioner | Pyinfra | Ansible:
-    if name == "floor":
-        return Floor()
-    if name == "provisioner":
-        return Provisioner()
+    if name in ("floor", "floor-kept"):
+        return Floor(kept=name == "floor-kept")
+    if name in ("provisioner", "provisioner-newlogin"):
+        return Provisioner(kept=name == "provisioner")
     if name == "pyinfra":
         return Pyinfra()
     if name in ("ansible", "ansible-tuned"):

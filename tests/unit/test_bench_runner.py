@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import importlib.util
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from benchmarks import floor, measure, parsing, results
+from benchmarks import floor, inventories, measure, parsing, results
 from benchmarks.run import SCENARIOS, parse_arguments
+from benchmarks.tools import KEPT_ONLY
 from provisioner.roles import load_role, merge_role_variables
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
@@ -197,3 +200,34 @@ def test_smoke_is_one_rep_of_provisioner_on_the_one_host_no_op() -> None:
 def test_unknown_scenario_is_a_usage_error() -> None:
     with pytest.raises(SystemExit):
         parse_arguments(["--scenarios", "nope"])
+
+
+def test_a_daemon_kept_between_runs_counts_as_controller_cpu_while_alive() -> None:
+    before = measure.live_children_cpu_seconds()
+    busy = subprocess.Popen([sys.executable, "-c",
+                             "import time\nend = time.process_time() + 0.2\n"
+                             "while time.process_time() < end: pass\ntime.sleep(30)"])
+    try:
+        deadline = time.monotonic() + 10
+        while measure.live_children_cpu_seconds() - before < 0.2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert measure.live_children_cpu_seconds() - before >= 0.2
+    finally:
+        busy.kill()
+        busy.wait()
+
+
+def test_provisioner_newlogin_runs_with_control_persist_zero(tmp_path: Path) -> None:
+    source = tmp_path / "inventory.yml"
+    source.write_text("defaults:\n  user: admin\nhosts:\n  bench1:\n    address: 10.77.0.11\n")
+
+    written = inventories.without_kept_logins(source, tmp_path / "newlogin.yml")
+
+    data = yaml.safe_load(written.read_text())
+    assert data["defaults"]["ssh"]["control_persist"] == 0
+    assert data["hosts"] == {"bench1": {"address": "10.77.0.11"}}
+
+
+def test_tools_that_only_differ_in_kept_connections_skip_fresh_machines() -> None:
+    assert not set(KEPT_ONLY) & set(SCENARIOS["first-1"].tools)
+    assert set(KEPT_ONLY) <= set(SCENARIOS["noop-5"].tools) & set(SCENARIOS["stack-noop-1"].tools)
