@@ -60,13 +60,18 @@ def children_cpu_seconds() -> float:
 
 def live_children_cpu_seconds() -> float:
     """CPU so far of the runner's live children: the daemons tools keep between runs."""
-    total = 0.0
+    pids = []
     for children in Path("/proc/self/task").glob("*/children"):
-        for pid in children.read_text().split():
-            try:
-                total += process_cpu_seconds(Path(f"/proc/{pid}/stat").read_text())
-            except OSError:
-                continue
+        try:
+            pids += children.read_text().split()
+        except OSError:
+            continue  # a thread (a watchdog timer) ended since the listing
+    total = 0.0
+    for pid in pids:
+        try:
+            total += process_cpu_seconds(Path(f"/proc/{pid}/stat").read_text())
+        except OSError:
+            continue
     return total
 
 
