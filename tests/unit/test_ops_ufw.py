@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import shlex
+import subprocess
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -22,6 +23,7 @@ from provisioner.ops.ufw import (
     plan_rules,
     plan_ufw_default,
     read_rules,
+    rules_probe,
 )
 from provisioner.roles import PROJECT_ROOT
 from provisioner.step import Probed, ProbeUnreadable, Safeguard
@@ -335,6 +337,42 @@ def test_rules_read_from_files_match_the_canonical_form_of_the_same_rules() -> N
 def test_the_rules_probe_falls_back_to_ufw_for_rules_it_does_not_model(tmp_path: Path) -> None:
     assert "ufw show added" in RULES_PROBE
     assert read_rules("ufw-installed\n" + SHOW_ADDED)[0] == "ufw limit 22/tcp"
+
+
+def run_rules_probe(directory: Path) -> str:
+    """The rules probe against rule files in directory, with a stand-in ufw on the PATH."""
+    (directory / "bin").mkdir()
+    fake_ufw = directory / "bin" / "ufw"
+    fake_ufw.write_text("#!/bin/sh\necho ufw-show-added-ran\n")
+    fake_ufw.chmod(0o755)
+    done = subprocess.run(["sh", "-c", rules_probe(str(directory))], capture_output=True,
+                          text=True, timeout=30, check=False,
+                          env={"PATH": f"{directory / 'bin'}:/usr/bin:/bin"})
+    return done.stdout
+
+
+def test_the_rules_probe_tags_each_rule_file_line_with_its_family(tmp_path: Path) -> None:
+    (tmp_path / "user.rules").write_text(
+        "*filter\n### tuple ### limit tcp 22 0.0.0.0/0 any 0.0.0.0/0 in\n-A ufw-user-input\n")
+    (tmp_path / "user6.rules").write_text("### tuple ### limit tcp 22 ::/0 any ::/0 in\n")
+
+    assert run_rules_probe(tmp_path) == ("ufw-installed\n"
+                                         "tuple4 limit tcp 22 0.0.0.0/0 any 0.0.0.0/0 in\n"
+                                         "tuple6 limit tcp 22 ::/0 any ::/0 in\n")
+
+
+def test_the_rules_probe_reads_ipv4_rules_alone_when_ipv6_has_no_file(tmp_path: Path) -> None:
+    (tmp_path / "user.rules").write_text("### tuple ### allow tcp 80 0.0.0.0/0 any 0.0.0.0/0 in\n")
+
+    assert run_rules_probe(tmp_path) == ("ufw-installed\n"
+                                         "tuple4 allow tcp 80 0.0.0.0/0 any 0.0.0.0/0 in\n")
+
+
+def test_the_rules_probe_asks_ufw_about_a_rule_on_an_interface(tmp_path: Path) -> None:
+    (tmp_path / "user.rules").write_text("### tuple ### allow tcp 80 0.0.0.0/0 any 0.0.0.0/0 "
+                                         "in_eth0\n")
+
+    assert run_rules_probe(tmp_path).endswith("ufw-show-added-ran\n")
 
 
 def test_rules_cannot_be_read_when_ufw_is_missing() -> None:
