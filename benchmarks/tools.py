@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import floor, inventories, parsing
+from provisioner.engine import HostJob
 from provisioner.sandbox import Machine
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -111,11 +112,7 @@ class Floor:
     def prepare(self, context: Context) -> PreparedRun:
         jobs = {job.config.name: job for job in
                 floor.load_jobs(context.provisioner_inventory, [PROJECT_ROOT / "roles", ROLES_DIR])}
-        if context.fresh:
-            scripts = {name: floor.apply_script(job.variables, name, job.roles[0].template_dir)
-                       for name, job in jobs.items()}
-        else:
-            scripts = {name: script.batch.text for name, script in context.check_scripts.items()}
+        scripts = _floor_scripts(context, jobs)
         work = context.work / self.name
         control_dir = work / "cp" if self.kept else None
         (control_dir or work).mkdir(parents=True, exist_ok=True)
@@ -150,6 +147,14 @@ class Floor:
                            "; ".join(problems))
 
         return PreparedRun(execute, evaluate)
+
+
+def _floor_scripts(context: Context, jobs: dict[str, HostJob]) -> dict[str, str]:
+    """Per host: the apply script on fresh machines, else provisioner's probes as one script."""
+    if context.fresh:
+        return {name: floor.apply_script(job.variables, name, job.roles[0].template_dir)
+                for name, job in jobs.items()}
+    return {name: script.batch.text for name, script in context.check_scripts.items()}
 
 
 class Provisioner:

@@ -54,6 +54,14 @@ class Sandbox:
         data = json.loads(report.read_text()) if report.exists() else {}
         return Invocation(done.returncode, done.stdout + done.stderr, data)
 
+    def variant(self, name: str, **ssh: object) -> Path:
+        """The session's inventory with some defaults.ssh settings replaced, as a new file."""
+        data = yaml.safe_load(self.inventory.read_text())
+        data["defaults"]["ssh"].update(ssh)
+        path = self.inventory.parent / name
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return path
+
     def ssh(self, machine: sandbox.Machine, command: str, timeout: int = 60
             ) -> subprocess.CompletedProcess[str]:
         """Run a command on a machine as the admin user through the OpenSSH client."""

@@ -15,15 +15,6 @@ from tests.integration.conftest import Sandbox
 pytestmark = pytest.mark.integration
 
 
-def variant(machines: Sandbox, name: str, **ssh: object) -> Path:
-    """The test inventory with some defaults.ssh settings replaced."""
-    data = yaml.safe_load(machines.inventory.read_text())
-    data["defaults"]["ssh"].update(ssh)
-    path = machines.inventory.parent / name
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
 def test_facts_describe_the_sandbox_machine(machines: Sandbox) -> None:
     run = machines.invoke("facts", "--host", "it1")
     assert run.exit_code == 0, run.output
@@ -35,7 +26,7 @@ def test_unknown_host_key_is_refused_with_advice(machines: Sandbox, tmp_path: Pa
     empty = tmp_path / "known_hosts"
     empty.write_text("")
     run = machines.invoke("facts", "--host", "it1",
-                          inventory=variant(machines, "strict.yml", known_hosts=str(empty)))
+                          inventory=machines.variant("strict.yml", known_hosts=str(empty)))
     assert run.exit_code == 2
     assert "is not in" in run.output and "trust_on_first_use" in run.output
     assert "Traceback" not in run.output
@@ -44,10 +35,10 @@ def test_unknown_host_key_is_refused_with_advice(machines: Sandbox, tmp_path: Pa
 def test_trust_on_first_use_records_the_key_then_it_is_verified(machines: Sandbox,
                                                                tmp_path: Path) -> None:
     recorded = tmp_path / "known_hosts"
-    first = variant(machines, "tofu.yml", known_hosts=str(recorded), trust_on_first_use=True)
+    first = machines.variant("tofu.yml", known_hosts=str(recorded), trust_on_first_use=True)
     assert machines.invoke("facts", "--host", "it1", inventory=first).exit_code == 0
     assert machines.target.address in recorded.read_text()
-    strict = variant(machines, "strict-after.yml", known_hosts=str(recorded))
+    strict = machines.variant("strict-after.yml", known_hosts=str(recorded))
     assert machines.invoke("facts", "--host", "it1", inventory=strict).exit_code == 0
 
 
@@ -58,14 +49,14 @@ def test_changed_host_key_is_refused_even_with_trust_on_first_use(machines: Sand
     peer_lines = [line for line in real.splitlines() if line.startswith(machines.peer.address)]
     forged.write_text("".join(line.replace(machines.peer.address, machines.target.address, 1)
                               + "\n" for line in peer_lines))
-    run = machines.invoke("facts", "--host", "it1", inventory=variant(
-        machines, "forged.yml", known_hosts=str(forged), trust_on_first_use=True))
+    run = machines.invoke("facts", "--host", "it1", inventory=machines.variant(
+        "forged.yml", known_hosts=str(forged), trust_on_first_use=True))
     assert run.exit_code == 2
     assert "does not match" in run.output
 
 
 def test_host_is_reached_through_a_jump_host(machines: Sandbox) -> None:
-    through_peer = variant(machines, "jump.yml", jump_host=f"admin@{machines.peer.address}:22")
+    through_peer = machines.variant("jump.yml", jump_host=f"admin@{machines.peer.address}:22")
     run = machines.invoke("facts", "--host", "it1", inventory=through_peer)
     assert run.exit_code == 0, run.output
     assert "hostname: it1" in run.output

@@ -20,14 +20,6 @@ from tests.integration.conftest import Invocation, Sandbox
 pytestmark = pytest.mark.integration
 
 
-def variant(machines: Sandbox, name: str, **ssh: object) -> Path:
-    data = yaml.safe_load(machines.inventory.read_text())
-    data["defaults"]["ssh"].update(ssh)
-    path = machines.inventory.parent / name
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
 def check_run(machines: Sandbox, inventory: Path | None = None) -> Invocation:
     run = machines.invoke("provision", "--host", "it1", "--check", inventory=inventory)
     assert run.exit_code == 0, run.output
@@ -64,7 +56,7 @@ def test_a_second_run_reuses_the_login_and_the_host_sees_no_new_login(machines: 
 
 
 def test_control_persist_zero_logs_in_afresh_for_every_run(machines: Sandbox) -> None:
-    direct = variant(machines, "direct.yml", control_persist=0)
+    direct = machines.variant("direct.yml", control_persist=0)
     machines.invoke("disconnect", "--host", "it1")
 
     runs = [check_run(machines, direct) for _ in range(2)]
@@ -87,7 +79,7 @@ def test_a_kept_login_the_host_dropped_is_replaced_without_failing_the_run(
 
 
 def test_a_kept_login_closes_after_its_persist_time(machines: Sandbox) -> None:
-    brief = variant(machines, "brief.yml", control_persist=1)
+    brief = machines.variant("brief.yml", control_persist=1)
     check_run(machines, brief)
     path = keeper_path(brief)
     assert path.exists()
