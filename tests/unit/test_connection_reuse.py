@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from provisioner import connection_reuse
 from provisioner.connection_keeper import Keeper, KeeperSettings
 from provisioner.connection_reuse import (
+    KeptConnection,
     _greet,
     close_keepers,
     keeper_name,
@@ -210,3 +212,55 @@ def test_close_keepers_removes_a_socket_a_killed_keeper_left(runtime: Path) -> N
 
     assert close_keepers() == []
     assert not path.exists()
+
+
+# --- what a run does with the answers ----------------------------------------------------------
+
+
+@pytest.fixture
+def replacement_keepers(monkeypatch: pytest.MonkeyPatch) -> list[FakeLogin]:
+    """start_keepers stand-in: a healthy in-thread keeper takes over the socket's name."""
+    logins: list[FakeLogin] = []
+
+    def start(configs: list[HostConfig]) -> None:
+        path = keeper_socket(configs[0])
+        assert path is not None
+        path.unlink(missing_ok=True)
+        logins.append(FakeLogin())
+        serve(logins[-1])
+
+    monkeypatch.setattr(connection_reuse, "start_keepers", start)
+    return logins
+
+
+def test_a_run_whose_first_command_never_started_retries_once_on_a_new_login(
+        runtime: Path, replacement_keepers: list[FakeLogin]) -> None:
+    serve(FakeLogin(SessionNotStarted("The SSH connection to web1 was lost.")))
+    connection = KeptConnection(config(), keeper_socket(config()))  # type: ignore[arg-type]
+
+    result = connection.run_script("true\n")
+
+    assert result.stdout == "ran /bin/sh -s" and not connection.reused
+    assert [stdin for _, stdin in replacement_keepers[0].commands] == [b"true\n"]
+    connection.close()
+
+
+def test_a_command_that_may_have_run_is_never_sent_again(
+        runtime: Path, replacement_keepers: list[FakeLogin]) -> None:
+    serve(FakeLogin(ConnectError("A command on web1 timed out")))
+    connection = KeptConnection(config(), keeper_socket(config()))  # type: ignore[arg-type]
+
+    with pytest.raises(ConnectError, match="timed out"):
+        connection.run_script("apt-get install -y nginx\n")
+
+    assert replacement_keepers == []
+    connection.close()
+
+
+def test_a_run_without_a_keeper_starts_one_and_reports_a_new_login(
+        runtime: Path, replacement_keepers: list[FakeLogin]) -> None:
+    connection = open_connection(config())
+
+    assert connection.run_script("true\n").exit_code == 0
+    assert not connection.reused and len(replacement_keepers) == 1
+    connection.close()
