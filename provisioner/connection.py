@@ -9,7 +9,7 @@ channel with stdin closed after sending, because fabric's in_stream waits ~28 s 
 
 from __future__ import annotations
 
-import select
+import selectors
 import socket
 import time
 from collections.abc import Callable
@@ -78,14 +78,16 @@ class Connection:
             channel.sendall(stdin)
             channel.shutdown_write()
             return _collect(channel, timeout)
+        except TimeoutError as error:  # before OSError, of which it is a kind
+            raise ConnectError(f"A command on {host_label(self.config)} timed out ({error}); "
+                               "raise ssh.command_timeout in the inventory if it needs longer."
+                               ) from None
         except (OSError, paramiko.SSHException) as error:
             raise ConnectError(f"The SSH connection to {host_label(self.config)} failed while "
                                f"running a command: {error}. Check the host and run again."
                                ) from None
-        except TimeoutError as error:
-            raise ConnectError(f"A command on {host_label(self.config)} timed out ({error}); "
-                               "raise ssh.command_timeout in the inventory if it needs longer."
-                               ) from None
+        finally:
+            channel.close()  # a kept login lives long: no channel may leak
 
     def alive(self) -> bool:
         transport = self._client.get_transport()
@@ -105,27 +107,36 @@ class Connection:
                 timeout=self.config.ssh.connect_timeout)
             return channel
         except (OSError, EOFError, paramiko.SSHException) as error:
-            raise SessionNotStarted(f"{lost} ({error or type(error).__name__})") from None
+            reason = str(error) or type(error).__name__
+            if transport.is_active():  # the login is fine; the host refused another session
+                raise SessionNotStarted(
+                    f"{host_label(self.config)} refused a new session on the SSH connection "
+                    f"({reason}); sshd's MaxSessions may be lower than the runs sharing it. "
+                    "Nothing was sent; run again.") from None
+            raise SessionNotStarted(f"{lost} ({reason})") from None
 
 
 def _collect(channel: paramiko.Channel, timeout: float) -> Result:
-    """Read stdout and stderr together until exit, so neither pipe can fill and deadlock."""
+    """Read stdout and stderr together until exit, so neither pipe can fill and deadlock.
+
+    A selector, not select.select: a keeper holding many logins may own descriptors past 1024.
+    """
     deadline = time.monotonic() + timeout
     out, err = bytearray(), bytearray()
-    while True:
-        while channel.recv_ready():
-            out += channel.recv(65536)
-        while channel.recv_stderr_ready():
-            err += channel.recv_stderr(65536)
-        if channel.exit_status_ready() and not channel.recv_ready() and \
-                not channel.recv_stderr_ready():
-            break
-        if time.monotonic() > deadline:
-            channel.close()
-            raise TimeoutError(f"command still running after {timeout:.0f} s")
-        select.select([channel], [], [], 0.5)
+    with selectors.DefaultSelector() as waiting:
+        waiting.register(channel, selectors.EVENT_READ)
+        while True:
+            while channel.recv_ready():
+                out += channel.recv(65536)
+            while channel.recv_stderr_ready():
+                err += channel.recv_stderr(65536)
+            if channel.exit_status_ready() and not channel.recv_ready() and \
+                    not channel.recv_stderr_ready():
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"command still running after {timeout:.0f} s")
+            waiting.select(0.5)
     code = channel.recv_exit_status()
-    channel.close()
     return Result(out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), code)
 
 
@@ -138,12 +149,14 @@ def _login(config: HostConfig) -> tuple[paramiko.SSHClient, Callable[[], object]
     try:
         if config.ssh.jump_host:
             through = _through_jump_host(config)
+            _keep_alive(through.client)
             return through.client, through.close
         client = paramiko.SSHClient()
         _pin_host_keys(client, config.ssh.known_hosts, config.ssh.trust_on_first_use)
         sock = _tcp_socket(config.name, config.address, config.port, config.ssh.connect_timeout)
         client.connect(config.address, port=config.port, username=config.user, sock=sock,
                        timeout=config.ssh.connect_timeout, **_auth_arguments(config))
+        _keep_alive(client)
         return client, client.close
     except paramiko.BadHostKeyException as error:
         raise ConnectError(_bad_key_message(config, error)) from None
@@ -153,6 +166,14 @@ def _login(config: HostConfig) -> tuple[paramiko.SSHClient, Callable[[], object]
         raise ConnectError(f"Cannot reach {config.name} at {config.address}:{config.port}: "
                            f"{error}. Check that the host is up, the address and port in the "
                            "inventory are right, and no firewall is in the way.") from None
+
+
+def _keep_alive(client: paramiko.SSHClient) -> None:
+    """A keepalive every 30 s: a kept login must survive idle NAT and firewall timeouts, and
+    a peer that vanished is found when a keepalive cannot be sent."""
+    transport = client.get_transport()
+    if transport is not None:
+        transport.set_keepalive(30)
 
 
 def _auth_arguments(config: HostConfig) -> dict[str, Any]:

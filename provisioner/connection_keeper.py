@@ -20,7 +20,6 @@ import json
 import os
 import signal
 import socket
-import struct
 import sys
 import threading
 import time
@@ -31,7 +30,13 @@ from typing import TYPE_CHECKING, Any
 
 from provisioner.errors import ConnectError, ProvisionerError, SessionNotStarted
 from provisioner.inventory import HostConfig
-from provisioner.keeper_wire import WireError, host_from_settings, receive_message, send_message
+from provisioner.keeper_wire import (
+    WireError,
+    host_from_settings,
+    peer_uid,
+    receive_message,
+    send_message,
+)
 
 if TYPE_CHECKING:
     from provisioner.connection import Connection
@@ -64,6 +69,7 @@ class Keeper:
         self.last_active = time.monotonic()
         self.stopping = threading.Event()
         self.guard = threading.Condition()
+        self.withdrawn = False
 
     def serve(self) -> str:
         """Accept runs until there is a reason to stop; returns that reason."""
@@ -96,7 +102,12 @@ class Keeper:
             self.login.close()
 
     def _withdraw(self) -> None:
-        """Remove our socket's name, unless a newer keeper has already taken it over."""
+        """Remove our socket's name, once: after that the name may already be a newer
+        keeper's (whose socket can even reuse our inode number)."""
+        with self.guard:
+            if self.withdrawn:
+                return
+            self.withdrawn = True
         if _inode(self.settings.socket_path) == self.path_inode:
             self.settings.socket_path.unlink(missing_ok=True)
 
@@ -113,9 +124,12 @@ class Keeper:
                 client, _ = self.listener.accept()
             except TimeoutError:
                 return "login failed"
-            with client:
-                if _same_user(client):
-                    send_message(client, {"ready": False, "error": self.refusal})
+            try:
+                with client:
+                    if _same_user(client):
+                        send_message(client, {"ready": False, "error": self.refusal})
+            except OSError:
+                continue  # that run has gone (interrupted, or only checked we are here)
 
     def _reason_to_stop(self) -> str:
         if self.login is None:
@@ -170,7 +184,8 @@ class Keeper:
             result = self.login.run_command(str(header["command"]), bodies[0],
                                             float(header["timeout"]))
         except SessionNotStarted as error:
-            self._stop()
+            if not self.login.alive():
+                self._stop()
             return {"error": str(error), "started": False}, b"", b""
         except ConnectError as error:
             return {"error": str(error), "started": True}, b"", b""
@@ -179,9 +194,7 @@ class Keeper:
 
 def _same_user(client: socket.socket) -> bool:
     """Only the user who owns the keeper may use its login (the 0700 directory says the same)."""
-    credentials = client.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    _, uid, _ = struct.unpack("3i", credentials)
-    return bool(uid == os.getuid())
+    return peer_uid(client) == os.getuid()
 
 
 def _inode(path: Path) -> int | None:
@@ -191,36 +204,45 @@ def _inode(path: Path) -> int | None:
         return None
 
 
-def read_settings(text: str) -> list[KeeperSettings]:
+def read_settings(text: str) -> tuple[list[KeeperSettings], int]:
+    """The hosts to keep, and how many of them may be logging in at once."""
+    data = json.loads(text)
     return [KeeperSettings(int(item["listen_fd"]), Path(item["socket_path"]),
                            float(item["persist"]), host_from_settings(item["host"]))
-            for item in json.loads(text)]
+            for item in data["hosts"]], max(1, int(data["parallel"]))
 
 
-def keep(settings: KeeperSettings) -> None:
+def keep(settings: KeeperSettings, logins: threading.Semaphore) -> None:
     """Log in to one host and serve it until there is a reason to stop."""
-    from provisioner.connection import Connection
-
     host = settings.host
-    try:
-        keeper = Keeper(settings, Connection(host))
-    except ProvisionerError as error:
-        keeper = Keeper(settings, None, str(error))
-    except Exception:  # a bug: its traceback goes to the log, and the waiting run is told where
-        log(f"{host.name}: login crashed:\n{traceback.format_exc()}")
-        keeper = Keeper(settings, None, f"The connection keeper for {host.name} crashed while "
-                        f"logging in; the traceback is in {settings.socket_path.parent}/"
-                        "keepers.log. Set ssh.control_persist: 0 to log in directly.")
+    with logins:
+        keeper = _logged_in(settings)
     log(f"{host.name} ({host.address}:{host.port}): " +
         ("logged in" if keeper.login is not None else f"login failed: {keeper.refusal}"))
-    reason = keeper.serve()
-    log(f"{host.name}: stopping: {reason}")
-    keeper.shut_down()
+    try:
+        reason = keeper.serve()
+    finally:
+        keeper.shut_down()
+    log(f"{host.name}: stopped: {reason}")
+
+
+def _logged_in(settings: KeeperSettings) -> Keeper:
+    from provisioner.connection import Connection
+
+    try:
+        return Keeper(settings, Connection(settings.host))
+    except ProvisionerError as error:
+        return Keeper(settings, None, str(error))
+    except Exception:  # a bug: its traceback goes to the log, and the waiting run is told where
+        log(f"{settings.host.name}: login crashed:\n{traceback.format_exc()}")
+        return Keeper(settings, None, f"The connection keeper for {settings.host.name} crashed "
+                      f"while logging in; the traceback is in {settings.socket_path.parent}/"
+                      "keepers.log. Set ssh.control_persist: 0 to log in directly.")
 
 
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    every = read_settings(sys.stdin.read())
+    every, parallel = read_settings(sys.stdin.read())
     sys.stdin.close()
     if not any(item.host.ssh.jump_host for item in every):
         # paramiko imports invoke (45 ms) only for ssh_config's "Match exec", which a keeper
@@ -228,7 +250,10 @@ def main() -> None:
         # needs invoke.
         sys.modules.setdefault("invoke", None)  # type: ignore[arg-type]
     log(f"keeper pid {os.getpid()} for {', '.join(item.host.name for item in every)}")
-    threads = [threading.Thread(target=keep, args=(item,)) for item in every]
+    # As many logins at once as the run works on hosts at once (--parallel): sshd's MaxStartups
+    # and a jump host must not see more.
+    logins = threading.Semaphore(parallel)
+    threads = [threading.Thread(target=keep, args=(item, logins)) for item in every]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -8,10 +8,12 @@ over a Unix socket and import no SSH library at all. ``control_persist: 0`` mean
 every run.
 
 A keeper is found by a name derived from everything that decides *which* login it holds
-(address, port, user, key, jump host, the known_hosts file and its state), so changing any of
-those, or re-recording a host key, gets a new login that verifies the host afresh. Sockets live
-in a 0700 directory of the user's, and a keeper serves only its own user. Safety proofs (a new
-login after an SSH or firewall change) never go through a keeper; they log in afresh.
+(address, port, user, key file, known_hosts file, trust-on-first-use, jump host), so changing
+any of those gets a new login that verifies the host afresh. As with ControlPersist, a kept
+login was verified when it was made: editing known_hosts does not end it, ``invoke disconnect``
+does. Sockets live in a 0700 directory of the user's; keeper and run each check the other end
+is the same user (SO_PEERCRED, so Linux only: elsewhere every run logs in directly). Safety
+proofs (a new login after an SSH or firewall change) never go through a keeper.
 """
 
 from __future__ import annotations
@@ -31,7 +33,13 @@ from typing import Any
 
 from provisioner.errors import ConnectError
 from provisioner.inventory import HostConfig
-from provisioner.keeper_wire import WireError, host_settings, receive_message, send_message
+from provisioner.keeper_wire import (
+    WireError,
+    host_settings,
+    peer_uid,
+    receive_message,
+    send_message,
+)
 from provisioner.remote import (
     RemoteShell,
     Result,
@@ -71,10 +79,12 @@ def runtime_directory() -> Path:
 
 
 def keeper_socket(config: HostConfig) -> Path | None:
-    """Where this host's keeper listens; None when no private directory can hold it."""
+    """Where this host's keeper listens; None when no private directory can hold it, or the
+    system cannot tell who is at the other end of a socket."""
     directory = runtime_directory()
     path = directory / f"{keeper_name(config)}.sock"
-    if len(str(path)) > MAX_SOCKET_PATH or not _private_directory(directory):
+    if not hasattr(socket, "SO_PEERCRED") or len(str(path)) > MAX_SOCKET_PATH or \
+            not _private_directory(directory):
         return None
     return path
 
@@ -82,17 +92,9 @@ def keeper_socket(config: HostConfig) -> Path | None:
 def keeper_name(config: HostConfig) -> str:
     ssh = config.ssh
     identity = [PROTOCOL, os.getuid(), config.address, config.port, config.user,
-                str(ssh.identity_file), _file_state(ssh.identity_file), str(ssh.known_hosts),
-                _file_state(ssh.known_hosts), ssh.trust_on_first_use, ssh.jump_host]
+                str(ssh.identity_file), str(ssh.known_hosts), ssh.trust_on_first_use,
+                ssh.jump_host]
     return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:24]
-
-
-def _file_state(path: Path | None) -> list[int] | None:
-    try:
-        status = path.stat() if path is not None else None
-    except OSError:
-        return None
-    return [status.st_ino, status.st_size, status.st_mtime_ns] if status else None
 
 
 def _private_directory(directory: Path) -> bool:
@@ -144,18 +146,25 @@ class KeptConnection:
             return receive_message(self._socket)
         except (OSError, EOFError, WireError) as error:
             raise ConnectError(f"The kept SSH connection to {host_label(self.config)} stopped "
-                               f"while running a command ({error or type(error).__name__}). "
-                               "Run again; a new login will be made.") from None
+                               f"answering while running a command ({error or type(error).__name__}"
+                               f"). Run `invoke disconnect --host {self.config.name}`, then run "
+                               "again; a new login will be made.") from None
 
     def _attach(self) -> socket.socket:
         """The live keeper's socket; a new keeper's when there is none (or it lost its login)."""
         greeted = _greet(self.path, self._patience())
         if greeted is None:
-            with _spawn_lock(self.path):
-                greeted = _greet(self.path, self._patience())  # another run may have started one
-                if greeted is None:
-                    start_keepers([self.config])
+            try:
+                with _spawn_lock(self.path):
+                    # another run may have started one meanwhile
                     greeted = _greet(self.path, self._patience())
+                    if greeted is None:
+                        start_keepers([(self.config, self.path)])
+                        greeted = _greet(self.path, self._patience())
+            except OSError as error:
+                raise ConnectError(f"Could not start a connection keeper for "
+                                   f"{host_label(self.config)} in {self.path.parent}: {error}. "
+                                   "Set ssh.control_persist: 0 to log in directly.") from None
         if greeted is None:
             raise ConnectError(f"The connection keeper for {host_label(self.config)} did not "
                                f"answer; see {self.path.parent / 'keepers.log'}, or set "
@@ -176,6 +185,8 @@ def _greet(path: Path, patience: float) -> tuple[socket.socket, bool] | None:
     sock.settimeout(patience)
     try:
         sock.connect(str(path))
+        if peer_uid(sock) != os.getuid():  # nobody else's process gets our sudo password
+            raise ConnectionRefusedError("keeper socket owned by another user")
         header, _ = receive_message(sock)
     except (OSError, EOFError, WireError):
         sock.close()
@@ -188,26 +199,27 @@ def _greet(path: Path, patience: float) -> tuple[socket.socket, bool] | None:
     return None
 
 
-def prepare_keepers(configs: Sequence[HostConfig]) -> None:
+def prepare_keepers(configs: Sequence[HostConfig], parallel: int) -> None:
     """Start one keeper process for all the run's hosts that reuse logins but have no keeper.
 
     Called before the hosts' threads open their connections, so a first run on many hosts
-    starts one Python for all of them; each thread then waits for its own host's greeting.
+    starts one Python for all of them (logging in to ``parallel`` hosts at a time); each thread
+    then waits for its own host's greeting.
     """
     wanted = [(config, path) for config in configs if config.ssh.control_persist > 0
               for path in [keeper_socket(config)] if path is not None]
     missing = [(config, path) for config, path in wanted if not _answers(path)]
     if not missing:
         return
-    with ExitStack() as locks:
-        for _, path in sorted(missing, key=lambda item: str(item[1])):
-            locks.enter_context(_spawn_lock(path))
-        still = [config for config, path in missing if not _answers(path)]
-        if still:
-            try:
-                start_keepers(still)
-            except ConnectError:
-                return  # each host's own attach tries again and reports the reason
+    try:
+        with ExitStack() as locks:
+            for _, path in sorted(missing, key=lambda item: str(item[1])):
+                locks.enter_context(_spawn_lock(path))
+            still = [(config, path) for config, path in missing if not _answers(path)]
+            if still:
+                start_keepers(still, parallel)
+    except (OSError, ConnectError):
+        return  # each host's own attach tries again and reports the reason
 
 
 def _answers(path: Path) -> bool:
@@ -230,17 +242,16 @@ def _spawn_lock(path: Path) -> Iterator[None]:
         yield
 
 
-def start_keepers(configs: Sequence[HostConfig]) -> None:
+def start_keepers(hosts: Sequence[tuple[HostConfig, Path]], parallel: int = 10) -> None:
     """Bind each host's socket, then start one keeper process that logs in to all of them.
 
     The sockets are bound here, before the keeper runs, so a run can connect at once and its
-    greeting simply waits in the socket's backlog until that host's login is done.
+    greeting simply waits in the socket's backlog until that host's login is done. Each path is
+    the one the run is waiting on, worked out once.
     """
     listeners, settings = [], []
     try:
-        for config in configs:
-            path = keeper_socket(config)
-            assert path is not None
+        for config, path in hosts:
             path.unlink(missing_ok=True)
             listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             listeners.append(listener)
@@ -249,7 +260,7 @@ def start_keepers(configs: Sequence[HostConfig]) -> None:
             settings.append({"listen_fd": listener.fileno(), "socket_path": str(path),
                              "persist": config.ssh.control_persist,
                              "host": host_settings(config)})
-        _spawn(settings, runtime_directory() / "keepers.log")
+        _spawn({"hosts": settings, "parallel": parallel}, runtime_directory() / "keepers.log")
     except OSError as error:
         raise ConnectError(f"Could not start a connection keeper in {runtime_directory()}: "
                            f"{error}. Set ssh.control_persist: 0 to log in directly.") from None
@@ -258,16 +269,28 @@ def start_keepers(configs: Sequence[HostConfig]) -> None:
             listener.close()
 
 
-def _spawn(settings: list[dict[str, Any]], log_path: Path) -> None:
+#: What a keeper inherits of the run's environment: what a login may need (the agent, HOME for
+#: ~/.ssh), never the variables secrets are read from (a keeper lives on for minutes).
+KEEPER_ENVIRONMENT = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE",
+                      "SSH_AUTH_SOCK", "TMPDIR", "PYTHONDONTWRITEBYTECODE")
+#: keepers.log is started afresh (the old one kept as .1) once it grows past this.
+LOG_LIMIT = 1 << 20
+
+
+def _spawn(settings: dict[str, Any], log_path: Path) -> None:
     package_root = str(Path(__file__).resolve().parent.parent)
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+    environment = {name: os.environ[name] for name in KEEPER_ENVIRONMENT if name in os.environ}
+    environment["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [package_root, os.environ.get("PYTHONPATH")]))
     _started[:] = [process for process in _started if process.poll() is None]
+    if log_path.exists() and log_path.stat().st_size > LOG_LIMIT:
+        log_path.replace(log_path.with_suffix(".log.1"))
+    listen_fds = [item["listen_fd"] for item in settings["hosts"]]
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "provisioner.connection_keeper"], stdin=subprocess.PIPE,
-            stdout=log, stderr=log, pass_fds=[item["listen_fd"] for item in settings],
-            start_new_session=True, cwd="/", env=environment)
+            stdout=log, stderr=log, pass_fds=listen_fds, start_new_session=True, cwd="/",
+            env=environment)
     _started.append(process)
     assert process.stdin is not None
     try:

@@ -105,7 +105,7 @@ def prepare(hosts: Sequence[HostConfig], options: RunOptions) -> list[HostJob]:
 def run(jobs: Sequence[HostJob], options: RunOptions, listener: Listener) -> RunResult:
     """Apply each job's roles to its host, hosts in parallel (at most options.parallel at once)."""
     workers = max(1, min(options.parallel, len(jobs)))
-    prepare_keepers([job.config for job in jobs])
+    prepare_keepers([job.config for job in jobs], workers)
     if workers == 1:
         results = [_run_host(job, options, listener) for job in jobs]
     else:

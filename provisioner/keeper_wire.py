@@ -66,6 +66,13 @@ def host_from_settings(data: dict[str, Any]) -> HostConfig:
     return HostConfig(data["name"], data["address"], data["port"], data["user"], (), (), {}, ssh)
 
 
+def peer_uid(sock: socket.socket) -> int:
+    """The user id of the process at the other end of a Unix socket (Linux SO_PEERCRED)."""
+    credentials = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("iII"))
+    _, uid, _ = struct.unpack("iII", credentials)
+    return int(uid)
+
+
 def _exactly(sock: socket.socket, size: int) -> bytes:
     chunks, missing = [], size
     while missing:

@@ -6,6 +6,7 @@ nothing on the hosts.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -111,3 +112,6 @@ def test_an_unreachable_host_through_a_keeper_gets_the_login_error(machines: San
 
     assert run.exit_code == 2
     assert "Cannot reach it1" in run.output and "Traceback" not in run.output
+    log = Path(os.environ["PROVISIONER_RUNTIME_DIR"]) / "keepers.log"
+    assert f"it1 ({machines.target.address}:2): login failed: Cannot reach it1" in \
+        log.read_text()

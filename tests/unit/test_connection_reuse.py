@@ -25,6 +25,7 @@ from provisioner.connection_reuse import (
     keeper_name,
     keeper_socket,
     open_connection,
+    prepare_keepers,
 )
 from provisioner.errors import ConnectError, SessionNotStarted
 from provisioner.inventory import HostConfig
@@ -36,11 +37,14 @@ from tests.unit.hosts import make_host
 class FakeLogin:
     """Stands in for an SSH login: answers every command with its own text, or fails."""
 
-    def __init__(self, failure: Exception | None = None) -> None:
-        self.failure, self.commands, self.is_alive, self.closed = failure, [], True, False
+    def __init__(self, failure: Exception | None = None, dies: bool = False) -> None:
+        self.failure, self.dies = failure, dies
+        self.commands: list[tuple[str, bytes]] = []
+        self.is_alive, self.closed = True, False
 
     def run_command(self, command: str, stdin: bytes, timeout: float) -> Result:
         if self.failure is not None:
+            self.is_alive = not self.dies  # a lost login fails the command, then shows as dead
             raise self.failure
         self.commands.append((command, stdin))
         return Result(f"ran {command}", "", 0)
@@ -92,14 +96,17 @@ def test_a_keeper_is_named_by_the_login_it_holds() -> None:
     assert keeper_name(config()) != keeper_name(config(jump_host="admin@192.0.2.1:22"))
 
 
-def test_re_recording_a_host_key_names_a_new_keeper(tmp_path: Path) -> None:
+def test_a_keeper_keeps_its_name_when_known_hosts_is_written(tmp_path: Path) -> None:
+    """Like ControlPersist: ssh or trust-on-first-use recording any key must not orphan the
+    keepers of every host; a kept login was verified when it was made."""
     known_hosts = tmp_path / "known_hosts"
     known_hosts.write_text("192.0.2.10 ssh-ed25519 AAAA\n")
     before = keeper_name(config(known_hosts=known_hosts))
 
-    known_hosts.write_text("192.0.2.10 ssh-ed25519 BBBBBBBB\n")
+    known_hosts.write_text("192.0.2.10 ssh-ed25519 AAAA\n198.51.100.1 ssh-ed25519 BBBB\n")
 
-    assert keeper_name(config(known_hosts=known_hosts)) != before
+    assert keeper_name(config(known_hosts=known_hosts)) == before
+    assert keeper_name(config(known_hosts=tmp_path / "other")) != before
 
 
 def test_sockets_live_in_a_directory_only_the_user_can_enter(runtime: Path) -> None:
@@ -173,8 +180,9 @@ def test_a_keeper_whose_login_died_is_not_used(runtime: Path) -> None:
     assert not path.exists() and login.closed
 
 
-def test_a_command_that_never_started_is_reported_so_and_the_keeper_stops(runtime: Path) -> None:
-    _, path, thread = serve(FakeLogin(SessionNotStarted("The SSH connection was lost.")))
+def test_a_command_that_never_started_on_a_lost_login_stops_the_keeper(runtime: Path) -> None:
+    _, path, thread = serve(FakeLogin(SessionNotStarted("The SSH connection was lost."),
+                                      dies=True))
     greeted = _greet(path, 5)
     assert greeted is not None
 
@@ -222,9 +230,8 @@ def replacement_keepers(monkeypatch: pytest.MonkeyPatch) -> list[FakeLogin]:
     """start_keepers stand-in: a healthy in-thread keeper takes over the socket's name."""
     logins: list[FakeLogin] = []
 
-    def start(configs: list[HostConfig]) -> None:
-        path = keeper_socket(configs[0])
-        assert path is not None
+    def start(hosts: list[tuple[HostConfig, Path]], parallel: int = 10) -> None:
+        path = hosts[0][1]
         path.unlink(missing_ok=True)
         logins.append(FakeLogin())
         serve(logins[-1])
@@ -235,7 +242,7 @@ def replacement_keepers(monkeypatch: pytest.MonkeyPatch) -> list[FakeLogin]:
 
 def test_a_run_whose_first_command_never_started_retries_once_on_a_new_login(
         runtime: Path, replacement_keepers: list[FakeLogin]) -> None:
-    serve(FakeLogin(SessionNotStarted("The SSH connection to web1 was lost.")))
+    serve(FakeLogin(SessionNotStarted("The SSH connection to web1 was lost."), dies=True))
     connection = KeptConnection(config(), keeper_socket(config()))  # type: ignore[arg-type]
 
     result = connection.run_script("true\n")
@@ -264,3 +271,65 @@ def test_a_run_without_a_keeper_starts_one_and_reports_a_new_login(
     assert connection.run_script("true\n").exit_code == 0
     assert not connection.reused and len(replacement_keepers) == 1
     connection.close()
+
+
+def test_a_second_command_that_never_started_is_not_retried(
+        runtime: Path, replacement_keepers: list[FakeLogin]) -> None:
+    login = FakeLogin()
+    serve(login)
+    connection = KeptConnection(config(), keeper_socket(config()))  # type: ignore[arg-type]
+    connection.run_script("true\n")
+    login.failure = SessionNotStarted("web1 refused a new session on the SSH connection")
+
+    with pytest.raises(ConnectError, match="refused a new session"):
+        connection.run_script("true\n")
+
+    assert replacement_keepers == []
+    connection.close()
+
+
+def test_a_refused_session_on_a_live_login_leaves_the_keeper_serving(runtime: Path) -> None:
+    login = FakeLogin(SessionNotStarted("web1 refused a new session"))
+    _, path, thread = serve(login)
+    greeted = _greet(path, 5)
+    assert greeted is not None
+
+    send_message(greeted[0], {"op": "run", "command": "sh -s", "timeout": 5}, b"true\n")
+    header, _ = receive_message(greeted[0])
+    greeted[0].close()
+
+    assert header["started"] is False
+    assert thread.is_alive() and path.exists()
+
+
+def test_a_keeper_refusing_runs_survives_a_run_that_already_left(runtime: Path) -> None:
+    _, path, _ = serve(None, refusal="web1 (192.0.2.10) refused login as 'root'")
+    gone = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    gone.connect(str(path))
+    gone.close()
+
+    with pytest.raises(ConnectError, match="refused login"):
+        _greet(path, 5)
+
+
+def test_a_keeper_serves_nobody_but_its_own_user(runtime: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import provisioner.connection_keeper as keeper_module
+
+    _, path, _ = serve(FakeLogin())
+    monkeypatch.setattr(keeper_module, "peer_uid", lambda sock: os.getuid() + 1)
+
+    assert _greet(path, 5) is None
+
+
+def test_prepare_keepers_starts_one_keeper_for_the_hosts_without_one(
+        runtime: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[list[str]] = []
+    monkeypatch.setattr(connection_reuse, "start_keepers",
+                        lambda hosts, parallel: started.append([c.name for c, _ in hosts]))
+    serve(FakeLogin())  # web1 has a keeper already
+    db1 = replace(config(), name="db1", address="192.0.2.20")
+
+    prepare_keepers([config(), db1, config(control_persist=0)], parallel=4)
+
+    assert started == [["db1"]]

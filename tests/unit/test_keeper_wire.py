@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import socket
+from dataclasses import replace
 
 import pytest
 
@@ -11,9 +14,11 @@ from provisioner.keeper_wire import (
     WireError,
     host_from_settings,
     host_settings,
+    peer_uid,
     receive_message,
     send_message,
 )
+from provisioner.secrets import Secret
 from tests.unit.hosts import make_host
 
 
@@ -53,10 +58,19 @@ def test_a_header_that_is_not_json_is_a_wire_error() -> None:
 
 
 def test_host_settings_round_trip_without_the_sudo_password() -> None:
-    config = make_host().config
+    base = make_host().config
+    config = replace(base, ssh=replace(base.ssh, sudo_password=Secret("s3cr3t-sudo", "env:X")))
 
-    rebuilt = host_from_settings(host_settings(config))
+    written = json.dumps(host_settings(config))
+    rebuilt = host_from_settings(json.loads(written))
 
+    assert "s3cr3t-sudo" not in written
     assert (rebuilt.name, rebuilt.address, rebuilt.port, rebuilt.user) == (
         config.name, config.address, config.port, config.user)
-    assert rebuilt.ssh == config.ssh.__class__(**{**vars(config.ssh), "sudo_password": None})
+    assert rebuilt.ssh == replace(config.ssh, sudo_password=None)
+
+
+def test_peer_uid_is_the_user_at_the_other_end() -> None:
+    left, _ = socket.socketpair()
+
+    assert peer_uid(left) == os.getuid()
