@@ -204,34 +204,24 @@ def prepare_keepers(configs: Sequence[HostConfig], parallel: int) -> None:
 
     Called before the hosts' threads open their connections, so a first run on many hosts
     starts one Python for all of them (logging in to ``parallel`` hosts at a time); each thread
-    then waits for its own host's greeting.
+    then waits for its own host's greeting. A socket name that exists is left to the host's own
+    attach: a live keeper must not be woken twice per run, and the rare socket a killed keeper
+    left behind is replaced there.
     """
     wanted = [(config, path) for config in configs if config.ssh.control_persist > 0
               for path in [keeper_socket(config)] if path is not None]
-    missing = [(config, path) for config, path in wanted if not _answers(path)]
+    missing = [(config, path) for config, path in wanted if not path.exists()]
     if not missing:
         return
     try:
         with ExitStack() as locks:
             for _, path in sorted(missing, key=lambda item: str(item[1])):
                 locks.enter_context(_spawn_lock(path))
-            still = [(config, path) for config, path in missing if not _answers(path)]
+            still = [(config, path) for config, path in missing if not path.exists()]
             if still:
                 start_keepers(still, parallel)
     except (OSError, ConnectError):
         return  # each host's own attach tries again and reports the reason
-
-
-def _answers(path: Path) -> bool:
-    """A keeper is accepting at path (connected and disconnected at once)."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.connect(str(path))
-        return True
-    except OSError:
-        return False
-    finally:
-        sock.close()
 
 
 @contextmanager
