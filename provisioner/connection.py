@@ -163,9 +163,8 @@ def _login(config: HostConfig) -> tuple[paramiko.SSHClient, Callable[[], object]
     except paramiko.SSHException as error:
         raise ConnectError(_ssh_error_message(config, error)) from None
     except (TimeoutError, OSError, EOFError) as error:
-        raise ConnectError(f"Cannot reach {config.name} at {config.address}:{config.port}: "
-                           f"{error}. Check that the host is up, the address and port in the "
-                           "inventory are right, and no firewall is in the way.") from None
+        raise ConnectError(_unreachable(config.name, config.address, config.port, error)
+                           ) from None
 
 
 def _keep_alive(client: paramiko.SSHClient) -> None:
@@ -216,9 +215,7 @@ def _tcp_socket(name: str, address: str, port: int, timeout: float) -> socket.so
     try:
         sock = socket.create_connection((address, port), timeout=timeout)
     except OSError as error:
-        raise ConnectError(f"Cannot reach {name} at {address}:{port}: "
-                           f"{error}. Check that the host is up, the address and port in the "
-                           "inventory are right, and no firewall is in the way.") from None
+        raise ConnectError(_unreachable(name, address, port, error)) from None
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
 
@@ -228,6 +225,11 @@ def _pin_host_keys(client: paramiko.SSHClient, known_hosts: Path, trust_first: b
         client.load_host_keys(str(known_hosts))
     policy = _RecordOnFirstUse(known_hosts) if trust_first else paramiko.RejectPolicy()
     client.set_missing_host_key_policy(policy)
+
+
+def _unreachable(name: str, address: str, port: int, error: BaseException) -> str:
+    return (f"Cannot reach {name} at {address}:{port}: {error}. Check that the host is up, the "
+            "address and port in the inventory are right, and no firewall is in the way.")
 
 
 def _bad_key_message(config: HostConfig, error: paramiko.BadHostKeyException) -> str:

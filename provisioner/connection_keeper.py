@@ -47,11 +47,11 @@ POLL_INTERVAL = 1.0
 
 @dataclass(frozen=True)
 class KeeperSettings:
-    """What a run hands its keeper: where to listen, whom to log in to, how long to stay."""
+    """What a run hands its keeper: where to listen, and whom to log in to (whose
+    ``ssh.control_persist`` says how long to stay)."""
 
     listen_fd: int
     socket_path: Path
-    persist: float
     host: HostConfig
 
 
@@ -63,7 +63,7 @@ class Keeper:
         self.settings, self.login, self.refusal = settings, login, refusal
         self.listener = socket.socket(fileno=settings.listen_fd)
         self.path_inode = _inode(settings.socket_path)
-        self.persist = settings.persist
+        self.persist = settings.host.ssh.control_persist
         self.active = 0
         self.served = 0
         self.last_active = time.monotonic()
@@ -208,7 +208,7 @@ def read_settings(text: str) -> tuple[list[KeeperSettings], int]:
     """The hosts to keep, and how many of them may be logging in at once."""
     data = json.loads(text)
     return [KeeperSettings(int(item["listen_fd"]), Path(item["socket_path"]),
-                           float(item["persist"]), host_from_settings(item["host"]))
+                           host_from_settings(item["host"]))
             for item in data["hosts"]], max(1, int(data["parallel"]))
 
 

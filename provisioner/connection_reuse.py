@@ -248,7 +248,6 @@ def start_keepers(hosts: Sequence[tuple[HostConfig, Path]], parallel: int = 10) 
             listener.bind(str(path))
             listener.listen(64)
             settings.append({"listen_fd": listener.fileno(), "socket_path": str(path),
-                             "persist": config.ssh.control_persist,
                              "host": host_settings(config)})
         _spawn({"hosts": settings, "parallel": parallel}, runtime_directory() / "keepers.log")
     except OSError as error:

@@ -49,8 +49,9 @@ def receive_message(sock: socket.socket) -> tuple[dict[str, Any], list[bytes]]:
 def host_settings(config: HostConfig) -> dict[str, Any]:
     """The parts of a host's config a login needs, as JSON (never the sudo password)."""
     ssh = config.ssh
+    identity_file = str(ssh.identity_file) if ssh.identity_file else None
     return {"name": config.name, "address": config.address, "port": config.port,
-            "user": config.user, "identity_file": str(ssh.identity_file or "") or None,
+            "user": config.user, "identity_file": identity_file,
             "known_hosts": str(ssh.known_hosts), "trust_on_first_use": ssh.trust_on_first_use,
             "jump_host": ssh.jump_host, "connect_timeout": ssh.connect_timeout,
             "command_timeout": ssh.command_timeout, "control_persist": ssh.control_persist}

@@ -78,7 +78,7 @@ def serve(login: FakeLogin | None, persist: float = 60.0, refusal: str = "") -> 
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(path))
     listener.listen(8)
-    settings = KeeperSettings(os.dup(listener.fileno()), path, persist, config())
+    settings = KeeperSettings(os.dup(listener.fileno()), path, config(control_persist=persist))
     listener.close()
     keeper = Keeper(settings, login, refusal)  # type: ignore[arg-type]
     thread = threading.Thread(target=lambda: (keeper.serve(), keeper.shut_down()), daemon=True)
