@@ -31,16 +31,26 @@ def run(
         )
     except subprocess.TimeoutExpired as error:
         raise SandboxError(f"`{shlex.join(argv)}` did not finish within {timeout:g} s.") from error
+    except FileNotFoundError as error:
+        raise SandboxError(f"`{argv[0]}` is not installed on this machine; `invoke sandbox.up` "
+                           "installs the host tools the sandbox needs.") from error
     if completed.returncode != 0:
         raise SandboxError(describe_failure(argv, completed))
     return completed.stdout
 
 
 def succeeds(argv: Sequence[str], timeout: float = 60) -> bool:
-    """Whether argv exits 0; for probes such as `iptables -C` whose failure is an answer."""
-    completed = subprocess.run(
-        list(argv), capture_output=True, text=True, timeout=timeout, check=False
-    )
+    """Whether argv exits 0; for probes such as `iptables -C` whose failure is an answer.
+
+    A program that is not installed did not succeed: on a machine where the sandbox never ran,
+    there is no NAT rule to find and no iptables to find it with, and cleaning up must not fail.
+    """
+    try:
+        completed = subprocess.run(
+            list(argv), capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except FileNotFoundError:
+        return False
     return completed.returncode == 0
 
 

@@ -25,6 +25,7 @@ from provisioner.sandbox.mirror import (
 )
 from provisioner.sandbox.mounts import mount_points_below
 from provisioner.sandbox.network import choose_address, host_interface, mac_address
+from provisioner.sandbox.process import run, succeeds
 from provisioner.sandbox.ssh import host_key_lines, replace_host_entries
 from provisioner.sandbox.state import SandboxState, dump_state, load_state, parse_state, save_state
 
@@ -293,3 +294,13 @@ def test_machines_are_ordered_by_their_number_not_alphabetically() -> None:
     assert sorted(["sandbox10", "sandbox2", "sandbox1"], key=name_order) == [
         "sandbox1", "sandbox2", "sandbox10"
     ]
+
+
+def test_a_probe_of_a_program_that_is_not_installed_does_not_succeed() -> None:
+    """sandbox.down on a machine that never ran the sandbox has no iptables to ask."""
+    assert not succeeds(["provisioner-no-such-program", "-C"])
+
+
+def test_running_a_program_that_is_not_installed_is_a_sandbox_error() -> None:
+    with pytest.raises(SandboxError, match=r"provisioner-no-such-program.*not installed"):
+        run(["provisioner-no-such-program"])
