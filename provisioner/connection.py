@@ -27,6 +27,7 @@ from provisioner.remote import (
     root_shell_command,
     root_shell_input,
 )
+from provisioner.root_shell import RootShell
 
 if TYPE_CHECKING:
     from fabric import Connection as FabricConnection
@@ -88,6 +89,12 @@ class Connection:
                                ) from None
         finally:
             channel.close()  # a kept login lives long: no channel may leak
+
+    def start_root_shell(self) -> RootShell:
+        """A root shell kept open on this login for a keeper (root_shell.py); SessionNotStarted
+        when the login is gone, ShellGone when the shell does not come up."""
+        return RootShell.start(self._open_channel(), self.config.user, host_label(self.config),
+                               self.config.ssh.connect_timeout)
 
     def alive(self) -> bool:
         transport = self._client.get_transport()

@@ -40,6 +40,10 @@ from provisioner.keeper_wire import (
 
 if TYPE_CHECKING:
     from provisioner.connection import Connection
+    from provisioner.root_shell import RootShell
+
+#: What a run gets back for one script: a header (exit code, or error) and stdout, stderr.
+Answer = tuple[dict[str, Any], bytes, bytes]
 
 #: How often the accept loop looks up to check for a reason to stop (idle, lost, told to).
 POLL_INTERVAL = 1.0
@@ -70,6 +74,9 @@ class Keeper:
         self.stopping = threading.Event()
         self.guard = threading.Condition()
         self.withdrawn = False
+        self.root_shell: RootShell | None = None
+        self.root_shell_lock = threading.Lock()
+        self.root_shell_refused = False
 
     def serve(self) -> str:
         """Accept runs until there is a reason to stop; returns that reason."""
@@ -98,6 +105,8 @@ class Keeper:
         self.listener.close()
         with self.guard:
             self.guard.wait_for(lambda: self.active == 0)
+        if self.root_shell is not None:
+            self.root_shell.close()
         if self.login is not None:
             self.login.close()
 
@@ -177,9 +186,12 @@ class Keeper:
             send_message(client, *self._run(header, bodies))
             self.served += 1
 
-    def _run(self, header: dict[str, Any],
-             bodies: list[bytes]) -> tuple[dict[str, Any], bytes, bytes]:
+    def _run(self, header: dict[str, Any], bodies: list[bytes]) -> Answer:
         assert self.login is not None
+        if header.get("keep_root_shell"):
+            answer = self._run_in_root_shell(bodies[0], float(header["timeout"]))
+            if answer is not None:
+                return answer
         try:
             result = self.login.run_command(str(header["command"]), bodies[0],
                                             float(header["timeout"]))
@@ -190,6 +202,42 @@ class Keeper:
         except ConnectError as error:
             return {"error": str(error), "started": True}, b"", b""
         return ({"exit_code": result.exit_code}, result.stdout.encode(), result.stderr.encode())
+
+    def _run_in_root_shell(self, script: bytes, timeout: float) -> Answer | None:
+        """The script's answer from the kept root shell (root_shell.py); None, with nothing
+        run, when the shell cannot take it: busy with another run's script, or not startable."""
+        from provisioner.root_shell import ShellGone
+
+        if self.root_shell_refused or not self.root_shell_lock.acquire(blocking=False):
+            return None
+        try:
+            shell = self._started_root_shell()
+            if shell is None:
+                return None
+            result = shell.run(script, timeout)
+        except ShellGone:
+            return None  # it ended since the last run (killed, dropped): a new one next time
+        except ConnectError as error:
+            return {"error": str(error), "started": True}, b"", b""
+        finally:
+            self.root_shell_lock.release()
+        return ({"exit_code": result.exit_code}, result.stdout.encode(), result.stderr.encode())
+
+    def _started_root_shell(self) -> RootShell | None:
+        from provisioner.root_shell import ShellGone
+
+        assert self.login is not None
+        if self.root_shell is not None and self.root_shell.usable:
+            return self.root_shell
+        try:
+            self.root_shell = self.login.start_root_shell()
+        except SessionNotStarted:
+            return None  # the ordinary way reports it
+        except ShellGone as error:
+            self.root_shell_refused = True
+            log(f"{self.settings.host.name}: no kept root shell, a session per script: {error}")
+            return None
+        return self.root_shell
 
 
 def _same_user(client: socket.socket) -> bool:

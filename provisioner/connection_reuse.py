@@ -44,6 +44,7 @@ from provisioner.remote import (
     RemoteShell,
     Result,
     host_label,
+    may_keep_root_shell,
     refuse_sudo_failure,
     root_shell_command,
     root_shell_input,
@@ -140,6 +141,7 @@ class KeptConnection:
         self._socket.settimeout(timeout + self.config.ssh.connect_timeout + 5)
         try:
             send_message(self._socket, {"op": "run", "command": root_shell_command(self.config),
+                                        "keep_root_shell": may_keep_root_shell(self.config),
                                         "timeout": timeout,
                                         "persist": self.config.ssh.control_persist},
                          root_shell_input(self.config, script))

@@ -42,6 +42,12 @@ def root_shell_command(config: HostConfig) -> str:
     return "sudo -n -H /bin/sh -s"
 
 
+def may_keep_root_shell(config: HostConfig) -> bool:
+    """Whether a keeper may hold a root shell open for this host (root_shell.py): not when sudo
+    needs a password, which a kept root shell would let any process of the user skip."""
+    return config.user == "root" or config.ssh.sudo_password is None
+
+
 def root_shell_input(config: HostConfig, script: str) -> bytes:
     """The script as the root shell's stdin, after sudo's password when sudo needs one."""
     password = config.ssh.sudo_password

@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from provisioner.connection_reuse import open_connection
+from provisioner.inventory import load_inventory
+from provisioner.roles import available_roles
 from tests.integration.conftest import Sandbox
 
 pytestmark = pytest.mark.integration
@@ -104,3 +107,18 @@ def test_wrong_sudo_password_is_a_clear_failure(machines: Sandbox, password_sudo
     assert run.exit_code == 1
     assert "refused to run commands as root" in run.output
     assert "Traceback" not in run.output
+
+
+def test_no_root_shell_is_kept_where_sudo_asks_for_a_password(
+        machines: Sandbox, password_sudo_user: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_SUDO_PASSWORD", "ops-sudo-password")
+    inventory = sudo_variant(machines, "sudo-kept.yml", "TEST_SUDO_PASSWORD")
+    config = load_inventory(inventory, available_roles()).hosts["it2"]
+    parents = []
+    for _ in range(2):
+        connection = open_connection(config)
+        parents.append(connection.run_script("id -u; echo $PPID").stdout)
+        connection.close()
+
+    assert parents[0].split()[0] == parents[1].split()[0] == "0"
+    assert parents[0] != parents[1]  # a new sudo each time: nobody skips the password

@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from provisioner.connection_reuse import keeper_socket
-from provisioner.inventory import load_inventory
+from provisioner.connection_reuse import keeper_socket, open_connection
+from provisioner.errors import ConnectError
+from provisioner.inventory import HostConfig, load_inventory
+from provisioner.remote import Result
 from provisioner.roles import available_roles
 from tests.integration.conftest import Invocation, Sandbox
 
@@ -43,6 +45,19 @@ def keeper_path(inventory: Path) -> Path:
     path = keeper_socket(config)
     assert path is not None
     return path
+
+
+def it1(inventory: Path) -> HostConfig:
+    return load_inventory(inventory, available_roles()).hosts["it1"]
+
+
+def kept_run(config: HostConfig, script: str, timeout: float | None = None) -> Result:
+    """One script through it1's keeper, as a run's only round trip."""
+    connection = open_connection(config)
+    try:
+        return connection.run_script(script, timeout)
+    finally:
+        connection.close()
 
 
 def test_a_second_run_reuses_the_login_and_the_host_sees_no_new_login(machines: Sandbox) -> None:
@@ -115,3 +130,43 @@ def test_an_unreachable_host_through_a_keeper_gets_the_login_error(machines: San
     log = Path(os.environ["PROVISIONER_RUNTIME_DIR"]) / "keepers.log"
     assert f"it1 ({machines.target.address}:2): login failed: Cannot reach it1" in \
         log.read_text()
+
+
+def test_runs_through_a_keeper_share_its_root_shell_yet_each_script_starts_clean(
+        machines: Sandbox) -> None:
+    config = it1(machines.inventory)
+    first = kept_run(config, "id -u; echo $PPID; cd /tmp; X=1").stdout.split()
+
+    second = kept_run(config, 'id -u; echo $PPID; pwd; echo "${X:-unset}"').stdout.split()
+
+    assert first[0] == second[0] == "0"
+    assert first[1] == second[1]  # the same kept shell started both
+    assert second[2:] == ["/home/admin", "unset"]
+
+
+def test_output_stderr_and_exit_code_come_back_whole_from_the_kept_root_shell(
+        machines: Sandbox) -> None:
+    result = kept_run(it1(machines.inventory), "echo out; echo err >&2; printf tail; exit 3")
+
+    assert result == Result("out\ntail", "err\n", 3)
+
+
+def test_a_script_timing_out_in_the_kept_root_shell_fails_alone(machines: Sandbox) -> None:
+    config = it1(machines.inventory)
+    before = kept_run(config, "echo $PPID").stdout
+
+    with pytest.raises(ConnectError, match="timed out"):
+        kept_run(config, "sleep 20", timeout=1)
+    after = kept_run(config, "echo $PPID")
+
+    assert after.exit_code == 0 and after.stdout != before  # a new shell took over
+
+
+def test_a_kept_root_shell_killed_on_the_host_is_replaced_without_failing_the_run(
+        machines: Sandbox) -> None:
+    config = it1(machines.inventory)
+    kept_run(config, "true")
+    machines.ssh(machines.target, "sudo pkill -f provisioner-root-shell")
+    time.sleep(0.5)
+
+    assert kept_run(config, "echo still here").stdout == "still here\n"

@@ -31,16 +31,47 @@ from provisioner.errors import ConnectError, SessionNotStarted
 from provisioner.inventory import HostConfig
 from provisioner.keeper_wire import receive_message, send_message
 from provisioner.remote import Result
+from provisioner.root_shell import ShellGone
+from provisioner.secrets import Secret
 from tests.unit.hosts import make_host
 
 
-class FakeLogin:
-    """Stands in for an SSH login: answers every command with its own text, or fails."""
+class FakeRootShell:
+    """Stands in for a kept root shell: answers every script with its own text until it ends."""
 
-    def __init__(self, failure: Exception | None = None, dies: bool = False) -> None:
-        self.failure, self.dies = failure, dies
+    def __init__(self) -> None:
+        self.scripts: list[bytes] = []
+        self.usable, self.ended = True, False
+
+    def run(self, script: bytes, timeout: float) -> Result:
+        if self.ended:  # as the real one: it learns of its end when it next tries to send
+            self.usable = False
+            raise ShellGone("the root shell on web1 has ended")
+        self.scripts.append(script)
+        return Result(f"shell ran {script.decode()}", "", 0)
+
+    def close(self) -> None:
+        self.usable = False
+
+
+class FakeLogin:
+    """Stands in for an SSH login: answers every command with its own text, or fails; keeps a
+    root shell only when ``root_shell`` (as if sudo refused it otherwise)."""
+
+    def __init__(self, failure: Exception | None = None, dies: bool = False,
+                 root_shell: bool = False) -> None:
+        self.failure, self.dies, self.root_shell = failure, dies, root_shell
         self.commands: list[tuple[str, bytes]] = []
         self.is_alive, self.closed = True, False
+        self.shells: list[FakeRootShell] = []
+        self.shell_starts = 0
+
+    def start_root_shell(self) -> FakeRootShell:
+        self.shell_starts += 1
+        if not self.root_shell:
+            raise ShellGone("the root shell on web1 did not start: sudo: a password is required")
+        self.shells.append(FakeRootShell())
+        return self.shells[-1]
 
     def run_command(self, command: str, stdin: bytes, timeout: float) -> Result:
         if self.failure is not None:
@@ -333,3 +364,72 @@ def test_prepare_keepers_starts_one_keeper_for_the_hosts_without_one(
     prepare_keepers([config(), db1, config(control_persist=0)], parallel=4)
 
     assert started == [["db1"]]
+
+
+# --- the kept root shell -----------------------------------------------------------------------
+
+
+def kept_runs(path: Path, host: HostConfig, *scripts: str) -> list[str]:
+    """Each script as one run's only round trip through the keeper at path."""
+    outputs = []
+    for script in scripts:
+        connection = KeptConnection(host, path)
+        outputs.append(connection.run_script(script).stdout)
+        connection.close()
+    return outputs
+
+
+def test_a_keeper_runs_every_run_in_one_kept_root_shell(runtime: Path) -> None:
+    login = FakeLogin(root_shell=True)
+    _, path, _ = serve(login)
+
+    outputs = kept_runs(path, config(), "echo one", "echo two")
+
+    assert outputs == ["shell ran echo one", "shell ran echo two"]
+    assert login.shell_starts == 1 and login.commands == []
+
+
+def test_a_root_shell_that_ended_between_runs_costs_no_run_and_is_started_again(
+        runtime: Path) -> None:
+    login = FakeLogin(root_shell=True)
+    _, path, _ = serve(login)
+    kept_runs(path, config(), "echo one")
+    login.shells[0].ended = True  # killed on the host, say
+
+    outputs = kept_runs(path, config(), "echo two", "echo three")
+
+    assert outputs == ["ran /bin/sh -s", "shell ran echo three"]
+    assert login.shell_starts == 2
+
+
+def test_a_host_refusing_the_root_shell_gets_a_session_per_script_and_no_more_tries(
+        runtime: Path) -> None:
+    login = FakeLogin(root_shell=False)
+    _, path, _ = serve(login)
+
+    outputs = kept_runs(path, config(), "echo one", "echo two")
+
+    assert outputs == ["ran /bin/sh -s", "ran /bin/sh -s"]
+    assert login.shell_starts == 1
+
+
+def test_no_root_shell_is_kept_for_a_host_whose_sudo_needs_a_password(runtime: Path) -> None:
+    login = FakeLogin(root_shell=True)
+    _, path, _ = serve(login)
+    guarded = replace(config(sudo_password=Secret("s3cret")), user="admin")
+
+    kept_runs(path, guarded, "echo one")
+
+    assert login.shell_starts == 0
+    assert login.commands == [("sudo -S -p '' -H /bin/sh -s", b"s3cret\necho one")]
+
+
+def test_a_keeper_shutting_down_ends_its_root_shell(runtime: Path) -> None:
+    login = FakeLogin(root_shell=True)
+    _, path, thread = serve(login)
+    kept_runs(path, config(), "echo one")
+
+    close_keepers()
+    thread.join(5)
+
+    assert not login.shells[0].usable and login.closed
