@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
+from rich.text import Text
 
 from provisioner.change import Change
 from provisioner.engine import HostResult, RunResult
@@ -92,6 +93,24 @@ def test_console_prints_each_step_with_its_status_and_reason_in_order() -> None:
 
     assert text.splitlines() == ["web1: connecting", "web1  ok       packages nginx  (all present)",
                                  "web1  changed  file /etc/a  (created)"]
+
+
+def test_step_lines_on_a_colour_terminal_carry_the_colours_rich_gives_them() -> None:
+    output = io.StringIO()
+    console = Console(file=output, width=200, force_terminal=True, color_system="standard",
+                      highlight=False)
+    ConsoleReport(console).step_finished("web1", Change.made("file /etc/a", "created"))
+
+    expected = io.StringIO()
+    reference = Console(file=expected, width=200, force_terminal=True, color_system="standard")
+    reference.print(Text("changed ", style="yellow"), end="")
+    assert output.getvalue().startswith("web1  " + expected.getvalue() + " file /etc/a")
+
+
+def test_step_lines_drop_control_characters_a_host_may_have_sent() -> None:
+    text = printed(lambda r: r.step_finished("web1", Change.ok("apt", "lists\r\x07 fresh")))
+
+    assert text == "web1  ok       apt  (lists fresh)\n"
 
 
 def test_console_says_when_nothing_will_be_changed() -> None:
