@@ -57,6 +57,60 @@ def add_ratios(tools: dict[str, dict[str, Any]]) -> None:
                                      if floor and floor["wall_median"] > 0 else None)
 
 
+def _median(results: dict[str, Any], scenario: str, tool: str) -> float | None:
+    data = results["scenarios"].get(scenario, {}).get("tools", {}).get(tool)
+    return data["summary"]["wall_median"] if data else None
+
+
+def _ratio(top: float | None, bottom: float | None) -> float | None:
+    return round(top / bottom, 2) if top is not None and bottom else None
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 7's targets, each with the figure this run measured and whether it is met (None
+    when the run did not measure it)."""
+    found: list[dict[str, Any]] = []
+
+    def add(target: str, figure: float | None, limit: float, detail: str = "") -> None:
+        met = None if figure is None else figure <= limit
+        found.append({"target": target, "figure": figure, "limit": limit, "met": met,
+                      "detail": detail})
+
+    floor_1 = _median(results, "noop-1", "floor")
+    new_login = _ratio(_median(results, "noop-1", "provisioner-newlogin"), floor_1)
+    add("no-op W, 1 host: at most 1.5x the floor",
+        _ratio(_median(results, "noop-1", "provisioner"), floor_1), 1.5,
+        f"with a new login every run: {fmt(new_login)}" + ("x" if new_login else ""))
+    five = _median(results, "noop-5", "provisioner")
+    other_scenario = _ratio(five, _median(results, "noop-1", "provisioner"))
+    add("no-op W, 5 hosts: at most 1.3x its own 1-host time (alternated in the same scenario)",
+        _ratio(five, _median(results, "noop-5", "provisioner-1host")), 1.3,
+        f"against the noop-1 scenario's median: {fmt(other_scenario)}"
+        + ("x" if other_scenario else ""))
+    for scenario in ("first-1", "first-5"):
+        add(f"first converge ({scenario}): at most 1.1x the floor's apply script",
+            _ratio(_median(results, scenario, "provisioner"), _median(results, scenario, "floor")),
+            1.1)
+    for name, scenario in results["scenarios"].items():
+        ours = _median(results, name, "provisioner")
+        peers = [_median(results, name, peer) for peer in ("pyinfra", "ansible-tuned")]
+        if ours is not None and all(peer is not None for peer in peers):
+            add(f"{name}: faster than pyinfra and tuned Ansible (ratio to the faster of them)",
+                _ratio(ours, min(peer for peer in peers if peer is not None)), 1.0)
+        trips = scenario.get("tools", {}).get("provisioner", {}).get("summary", {}).get(
+            "round_trips_per_host")
+        if scenario.get("roles_per_host") and trips is not None and scenario["mode"] == "apply":
+            add(f"{name}: SSH round trips per host at most its roles "
+                f"({scenario['roles_per_host']})", trips, scenario["roles_per_host"])
+    return found
+
+
+def target_lines(found: Sequence[dict[str, Any]]) -> list[str]:
+    verdict = {True: "met", False: "NOT met", None: "not measured in this run"}
+    return [f"- {item['target']}: {fmt(item['figure'])} ({verdict[item['met']]})"
+            + (f"; {item['detail']}" if item["detail"] else "") for item in found]
+
+
 def _command_output(argv: Sequence[str]) -> str:
     try:
         done = subprocess.run(list(argv), capture_output=True, text=True, check=False, timeout=30)
@@ -164,6 +218,9 @@ def markdown(results: dict[str, Any]) -> str:
         "|" + "|".join("---" for _ in COLUMNS) + "|",
     ]
     lines += ["| " + " | ".join(row) + " |" for row in table_rows(results)]
+    if results.get("targets"):
+        lines += ["", "Issue 7's targets, as this run measured them (ratios of medians):",
+                  *target_lines(results["targets"])]
     notes = results.get("notes") or []
     if notes:
         lines += ["", "Notes:", *[f"- {note}" for note in notes]]

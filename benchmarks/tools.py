@@ -36,9 +36,13 @@ PROJECT_ROOT = BENCH_DIR.parent
 ROLES_DIR = BENCH_DIR / "roles"
 PEERS_DIR = BENCH_DIR / "peers"
 TOOL_NAMES = ("floor", "floor-kept", "pyinfra", "ansible", "ansible-tuned", "provisioner",
-              "provisioner-newlogin")
+              "provisioner-newlogin", "provisioner-1host")
 #: Tools that keep a connection between runs only, so they take no part on fresh machines.
 KEPT_ONLY = ("floor-kept", "provisioner-newlogin")
+#: provisioner on the first machine only, alternated with the others on several machines: its
+#: own one-host time measured in the same minutes as its many-host time (the target compares
+#: them, and this machine's speed drifts between scenarios).
+ONE_HOST = "provisioner-1host"
 TIMEOUT = 3600
 
 
@@ -158,14 +162,12 @@ def _floor_scripts(context: Context, jobs: dict[str, HostJob]) -> dict[str, str]
 
 
 class Provisioner:
-    def __init__(self, kept: bool) -> None:
-        self.kept = kept
-        self.name = "provisioner" if kept else "provisioner-newlogin"
+    def __init__(self, kept: bool, one_host: bool = False) -> None:
+        self.kept, self.one_host = kept, one_host
+        self.name = ONE_HOST if one_host else "provisioner" if kept else "provisioner-newlogin"
 
-    def prepare(self, context: Context) -> PreparedRun:
-        report = context.work / f"{self.name}-report.json"
-        log = context.work / f"{self.name}.log"
-        report.unlink(missing_ok=True)
+    def command(self, context: Context, report: Path) -> list[str]:
+        """``invoke provision`` as a user types it, for this tool's variant."""
         inventory = context.provisioner_inventory if self.kept else \
             inventories.without_kept_logins(context.provisioner_inventory,
                                             context.work / "inventory-newlogin.yml")
@@ -173,6 +175,15 @@ class Provisioner:
                 "--report", str(report)]
         if context.mode == "check":
             argv.append("--check")
+        if self.one_host:
+            argv += ["--host", context.machines[0].name]
+        return argv
+
+    def prepare(self, context: Context) -> PreparedRun:
+        report = context.work / f"{self.name}-report.json"
+        log = context.work / f"{self.name}.log"
+        report.unlink(missing_ok=True)
+        argv = self.command(context, report)
         env = {**os.environ, "PROVISIONER_ROLES_PATH": str(ROLES_DIR), "NO_COLOR": "1"}
 
         def execute() -> int:
@@ -309,8 +320,8 @@ def _ansible_outcome(code: int, log: Path, session_log: Path,
 def make_tool(name: str) -> Floor | Provisioner | Pyinfra | Ansible:
     if name in ("floor", "floor-kept"):
         return Floor(kept=name == "floor-kept")
-    if name in ("provisioner", "provisioner-newlogin"):
-        return Provisioner(kept=name == "provisioner")
+    if name in ("provisioner", "provisioner-newlogin", ONE_HOST):
+        return Provisioner(kept=name != "provisioner-newlogin", one_host=name == ONE_HOST)
     if name == "pyinfra":
         return Pyinfra()
     if name in ("ansible", "ansible-tuned"):

@@ -16,8 +16,9 @@ import yaml
 
 from benchmarks import floor, inventories, measure, parsing, results
 from benchmarks.run import SCENARIOS, parse_arguments
-from benchmarks.tools import KEPT_ONLY
+from benchmarks.tools import KEPT_ONLY, ONE_HOST, Context, Provisioner, make_tool
 from provisioner.roles import load_role, merge_role_variables
+from provisioner.sandbox import Machine
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 ROLE = BENCH / "roles" / "provbench"
@@ -231,3 +232,40 @@ def test_provisioner_newlogin_runs_with_control_persist_zero(tmp_path: Path) -> 
 def test_tools_that_only_differ_in_kept_connections_skip_fresh_machines() -> None:
     assert not set(KEPT_ONLY) & set(SCENARIOS["first-1"].tools)
     assert set(KEPT_ONLY) <= set(SCENARIOS["noop-5"].tools) & set(SCENARIOS["stack-noop-1"].tools)
+
+
+def test_the_one_host_reference_runs_only_beside_several_hosts_on_the_first_of_them(
+        tmp_path: Path) -> None:
+    assert all((ONE_HOST in scenario.tools) == (scenario.hosts > 1 and scenario.state != "fresh")
+               for scenario in SCENARIOS.values())
+    machines = tuple(Machine(f"bench{n}", f"10.77.0.1{n}", "bookworm", n, Path("/"))
+                     for n in (1, 2))
+    context = Context("apply", False, machines, tmp_path / "inventory.yml", tmp_path, None)
+
+    argv = Provisioner(kept=True, one_host=True).command(context, tmp_path / "report.json")
+
+    assert argv[-2:] == ["--host", "bench1"] and make_tool(ONE_HOST).name == ONE_HOST
+
+
+def scenario_record(mode: str = "apply", roles: int | None = 1, **medians: float) -> dict:
+    return {"mode": mode, "roles_per_host": roles, "tools": {
+        tool: {"summary": {**results.tool_summary([record(wall)])}}
+        for tool, wall in medians.items()}}
+
+
+def test_targets_are_judged_from_the_medians_of_this_run() -> None:
+    data = {"scenarios": {
+        "noop-1": scenario_record(floor=0.25, provisioner=0.26, pyinfra=4.0,
+                                  **{"ansible-tuned": 11.0, "provisioner-newlogin": 0.38}),
+        "noop-5": scenario_record(provisioner=0.40, **{"provisioner-1host": 0.30}),
+        "first-1": scenario_record(floor=25.0, provisioner=28.0)}}
+
+    found = {item["target"].split(":")[0]: item for item in results.targets(data)}
+
+    assert found["no-op W, 1 host"]["figure"] == 1.04 and found["no-op W, 1 host"]["met"]
+    assert found["no-op W, 5 hosts"]["figure"] == 1.33 and found["no-op W, 5 hosts"]["met"] is False
+    assert "1.54x" in found["no-op W, 5 hosts"]["detail"]  # against the noop-1 scenario
+    assert found["first converge (first-1)"]["met"] is False
+    assert found["first converge (first-5)"]["met"] is None
+    assert found["noop-1"]["met"]  # faster than both peers
+    assert "NOT met" in "\n".join(results.target_lines(list(found.values())))
