@@ -9,15 +9,14 @@ channel with stdin closed after sending, because fabric's in_stream waits ~28 s 
 
 from __future__ import annotations
 
-import selectors
 import socket
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import paramiko
 
+from provisioner.channel import read_channel
 from provisioner.errors import ConnectError, SessionNotStarted
 from provisioner.inventory import HostConfig
 from provisioner.remote import (
@@ -124,27 +123,10 @@ class Connection:
 
 
 def _collect(channel: paramiko.Channel, timeout: float) -> Result:
-    """Read stdout and stderr together until exit, so neither pipe can fill and deadlock.
-
-    A selector, not select.select: a keeper holding many logins may own descriptors past 1024.
-    """
-    deadline = time.monotonic() + timeout
-    out, err = bytearray(), bytearray()
-    with selectors.DefaultSelector() as waiting:
-        waiting.register(channel, selectors.EVENT_READ)
-        while True:
-            while channel.recv_ready():
-                out += channel.recv(65536)
-            while channel.recv_stderr_ready():
-                err += channel.recv_stderr(65536)
-            if channel.exit_status_ready() and not channel.recv_ready() and \
-                    not channel.recv_stderr_ready():
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"command still running after {timeout:.0f} s")
-            waiting.select(0.5)
-    code = channel.recv_exit_status()
-    return Result(out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), code)
+    """Everything the command writes, and its exit code once it has exited."""
+    out, err = read_channel(channel, timeout)
+    return Result(out.decode("utf-8", "replace"), err.decode("utf-8", "replace"),
+                  channel.recv_exit_status())
 
 
 def _login(config: HostConfig) -> tuple[paramiko.SSHClient, Callable[[], object]]:

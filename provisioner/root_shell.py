@@ -4,8 +4,8 @@ Through a keeper, each round trip used to open a new SSH session and run sudo in
 sshd forks a session and sudo reads its policy and runs PAM, about 8 ms of the host's CPU per
 round trip on the sandbox machines, a quarter of a whole no-op probe, paid by every host of
 every run. A keeper instead starts one root shell on its login at first use and hands it the
-scripts of all later runs, one at a time. Each script still runs in a new ``/bin/sh`` with stdin
-from /dev/null, so nothing one script sets (directory, variables, traps) reaches the next.
+scripts of all later runs, one at a time. Each script still runs in a new ``/bin/sh``, so nothing
+one script sets (directory, variables, traps) reaches the next, and its stdin is emptied first.
 
 It is kept only when becoming root needs no password: a kept root shell would let any process of
 the same user run as root through the keeper without knowing the sudo password.
@@ -13,30 +13,28 @@ the same user run as root through the keeper without knowing the sudo password.
 Framing, on the shell's stdin: a line ``<length> <token>`` and the script's bytes. The shell
 answers with the script's own output, then ``\\n<token> <exit code>\\n`` on stdout and
 ``\\n<token>\\n`` on stderr. The token is random per script, so no output can end an answer
-early. The script is sent wrapped in ``{ ... }``: sh parses a brace group whole before running
-any of it, so a script cut short by a dying connection is a syntax error that runs nothing.
+early. The script is sent as one brace group: sh reads a brace group whole before running any of
+it, so a script cut short by a dying connection is a syntax error that runs nothing. Output that
+arrives outside an answer (a process a script left behind, still writing) retires the shell.
 """
 
 from __future__ import annotations
 
+import re
 import secrets
-import selectors
 import shlex
-import time
-from collections.abc import Callable
 
 import paramiko
 
+from provisioner.channel import Finished, read_channel
 from provisioner.errors import ConnectError
 from provisioner.remote import Result
 
-#: Runs as root, arguments: the token that says it started. mktemp -d makes its directory 0700.
-DRIVER = r"""d=$(mktemp -d) || exit 1
-trap 'rm -rf "$d"' EXIT
-printf '%s\n' "$1"
+#: Runs as root; its argument is the token that says it started. Each script reaches a new sh
+#: through a pipe and, being one brace group, is read whole before any of it runs.
+DRIVER = r"""printf '%s\n' "$1"
 while IFS=' ' read -r n t; do
-  head -c "$n" >"$d/script" || exit 1
-  /bin/sh "$d/script" </dev/null
+  head -c "$n" | /bin/sh
   printf '\n%s %s\n' "$t" "$?"
   printf '\n%s\n' "$t" >&2
 done
@@ -48,10 +46,6 @@ def start_command(user: str, ready: str) -> str:
     prints ``ready`` once it runs. Only for hosts whose sudo needs no password."""
     shell = f"/bin/sh -c {shlex.quote(DRIVER)} provisioner-root-shell {shlex.quote(ready)}"
     return shell if user == "root" else f"sudo -n -H {shell}"
-
-
-#: Given stdout and stderr so far: has the answer fully arrived?
-Finished = Callable[[bytes, bytes], bool]
 
 
 class ShellGone(ConnectError):
@@ -88,13 +82,14 @@ class RootShell:
 
     def run(self, script: bytes, timeout: float) -> Result:
         """Run one script; ShellGone if it was never sent, ConnectError if its fate is unknown."""
-        if not self.usable or self._channel.closed or self._channel.exit_status_ready():
-            self.close()
+        channel = self._channel
+        if not self.usable or channel.closed or channel.exit_status_ready() or \
+                channel.recv_ready() or channel.recv_stderr_ready():
+            self.close()  # ended, or something wrote to it between scripts: a new one next time
             raise ShellGone(f"the root shell on {self._host} has ended")
         token = secrets.token_hex(16).encode()
-        wrapped = b"{\n" + script + b"\n}\n"
         try:
-            self._channel.sendall(b"%d %s\n" % (len(wrapped), token) + wrapped)
+            channel.sendall(frame(script, token))
         except (OSError, paramiko.SSHException):
             self.close()  # a script cut short is a syntax error on the host: nothing ran
             raise ShellGone(f"the root shell on {self._host} stopped taking scripts") from None
@@ -111,47 +106,40 @@ class RootShell:
                                f"command: {error}. Check the host and run again.") from None
         found = answered(out, err, token)
         assert found is not None
-        return found
+        result, stray = found
+        if stray:
+            self.close()
+        return result
 
     def close(self) -> None:
         self.usable = False
         self._channel.close()
 
     def _read_until(self, finished: Finished, timeout: float) -> tuple[bytes, bytes]:
-        """Read stdout and stderr together (neither pipe may fill) until ``finished`` says so."""
-        channel = self._channel
-        deadline = time.monotonic() + timeout
-        out, err = bytearray(), bytearray()
-        with selectors.DefaultSelector() as waiting:
-            waiting.register(channel, selectors.EVENT_READ)
-            while True:
-                while channel.recv_ready():
-                    out += channel.recv(65536)
-                while channel.recv_stderr_ready():
-                    err += channel.recv_stderr(65536)
-                if finished(bytes(out), bytes(err)):
-                    return bytes(out), bytes(err)
-                if channel.exit_status_ready() and not channel.recv_ready() and \
-                        not channel.recv_stderr_ready():
-                    raise ConnectError(f"the root shell ended (exit code "
-                                       f"{channel.recv_exit_status()}): "
-                                       f"{err.decode('utf-8', 'replace').strip()[-300:]}")
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"command still running after {timeout:.0f} s")
-                waiting.select(min(0.5, left))
+        """Read until ``finished`` says so; ConnectError if the shell ends first."""
+        out, err = read_channel(self._channel, timeout, finished)
+        if not finished(out, err):
+            raise ConnectError(f"the root shell ended (exit code "
+                               f"{self._channel.recv_exit_status()}): "
+                               f"{err.decode('utf-8', 'replace').strip()[-300:]}")
+        return out, err
 
 
-def answered(out: bytes, err: bytes, token: bytes) -> Result | None:
-    """The script's result once both of its end marks have arrived, else None."""
+def frame(script: bytes, token: bytes) -> bytes:
+    """A script as the shell's driver reads it: the length line, then one brace group whose
+    first act is to leave the pipe it came through."""
+    wrapped = b"{\nexec </dev/null\n" + script + b"\n}\n"
+    return b"%d %s\n" % (len(wrapped), token) + wrapped
+
+
+def answered(out: bytes, err: bytes, token: bytes) -> tuple[Result, bool] | None:
+    """The script's result once both of its end marks have arrived, else None; and whether
+    anything followed a mark (someone else writing to the shell's output: it must go)."""
+    out_mark = re.search(b"\n" + re.escape(token) + rb" (\d+)\n", out)
     err_mark = b"\n" + token + b"\n"
-    if not err.endswith(err_mark) or not out.endswith(b"\n"):
+    err_at = err.find(err_mark)
+    if out_mark is None or err_at < 0:
         return None
-    start = out.rfind(b"\n" + token + b" ")
-    if start < 0:
-        return None
-    code = out[start + len(token) + 2:-1]
-    if not code.isdigit():
-        return None
-    return Result(out[:start].decode("utf-8", "replace"),
-                  err[:-len(err_mark)].decode("utf-8", "replace"), int(code))
+    result = Result(out[:out_mark.start()].decode("utf-8", "replace"),
+                    err[:err_at].decode("utf-8", "replace"), int(out_mark.group(1)))
+    return result, out_mark.end() < len(out) or err_at + len(err_mark) < len(err)

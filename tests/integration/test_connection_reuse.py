@@ -170,3 +170,15 @@ def test_a_kept_root_shell_killed_on_the_host_is_replaced_without_failing_the_ru
     time.sleep(0.5)
 
     assert kept_run(config, "echo still here").stdout == "still here\n"
+
+
+def test_a_process_a_script_left_writing_retires_the_kept_root_shell_without_harm(
+        machines: Sandbox) -> None:
+    config = it1(machines.inventory)
+    shell = kept_run(config, "echo $PPID; (sleep 1; echo late) &").stdout.split()[0]
+    time.sleep(2)
+
+    after = [kept_run(config, "echo $PPID").stdout.strip() for _ in range(2)]
+
+    assert "late" not in "".join(after)
+    assert after[0] != shell and after[1] != shell  # not the shell the stray output reached

@@ -9,14 +9,12 @@ import pytest
 
 from provisioner.inventory import HostConfig, SshSettings
 from provisioner.remote import Result, may_keep_root_shell
-from provisioner.root_shell import DRIVER, answered, start_command
+from provisioner.root_shell import DRIVER, answered, frame, start_command
 from provisioner.secrets import Secret
 
 
 def request(script: str, token: str) -> bytes:
-    """What RootShell.run sends: the length line, then the script in a brace group."""
-    wrapped = b"{\n" + script.encode() + b"\n}\n"
-    return b"%d %s\n" % (len(wrapped), token.encode()) + wrapped
+    return frame(script.encode(), token.encode())
 
 
 def drive(stdin: bytes, cwd: Path) -> subprocess.CompletedProcess[bytes]:
@@ -55,22 +53,24 @@ def test_a_script_cut_short_by_a_lost_connection_runs_nothing(tmp_path: Path) ->
     assert not (tmp_path / "first-half").exists()
 
 
-def test_the_driver_leaves_no_files_behind(tmp_path: Path) -> None:
-    before = set(Path("/tmp").iterdir())
-    drive(request("true", "T1"), tmp_path)
-    assert {path for path in set(Path("/tmp").iterdir()) - before
-            if path.name.startswith("tmp.")} == set()
-
-
 def test_an_answer_is_complete_only_with_both_marks() -> None:
     assert answered(b"out\n\nTOK 0\n", b"", b"TOK") is None
     assert answered(b"out\n", b"\nTOK\n", b"TOK") is None
     assert answered(b"out\n\nTOK 0", b"\nTOK\n", b"TOK") is None
-    assert answered(b"out\n\nTOK 7\n", b"err\n\nTOK\n", b"TOK") == Result("out\n", "err\n", 7)
+    assert answered(b"out\n\nTOK 7\n", b"err\n\nTOK\n", b"TOK") == (Result("out\n", "err\n", 7),
+                                                                     False)
 
 
 def test_output_mentioning_another_token_is_kept_as_output() -> None:
-    assert answered(b"OTHER 1\n\nTOK 0\n", b"\nTOK\n", b"TOK") == Result("OTHER 1\n", "", 0)
+    assert answered(b"OTHER 1\n\nTOK 0\n", b"\nTOK\n", b"TOK") == (Result("OTHER 1\n", "", 0),
+                                                                 False)
+
+
+def test_output_after_the_mark_is_a_stray_writer_that_retires_the_shell() -> None:
+    found = answered(b"out\n\nTOK 0\nlate line\n", b"\nTOK\n", b"TOK")
+
+    assert found == (Result("out\n", "", 0), True)
+    assert answered(b"\nTOK 0\n", b"\nTOK\nlate\n", b"TOK") == (Result("", "", 0), True)
 
 
 @pytest.mark.parametrize(("user", "password", "keeps"), [

@@ -1,0 +1,39 @@
+"""Reading what a command on an SSH channel writes, for direct logins and kept root shells alike."""
+
+from __future__ import annotations
+
+import selectors
+import time
+from collections.abc import Callable
+
+import paramiko
+
+#: Given stdout and stderr so far: has the awaited answer fully arrived?
+Finished = Callable[[bytes, bytes], bool]
+
+
+def read_channel(channel: paramiko.Channel, timeout: float,
+                 finished: Finished = lambda out, err: False) -> tuple[bytes, bytes]:
+    """Stdout and stderr, read together so neither pipe can fill and deadlock, until
+    ``finished`` says so or the command has exited and all it wrote is read; TimeoutError
+    past ``timeout``.
+
+    A selector, not select.select: a keeper holding many logins may own descriptors past 1024.
+    """
+    deadline = time.monotonic() + timeout
+    out, err = bytearray(), bytearray()
+    with selectors.DefaultSelector() as waiting:
+        waiting.register(channel, selectors.EVENT_READ)
+        while True:
+            while channel.recv_ready():
+                out += channel.recv(65536)
+            while channel.recv_stderr_ready():
+                err += channel.recv_stderr(65536)
+            if finished(bytes(out), bytes(err)) or (
+                    channel.exit_status_ready() and not channel.recv_ready()
+                    and not channel.recv_stderr_ready()):
+                return bytes(out), bytes(err)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"command still running after {timeout:.0f} s")
+            waiting.select(min(0.5, left))
