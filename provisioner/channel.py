@@ -8,8 +8,9 @@ from collections.abc import Callable
 
 import paramiko
 
-#: Given stdout and stderr so far: has the awaited answer fully arrived?
-Finished = Callable[[bytes, bytes], bool]
+#: Given stdout and stderr so far: has the awaited answer fully arrived? (Asked after every read
+#: that brought something, with the growing buffers themselves: no copies of long output.)
+Finished = Callable[[bytes | bytearray, bytes | bytearray], bool]
 
 
 def read_channel(channel: paramiko.Channel, timeout: float,
@@ -25,11 +26,12 @@ def read_channel(channel: paramiko.Channel, timeout: float,
     with selectors.DefaultSelector() as waiting:
         waiting.register(channel, selectors.EVENT_READ)
         while True:
+            arrived = len(out) + len(err)
             while channel.recv_ready():
                 out += channel.recv(65536)
             while channel.recv_stderr_ready():
                 err += channel.recv_stderr(65536)
-            if finished(bytes(out), bytes(err)) or (
+            if (len(out) + len(err) > arrived and finished(out, err)) or (
                     channel.exit_status_ready() and not channel.recv_ready()
                     and not channel.recv_stderr_ready()):
                 return bytes(out), bytes(err)

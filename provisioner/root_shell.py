@@ -132,12 +132,20 @@ def frame(script: bytes, token: bytes) -> bytes:
     return b"%d %s\n" % (len(wrapped), token) + wrapped
 
 
-def answered(out: bytes, err: bytes, token: bytes) -> tuple[Result, bool] | None:
+#: How far back from the end of the output an answer's end mark is looked for. Only a stray
+#: writer's burst can follow a mark; searching all of a long output (apt's) after every read
+#: would take quadratic time.
+MARK_WINDOW = 1 << 16
+
+
+def answered(out: bytes | bytearray, err: bytes | bytearray,
+             token: bytes) -> tuple[Result, bool] | None:
     """The script's result once both of its end marks have arrived, else None; and whether
     anything followed a mark (someone else writing to the shell's output: it must go)."""
-    out_mark = re.search(b"\n" + re.escape(token) + rb" (\d+)\n", out)
+    out_mark = re.compile(b"\n" + re.escape(token) + rb" (\d+)\n").search(
+        out, max(0, len(out) - MARK_WINDOW))
     err_mark = b"\n" + token + b"\n"
-    err_at = err.find(err_mark)
+    err_at = err.find(err_mark, max(0, len(err) - MARK_WINDOW))
     if out_mark is None or err_at < 0:
         return None
     result = Result(out[:out_mark.start()].decode("utf-8", "replace"),

@@ -9,7 +9,7 @@ import pytest
 
 from provisioner.inventory import HostConfig, SshSettings
 from provisioner.remote import Result, may_keep_root_shell
-from provisioner.root_shell import DRIVER, answered, frame, start_command
+from provisioner.root_shell import DRIVER, MARK_WINDOW, answered, frame, start_command
 from provisioner.secrets import Secret
 
 
@@ -64,6 +64,21 @@ def test_an_answer_is_complete_only_with_both_marks() -> None:
 def test_output_mentioning_another_token_is_kept_as_output() -> None:
     assert answered(b"OTHER 1\n\nTOK 0\n", b"\nTOK\n", b"TOK") == (Result("OTHER 1\n", "", 0),
                                                                  False)
+
+
+def test_long_output_is_answered_whole_and_only_its_tail_is_searched() -> None:
+    long = b"x" * (3 * MARK_WINDOW)
+    found = answered(long + b"\n\nTOK 0\n", b"\nTOK\n", b"TOK")
+
+    assert found is not None and found[0].stdout == long.decode() + "\n"
+    assert answered(b"\nTOK 0\n" + long, b"\nTOK\n", b"TOK") is None  # past the window
+
+
+def test_the_driver_carries_output_larger_than_a_pipe_buffer(tmp_path: Path) -> None:
+    done = drive(request("head -c 300000 /dev/zero | tr '\\0' x", "T1"), tmp_path)
+
+    found = answered(done.stdout.removeprefix(b"READY\n"), done.stderr, b"T1")
+    assert found is not None and found[0].stdout == "x" * 300000
 
 
 def test_output_after_the_mark_is_a_stray_writer_that_retires_the_shell() -> None:
