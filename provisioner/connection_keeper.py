@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from provisioner.errors import ConnectError, ProvisionerError, SessionNotStarted
+from provisioner.errors import ConnectError, ProvisionerError, SessionNotStarted, ShellGone
 from provisioner.inventory import HostConfig
 from provisioner.keeper_wire import (
     WireError,
@@ -40,6 +40,7 @@ from provisioner.keeper_wire import (
 
 if TYPE_CHECKING:
     from provisioner.connection import Connection
+    from provisioner.remote import Result
     from provisioner.root_shell import RootShell
 
 #: What a run gets back for one script: a header (exit code, or error) and stdout, stderr.
@@ -201,13 +202,11 @@ class Keeper:
             return {"error": str(error), "started": False}, b"", b""
         except ConnectError as error:
             return {"error": str(error), "started": True}, b"", b""
-        return ({"exit_code": result.exit_code}, result.stdout.encode(), result.stderr.encode())
+        return _answer(result)
 
     def _run_in_root_shell(self, script: bytes, timeout: float) -> Answer | None:
         """The script's answer from the kept root shell (root_shell.py); None, with nothing
         run, when the shell cannot take it: busy with another run's script, or not startable."""
-        from provisioner.root_shell import ShellGone
-
         if self.root_shell_refused or not self.root_shell_lock.acquire(blocking=False):
             return None
         try:
@@ -221,11 +220,9 @@ class Keeper:
             return {"error": str(error), "started": True}, b"", b""
         finally:
             self.root_shell_lock.release()
-        return ({"exit_code": result.exit_code}, result.stdout.encode(), result.stderr.encode())
+        return _answer(result)
 
     def _started_root_shell(self) -> RootShell | None:
-        from provisioner.root_shell import ShellGone
-
         assert self.login is not None
         if self.root_shell is not None and self.root_shell.usable:
             return self.root_shell
@@ -238,6 +235,10 @@ class Keeper:
             log(f"{self.settings.host.name}: no kept root shell, a session per script: {error}")
             return None
         return self.root_shell
+
+
+def _answer(result: Result) -> Answer:
+    return {"exit_code": result.exit_code}, result.stdout.encode(), result.stderr.encode()
 
 
 def _same_user(client: socket.socket) -> bool:

@@ -30,6 +30,11 @@ class SessionNotStarted(ConnectError):
     """The connection failed before a command was sent: nothing ran, so trying again is safe."""
 
 
+class ShellGone(ConnectError):
+    """A keeper's kept root shell had ended (or never started) before a script was sent:
+    nothing ran, so running it another way is safe."""
+
+
 class CommandFailed(ProvisionerError):
     """A remote command exited non-zero; the message holds the masked command output tail."""
 

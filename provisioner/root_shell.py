@@ -27,7 +27,7 @@ import shlex
 import paramiko
 
 from provisioner.channel import Finished, read_channel
-from provisioner.errors import ConnectError
+from provisioner.errors import ConnectError, ShellGone
 from provisioner.remote import Result
 
 #: Runs as root; its argument is the token that says it started. Each script reaches a new sh
@@ -48,10 +48,6 @@ def start_command(user: str, ready: str) -> str:
     return shell if user == "root" else f"sudo -n -H {shell}"
 
 
-class ShellGone(ConnectError):
-    """The kept root shell had ended before a script was sent: nothing ran, another way is safe."""
-
-
 class RootShell:
     """One long-lived root shell on a login's channel; one script at a time (callers lock)."""
 
@@ -68,9 +64,10 @@ class RootShell:
         caller then runs its scripts the ordinary way, which reports any refusal properly.
         """
         shell = cls(channel, host)
-        ready = secrets.token_hex(16).encode() + b"\n"
+        token = secrets.token_hex(16)
+        ready = token.encode() + b"\n"
         try:
-            channel.exec_command(start_command(user, ready.decode().strip()))
+            channel.exec_command(start_command(user, token))
             out, _ = shell._read_until(lambda out, err: out.endswith(ready), timeout)
         except (OSError, paramiko.SSHException, ConnectError) as error:
             shell.close()

@@ -27,11 +27,10 @@ from provisioner.connection_reuse import (
     open_connection,
     prepare_keepers,
 )
-from provisioner.errors import ConnectError, SessionNotStarted
+from provisioner.errors import ConnectError, SessionNotStarted, ShellGone
 from provisioner.inventory import HostConfig
 from provisioner.keeper_wire import receive_message, send_message
 from provisioner.remote import Result
-from provisioner.root_shell import ShellGone
 from provisioner.secrets import Secret
 from tests.unit.hosts import make_host
 
