@@ -66,6 +66,10 @@ def _ratio(top: float | None, bottom: float | None) -> float | None:
     return round(top / bottom, 2) if top is not None and bottom else None
 
 
+def _times(ratio: float | None) -> str:
+    return f"{fmt(ratio)}x" if ratio is not None else fmt(ratio)
+
+
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Issue 7's targets, each with the figure this run measured and whether it is met (None
     when the run did not measure it)."""
@@ -80,13 +84,12 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     new_login = _ratio(_median(results, "noop-1", "provisioner-newlogin"), floor_1)
     add("no-op W, 1 host: at most 1.5x the floor",
         _ratio(_median(results, "noop-1", "provisioner"), floor_1), 1.5,
-        f"with a new login every run: {fmt(new_login)}" + ("x" if new_login else ""))
+        f"with a new login every run: {_times(new_login)}")
     five = _median(results, "noop-5", "provisioner")
     other_scenario = _ratio(five, _median(results, "noop-1", "provisioner"))
     add("no-op W, 5 hosts: at most 1.3x its own 1-host time (alternated in the same scenario)",
         _ratio(five, _median(results, "noop-5", "provisioner-1host")), 1.3,
-        f"against the noop-1 scenario's median: {fmt(other_scenario)}"
-        + ("x" if other_scenario else ""))
+        f"against the noop-1 scenario's median: {_times(other_scenario)}")
     for scenario in ("first-1", "first-5"):
         add(f"first converge ({scenario}): at most 1.1x the floor's apply script",
             _ratio(_median(results, scenario, "provisioner"), _median(results, scenario, "floor")),

@@ -123,7 +123,6 @@ class Runner:
         self.peers_python: Path | None = None
         self.failures: list[str] = []
         self.notes: list[str] = []
-        self.roles_per_host: dict[str, int] = {}
 
     # -- machines in the state a scenario needs (all untimed) ---------------------------------
 
@@ -227,7 +226,8 @@ class Runner:
     def run_scenario(self, scenario: Scenario) -> dict[str, Any]:
         tools = [tool for tool in self.tools if tool in scenario.tools]
         record: dict[str, Any] = {"description": scenario.description, "hosts": scenario.hosts,
-                                  "mode": scenario.mode, "skipped": None, "tools": {}}
+                                  "mode": scenario.mode, "skipped": None, "tools": {},
+                                  "roles_per_host": None}
         if scenario.state == "stack" and "hardening" not in available_roles():
             record["skipped"] = ("the hardening role does not exist yet (roles/hardening); "
                                  "run this scenario again once it has landed")
@@ -243,11 +243,10 @@ class Runner:
         if scenario.state == "fresh":
             self.run_fresh_reps(scenario, tools, reps, samples)
         else:
-            self.run_converged_reps(scenario, tools, reps, samples)
+            record["roles_per_host"] = self.run_converged_reps(scenario, tools, reps, samples)
         for tool, records in samples.items():
             record["tools"][tool] = {"samples": records, "summary": results.tool_summary(records)}
         results.add_ratios(record["tools"])
-        record["roles_per_host"] = self.roles_per_host.get(scenario.name)
         return record
 
     def run_fresh_reps(self, scenario: Scenario, tools: Sequence[str], reps: int,
@@ -260,14 +259,13 @@ class Runner:
                 self.measure_one(scenario, tool, rep, context, samples)
 
     def run_converged_reps(self, scenario: Scenario, tools: Sequence[str], reps: int,
-                           samples: dict[str, list[dict[str, Any]]]) -> None:
-        """No-op and check runs on machines converged once, after one warm-up per tool."""
+                           samples: dict[str, list[dict[str, Any]]]) -> int:
+        """No-op and check runs on machines converged once, after one warm-up per tool; returns
+        how many roles each host has (a no-op may cost that many round trips)."""
         booted = self.converged(scenario.hosts, scenario.state)
         inventory = self.inventory(booted, scenario.state)
         scripts = floor.check_scripts(inventory, [PROJECT_ROOT / "roles", ROLES_DIR])
         context = self.context(scenario.mode, False, booted, inventory, scripts)
-        self.roles_per_host[scenario.name] = len(
-            floor.load_jobs(inventory, [PROJECT_ROOT / "roles", ROLES_DIR])[0].roles)
         for tool in tools:
             machines.mark_lists_fresh(booted)
             outcome, sample = self.timed(tool, context)
@@ -281,6 +279,7 @@ class Runner:
         finally:
             end_kept_connections(context.work, booted)
             measure.reap_orphans()
+        return len(floor.load_jobs(inventory, [PROJECT_ROOT / "roles", ROLES_DIR])[0].roles)
 
     def measure_one(self, scenario: Scenario, tool: str, rep: int, context: Context,
                     samples: dict[str, list[dict[str, Any]]]) -> None:
