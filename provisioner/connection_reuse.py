@@ -40,6 +40,7 @@ from provisioner.keeper_wire import (
     receive_message,
     send_message,
 )
+from provisioner.local_files import cache_directory
 from provisioner.remote import (
     RemoteShell,
     Result,
@@ -49,7 +50,6 @@ from provisioner.remote import (
     root_shell_command,
     root_shell_input,
 )
-from provisioner.validation_cache import cache_directory
 
 #: Bumped whenever keeper and run stop understanding each other; part of every keeper's name.
 PROTOCOL = 1

@@ -8,13 +8,14 @@ host its own thread, connection and HostWalk, and collects one result per host.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Protocol
 
+from provisioner import facts_cache
 from provisioner.change import Change
 from provisioner.connection_reuse import open_connection, prepare_keepers
 from provisioner.errors import ProvisionerError, RoleError
@@ -122,16 +123,14 @@ def _run_host(job: HostJob, options: RunOptions, listener: Listener) -> HostResu
     walk: HostWalk | None = None
     try:
         connection = open_connection(job.config)
-        host = Host(job.config, job.variables, partial(read_facts, connection),
-                    check=options.check, show_diff=options.diff)
-        plan = _role_steps(host, job.roles)
 
         def record(change: Change) -> None:
             result.changes.append(change)
             listener.step_finished(job.config.name, change)
 
-        walk = HostWalk(host, connection, plan, record,
-                        lambda label: listener.action_started(job.config.name, label))
+        walk = _probed_walk(job, options, connection, partial(
+            HostWalk, connection=connection, on_change=record,
+            on_action=lambda label: listener.action_started(job.config.name, label)))
         walk.run()
     except ProvisionerError as error:
         result.error = str(error)
@@ -146,9 +145,44 @@ def _run_host(job: HostJob, options: RunOptions, listener: Listener) -> HostResu
     return result
 
 
-def read_facts(connection: RemoteShell) -> Facts:
-    """Facts of a connected host in one round trip."""
-    return parse_facts(connection.run_script(FACTS_SCRIPT).stdout)
+def _probed_walk(job: HostJob, options: RunOptions, connection: RemoteShell,
+                 new_walk: Callable[..., HostWalk]) -> HostWalk:
+    """The host's walk, with its first round trip made when the facts it had last time were read.
+
+    Steps rendered from remembered facts are probed together with the facts script; if the
+    host's answer differs, they are rendered again from the real facts (and probed in the
+    walk's own first round trip), so nothing is ever decided from facts the host did not give."""
+    def new_host(gather: Callable[[], Facts]) -> Host:
+        return Host(job.config, job.variables, gather, check=options.check,
+                    show_diff=options.diff)
+
+    host = new_host(partial(read_facts, connection, job.config))
+    remembered = facts_cache.recall(job.config)
+    if remembered is not None:
+        host.assume_facts(remembered)
+    walk = new_walk(host=host, plan=_role_steps(host, job.roles))
+    if not host.read_assumed_facts:
+        host.settle_facts(None)
+        return walk
+    answer = walk.probe_all(FACTS_SCRIPT)
+    actual = parse_facts(answer.output) if answer is not None else None
+    if answer is not None:
+        facts_cache.remember(job.config, answer.output)
+    if host.settle_facts(actual):
+        return walk
+    if actual is not None:
+        host = new_host(lambda: actual)
+    else:
+        host = new_host(partial(read_facts, connection, job.config))
+    return new_walk(host=host, plan=_role_steps(host, job.roles))
+
+
+def read_facts(connection: RemoteShell, config: HostConfig | None = None) -> Facts:
+    """Facts of a connected host in one round trip (remembered for its next run with config)."""
+    output = connection.run_script(FACTS_SCRIPT).stdout
+    if config is not None:
+        facts_cache.remember(config, output)
+    return parse_facts(output)
 
 
 def _role_steps(host: Host, roles: Sequence[Role]) -> list[RoleSteps]:
@@ -164,7 +198,7 @@ def gather_facts(config: HostConfig) -> Facts:
     """Facts of one host (for ``invoke facts``): one connection, one round trip."""
     connection = open_connection(config)
     try:
-        return read_facts(connection)
+        return read_facts(connection, config)
     finally:
         connection.close()
 

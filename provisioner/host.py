@@ -30,17 +30,41 @@ class Host:
         self.template_dir: Path | None = None
         self._gather_facts = gather_facts
         self._facts: Facts | None = None
+        self._assumed: Facts | None = None
+        #: True once something read the assumed facts (see assume_facts) instead of real ones.
+        self.read_assumed_facts = False
 
     @property
     def facts(self) -> Facts:
         """Facts gathered once, on first use: a role that needs none costs no round trip."""
         if self._facts is None:
+            if self._assumed is not None:
+                self.read_assumed_facts = True
+                return self._assumed
             self._facts = self._gather_facts()
         return self._facts
 
     @property
     def facts_gathered(self) -> bool:
         return self._facts is not None
+
+    def assume_facts(self, facts: Facts) -> None:
+        """Answer ``facts`` with these (the host's facts from its last run) until settle_facts.
+
+        Lets the engine render steps before the host has said what it is; whoever does so must
+        compare them with the real facts (settle_facts) before anything is decided."""
+        self._assumed = facts
+
+    def settle_facts(self, actual: Facts | None) -> bool:
+        """End the assumption with the host's real facts (None: gather them when next read).
+
+        True when the assumed facts were never read or equal ``actual``: whatever was built
+        from them stands."""
+        stands = not self.read_assumed_facts or self._assumed == actual
+        self._assumed, self.read_assumed_facts = None, False
+        if actual is not None:
+            self._facts = actual
+        return stands
 
     def render(self, template: str, **extra: Any) -> str:
         """Render one of the current role's templates with the host's variables and facts."""

@@ -1,9 +1,10 @@
 """The walk over one host's steps: batched probes, actions with re-probes, handlers, safeguards.
 
-Round trips: one for facts (only if a role reads them), one for the probes of every step of every
-role, then one per action (the action and the re-probe of the remaining steps travel together,
-because an action can make later probes stale). A converged host therefore costs two round trips
-or fewer, whatever the number of steps.
+Round trips: one for the probes of every step of every role (the facts script in front of them
+when the steps were rendered from the facts the host had last time, see facts_cache.py; a
+separate one before them when a role reads facts nobody remembers), then one per action (the
+action and the re-probe of the remaining steps travel together, because an action can make later
+probes stale). A converged host therefore costs one round trip, whatever the number of steps.
 
 Writes are batched: a step whose action changes only its own path (``Step.writes_only``: a file,
 a directory) cannot make another step's probe stale, so its action is queued and the walk goes on
@@ -27,7 +28,15 @@ from provisioner.remote import RemoteShell
 from provisioner.roles import Role
 from provisioner.safeguards import arm_action, disarm_action, revert_now_action
 from provisioner.secrets import redact
-from provisioner.step import Handler, Plan, Probed, ProbeUnreadable, Safeguard, Step
+from provisioner.step import (
+    GroupedProbe,
+    Handler,
+    Plan,
+    Probed,
+    ProbeUnreadable,
+    Safeguard,
+    Step,
+)
 
 
 @dataclass
@@ -71,10 +80,21 @@ class HostWalk:
         self.state = WalkState()
         #: Round trips made over the fresh connections that prove a safeguarded change.
         self.confirmation_round_trips = 0
+        self._probed_all = False
+
+    def probe_all(self, lead: str | None = None) -> Probed | None:
+        """The first round trip: every step's probe, after the read-only script ``lead``.
+
+        Returns what ``lead`` printed (None without a lead, or when the output was cut off);
+        run() then starts from these probes instead of probing again."""
+        result = self._round_trip(None, 0, lead)
+        self._probed_all = True
+        return result.probes[0] if lead is not None and result.probes else None
 
     def run(self) -> bool:
         """Walk every role; returns False when a step failed (the walk stops there)."""
-        self._round_trip(None, 0)
+        if not self._probed_all:
+            self.probe_all()
         position = 0
         for part in self.plan:
             for _ in part.steps:
@@ -229,14 +249,17 @@ class HostWalk:
         self._report(Change.ok(label, f"new SSH connection as {user} works; revert disarmed"),
                      started)
 
-    def _round_trip(self, action: str | list[str] | None, first_probe: int | None) -> BatchResult:
+    def _round_trip(self, action: str | list[str] | None, first_probe: int | None,
+                    lead: str | None = None) -> BatchResult:
         """One script: the action(s), then the probes of the steps from first_probe on (none when
-        first_probe is None, because a later round trip of the same finish re-probes)."""
+        first_probe is None, because a later round trip of the same finish re-probes), after the
+        probe ``lead`` when there is one."""
         remaining = self.flat[first_probe:] if first_probe is not None else []
-        script = build_batch([step.wire_probe for _, step in remaining], action)
+        leading: list[str | GroupedProbe] = [lead] if lead is not None else []
+        script = build_batch(leading + [step.wire_probe for _, step in remaining], action)
         output = self.connection.run_script(script.text).stdout
         result = parse_batch(script, output)
-        for offset, probed in enumerate(result.probes):
+        for offset, probed in enumerate(result.probes[len(leading):]):
             self.state.probed[(first_probe or 0) + offset] = probed
         return result
 

@@ -1,7 +1,8 @@
-"""Writes controller-side files atomically, so an interrupted run never leaves half a file.
+"""Controller-side files: written atomically, so an interrupted run never leaves half a file.
 
-Used by the sandbox (its state, known_hosts, inventory) and by the validation cache; it lives
-outside provisioner.sandbox so that a provision run does not import the sandbox package.
+Used by the sandbox (its state, known_hosts, inventory) and by the caches a run keeps (validated
+inventories, hosts' facts); it lives outside provisioner.sandbox so that a provision run does not
+import the sandbox package.
 """
 
 import os
@@ -24,3 +25,19 @@ def write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
+
+
+def cache_directory() -> Path:
+    """$PROVISIONER_CACHE_DIR, else $XDG_CACHE_HOME/provisioner, else ~/.cache/provisioner."""
+    explicit = os.environ.get("PROVISIONER_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "provisioner"
+
+
+def keep_newest(directory: Path, pattern: str, count: int) -> None:
+    """Remove all but the ``count`` most recently written files matching ``pattern``."""
+    entries = sorted(directory.glob(pattern), key=lambda path: path.stat().st_mtime)
+    for stale in entries[:-count]:
+        stale.unlink(missing_ok=True)

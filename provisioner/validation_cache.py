@@ -16,24 +16,14 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from provisioner.local_files import write_atomically
+from provisioner.local_files import cache_directory, keep_newest, write_atomically
 
 #: How many validated documents to keep; older entries are removed when a new one is written.
 KEEP_ENTRIES = 32
-
-
-def cache_directory() -> Path:
-    """$PROVISIONER_CACHE_DIR, else $XDG_CACHE_HOME/provisioner, else ~/.cache/provisioner."""
-    explicit = os.environ.get("PROVISIONER_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "provisioner"
 
 
 def fingerprint(text: str, validator_sources: Sequence[Path]) -> str:
@@ -81,15 +71,9 @@ def _write(entry: Path, document: dict[str, Any]) -> None:
     try:
         entry.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         write_atomically(entry, text, mode=0o600)
-        _prune(entry.parent)
+        keep_newest(entry.parent, "*.json", KEEP_ENTRIES)
     except OSError:
         return
-
-
-def _prune(directory: Path) -> None:
-    entries = sorted(directory.glob("*.json"), key=lambda path: path.stat().st_mtime)
-    for stale in entries[:-KEEP_ENTRIES]:
-        stale.unlink(missing_ok=True)
 
 
 def _pydantic_version_file() -> Path:

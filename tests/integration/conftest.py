@@ -88,8 +88,10 @@ def write_test_inventory(machines: list[sandbox.Machine], path: Path) -> None:
 
 @pytest.fixture(scope="session")
 def machines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    # The runs' kept logins live in the session's own directory and end with it.
+    # The runs' kept logins live in the session's own directory and end with it; so do the
+    # hosts' remembered facts (a machine booted again under the same name starts unknown).
     os.environ["PROVISIONER_RUNTIME_DIR"] = str(tmp_path_factory.mktemp("kept"))
+    os.environ["PROVISIONER_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
     booted = sandbox.up(count=2, suite=SUITE, prefix="it", progress=print)
     by_name = {machine.name: machine for machine in booted}
     inventory = tmp_path_factory.mktemp("sandbox") / "inventory.yml"

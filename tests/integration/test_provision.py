@@ -6,7 +6,10 @@ run again (0 changed), verified, probed from the peer, attacked, and fed broken 
 
 from __future__ import annotations
 
+import os
+import re
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -55,11 +58,33 @@ def test_check_mode_on_a_converged_host_reports_nothing_to_change(machines: Sand
     assert run.report["hosts"]["it1"]["changed"] == 0
 
 
-def test_a_converged_host_costs_a_round_trip_for_facts_and_one_for_every_probe(
-        machines: Sandbox) -> None:
+def test_a_converged_host_costs_one_round_trip(machines: Sandbox) -> None:
+    # Its roles read facts: the facts it gave last run are checked in the same round trip.
     run = machines.invoke("provision", "--host", "it1")
     assert run.report["hosts"]["it1"]["changed"] == 0
-    assert run.report["hosts"]["it1"]["round_trips"] == 2
+    assert run.report["hosts"]["it1"]["round_trips"] == 1
+
+
+def remembered_facts(machine_name: str) -> Path:
+    """The cache entry holding the facts a machine gave in its last run."""
+    entries = Path(os.environ["PROVISIONER_CACHE_DIR"], "facts").glob("*.facts")
+    (entry,) = [path for path in entries if f"== hostname\n{machine_name}\n" in path.read_text()]
+    return entry
+
+
+def test_facts_that_changed_since_the_last_run_are_gathered_again_before_deciding(
+        machines: Sandbox) -> None:
+    entry = remembered_facts("it1")
+    entry.write_text(re.sub(r"MemTotal: +\d+", "MemTotal: 1024", entry.read_text()))
+
+    run = machines.invoke("provision", "--host", "it1")
+    again = machines.invoke("provision", "--host", "it1")
+
+    assert run.exit_code == 0, run.output
+    assert (run.report["hosts"]["it1"]["changed"], run.report["hosts"]["it1"]["round_trips"]) \
+        == (0, 2)
+    assert "MemTotal: 1024" not in entry.read_text()
+    assert again.report["hosts"]["it1"]["round_trips"] == 1
 
 
 def test_drifted_files_are_repaired_together_in_one_round_trip(machines: Sandbox) -> None:
@@ -69,7 +94,7 @@ def test_drifted_files_are_repaired_together_in_one_round_trip(machines: Sandbox
     assert run.exit_code == 0, run.output
     assert host["changed_steps"] == ["banner /etc/issue [controls §12]",
                                      "banner /etc/issue.net [controls §12]"]
-    assert host["round_trips"] == 3  # facts, probes, then both writes in one
+    assert host["round_trips"] == 2  # facts and probes, then both writes in one
     banners = machines.ssh(machines.target, "cat /etc/issue /etc/issue.net").stdout
     assert "drift" not in banners
 

@@ -26,6 +26,8 @@ from provisioner.step import Handler, Plan, Probed, ProbeUnreadable, Safeguard, 
 class LocalShell:
     """Runs each script with the local sh, counting round trips like the SSH connection does."""
 
+    reused = False
+
     def __init__(self) -> None:
         self.round_trips = 0
         self.scripts: list[str] = []
@@ -36,6 +38,9 @@ class LocalShell:
         done = subprocess.run(["sh", "-s"], input=script, capture_output=True, text=True,
                               check=False)
         return Result(done.stdout, done.stderr, done.returncode)
+
+    def close(self) -> None:
+        pass
 
 
 def marker_step(path: Path, notify: tuple[str, ...] = ()) -> Step:

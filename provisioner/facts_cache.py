@@ -1,0 +1,64 @@
+"""Remembers each host's facts from its last run, so the next run can render before it asks.
+
+A run whose roles read facts used to cost two round trips on a converged host: the facts, then
+the probes of steps rendered from them. With the facts the host had last time, the steps are
+rendered at once and the facts script travels in front of their probes, in one round trip; the
+host's answer is compared with what was remembered before anything is decided, and on any
+difference the steps are rendered again from the real facts and probed again (the round trip
+the run would have made anyway). Nothing ever acts on remembered facts.
+
+An entry is the facts script's raw output, keyed by the SHA-256 of the script and of everything
+that names the login (host name, address, port, user, jump host), so a changed script or a host
+moved to another address starts afresh. Facts hold nothing secret; entries are 0600 in a 0700
+directory all the same. The cache is an optimisation only: an unreadable, corrupt or
+unwritable entry means the facts are gathered first, as without a cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from provisioner.facts import FACTS_SCRIPT, Facts, parse_facts
+from provisioner.inventory import HostConfig
+from provisioner.local_files import cache_directory, keep_newest, write_atomically
+
+#: How many hosts' facts to keep; the least recently written are removed beyond that.
+KEEP_ENTRIES = 256
+
+
+def recall(config: HostConfig) -> Facts | None:
+    """The facts this host gave last time, or None when there are none to trust."""
+    output = _read(config)
+    try:
+        return parse_facts(output) if output is not None else None
+    except (ValueError, IndexError):  # not what the facts script prints: gather afresh
+        return None
+
+
+def remember(config: HostConfig, output: str) -> None:
+    """Keep the host's facts output for its next run (rewritten only when it differs)."""
+    if _read(config) == output:
+        return
+    entry = _entry_path(config)
+    try:
+        entry.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_atomically(entry, output, mode=0o600)
+        keep_newest(entry.parent, "*.facts", KEEP_ENTRIES)
+    except OSError:
+        return
+
+
+def _read(config: HostConfig) -> str | None:
+    try:
+        return _entry_path(config).read_text(encoding="utf-8")
+    except (OSError, ValueError):
+        return None
+
+
+def _entry_path(config: HostConfig) -> Path:
+    digest = hashlib.sha256(b"provisioner-host-facts-v1\0")
+    login = (config.name, config.address, str(config.port), config.user, config.ssh.jump_host or "")
+    for part in (FACTS_SCRIPT, *login):
+        digest.update(part.encode("utf-8") + b"\0")
+    return cache_directory() / "facts" / f"{digest.hexdigest()}.facts"

@@ -1,0 +1,226 @@
+"""Facts remembered from a host's last run: one round trip for a converged host whose roles read
+facts, and never a decision taken from facts the host did not give in this run.
+
+The runs go through the engine against the local shell (the facts script reads this machine).
+"""
+
+from __future__ import annotations
+
+import stat
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from provisioner import engine, facts_cache
+from provisioner.change import Change
+from provisioner.commands import quote
+from provisioner.engine import HostJob, HostResult, RunOptions
+from provisioner.facts import FACTS_SCRIPT, parse_facts
+from provisioner.host import Host
+from provisioner.inventory import HostConfig, SshSettings
+from provisioner.roles import Role
+from provisioner.step import Plan, Probed, Step
+from tests.unit.hosts import DEBIAN12_FACTS
+from tests.unit.test_host_walk import LocalShell
+
+
+class Quiet:
+    def host_started(self, host: str) -> None: ...
+    def action_started(self, host: str, label: str) -> None: ...
+    def step_finished(self, host: str, change: Change) -> None: ...
+    def host_finished(self, result: HostResult) -> None: ...
+
+
+def config(address: str = "127.0.0.1") -> HostConfig:
+    settings = SshSettings(None, Path("/dev/null"), False, None, 5, 5, None)
+    return HostConfig("local", address, 22, "root", (), ("sized",), {}, settings)
+
+
+def sized_role(record: Path, reads_facts: bool = True) -> Role:
+    """One step that wants ``record`` to hold the host's CPU count (or 'any' without facts)."""
+    def steps(host: Host) -> list[Step]:
+        wanted = str(host.facts.cpus) if reads_facts else "any"
+
+        def decide(probed: Probed) -> Plan:
+            if probed.output.strip() == wanted:
+                return Plan(f"holds {wanted}")
+            return Plan(f"set to {wanted}", action=f"echo {wanted} > {quote(str(record))}")
+
+        return [Step(f"record {wanted}", f"cat {quote(str(record))} 2>/dev/null", decide)]
+
+    return Role("sized", Path("/nonexistent"), {}, {}, steps)
+
+
+def provision(role: Role, monkeypatch: pytest.MonkeyPatch, address: str = "127.0.0.1",
+              check: bool = False) -> tuple[HostResult, LocalShell]:
+    shell = LocalShell()
+    monkeypatch.setattr(engine, "open_connection", lambda config: shell)
+    monkeypatch.setattr(engine, "prepare_keepers", lambda configs, workers: None)
+    job = HostJob(config(address), (role,), {})
+    result = engine.run([job], RunOptions(check=check), Quiet()).hosts["local"]
+    return result, shell
+
+
+def run_facts_script() -> str:
+    return subprocess.run(["sh", "-s"], input=FACTS_SCRIPT, capture_output=True, text=True,
+                          check=True).stdout
+
+
+def local_cpus() -> int:
+    return parse_facts(run_facts_script()).cpus
+
+
+def remembered_entry(cache: Path) -> Path:
+    (entry,) = (cache / "facts").iterdir()
+    return entry
+
+
+def forge_remembered_cpus(cache: Path, cpus: int) -> None:
+    """Make the remembered facts claim another CPU count, as after a resize of the host."""
+    entry = remembered_entry(cache)
+    lines = entry.read_text().splitlines(keepends=True)
+    lines[lines.index("== cpus\n") + 1] = f"{cpus}\n"
+    entry.write_text("".join(lines))
+
+
+def test_first_run_asks_for_facts_before_rendering_and_remembers_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    result, shell = provision(sized_role(tmp_path / "record"), monkeypatch)
+
+    assert shell.scripts[0] == FACTS_SCRIPT
+    assert result.round_trips == 3  # facts, probes, the write
+    assert (tmp_path / "record").read_text() == f"{local_cpus()}\n"
+    assert facts_cache.recall(config()) is not None
+
+
+def test_converged_host_whose_roles_read_facts_costs_one_round_trip(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    provision(sized_role(tmp_path / "record"), monkeypatch)
+
+    result, shell = provision(sized_role(tmp_path / "record"), monkeypatch)
+
+    assert [change.status for change in result.changes] == ["ok"]
+    assert result.round_trips == 1
+    assert "== cpus" in shell.scripts[0] and "cat " in shell.scripts[0]
+
+
+def test_facts_that_changed_since_last_run_are_used_before_anything_is_decided(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, private_cache_directory: Path) -> None:
+    record = tmp_path / "record"
+    provision(sized_role(record), monkeypatch)
+    forge_remembered_cpus(private_cache_directory, local_cpus() + 7)
+
+    result, _ = provision(sized_role(record), monkeypatch)
+
+    assert [(change.label, change.status) for change in result.changes] == [
+        (f"record {local_cpus()}", "ok")]
+    assert result.round_trips == 2  # facts with the stale steps' probes, then the real steps'
+    assert record.read_text() == f"{local_cpus()}\n"
+    assert facts_cache.recall(config()) == parse_facts(run_facts_script())
+
+
+def test_check_mode_with_changed_facts_reports_from_the_real_ones(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, private_cache_directory: Path) -> None:
+    record = tmp_path / "record"
+    provision(sized_role(record), monkeypatch)
+    forge_remembered_cpus(private_cache_directory, local_cpus() + 7)
+    record.write_text("drifted\n")
+
+    result, shell = provision(sized_role(record), monkeypatch, check=True)
+
+    assert [(change.label, change.status) for change in result.changes] == [
+        (f"record {local_cpus()}", "changed")]
+    assert record.read_text() == "drifted\n"
+    assert all(f"> {quote(str(record))}" not in script for script in shell.scripts)
+
+
+def test_roles_that_read_no_facts_never_send_the_facts_script(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    provision(sized_role(tmp_path / "record"), monkeypatch)
+
+    result, shell = provision(sized_role(tmp_path / "other", reads_facts=False), monkeypatch)
+
+    assert result.round_trips == 2  # probes, the write
+    assert all("== cpus" not in script for script in shell.scripts)
+
+
+def test_facts_are_remembered_per_login(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    provision(sized_role(tmp_path / "record"), monkeypatch)
+
+    _, shell = provision(sized_role(tmp_path / "record"), monkeypatch, address="127.0.0.2")
+
+    assert shell.scripts[0] == FACTS_SCRIPT
+
+
+# --- the cache itself ---------------------------------------------------------------------------
+
+
+def test_nothing_is_recalled_for_a_host_never_seen() -> None:
+    assert facts_cache.recall(config()) is None
+
+
+def test_remembered_facts_are_private(private_cache_directory: Path) -> None:
+    facts_cache.remember(config(), "== cpus\n2\n")
+
+    entry = remembered_entry(private_cache_directory)
+    assert stat.S_IMODE(entry.stat().st_mode) == 0o600
+    assert stat.S_IMODE(entry.parent.stat().st_mode) == 0o700
+    assert facts_cache.recall(config()) == parse_facts("== cpus\n2\n")
+
+
+def test_a_corrupt_entry_is_not_trusted(private_cache_directory: Path) -> None:
+    facts_cache.remember(config(), "== cpus\n2\n")
+    remembered_entry(private_cache_directory).write_text("== cpus\nmany\n")
+
+    assert facts_cache.recall(config()) is None
+
+
+def test_an_unwritable_cache_only_costs_the_facts_round_trip(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, private_cache_directory: Path) -> None:
+    private_cache_directory.parent.mkdir(parents=True, exist_ok=True)
+    private_cache_directory.write_text("not a directory")
+
+    provision(sized_role(tmp_path / "record"), monkeypatch)
+    result, shell = provision(sized_role(tmp_path / "record"), monkeypatch)
+
+    assert shell.scripts[0] == FACTS_SCRIPT
+    assert [change.status for change in result.changes] == ["ok"]
+
+
+def test_only_the_newest_hosts_are_kept(monkeypatch: pytest.MonkeyPatch,
+                                        private_cache_directory: Path) -> None:
+    monkeypatch.setattr(facts_cache, "KEEP_ENTRIES", 3)
+    for number in range(5):
+        facts_cache.remember(config(f"192.0.2.{number}"), "== cpus\n2\n")
+
+    assert len(list((private_cache_directory / "facts").iterdir())) == 3
+
+
+# --- the host handle ----------------------------------------------------------------------------
+
+
+def test_assumed_facts_stand_when_the_host_confirms_them() -> None:
+    host = Host(config(), {}, gather_facts=lambda: pytest.fail("gathered"))
+    host.assume_facts(DEBIAN12_FACTS)
+
+    assert host.facts.cpus == DEBIAN12_FACTS.cpus
+    assert host.settle_facts(DEBIAN12_FACTS)
+    assert host.facts_gathered
+
+
+def test_assumed_facts_that_nothing_read_are_dropped_unchecked() -> None:
+    host = Host(config(), {}, gather_facts=lambda: replace(DEBIAN12_FACTS, cpus=64))
+    host.assume_facts(DEBIAN12_FACTS)
+
+    assert host.settle_facts(None)
+    assert host.facts.cpus == 64
+
+
+def test_assumed_facts_that_were_read_and_differ_do_not_stand() -> None:
+    host = Host(config(), {}, gather_facts=lambda: pytest.fail("gathered"))
+    host.assume_facts(DEBIAN12_FACTS)
+    assert host.facts.cpus == DEBIAN12_FACTS.cpus
+
+    assert not host.settle_facts(replace(DEBIAN12_FACTS, cpus=64))
