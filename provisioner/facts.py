@@ -11,19 +11,22 @@ from dataclasses import dataclass, field
 FACTS_SCRIPT = r"""
 echo "== os"; cat /etc/os-release
 echo "== cpus"; nproc
-echo "== memory"; grep -E '^(MemTotal|SwapTotal):' /proc/meminfo
+echo "== memory"; while read -r key rest; do case $key in MemTotal:|SwapTotal:)
+  echo "$key $rest";; esac; done < /proc/meminfo
 echo "== disks"; for d in /sys/block/*; do n=${d##*/}; case $n in loop*|ram*|zram*) continue;; esac
-  echo "$n $(cat $d/size 2>/dev/null) $(cat $d/queue/rotational 2>/dev/null)"; done
+  size=; rotational=; read -r size < "$d/size"; read -r rotational < "$d/queue/rotational"
+  echo "$n $size $rotational"; done 2>/dev/null
 echo "== init"; if [ -d /run/systemd/system ]; then echo systemd; else cat /proc/1/comm; fi
 echo "== virt"; systemd-detect-virt 2>/dev/null || echo none
-echo "== hostname"; hostname
-echo "== kernel"; uname -r
+echo "== hostname"; read -r name < /proc/sys/kernel/hostname; echo "$name"
+echo "== kernel"; read -r release < /proc/sys/kernel/osrelease; echo "$release"
 echo "== arch"; dpkg --print-architecture 2>/dev/null || uname -m
 echo "== efi"; [ -d /sys/firmware/efi ] && echo yes || echo no
 echo "== openssh"; dpkg-query -W -f '${Version}\n' openssh-server 2>/dev/null
-echo "== mounts"; awk '{print $2" "$3}' /proc/mounts
-echo "== apt"; cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
-  /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -E '^(deb |URIs:|Suites:)'
+echo "== mounts"; while read -r _ point type _; do printf '%s %s\n' "$point" "$type"; done \
+  < /proc/mounts
+echo "== apt"; grep -hE '^(deb |URIs:|Suites:)' /etc/apt/sources.list \
+  /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null
 echo "== end"
 """
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import platform
+import socket
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -128,7 +131,28 @@ def test_facts_script_runs_on_this_machine_and_parses() -> None:
 
     facts = parse_facts(completed.stdout)
 
-    assert facts.cpus >= 1
-    assert facts.memory_bytes > 0
-    assert facts.kernel == subprocess.run(["uname", "-r"], capture_output=True, text=True,
-                                          check=True).stdout.strip()
+    assert facts.cpus == len(os.sched_getaffinity(0))
+    assert facts.memory_bytes == this_machine_memory()
+    assert facts.kernel == platform.release()
+    assert facts.hostname == socket.gethostname()
+    mounts = [line.split() for line in Path("/proc/mounts").read_text().splitlines()]
+    assert facts.mounts == {fields[1]: fields[2] for fields in mounts}
+    assert facts.disks == this_machine_disks()
+
+
+def this_machine_memory() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no MemTotal in /proc/meminfo")
+
+
+def this_machine_disks() -> tuple[Disk, ...]:
+    disks = []
+    for device in sorted(Path("/sys/block").iterdir()):
+        if device.name.startswith(("loop", "ram", "zram")):
+            continue
+        rotational = (device / "queue" / "rotational").read_text().strip() == "1"
+        size = int((device / "size").read_text()) * 512
+        disks.append(Disk(device.name, size, rotational))
+    return tuple(disks)
