@@ -19,7 +19,7 @@ from provisioner import facts_cache
 from provisioner.change import Change
 from provisioner.connection_reuse import open_connection, prepare_keepers
 from provisioner.errors import ProvisionerError, RoleError
-from provisioner.facts import FACTS_SCRIPT, Facts, parse_facts
+from provisioner.facts import FACTS_SCRIPT, Facts, facts_complete, parse_facts
 from provisioner.host import Host
 from provisioner.host_run import HostWalk, RoleSteps
 from provisioner.inventory import HostConfig
@@ -128,9 +128,11 @@ def _run_host(job: HostJob, options: RunOptions, listener: Listener) -> HostResu
             result.changes.append(change)
             listener.step_finished(job.config.name, change)
 
-        walk = _probed_walk(job, options, connection, partial(
-            HostWalk, connection=connection, on_change=record,
-            on_action=lambda label: listener.action_started(job.config.name, label)))
+        def action_started(label: str) -> None:
+            listener.action_started(job.config.name, label)
+
+        walk = _probed_walk(job, options, connection, lambda host, plan: HostWalk(
+            host, connection, plan, record, action_started))
         walk.run()
     except ProvisionerError as error:
         result.error = str(error)
@@ -146,43 +148,64 @@ def _run_host(job: HostJob, options: RunOptions, listener: Listener) -> HostResu
 
 
 def _probed_walk(job: HostJob, options: RunOptions, connection: RemoteShell,
-                 new_walk: Callable[..., HostWalk]) -> HostWalk:
-    """The host's walk, with its first round trip made when the facts it had last time were read.
+                 make_walk: Callable[[Host, list[RoleSteps]], HostWalk]) -> HostWalk:
+    """The host's walk, its first round trip already made when remembered facts were used.
 
-    Steps rendered from remembered facts are probed together with the facts script; if the
-    host's answer differs, they are rendered again from the real facts (and probed in the
-    walk's own first round trip), so nothing is ever decided from facts the host did not give."""
+    Steps rendered from the facts the host gave last time are probed together with the facts
+    script; if the host's answer differs (or rendering from the old facts failed), they are
+    rendered again from the real facts and probed in the walk's own first round trip, so
+    nothing is ever decided from facts the host did not give in this run."""
     def new_host(gather: Callable[[], Facts]) -> Host:
         return Host(job.config, job.variables, gather, check=options.check,
                     show_diff=options.diff)
 
-    host = new_host(partial(read_facts, connection, job.config))
+    gather = partial(_gather_and_remember, connection, job.config)
     remembered = facts_cache.recall(job.config)
+    actual = None
     if remembered is not None:
+        host = new_host(gather)
         host.assume_facts(remembered)
-    walk = new_walk(host=host, plan=_role_steps(host, job.roles))
-    if not host.read_assumed_facts:
-        host.settle_facts(None)
-        return walk
-    answer = walk.probe_all(FACTS_SCRIPT)
-    actual = parse_facts(answer.output) if answer is not None else None
-    if answer is not None:
-        facts_cache.remember(job.config, answer.output)
-    if host.settle_facts(actual):
-        return walk
+        walk, actual = _walk_on_assumed_facts(host, job.roles, make_walk)
+        if walk is not None:
+            return walk
+    host = new_host(gather)
     if actual is not None:
-        host = new_host(lambda: actual)
-    else:
-        host = new_host(partial(read_facts, connection, job.config))
-    return new_walk(host=host, plan=_role_steps(host, job.roles))
+        host.settle_facts(actual)  # the real facts, from the round trip just made
+    return make_walk(host, _role_steps(host, job.roles))
 
 
-def read_facts(connection: RemoteShell, config: HostConfig | None = None) -> Facts:
-    """Facts of a connected host in one round trip (remembered for its next run with config)."""
+def _walk_on_assumed_facts(host: Host, roles: Sequence[Role],
+                           make_walk: Callable[[Host, list[RoleSteps]], HostWalk]
+                           ) -> tuple[HostWalk | None, Facts | None]:
+    """(the walk, when its steps stand, else None; the host's real facts when it gave them)."""
+    try:
+        walk = make_walk(host, _role_steps(host, roles))
+    except Exception:  # the old facts may break a role; the real ones decide
+        if host.assumed_facts_read:
+            return None, None
+        raise
+    if not host.assumed_facts_read:
+        host.settle_facts(None)
+        return walk, None
+    answer = walk.probe_all(FACTS_SCRIPT)
+    output = answer.output if answer is not None and answer.exit_code == 0 else ""
+    actual = parse_facts(output) if facts_complete(output) else None
+    if actual is not None:
+        facts_cache.remember(host.config, output)
+    return (walk if host.settle_facts(actual) else None), actual
+
+
+def _gather_and_remember(connection: RemoteShell, config: HostConfig) -> Facts:
+    """Facts of a connected host in one round trip, remembered for its next run."""
     output = connection.run_script(FACTS_SCRIPT).stdout
-    if config is not None:
+    if facts_complete(output):
         facts_cache.remember(config, output)
     return parse_facts(output)
+
+
+def read_facts(connection: RemoteShell) -> Facts:
+    """Facts of a connected host in one round trip."""
+    return parse_facts(connection.run_script(FACTS_SCRIPT).stdout)
 
 
 def _role_steps(host: Host, roles: Sequence[Role]) -> list[RoleSteps]:
@@ -198,7 +221,7 @@ def gather_facts(config: HostConfig) -> Facts:
     """Facts of one host (for ``invoke facts``): one connection, one round trip."""
     connection = open_connection(config)
     try:
-        return read_facts(connection, config)
+        return _gather_and_remember(connection, config)
     finally:
         connection.close()
 

@@ -18,8 +18,8 @@ echo "== disks"; for d in /sys/block/*; do n=${d##*/}; case $n in loop*|ram*|zra
   echo "$n $size $rotational"; done 2>/dev/null
 echo "== init"; if [ -d /run/systemd/system ]; then echo systemd; else cat /proc/1/comm; fi
 echo "== virt"; systemd-detect-virt 2>/dev/null || echo none
-echo "== hostname"; read -r name < /proc/sys/kernel/hostname; echo "$name"
-echo "== kernel"; read -r release < /proc/sys/kernel/osrelease; echo "$release"
+echo "== hostname"; name=; read -r name < /proc/sys/kernel/hostname; printf '%s\n' "$name"
+echo "== kernel"; release=; read -r release < /proc/sys/kernel/osrelease; printf '%s\n' "$release"
 echo "== arch"; dpkg --print-architecture 2>/dev/null || uname -m
 echo "== efi"; [ -d /sys/firmware/efi ] && echo yes || echo no
 echo "== openssh"; dpkg-query -W -f '${Version}\n' openssh-server 2>/dev/null
@@ -117,6 +117,11 @@ def parse_disks(lines: list[str]) -> tuple[Disk, ...]:
         if len(parts) == 3 and parts[1].isdigit():
             disks.append(Disk(parts[0], int(parts[1]) * 512, parts[2] == "1"))
     return tuple(disks)
+
+
+def facts_complete(output: str) -> bool:
+    """True when FACTS_SCRIPT ran to its end (a script cut short must not be remembered)."""
+    return output.rstrip().endswith("\n== end") or output.strip() == "== end"
 
 
 def parse_facts(output: str) -> Facts:

@@ -9,22 +9,32 @@ the run would have made anyway). Nothing ever acts on remembered facts.
 
 An entry is the facts script's raw output, keyed by the SHA-256 of the script and of everything
 that names the login (host name, address, port, user, jump host), so a changed script or a host
-moved to another address starts afresh. Facts hold nothing secret; entries are 0600 in a 0700
-directory all the same. The cache is an optimisation only: an unreadable, corrupt or
-unwritable entry means the facts are gathered first, as without a cache.
+moved to another address starts afresh. Facts whose apt sources carry credentials in a URL
+(``https://user:token@...``) are never stored, so such a host always pays the separate round
+trip; entries are 0600 in a 0700 directory. The cache is an optimisation only: an unreadable,
+corrupt or unwritable entry means the facts are gathered first, as without a cache.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import re
 from pathlib import Path
 
 from provisioner.facts import FACTS_SCRIPT, Facts, parse_facts
 from provisioner.inventory import HostConfig
-from provisioner.local_files import cache_directory, keep_newest, write_atomically
+from provisioner.local_files import (
+    cache_directory,
+    keep_newest,
+    private_cache_subdirectory,
+    write_atomically,
+)
 
-#: How many hosts' facts to keep; the least recently written are removed beyond that.
+#: How many hosts' facts to keep; the ones not run for longest are removed beyond that.
 KEEP_ENTRIES = 256
+#: ``scheme://user:secret@host``: a login in an apt source, never written to the cache.
+CREDENTIALS_IN_URL = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s@]+@", re.IGNORECASE)
 
 
 def recall(config: HostConfig) -> Facts | None:
@@ -37,14 +47,18 @@ def recall(config: HostConfig) -> Facts | None:
 
 
 def remember(config: HostConfig, output: str) -> None:
-    """Keep the host's facts output for its next run (rewritten only when it differs)."""
-    if _read(config) == output:
+    """Keep the host's facts output for its next run (rewritten only when it differs, touched
+    when it does not, so the hosts pruned first are the ones not run for longest)."""
+    if CREDENTIALS_IN_URL.search(output):
         return
     entry = _entry_path(config)
     try:
-        entry.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if _read(config) == output:
+            os.utime(entry)
+            return
+        directory = private_cache_subdirectory("facts")
         write_atomically(entry, output, mode=0o600)
-        keep_newest(entry.parent, "*.facts", KEEP_ENTRIES)
+        keep_newest(directory, "*.facts", KEEP_ENTRIES)
     except OSError:
         return
 

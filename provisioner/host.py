@@ -32,14 +32,17 @@ class Host:
         self._facts: Facts | None = None
         self._assumed: Facts | None = None
         #: True once something read the assumed facts (see assume_facts) instead of real ones.
-        self.read_assumed_facts = False
+        self.assumed_facts_read = False
 
     @property
     def facts(self) -> Facts:
-        """Facts gathered once, on first use: a role that needs none costs no round trip."""
+        """Facts gathered once, on first use: a role that needs none costs no round trip.
+
+        While facts are assumed (assume_facts), those are answered instead and nothing is
+        gathered."""
         if self._facts is None:
             if self._assumed is not None:
-                self.read_assumed_facts = True
+                self.assumed_facts_read = True
                 return self._assumed
             self._facts = self._gather_facts()
         return self._facts
@@ -60,8 +63,8 @@ class Host:
 
         True when the assumed facts were never read or equal ``actual``: whatever was built
         from them stands."""
-        stands = not self.read_assumed_facts or self._assumed == actual
-        self._assumed, self.read_assumed_facts = None, False
+        stands = not self.assumed_facts_read or self._assumed == actual
+        self._assumed, self.assumed_facts_read = None, False
         if actual is not None:
             self._facts = actual
         return stands

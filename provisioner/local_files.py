@@ -36,8 +36,19 @@ def cache_directory() -> Path:
     return Path(base) / "provisioner"
 
 
+def private_cache_subdirectory(name: str) -> Path:
+    """The cache directory's ``name`` subdirectory, both made 0700 when missing (what a run
+    remembers about inventories and hosts is nobody else's business)."""
+    top = cache_directory()
+    top.parent.mkdir(parents=True, exist_ok=True)
+    for directory in (top, top / name):
+        directory.mkdir(mode=0o700, exist_ok=True)
+    return top / name
+
+
 def keep_newest(directory: Path, pattern: str, count: int) -> None:
-    """Remove all but the ``count`` most recently written files matching ``pattern``."""
+    """Remove all but the ``count`` most recently written files matching ``pattern``, so a
+    cache keyed by content or host never grows without bound."""
     entries = sorted(directory.glob(pattern), key=lambda path: path.stat().st_mtime)
     for stale in entries[:-count]:
         stale.unlink(missing_ok=True)

@@ -20,7 +20,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from provisioner.local_files import cache_directory, keep_newest, write_atomically
+from provisioner.local_files import (
+    cache_directory,
+    keep_newest,
+    private_cache_subdirectory,
+    write_atomically,
+)
 
 #: How many validated documents to keep; older entries are removed when a new one is written.
 KEEP_ENTRIES = 32
@@ -69,7 +74,7 @@ def _write(entry: Path, document: dict[str, Any]) -> None:
     if json.loads(text) != document:
         return
     try:
-        entry.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_cache_subdirectory(entry.parent.name)
         write_atomically(entry, text, mode=0o600)
         keep_newest(entry.parent, "*.json", KEEP_ENTRIES)
     except OSError:

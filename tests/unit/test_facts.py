@@ -15,6 +15,7 @@ from provisioner.facts import (
     FACTS_SCRIPT,
     Disk,
     Facts,
+    facts_complete,
     parse_facts,
     parse_openssh_version,
     split_sections,
@@ -126,11 +127,13 @@ def test_split_sections_keeps_lines_per_section() -> None:
 
 
 def test_facts_script_runs_on_this_machine_and_parses() -> None:
+    plain = {key: value for key, value in os.environ.items() if not key.startswith("OMP_")}
     completed = subprocess.run(["sh", "-c", FACTS_SCRIPT], capture_output=True, text=True,
-                               timeout=60, check=False)
+                               timeout=60, check=False, env=plain)
 
     facts = parse_facts(completed.stdout)
 
+    assert facts_complete(completed.stdout)
     assert facts.cpus == len(os.sched_getaffinity(0))
     assert facts.memory_bytes == this_machine_memory()
     assert facts.kernel == platform.release()

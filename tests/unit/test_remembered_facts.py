@@ -17,9 +17,11 @@ from provisioner import engine, facts_cache
 from provisioner.change import Change
 from provisioner.commands import quote
 from provisioner.engine import HostJob, HostResult, RunOptions
+from provisioner.errors import RoleError
 from provisioner.facts import FACTS_SCRIPT, parse_facts
 from provisioner.host import Host
 from provisioner.inventory import HostConfig, SshSettings
+from provisioner.remote import Result
 from provisioner.roles import Role
 from provisioner.step import Plan, Probed, Step
 from tests.unit.hosts import DEBIAN12_FACTS
@@ -53,9 +55,35 @@ def sized_role(record: Path, reads_facts: bool = True) -> Role:
     return Role("sized", Path("/nonexistent"), {}, {}, steps)
 
 
+class CutShell(LocalShell):
+    """The local shell, but the first answer ends where ``after`` first appears (a connection
+    that dropped mid-output)."""
+
+    def __init__(self, after: str) -> None:
+        super().__init__()
+        self.after = after
+
+    def run_script(self, script: str, timeout: float | None = None) -> Result:
+        result = super().run_script(script, timeout)
+        if len(self.scripts) == 1:
+            return Result(result.stdout.split(self.after)[0], result.stderr, 255)
+        return result
+
+
+def refusing_role(role: Role, cpus: int) -> Role:
+    """The role, refusing (as a role does for an OpenSSH too old) hosts with ``cpus`` CPUs."""
+    def steps(host: Host) -> list[Step]:
+        if host.facts.cpus == cpus:
+            raise RoleError(f"{cpus} CPUs are not supported")
+        return list(role.steps(host))
+
+    return replace(role, steps=steps)
+
+
 def provision(role: Role, monkeypatch: pytest.MonkeyPatch, address: str = "127.0.0.1",
-              check: bool = False) -> tuple[HostResult, LocalShell]:
-    shell = LocalShell()
+              check: bool = False, shell: LocalShell | None = None
+              ) -> tuple[HostResult, LocalShell]:
+    shell = shell or LocalShell()
     monkeypatch.setattr(engine, "open_connection", lambda config: shell)
     monkeypatch.setattr(engine, "prepare_keepers", lambda configs, workers: None)
     job = HostJob(config(address), (role,), {})
@@ -103,7 +131,7 @@ def test_converged_host_whose_roles_read_facts_costs_one_round_trip(
 
     assert [change.status for change in result.changes] == ["ok"]
     assert result.round_trips == 1
-    assert "== cpus" in shell.scripts[0] and "cat " in shell.scripts[0]
+    assert "== cpus" in shell.scripts[0] and str(tmp_path / "record") in shell.scripts[0]
 
 
 def test_facts_that_changed_since_last_run_are_used_before_anything_is_decided(
@@ -134,6 +162,43 @@ def test_check_mode_with_changed_facts_reports_from_the_real_ones(
         (f"record {local_cpus()}", "changed")]
     assert record.read_text() == "drifted\n"
     assert all(f"> {quote(str(record))}" not in script for script in shell.scripts)
+
+
+def test_a_role_that_fails_on_the_remembered_facts_is_rendered_again_from_the_real_ones(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, private_cache_directory: Path) -> None:
+    record = tmp_path / "record"
+    provision(sized_role(record), monkeypatch)
+    forge_remembered_cpus(private_cache_directory, 1024)
+
+    result, _ = provision(refusing_role(sized_role(record), cpus=1024), monkeypatch)
+
+    assert (result.error, [change.status for change in result.changes]) == (None, ["ok"])
+    assert result.round_trips == 2  # facts, then the probes of steps rendered from them
+
+
+def test_a_corrupt_entry_costs_the_facts_round_trip_and_nothing_else(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, private_cache_directory: Path) -> None:
+    provision(sized_role(tmp_path / "record"), monkeypatch)
+    remembered_entry(private_cache_directory).write_text("== cpus\nmany\n")
+
+    result, shell = provision(sized_role(tmp_path / "record"), monkeypatch)
+
+    assert shell.scripts[0] == FACTS_SCRIPT
+    assert ([change.status for change in result.changes], result.round_trips) == (["ok"], 2)
+
+
+def test_an_answer_cut_off_is_never_trusted_nor_remembered(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, private_cache_directory: Path) -> None:
+    provision(sized_role(tmp_path / "record"), monkeypatch)
+    forge_remembered_cpus(private_cache_directory, local_cpus() + 7)
+    forged = remembered_entry(private_cache_directory).read_text()
+
+    result, shell = provision(sized_role(tmp_path / "record"), monkeypatch,
+                              shell=CutShell(after="== virt"))
+
+    assert ([change.status for change in result.changes], result.round_trips) == (["ok"], 3)
+    assert shell.scripts[1] == FACTS_SCRIPT  # gathered again, not taken from the cut answer
+    assert remembered_entry(private_cache_directory).read_text() != forged
 
 
 def test_roles_that_read_no_facts_never_send_the_facts_script(
@@ -168,6 +233,19 @@ def test_remembered_facts_are_private(private_cache_directory: Path) -> None:
     assert stat.S_IMODE(entry.stat().st_mode) == 0o600
     assert stat.S_IMODE(entry.parent.stat().st_mode) == 0o700
     assert facts_cache.recall(config()) == parse_facts("== cpus\n2\n")
+
+
+def test_facts_with_credentials_in_an_apt_source_are_never_stored(
+        private_cache_directory: Path) -> None:
+    facts_cache.remember(config(), "== apt\ndeb https://ci:s3cret@apt.example.com/ x main\n")
+
+    assert not (private_cache_directory / "facts").exists()
+
+
+def test_the_cache_directory_itself_is_private(private_cache_directory: Path) -> None:
+    facts_cache.remember(config(), "== cpus\n2\n")
+
+    assert stat.S_IMODE(private_cache_directory.stat().st_mode) == 0o700
 
 
 def test_a_corrupt_entry_is_not_trusted(private_cache_directory: Path) -> None:
