@@ -190,16 +190,14 @@ def _walk_on_assumed_facts(host: Host, roles: Sequence[Role],
     answer = walk.probe_all(FACTS_SCRIPT)
     output = answer.output if answer is not None and answer.exit_code == 0 else ""
     actual = parse_facts(output) if facts_complete(output) else None
-    if actual is not None:
-        facts_cache.remember(host.config, output)
+    facts_cache.remember(host.config, output)
     return (walk if host.settle_facts(actual) else None), actual
 
 
 def _gather_and_remember(connection: RemoteShell, config: HostConfig) -> Facts:
     """Facts of a connected host in one round trip, remembered for its next run."""
     output = connection.run_script(FACTS_SCRIPT).stdout
-    if facts_complete(output):
-        facts_cache.remember(config, output)
+    facts_cache.remember(config, output)
     return parse_facts(output)
 
 

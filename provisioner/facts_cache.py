@@ -22,7 +22,7 @@ import os
 import re
 from pathlib import Path
 
-from provisioner.facts import FACTS_SCRIPT, Facts, parse_facts
+from provisioner.facts import FACTS_SCRIPT, Facts, facts_complete, parse_facts
 from provisioner.inventory import HostConfig
 from provisioner.local_files import (
     cache_directory,
@@ -48,8 +48,9 @@ def recall(config: HostConfig) -> Facts | None:
 
 def remember(config: HostConfig, output: str) -> None:
     """Keep the host's facts output for its next run (rewritten only when it differs, touched
-    when it does not, so the hosts pruned first are the ones not run for longest)."""
-    if CREDENTIALS_IN_URL.search(output):
+    when it does not, so the hosts pruned first are the ones not run for longest); an output
+    cut short is never kept."""
+    if not facts_complete(output) or CREDENTIALS_IN_URL.search(output):
         return
     entry = _entry_path(config)
     try:

@@ -227,29 +227,36 @@ def test_nothing_is_recalled_for_a_host_never_seen() -> None:
 
 
 def test_remembered_facts_are_private(private_cache_directory: Path) -> None:
-    facts_cache.remember(config(), "== cpus\n2\n")
+    facts_cache.remember(config(), "== cpus\n2\n== end\n")
 
     entry = remembered_entry(private_cache_directory)
     assert stat.S_IMODE(entry.stat().st_mode) == 0o600
     assert stat.S_IMODE(entry.parent.stat().st_mode) == 0o700
-    assert facts_cache.recall(config()) == parse_facts("== cpus\n2\n")
+    assert facts_cache.recall(config()) == parse_facts("== cpus\n2\n== end\n")
 
 
 def test_facts_with_credentials_in_an_apt_source_are_never_stored(
         private_cache_directory: Path) -> None:
-    facts_cache.remember(config(), "== apt\ndeb https://ci:s3cret@apt.example.com/ x main\n")
+    facts_cache.remember(config(),
+                         "== apt\ndeb https://ci:s3cret@apt.example.com/ x main\n== end\n")
 
     assert not (private_cache_directory / "facts").exists()
 
 
 def test_the_cache_directory_itself_is_private(private_cache_directory: Path) -> None:
-    facts_cache.remember(config(), "== cpus\n2\n")
+    facts_cache.remember(config(), "== cpus\n2\n== end\n")
 
     assert stat.S_IMODE(private_cache_directory.stat().st_mode) == 0o700
 
 
+def test_facts_cut_short_are_never_stored(private_cache_directory: Path) -> None:
+    facts_cache.remember(config(), "== os\nID=debian\n== cpus\n2\n")
+
+    assert not (private_cache_directory / "facts").exists()
+
+
 def test_a_corrupt_entry_is_not_trusted(private_cache_directory: Path) -> None:
-    facts_cache.remember(config(), "== cpus\n2\n")
+    facts_cache.remember(config(), "== cpus\n2\n== end\n")
     remembered_entry(private_cache_directory).write_text("== cpus\nmany\n")
 
     assert facts_cache.recall(config()) is None
@@ -271,7 +278,7 @@ def test_only_the_newest_hosts_are_kept(monkeypatch: pytest.MonkeyPatch,
                                         private_cache_directory: Path) -> None:
     monkeypatch.setattr(facts_cache, "KEEP_ENTRIES", 3)
     for number in range(5):
-        facts_cache.remember(config(f"192.0.2.{number}"), "== cpus\n2\n")
+        facts_cache.remember(config(f"192.0.2.{number}"), "== cpus\n2\n== end\n")
 
     assert len(list((private_cache_directory / "facts").iterdir())) == 3
 
