@@ -6,13 +6,16 @@ import base64
 import shlex
 from collections.abc import Iterable
 
-
-def quote(value: str | int) -> str:
-    """Quote one argument for POSIX sh."""
-    return shlex.quote(str(value))
+from provisioner.secrets import Secret
 
 
-def join(*argv: str | int) -> str:
+def quote(value: str | int | Secret) -> str:
+    """Quote one argument for POSIX sh; a Secret as its real value (commands go to the host,
+    and the walk masks secrets in whatever output of theirs it shows)."""
+    return shlex.quote(value.reveal() if isinstance(value, Secret) else str(value))
+
+
+def join(*argv: str | int | Secret) -> str:
     """Join argv into a shell command line with every argument quoted."""
     return " ".join(quote(arg) for arg in argv)
 

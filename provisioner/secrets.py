@@ -2,14 +2,16 @@
 
 An inventory never holds a secret in plain text; it holds a reference such as
 ``{secret: env:DB_PASSWORD}`` or ``{secret: file:~/.secrets/db}``. The resolved value travels as
-a Secret whose str/repr is masked, and every diff and report passes through ``redact``.
+a Secret whose str/repr is masked, and every diff and report passes through ``redact``. What is
+sent to the host (templates, command arguments) carries the real value (``reveal_all``).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 MASK = "***"
 
@@ -53,6 +55,21 @@ def resolve_reference(reference: str, base_dir: Path) -> Secret:
             raise ValueError(f"secret file {path} does not exist")
         return Secret(path.read_text().rstrip("\n"), reference)
     raise ValueError(f"unknown secret reference {reference!r}; use env:NAME or file:PATH")
+
+
+def reveal_all(value: Any) -> Any:
+    """The value with every Secret inside it (lists and mappings too) replaced by its text.
+
+    For what goes to the host (a rendered template, a command's argument): the host must get
+    the real value. Masking belongs to what the controller shows and stores, which passes
+    through ``redact`` with the host's secrets."""
+    if isinstance(value, Secret):
+        return value.reveal()
+    if isinstance(value, Mapping):
+        return {key: reveal_all(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(reveal_all(item) for item in value)
+    return value
 
 
 def redact(text: str, secrets: Iterable[Secret]) -> str:

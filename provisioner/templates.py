@@ -11,7 +11,7 @@ import jinja2
 import jinja2.meta
 
 from provisioner.errors import RoleError
-from provisioner.secrets import Secret
+from provisioner.secrets import Secret, reveal_all
 
 #: Names every template may use without the inventory defining them.
 BUILTIN_NAMES = frozenset({"facts", "host_name", "managed_banner", "range", "loop", "lookup"})
@@ -30,9 +30,12 @@ def _environment(template_dir: Path) -> jinja2.Environment:
 
 
 def render_template(template_dir: Path, name: str, variables: Mapping[str, Any]) -> str:
-    """Render ``name`` from a role's templates directory; an undefined variable is a RoleError."""
+    """Render ``name`` from a role's templates directory; an undefined variable is a RoleError.
+
+    Secrets render as their real value: the file is for the host. The walk masks them in every
+    diff and message it shows (a masked value written to the host was silent corruption)."""
     env = _environment(template_dir)
-    context = {"managed_banner": MANAGED_BANNER, **variables}
+    context = {"managed_banner": MANAGED_BANNER, **reveal_all(dict(variables))}
     try:
         return env.get_template(name).render(context)
     except jinja2.UndefinedError as error:

@@ -18,9 +18,12 @@ from provisioner.facts import Facts
 from provisioner.host import Host
 from provisioner.host_run import HostWalk, RoleSteps
 from provisioner.inventory import HostConfig, SshSettings
+from provisioner.ops.files import ensure_file
 from provisioner.remote import Result
 from provisioner.roles import Role
+from provisioner.secrets import Secret
 from provisioner.step import Handler, Plan, Probed, ProbeUnreadable, Safeguard, Step
+from tests.unit.hosts import DEBIAN12_FACTS
 
 
 class LocalShell:
@@ -274,3 +277,27 @@ def test_only_the_last_round_trip_of_a_role_finish_probes_the_next_role(tmp_path
     probe_of_b = f"cat {quote(str(tmp_path / 'b'))}"
     assert [probe_of_b in script for script in shell.scripts] == [True, False, False, True]
     assert [change.status for change in changes] == ["changed", "changed", "changed", "ok"]
+
+
+def test_a_secret_in_a_template_reaches_the_host_and_only_its_mask_is_shown(
+        tmp_path: Path) -> None:
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "app.conf.j2").write_text("password={{ app_password }}\n")
+    target = tmp_path / "app.conf"
+    target.write_text("password=old\n")
+    settings = SshSettings(None, Path("/dev/null"), False, None, 5, 5, None)
+    config = HostConfig("local", "127.0.0.1", 22, "root", (), ("test",), {}, settings)
+    host = Host(config, {"app_password": Secret("hunter2", "env:APP_PASSWORD")},
+                lambda: DEBIAN12_FACTS, show_diff=True)
+    host.template_dir = templates
+    step = ensure_file(host, str(target), host.render("app.conf.j2"), mode=0o600)
+    role = Role("test", tmp_path, {}, {}, lambda host: [step])
+    changes: list[Change] = []
+
+    HostWalk(host, LocalShell(), [RoleSteps(role, [step])],  # type: ignore[arg-type]
+             changes.append, lambda label: None).run()
+
+    assert target.read_text() == "password=hunter2\n"
+    assert changes[0].changed and changes[0].diff is not None
+    assert "+password=***" in changes[0].diff and "hunter2" not in changes[0].diff

@@ -85,12 +85,14 @@ def test_managed_banner_is_always_available(tmp_path: Path) -> None:
     assert render_template(directory, "motd.j2", {}) == f"# {MANAGED_BANNER}\n"
 
 
-def test_secret_renders_masked_unless_revealed(tmp_path: Path) -> None:
-    directory = templates(tmp_path, conf="shown={{ pw }} real={{ pw | reveal }}\n")
+def test_a_secret_renders_as_its_real_value_for_the_host(tmp_path: Path) -> None:
+    directory = templates(tmp_path, conf="plain={{ pw }} filtered={{ pw | upper }} "
+                                         "nested={{ users[0].pw }} explicit={{ pw | reveal }}\n")
 
-    rendered = render_template(directory, "conf.j2", {"pw": Secret("hunter2")})
+    rendered = render_template(directory, "conf.j2", {"pw": Secret("hunter2"),
+                                                      "users": [{"pw": Secret("s3cret")}]})
 
-    assert rendered == "shown=*** real=hunter2\n"
+    assert rendered == "plain=hunter2 filtered=HUNTER2 nested=s3cret explicit=hunter2\n"
 
 
 def test_host_render_offers_facts_and_host_name(tmp_path: Path) -> None:
