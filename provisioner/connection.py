@@ -5,11 +5,21 @@ key, AutoAddPolicy, fabric#2071); known_hosts is loaded and unknown keys are rej
 inventory opts in to trust-on-first-use, which records the key. Scripts travel on a raw paramiko
 channel with stdin closed after sending, because fabric's in_stream waits ~28 s for end-of-input
 (sandbox-notes.md). Network exceptions are caught here and nowhere else.
+
+A login that goes dead (the host vanished, or a ban now drops this controller) is found within
+``DEAD_LINK_SECONDS``: the kernel aborts a TCP connection whose data stays unacknowledged that
+long, and with it whatever was still queued on it, so a command sent into a dead link is never
+delivered minutes later when the link comes back. A command that outlives its deadline aborts
+its login with a reset for the same reason.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import hashlib
 import socket
+import struct
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,14 +27,16 @@ from typing import TYPE_CHECKING, Any
 import paramiko
 
 from provisioner.channel import read_channel
-from provisioner.errors import ConnectError, SessionNotStarted
+from provisioner.errors import CommandTimedOut, ConnectError, LoginRefused, SessionNotStarted
 from provisioner.inventory import HostConfig
 from provisioner.remote import (
     Result,
     host_label,
+    lost_message,
     refuse_sudo_failure,
     root_shell_command,
     root_shell_input,
+    timed_out_message,
 )
 from provisioner.root_shell import RootShell
 
@@ -77,11 +89,10 @@ class Connection:
             channel.exec_command(command)
             channel.sendall(stdin)
             channel.shutdown_write()
-            return _collect(channel, timeout)
+            return _collect(channel, timeout, host_label(self.config))
         except TimeoutError as error:  # before OSError, of which it is a kind
-            raise ConnectError(f"A command on {host_label(self.config)} timed out ({error}); "
-                               "raise ssh.command_timeout in the inventory if it needs longer."
-                               ) from None
+            self.abort()
+            raise CommandTimedOut(timed_out_message(host_label(self.config), error)) from None
         except (OSError, paramiko.SSHException) as error:
             raise ConnectError(f"The SSH connection to {host_label(self.config)} failed while "
                                f"running a command: {error}. Check the host and run again."
@@ -122,11 +133,26 @@ class Connection:
             raise SessionNotStarted(f"{lost} ({reason})") from None
 
 
-def _collect(channel: paramiko.Channel, timeout: float) -> Result:
-    """Everything the command writes, and its exit code once it has exited."""
+    def abort(self) -> None:
+        """End the login with a reset: whatever is still queued on it is dropped, never
+        delivered later (a plain close would leave the kernel trying to deliver it)."""
+        transport = self._client.get_transport()
+        sock = getattr(transport, "sock", None)
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):  # already closed
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self._close()
+
+
+def _collect(channel: paramiko.Channel, timeout: float, host: str) -> Result:
+    """Everything the command writes, and its exit code once it has exited; ConnectError when
+    the login died first (paramiko then reports exit code -1, which is no answer)."""
     out, err = read_channel(channel, timeout)
-    return Result(out.decode("utf-8", "replace"), err.decode("utf-8", "replace"),
-                  channel.recv_exit_status())
+    code = channel.recv_exit_status()
+    transport = channel.get_transport()
+    if code == -1 and (transport is None or not transport.is_active()):
+        raise ConnectError(lost_message(host))
+    return Result(out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), code)
 
 
 def _login(config: HostConfig) -> tuple[paramiko.SSHClient, Callable[[], object]]:
@@ -148,7 +174,9 @@ def _login(config: HostConfig) -> tuple[paramiko.SSHClient, Callable[[], object]
         _keep_alive(client)
         return client, client.close
     except paramiko.BadHostKeyException as error:
-        raise ConnectError(_bad_key_message(config, error)) from None
+        raise LoginRefused(_bad_key_message(config, error)) from None
+    except paramiko.AuthenticationException as error:
+        raise LoginRefused(_ssh_error_message(config, error)) from None
     except paramiko.SSHException as error:
         raise ConnectError(_ssh_error_message(config, error)) from None
     except (TimeoutError, OSError, EOFError) as error:
@@ -206,7 +234,28 @@ def _tcp_socket(name: str, address: str, port: int, timeout: float) -> socket.so
     except OSError as error:
         raise ConnectError(_unreachable(name, address, port, error)) from None
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    _abort_when_dead(sock)
     return sock
+
+
+#: Seconds data may stay unacknowledged before the kernel declares the link dead and aborts it
+#: (dropping what was queued). Longer than any pause a live, busy host makes; short enough that
+#: a run waiting on a dead host fails it in well under a minute.
+DEAD_LINK_SECONDS = 30
+#: An idle login is probed after this many seconds, so a silent death is found too (paramiko's
+#: own keepalive, every 30 s, is one more probe).
+IDLE_PROBE_SECONDS = 10
+
+
+def _abort_when_dead(sock: socket.socket) -> None:
+    """TCP keepalive and TCP_USER_TIMEOUT (Linux; elsewhere only keepalive)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (("TCP_KEEPIDLE", IDLE_PROBE_SECONDS), ("TCP_KEEPINTVL", 5),
+                        ("TCP_KEEPCNT", DEAD_LINK_SECONDS // 5),
+                        ("TCP_USER_TIMEOUT", DEAD_LINK_SECONDS * 1000)):
+        option = getattr(socket, name, None)
+        if option is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
 
 def _pin_host_keys(client: paramiko.SSHClient, known_hosts: Path, trust_first: bool) -> None:
@@ -222,10 +271,19 @@ def _unreachable(name: str, address: str, port: int, error: BaseException) -> st
 
 
 def _bad_key_message(config: HostConfig, error: paramiko.BadHostKeyException) -> str:
-    return (f"The host key of {config.name} ({config.address}) does not match the one recorded "
-            f"in {config.ssh.known_hosts} (got {error.key.get_name()} "
-            f"{error.key.get_fingerprint().hex()}). This may be an attack or a reinstalled "
-            "host; verify the new key out of band, then remove the old line from known_hosts.")
+    entry = config.address if config.port == 22 else f"[{config.address}]:{config.port}"
+    return (f"The host key of {config.name} ({config.address}:{config.port}) does not match the "
+            f"one recorded in {config.ssh.known_hosts}: it now presents {error.key.get_name()} "
+            f"{key_fingerprint(error.key)}. This may be an attack or a reinstalled host. Verify "
+            "the new key out of band (on the host: ssh-keygen -l -f /etc/ssh/ssh_host_*_key.pub"
+            "), then remove the old line with: ssh-keygen -R "
+            f"'{entry}' -f {config.ssh.known_hosts}")
+
+
+def key_fingerprint(key: paramiko.PKey) -> str:
+    """The key's fingerprint as ``ssh-keygen -l`` prints it: SHA256 and unpadded base64."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
 
 
 def _ssh_error_message(config: HostConfig, error: paramiko.SSHException) -> str:
@@ -235,6 +293,10 @@ def _ssh_error_message(config: HostConfig, error: paramiko.SSHException) -> str:
                 "identity cannot be verified. Add its key (ssh-keyscan, checked out of band), or "
                 "set ssh.trust_on_first_use: true for this host to record it on first contact.")
     if isinstance(error, paramiko.AuthenticationException):
-        return (f"{config.name} ({config.address}) refused login as {config.user!r}: {text}. "
-                "Check the user and ssh.identity_file in the inventory.")
+        tried = (f"the key {config.ssh.identity_file}" if config.ssh.identity_file else
+                 "the SSH agent's keys and ~/.ssh/id_* (no ssh.identity_file is set)")
+        return (f"{config.name} ({config.address}:{config.port}) refused login as "
+                f"{config.user!r} with {tried}: {text}. Check the user and ssh.identity_file in "
+                "the inventory, and that the key's public half is in the user's "
+                "~/.ssh/authorized_keys on the host.")
     return f"SSH to {config.name} ({config.address}:{config.port}) failed: {text}."

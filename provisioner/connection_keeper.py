@@ -28,7 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from provisioner.errors import ConnectError, ProvisionerError, SessionNotStarted, ShellGone
+from provisioner.errors import (
+    CommandTimedOut,
+    ConnectError,
+    ProvisionerError,
+    SessionNotStarted,
+    ShellGone,
+)
 from provisioner.inventory import HostConfig
 from provisioner.keeper_wire import (
     WireError,
@@ -201,6 +207,8 @@ class Keeper:
                 self._stop()
             return {"error": str(error), "started": False}, b"", b""
         except ConnectError as error:
+            if not self.login.alive():
+                self._stop()
             return {"error": str(error), "started": True}, b"", b""
         return _answer(result)
 
@@ -216,6 +224,11 @@ class Keeper:
             result = shell.run(script, timeout)
         except ShellGone:
             return None  # it ended since the last run (killed, dropped): a new one next time
+        except CommandTimedOut as error:
+            assert self.login is not None
+            self.login.abort()  # nothing still queued on it may reach the host later
+            self._stop()
+            return {"error": str(error), "started": True}, b"", b""
         except ConnectError as error:
             return {"error": str(error), "started": True}, b"", b""
         finally:

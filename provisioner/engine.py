@@ -27,6 +27,7 @@ from provisioner.remote import RemoteShell
 from provisioner.roles import (
     Role,
     available_roles,
+    check_login_kept,
     load_role,
     merge_role_variables,
 )
@@ -98,8 +99,9 @@ def prepare(hosts: Sequence[HostConfig], options: RunOptions) -> list[HostJob]:
                 raise RoleError(f"--roles names {name!r}, which is not a role (available: "
                                 f"{', '.join(sorted(known))}).")
         roles = tuple(load_role(known[name]) for name in names)
-        origin = f"host {config.name}"
-        jobs.append(HostJob(config, roles, merge_role_variables(roles, config.vars, origin)))
+        variables = merge_role_variables(roles, config.vars, f"host {config.name}")
+        check_login_kept(roles, config, variables)
+        jobs.append(HostJob(config, roles, variables))
     return jobs
 
 

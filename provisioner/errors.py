@@ -26,6 +26,16 @@ class ConnectError(ProvisionerError):
     """A host could not be reached or refused our credentials or presented an unknown key."""
 
 
+class LoginRefused(ConnectError):
+    """The host answered and refused our credentials (or its key did not match): logging in
+    again with the same ones cannot succeed, and each try counts toward the host's ban rules."""
+
+
+class CommandTimedOut(ConnectError):
+    """A command outlived its deadline; the login it ran on was aborted, so nothing queued on
+    it can still reach the host later."""
+
+
 class SessionNotStarted(ConnectError):
     """The connection failed before a command was sent: nothing ran, so trying again is safe."""
 

@@ -16,17 +16,23 @@ comes up again, or at the end of the role. Ten changed files cost one round trip
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from provisioner.batch import ActionResult, BatchResult, build_batch, parse_batch
 from provisioner.change import Change
-from provisioner.errors import ProvisionerError
+from provisioner.errors import ConnectError, LoginRefused, ProvisionerError
 from provisioner.host import Host
 from provisioner.inventory import HostConfig
 from provisioner.remote import RemoteShell
 from provisioner.roles import Role
-from provisioner.safeguards import arm_action, disarm_action, revert_now_action
+from provisioner.safeguards import (
+    NO_LONGER_ARMED,
+    Arming,
+    arm_action,
+    disarm_action,
+    revert_now_action,
+)
 from provisioner.secrets import redact
 from provisioner.step import (
     GroupedProbe,
@@ -34,7 +40,6 @@ from provisioner.step import (
     Plan,
     Probed,
     ProbeUnreadable,
-    Safeguard,
     Step,
 )
 
@@ -61,7 +66,7 @@ class WalkState:
     probed: dict[int, Probed] = field(default_factory=dict)
     queued: list[Decided] = field(default_factory=list)
     notified: list[str] = field(default_factory=list)
-    armed: dict[str, Safeguard] = field(default_factory=dict)
+    armed: dict[str, Arming] = field(default_factory=dict)
     last_pending: str | None = None
     failed: bool = False
 
@@ -92,7 +97,18 @@ class HostWalk:
         return result.probes[0] if lead is not None and result.probes else None
 
     def run(self) -> bool:
-        """Walk every role; returns False when a step failed (the walk stops there)."""
+        """Walk every role; returns False when a step failed (the walk stops there).
+
+        A login lost while a safeguard is armed fails the host with a message saying when the
+        host's own timer restores the unconfirmed change."""
+        try:
+            return self._run_roles()
+        except ConnectError as error:
+            if not self.state.armed:
+                raise
+            raise ConnectError(f"{error} {_timer_note(self.state.armed.values())}") from None
+
+    def _run_roles(self) -> bool:
         if not self._probed_all:
             self.probe_all()
         position = 0
@@ -176,8 +192,9 @@ class HostWalk:
     def _act(self, position: int, step: Step, plan: Plan, started: float) -> bool:
         action = plan.action or ""
         if step.safeguard and step.safeguard.name not in self.state.armed:
-            action = arm_action(step.safeguard) + action
-            self.state.armed[step.safeguard.name] = step.safeguard
+            arming = Arming.new(step.safeguard, time.time())
+            action = arm_action(arming) + action
+            self.state.armed[step.safeguard.name] = arming
         self.on_action(step.label)
         result = self._round_trip(action, position + 1)
         return self._report_action(step, plan, result.actions[0] if result.actions else None,
@@ -230,34 +247,51 @@ class HostWalk:
         else:
             self._report(Change.made(label, "ran (notified)"), started)
 
-    def _confirm(self, safeguard: Safeguard, next_position: int | None) -> None:
-        """Prove the change with a brand-new SSH connection, then disarm; else revert now."""
+    def _confirm(self, arming: Arming, next_position: int | None) -> None:
+        """Prove the change with a brand-new SSH login, then disarm; else revert now."""
         started = time.monotonic()
-        label = f"safeguard {safeguard.name}"
-        user = safeguard.login_user or self.host.config.user
+        label = f"safeguard {arming.safeguard.name}"
+        user = self.host.config.user
         try:
-            self.confirmation_round_trips += _prove_new_connection(
-                replace(self.host.config, user=user))
+            self.confirmation_round_trips += _prove_new_connection(self.host.config)
         except ProvisionerError as error:
-            self._round_trip(revert_now_action(safeguard), next_position)
-            self.state.failed = True
-            self._report(Change.failure(label, f"a new SSH connection as {user} failed after the"
-                                        f" change ({error}); the previous state was restored"),
-                         started)
+            self._report(self._revert_now(arming, next_position, error), started)
             return
-        self._round_trip(disarm_action(safeguard), next_position)
-        self._report(Change.ok(label, f"new SSH connection as {user} works; revert disarmed"),
+        result = self._round_trip(disarm_action(arming), next_position,
+                                  timeout=SAFEGUARD_COMMAND_TIMEOUT)
+        if NO_LONGER_ARMED in result.action_output:
+            self._report(Change.failure(label, "the host's revert timer fired before the new "
+                                        f"login proved the change ({arming.safeguard.timeout} s):"
+                                        " the previous state was restored; give the safeguard "
+                                        "more time"), started)
+            return
+        self._report(Change.ok(label, f"a new SSH login as {user} works; revert disarmed"),
                      started)
 
+    def _revert_now(self, arming: Arming, next_position: int | None,
+                    error: ProvisionerError) -> Change:
+        """Fire the revert at once; if even that cannot reach the host, its timer will."""
+        label = f"safeguard {arming.safeguard.name}"
+        failed = (f"a new SSH login as {self.host.config.user} failed after the change "
+                  f"({error})")
+        self.state.failed = True
+        try:
+            self._round_trip(revert_now_action(arming), next_position,
+                             timeout=SAFEGUARD_COMMAND_TIMEOUT)
+        except ConnectError as lost:
+            return Change.failure(label, f"{failed}; reverting at once failed too ({lost}). "
+                                  f"{_timer_note([arming])}")
+        return Change.failure(label, f"{failed}; the previous state was restored")
+
     def _round_trip(self, action: str | list[str] | None, first_probe: int | None,
-                    lead: str | None = None) -> BatchResult:
+                    lead: str | None = None, timeout: float | None = None) -> BatchResult:
         """One script: the action(s), then the probes of the steps from first_probe on (none when
         first_probe is None, because a later round trip of the same finish re-probes), after the
         probe ``lead`` when there is one."""
         remaining = self.flat[first_probe:] if first_probe is not None else []
         leading: list[str | GroupedProbe] = [lead] if lead is not None else []
         script = build_batch(leading + [step.wire_probe for _, step in remaining], action)
-        output = self.connection.run_script(script.text).stdout
+        output = self.connection.run_script(script.text, timeout=timeout).stdout
         result = parse_batch(script, output)
         for offset, probed in enumerate(result.probes[len(leading):]):
             self.state.probed[(first_probe or 0) + offset] = probed
@@ -272,26 +306,53 @@ class HostWalk:
         return redact(text, self.host.secrets) if text else text
 
 
-def _prove_new_connection(config: HostConfig, patience: float = 10.0) -> int:
-    """Log in afresh and run a command, retrying briefly: a reloaded sshd or a rebuilt firewall
-    can take a moment to accept again, and a good change must not be reverted for that.
+#: Seconds a safeguard's disarm or revert may take on the host. They are quick; a host that
+#: does not answer in this time has a dead link, and its own timer reverts.
+SAFEGUARD_COMMAND_TIMEOUT = 60
+#: At most this many new logins prove a change. Only a login that never reached
+#: authentication (sshd still rebinding after a reload) is tried again: a refused login is
+#: final, and each refusal would count toward the host's ban rules (fail2ban's maxretry).
+PROOF_LOGINS = 3
 
-    Returns the round trips the proof made (one per login that got as far as running it).
-    Always a new login, never a kept one: a kept login would prove nothing about the next."""
+
+def _timer_note(armings: Iterable[Arming]) -> str:
+    times = ", ".join(f"{a.safeguard.name} at "
+                      f"{time.strftime('%H:%M:%S UTC', time.gmtime(a.fires_at))}"
+                      for a in armings)
+    return f"The host's own timer restores the unconfirmed change: safeguard {times}."
+
+
+def _prove_new_connection(config: HostConfig, patience: float = 10.0) -> int:
+    """Log in afresh with the inventory's own credentials and run a command as root.
+
+    Returns the round trips the proof made. Always a new login, never a kept one: a kept login
+    would prove nothing about the next. A login refused by the host (its key, its user, sudo)
+    is never tried again; one that did not get that far is, within ``patience`` seconds and at
+    most PROOF_LOGINS times, because a reloaded sshd or rebuilt firewall can take a moment to
+    accept again and a good change must not be reverted for that.
+    """
     from provisioner.connection import Connection
 
     deadline = time.monotonic() + patience
     round_trips = 0
-    while True:
+    for attempt in range(1, PROOF_LOGINS + 1):
         try:
             fresh = Connection(config)
-            try:
-                round_trips += 1
-                fresh.run_script("true", timeout=30)
-            finally:
-                fresh.close()
-            return round_trips
+        except LoginRefused:
+            raise
         except ProvisionerError:
-            if time.monotonic() > deadline:
+            if attempt == PROOF_LOGINS or time.monotonic() > deadline:
                 raise
             time.sleep(1)
+            continue
+        try:
+            round_trips += 1
+            answer = fresh.run_script("id -u", timeout=30)
+        finally:
+            fresh.close()
+        if answer.exit_code != 0 or answer.stdout.strip() != "0":
+            said = (answer.stderr or answer.stdout).strip()[-200:]
+            raise LoginRefused(f"the login worked but running a command as root did not "
+                               f"(exit {answer.exit_code}: {said})")
+        return round_trips
+    raise AssertionError("unreachable")

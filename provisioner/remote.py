@@ -69,3 +69,15 @@ def refuse_sudo_failure(config: HostConfig, result: Result) -> None:
 
 def host_label(config: HostConfig) -> str:
     return f"{config.name} ({config.address}:{config.port})"
+
+
+def timed_out_message(host: str, error: BaseException) -> str:
+    return (f"A command on {host} timed out ({error}); the login was reset so nothing still "
+            "queued on it can reach the host later. Raise ssh.command_timeout in the inventory "
+            "if the command needs longer.")
+
+
+def lost_message(host: str) -> str:
+    return (f"The SSH connection to {host} went dead while a command ran (the host stopped "
+            "acknowledging: it is down, or a firewall or ban now drops this controller); whether "
+            "the command finished is unknown. Check the host and run again.")

@@ -2,7 +2,9 @@
 
 A role is a directory ``<roles dir>/<name>/`` with ``role.py`` (``steps(host)`` yielding Steps in
 order, optional ``HANDLERS``, optional ``TEMPLATE_ARGUMENTS``: per template, the names the role
-passes to it on each render, such as a loop index), ``defaults.yml`` (every variable,
+passes to it on each render, such as a loop index; optional ``validate(vars)``; optional
+``validate_login(config, vars)``, which refuses settings under which the inventory's own login
+would stop working by design), ``defaults.yml`` (every variable,
 documented), ``templates/`` and ``spec.py`` (testinfra). Variables are checked against the
 defaults before any host is contacted: a ``<role>_`` variable the role does not declare is a
 typo, a type that differs from the default's is a mistake, a declared default of ``null`` marks a
@@ -24,6 +26,7 @@ import yaml
 
 from provisioner.errors import RoleError
 from provisioner.host import Host
+from provisioner.inventory import HostConfig
 from provisioner.secrets import Secret
 from provisioner.step import Handler, Step
 from provisioner.templates import BUILTIN_NAMES, template_variables
@@ -52,6 +55,8 @@ class Role:
     validate: Callable[[Mapping[str, Any]], None] | None = None
     #: Template (relative path) -> names the role passes to each render of it; not variables.
     template_arguments: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    #: Raises RoleError when these variables would end the inventory's own login to the host.
+    validate_login: Callable[[HostConfig, Mapping[str, Any]], None] | None = None
 
     @property
     def template_dir(self) -> Path:
@@ -82,8 +87,10 @@ def load_role(path: Path) -> Role:
     validate = getattr(module, "validate", None)
     arguments = {template: frozenset(names) for template, names
                  in getattr(module, "TEMPLATE_ARGUMENTS", {}).items()}
+    validate_login = getattr(module, "validate_login", None)
     return Role(path.name, path, _read_defaults(path), handlers, steps,
-                validate if callable(validate) else None, arguments)
+                validate if callable(validate) else None, arguments,
+                validate_login if callable(validate_login) else None)
 
 
 def _import(path: Path) -> ModuleType:
@@ -107,6 +114,17 @@ def _read_defaults(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise RoleError(f"{defaults_file} must be a mapping of variable: default.")
     return data
+
+
+def check_login_kept(roles: Sequence[Role], config: HostConfig,
+                     variables: Mapping[str, Any]) -> None:
+    """Refuse, before any contact, a host whose roles would end the login the inventory uses."""
+    for role in roles:
+        if role.validate_login is not None:
+            try:
+                role.validate_login(config, variables)
+            except RoleError as error:
+                raise RoleError(f"host {config.name}: {error}") from None
 
 
 def merge_role_variables(roles: Sequence[Role], inventory_vars: Mapping[str, Any],

@@ -27,8 +27,8 @@ import shlex
 import paramiko
 
 from provisioner.channel import Finished, read_channel
-from provisioner.errors import ConnectError, ShellGone
-from provisioner.remote import Result
+from provisioner.errors import CommandTimedOut, ConnectError, ShellGone
+from provisioner.remote import Result, lost_message, timed_out_message
 
 #: Runs as root; its argument is the token that says it started. Each script reaches a new sh
 #: through a pipe and, being one brace group, is read whole before any of it runs.
@@ -78,7 +78,9 @@ class RootShell:
         return shell
 
     def run(self, script: bytes, timeout: float) -> Result:
-        """Run one script; ShellGone if it was never sent, ConnectError if its fate is unknown."""
+        """Run one script; ShellGone if it was never sent, ConnectError if its fate is unknown
+        (CommandTimedOut past ``timeout``: the caller must then abort the login, so nothing
+        still queued on it reaches the host later)."""
         channel = self._channel
         if not self.usable or channel.closed or channel.exit_status_ready() or \
                 channel.recv_ready() or channel.recv_stderr_ready():
@@ -95,10 +97,12 @@ class RootShell:
                                         timeout)
         except TimeoutError as error:
             self.close()
-            raise ConnectError(f"A command on {self._host} timed out ({error}); raise "
-                               "ssh.command_timeout in the inventory if it needs longer.") from None
+            raise CommandTimedOut(timed_out_message(self._host, error)) from None
         except (OSError, paramiko.SSHException, ConnectError) as error:
             self.close()
+            transport = channel.get_transport()
+            if transport is None or not transport.is_active():
+                raise ConnectError(lost_message(self._host)) from None
             raise ConnectError(f"The SSH connection to {self._host} failed while running a "
                                f"command: {error}. Check the host and run again.") from None
         found = answered(out, err, token)

@@ -47,19 +47,19 @@ class ProbeUnreadable(Exception):
 
 @dataclass(frozen=True)
 class Safeguard:
-    """A change that could cut the operator off (sshd, firewall) and must prove itself.
+    """A change that could cut the operator off (sshd, firewall, the login user's account) and
+    must prove itself.
 
     Before the first action under it, the engine arms a revert on the host: a timer that fires
     after ``timeout`` seconds unless disarmed, restoring every file the steps recorded and then
-    running ``undo``. After the role's handlers ran, the engine opens a *new* SSH connection (as
-    ``login_user`` when given, else the inventory's user); if that works it disarms the timer,
-    otherwise it reverts at once. A dead provisioning connection leaves the timer to do it.
+    running ``undo``. After the role's handlers ran, the engine logs in anew with the inventory's
+    own credentials and runs a command as root; if that works it disarms the timer, otherwise it
+    reverts at once. A dead provisioning connection leaves the timer to do it.
     """
 
     name: str
     undo: str
     timeout: int = 120
-    login_user: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,9 @@
-"""Users with their authorized keys, and sudoers drop-ins that visudo accepts before activation."""
+"""Users with their authorized keys, and sudoers drop-ins that visudo accepts before activation.
+
+Each builder takes an optional Safeguard: a user's shell, groups, keys and sudo rights decide
+whether the controller can still log in, so a role changing those for the login user guards
+them like an sshd change (the account databases are saved for the revert).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,11 @@ from dataclasses import dataclass
 
 from provisioner.commands import join, quote
 from provisioner.host import Host
-from provisioner.ops.files import ensure_directory, ensure_file
-from provisioner.step import Plan, Probed, Step
+from provisioner.ops.files import ensure_directory, ensure_file, safeguard_save
+from provisioner.step import Plan, Probed, Safeguard, Step
+
+#: What useradd, usermod and gpasswd change; saved before a guarded change to an account.
+ACCOUNT_FILES = ("/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow")
 
 
 @dataclass(frozen=True)
@@ -54,31 +62,65 @@ def plan_user(name: str, current: UserState | None, shell: str, home: str,
 
 
 def ensure_user(host: Host, name: str, *, shell: str = "/bin/bash", home: str = "",
-                groups: Sequence[str] = (), label: str = "") -> Step:
+                groups: Sequence[str] = (), safeguard: Safeguard | None = None,
+                label: str = "") -> Step:
     """A login user with this shell, a home directory and at least these groups."""
     home_dir = home or f"/home/{name}"
+    save = _account_saves(safeguard)
 
     def decide(probed: Probed) -> Plan:
-        return plan_user(name, parse_user(probed.output), shell, home_dir, groups)
+        plan = plan_user(name, parse_user(probed.output), shell, home_dir, groups)
+        return Plan(plan.reason, save + plan.action) if plan.action else plan
 
-    return Step(label or f"user {name}", probe_user(name), decide)
+    return Step(label or f"user {name}", probe_user(name), decide, safeguard=safeguard)
+
+
+def plan_group_member(user: str, group: str, current: UserState | None) -> Plan:
+    """gpasswd to add an existing user to a group; pure. A missing user is unreadable state."""
+    if current is None:
+        return Plan(f"user {user} does not exist", action=(
+            f"echo {quote(f'user {user} does not exist on the host')} >&2; exit 1"))
+    if group in current.groups:
+        return Plan(f"already in {group}")
+    return Plan(f"added to {group}", action=join("gpasswd", "--add", user, group))
+
+
+def ensure_group_member(host: Host, user: str, group: str, *,
+                        safeguard: Safeguard | None = None, label: str = "") -> Step:
+    """An existing user is a member of this group (its other memberships are left alone)."""
+    save = _account_saves(safeguard)
+
+    def decide(probed: Probed) -> Plan:
+        plan = plan_group_member(user, group, parse_user(probed.output))
+        return Plan(plan.reason, save + plan.action) if plan.changes and plan.action else plan
+
+    return Step(label or f"user {user} in group {group}", probe_user(user), decide,
+                safeguard=safeguard)
+
+
+def _account_saves(safeguard: Safeguard | None) -> str:
+    if safeguard is None:
+        return ""
+    return "".join(safeguard_save(safeguard.name, path) for path in ACCOUNT_FILES)
 
 
 def ensure_authorized_keys(host: Host, user: str, keys: Sequence[str], *, home: str = "",
-                           label: str = "") -> list[Step]:
+                           safeguard: Safeguard | None = None, label: str = "") -> list[Step]:
     """~user/.ssh/authorized_keys holding exactly these keys (0700 directory, 0600 file)."""
     home_dir = home or f"/home/{user}"
     content = "".join(key.strip() + "\n" for key in keys)
     return [
         ensure_directory(host, f"{home_dir}/.ssh", owner=user, group=user, mode=0o700),
         ensure_file(host, f"{home_dir}/.ssh/authorized_keys", content, owner=user, group=user,
-                    mode=0o600, label=label or f"authorized keys of {user}"),
+                    mode=0o600, safeguard=safeguard, label=label or f"authorized keys of {user}"),
     ]
 
 
-def ensure_sudoers(host: Host, name: str, content: str, *, label: str = "") -> Step:
+def ensure_sudoers(host: Host, name: str, content: str, *, safeguard: Safeguard | None = None,
+                   label: str = "") -> Step:
     """A drop-in in /etc/sudoers.d that ``visudo -c`` accepted before it went live."""
     if "." in name or name.endswith("~"):
         raise ValueError(f"sudoers drop-in {name!r} would be ignored by sudo (no '.' or '~')")
     return ensure_file(host, f"/etc/sudoers.d/{name}", content, mode=0o440,
-                       validate="visudo -cqf %s", label=label or f"sudoers {name}")
+                       validate="visudo -cqf %s", safeguard=safeguard,
+                       label=label or f"sudoers {name}")

@@ -1,7 +1,10 @@
 """The admin account: a key-only login user in the SSH group, with validated sudo rights.
 
-It is created before sshd is restricted to that group, so the engine's post-change login test
-(the SSH safeguard) has someone to log in as.
+It is created before sshd is restricted to that group. Its shell, groups, keys and sudo rights
+decide whether the controller can still log in when the inventory logs in as the admin, so
+those steps share the SSH steps' safeguard: armed revert, proof by a new login with the
+inventory's credentials, revert when it fails. When the inventory logs in as another user, that
+user joins the SSH group too, or AllowGroups would shut it out.
 """
 
 from __future__ import annotations
@@ -10,9 +13,15 @@ from collections.abc import Iterator
 
 from provisioner.commands import join, quote
 from provisioner.host import Host
-from provisioner.ops.users import ensure_authorized_keys, ensure_sudoers, ensure_user
+from provisioner.ops.users import (
+    ensure_authorized_keys,
+    ensure_group_member,
+    ensure_sudoers,
+    ensure_user,
+)
 from provisioner.step import Step
 from roles.hardening.custom_steps import Access, ensure_access, ensure_command_result, ensure_group
+from roles.hardening.ssh import access_safeguard
 
 #: Name of the sudoers drop-in (no '.' or '~', which sudo would skip).
 SUDOERS_NAME = "provisioner-admin"
@@ -23,13 +32,19 @@ def admin_steps(host: Host) -> Iterator[Step]:
     user = str(host.vars["hardening_admin_user"])
     group = str(host.vars["hardening_ssh_allow_group"])
     home = f"/home/{user}"
+    safeguard = access_safeguard(host.vars)
     yield ensure_group(host, group, label=f"group {group} (may log in over SSH) [controls §2.3]")
     yield ensure_user(host, user, shell=str(host.vars["hardening_admin_shell"]), home=home,
-                      groups=[group], label=f"admin user {user}")
+                      groups=[group], safeguard=safeguard, label=f"admin user {user}")
+    login = host.config.user
+    if login not in (user, "root"):
+        yield ensure_group_member(host, login, group, safeguard=safeguard,
+                                  label=f"login user {login} in group {group} (keeps SSH access)")
     yield from ensure_authorized_keys(host, user, host.vars["hardening_admin_authorized_keys"],
-                                      home=home, label=f"authorized keys of {user} [controls §2]")
+                                      home=home, safeguard=safeguard,
+                                      label=f"authorized keys of {user} [controls §2]")
     yield ensure_sudoers(host, SUDOERS_NAME, host.render("etc/sudoers.d/provisioner-admin.j2"),
-                         label=f"sudoers {SUDOERS_NAME} (visudo-checked)")
+                         safeguard=safeguard, label=f"sudoers {SUDOERS_NAME} (visudo-checked)")
     yield _password_never_expires(host, user)
     yield ensure_access(host, [Access(home, None, None, 0o750, remove_only=True)],
                         label=f"home of {user} not readable by others [controls §1.4]")

@@ -31,6 +31,8 @@ from typing import Any
 
 from provisioner.errors import RoleError
 from provisioner.host import Host
+from provisioner.inventory import HostConfig
+from provisioner.login_keys import PublicKey, login_public_key
 from provisioner.ops.systemd import restart_service
 from provisioner.step import Step
 from roles.hardening import admin, packages, ssh, system
@@ -93,3 +95,54 @@ def _validate_admin(variables: Mapping[str, Any]) -> None:
         if not isinstance(key, str) or not _KEY.match(key.strip()):
             raise RoleError(f"hardening_admin_authorized_keys entry {key!r} is not a public key "
                             "line (\"<type> <base64> [comment]\", type ssh-*, ecdsa-* or sk-*).")
+
+
+def validate_login(config: HostConfig, variables: Mapping[str, Any]) -> None:
+    """Refuse, before any contact, settings under which the inventory's own login would stop
+    working by design; what cannot be known here the safeguard's proof catches on the host."""
+    if config.user == "root":
+        raise RoleError(ROOT_LOGIN_OFF.format(admin=variables["hardening_admin_user"]))
+    port = int(variables["hardening_ssh_port"])
+    if port != config.port:
+        raise RoleError(PORT_MOVES.format(port=port, current=config.port))
+    if config.user == str(variables["hardening_admin_user"]):
+        _validate_admin_login(config, variables)
+
+
+def _validate_admin_login(config: HostConfig, variables: Mapping[str, Any]) -> None:
+    user = config.user
+    shell = str(variables["hardening_admin_shell"])
+    if shell.rsplit("/", 1)[-1] in ("nologin", "false"):
+        raise RoleError(f"the inventory logs in as {user!r}, and hardening_admin_shell {shell!r}"
+                        " would refuse that login. Keep a real shell for the login user.")
+    if not variables["hardening_admin_sudo_nopasswd"] and config.ssh.sudo_password is None:
+        raise RoleError(f"hardening_admin_sudo_nopasswd is false, so sudo would ask {user!r} for "
+                        "a password, and the inventory has no ssh.sudo_password for this host. "
+                        "Set ssh.sudo_password (as a secret reference) in the same change.")
+    key = login_public_key(config)
+    wanted = {PublicKey.parse(line) for line in variables["hardening_admin_authorized_keys"]}
+    if key is not None and key not in wanted:
+        raise RoleError(KEY_DROPPED.format(user=user, file=config.ssh.identity_file,
+                                           fingerprint=key.fingerprint))
+
+
+ROOT_LOGIN_OFF = (
+    "the inventory logs in as root, and the hardening role switches root's SSH login off "
+    "(PermitRootLogin no), so no later run could log in. Log in as the admin user instead: on a "
+    "host that has only root today, create it first as root (useradd -m -s /bin/bash {admin}; "
+    "install -d -m 700 -o {admin} -g {admin} ~{admin}/.ssh; install -m 600 -o {admin} -g "
+    "{admin} ~/.ssh/authorized_keys ~{admin}/.ssh/; echo '{admin} ALL=(ALL) NOPASSWD:ALL' > "
+    "/etc/sudoers.d/bootstrap), then set user: {admin} for the host and run again (the role "
+    "takes the account over).")
+PORT_MOVES = (
+    "hardening_ssh_port is {port} but the inventory logs in on port {current}: sshd would stop "
+    "listening where the next run connects. Move it in two runs: first add "
+    "hardening_sshd_extra_options: [\"Port {port}\"] and allow {port}/tcp in the firewall rules "
+    "(sshd then listens on both ports), run; then set port: {port} and hardening_ssh_port: "
+    "{port} in the inventory, drop the extra option, and run again.")
+KEY_DROPPED = (
+    "hardening_admin_authorized_keys does not hold the key this inventory logs in with "
+    "({file}, {fingerprint}), and the role writes exactly that list to {user}'s "
+    "authorized_keys, so the next login as {user} would fail. To move to a new key: add the new "
+    "key beside the current one and run; point ssh.identity_file at the new key and run; then "
+    "remove the old key and run again.")

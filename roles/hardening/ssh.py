@@ -1,8 +1,9 @@
 """sshd: the whole sshd_config rendered by the role, strong moduli, host keys, no socket activation.
 
-Every step that can change how sshd admits people runs under one Safeguard, so the engine arms a
-revert timer before the first change and proves a brand-new login as the admin user after the
-``ssh:reload`` handler ran (controls.md §2.4.3).
+Every step that can change how sshd admits people runs under one Safeguard (shared with the
+admin account's steps, admin.py), so the engine arms a revert timer before the first change and
+proves a brand-new login with the inventory's own credentials after the ``ssh:reload`` handler
+ran (controls.md §2.4.3).
 """
 
 from __future__ import annotations
@@ -81,16 +82,16 @@ def reload_handler() -> Handler:
     return Handler(base.name, wait)
 
 
-def ssh_safeguard(variables: Mapping[str, Any]) -> Safeguard:
-    """Revert sshd changes unless a new login as the admin works afterwards."""
-    return Safeguard("sshd", undo=f"systemctl reload-or-restart {SSH_UNIT}",
-                     timeout=int(variables["hardening_ssh_safeguard_timeout"]),
-                     login_user=str(variables["hardening_admin_user"]))
+def access_safeguard(variables: Mapping[str, Any]) -> Safeguard:
+    """Revert every change to how the controller gets in (sshd, the admin's account, keys and
+    sudo rights) unless a new login with the inventory's credentials works afterwards."""
+    return Safeguard("ssh-access", undo=f"systemctl reload-or-restart {SSH_UNIT}",
+                     timeout=int(variables["hardening_ssh_safeguard_timeout"]))
 
 
 def ssh_steps(host: Host) -> Iterator[Step]:
     """Host keys, moduli, sshd_config, then socket activation off (§2.1, §2.4)."""
-    safeguard = ssh_safeguard(host.vars)
+    safeguard = access_safeguard(host.vars)
     yield _host_keys_present(host, safeguard)
     yield _strong_moduli(host, int(host.vars["hardening_ssh_moduli_min_bits"]), safeguard)
     content = host.render("etc/ssh/sshd_config.j2", **crypto_variables(host.vars, host.facts))

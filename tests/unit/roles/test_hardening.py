@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,8 @@ from provisioner.errors import RoleError
 from provisioner.facts import Facts
 from provisioner.host import Host
 from provisioner.inventory import HostConfig, SshSettings
-from provisioner.roles import PROJECT_ROOT, load_role, merge_role_variables
+from provisioner.roles import PROJECT_ROOT, check_login_kept, load_role, merge_role_variables
+from provisioner.secrets import Secret
 from provisioner.step import Plan, Probed, ProbeUnreadable, Step
 from roles.hardening.custom_steps import Access, plan_access, plan_command_result, plan_keyed_lines
 from roles.hardening.packages import (
@@ -148,7 +150,7 @@ def test_sshd_step_validates_writes_0600_reloads_and_is_guarded() -> None:
     assert "chmod 0600" in action
     assert step.notify == ("ssh:reload",)
     assert step.safeguard is not None
-    assert (step.safeguard.login_user, step.safeguard.timeout) == ("admin", 120)
+    assert (step.safeguard.name, step.safeguard.timeout) == ("ssh-access", 120)
 
 
 def test_extra_options_come_first_and_match_blocks_last() -> None:
@@ -160,12 +162,95 @@ def test_extra_options_come_first_and_match_blocks_last() -> None:
     assert lines[-1] == "  ForceCommand internal-sftp"
 
 
-def test_every_sshd_changing_step_shares_the_admin_login_safeguard() -> None:
+def test_every_step_that_decides_the_login_shares_one_safeguard() -> None:
     guarded = [step for step in role_steps(make_host()) if step.safeguard is not None]
     assert [step.label.split(" [")[0] for step in guarded] == [
+        "admin user admin", "authorized keys of admin",
+        "sudoers provisioner-admin (visudo-checked)",
         "ssh host keys ed25519, ecdsa, rsa", "ssh moduli of at least 3072 bits",
         "template /etc/ssh/sshd_config"]
     assert {step.safeguard for step in guarded} == {guarded[0].safeguard}
+
+
+def test_a_guarded_account_change_saves_the_account_files_first() -> None:
+    user_step = next(step for step in role_steps(make_host()) if step.label == "admin user admin")
+    action = user_step.decide(Probed("")).action or ""
+    assert action.index("/etc/shadow") < action.index("useradd")
+    assert "safeguard/ssh-access/manifest" in action
+
+
+def test_a_login_user_other_than_the_admin_joins_the_ssh_group() -> None:
+    host = make_host()
+    host.config = replace(host.config, user="deploy")
+    step = next(step for step in role_steps(host) if "login user deploy" in step.label)
+    assert step.safeguard is not None
+    probed = Probed("deploy:x:1001:1001::/home/deploy:/bin/bash\ndeploy sudo\n")
+    assert "gpasswd --add deploy sshusers" in (step.decide(probed).action or "")
+
+
+def login_config(user: str = "admin", port: int = 22, identity: Path | None = None,
+                 sudo_password: Secret | None = None) -> HostConfig:
+    ssh = SshSettings(identity_file=identity, known_hosts=Path("/dev/null"),
+                      trust_on_first_use=False, jump_host=None, connect_timeout=10.0,
+                      command_timeout=60.0, sudo_password=sudo_password)
+    return HostConfig("web1", "192.0.2.10", port, user, (), ("hardening",), {}, ssh)
+
+
+def refusal(config: HostConfig, **overrides: Any) -> str:
+    with pytest.raises(RoleError) as raised:
+        check_login_kept([load_role(ROLE_DIR)], config, merged(**overrides))
+    return str(raised.value)
+
+
+def test_logging_in_as_root_is_refused_with_the_way_to_an_admin_login() -> None:
+    message = refusal(login_config(user="root"))
+    assert "PermitRootLogin no" in message and "set user: admin" in message
+
+
+def test_moving_the_ssh_port_in_one_run_is_refused_with_the_two_step_way() -> None:
+    message = refusal(login_config(), hardening_ssh_port=2222)
+    assert "Port 2222" in message and "port: 2222" in message
+
+
+def test_admin_keys_without_the_login_key_are_refused_naming_its_fingerprint(
+        tmp_path: Path) -> None:
+    identity = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(identity)],
+                   check=True)
+    fingerprint = subprocess.run(["ssh-keygen", "-l", "-f", str(identity)], capture_output=True,
+                                 text=True, check=True).stdout.split()[1]
+    message = refusal(login_config(identity=identity))
+    assert fingerprint in message and str(identity) in message
+
+
+@pytest.mark.parametrize("with_public_half", [True, False])
+def test_admin_keys_holding_the_login_key_pass(tmp_path: Path, with_public_half: bool) -> None:
+    identity = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(identity)],
+                   check=True)
+    public = identity.with_suffix(".pub").read_text()
+    if not with_public_half:
+        identity.with_suffix(".pub").unlink()
+    check_login_kept([load_role(ROLE_DIR)], login_config(identity=identity),
+                     merged(hardening_admin_authorized_keys=[KEY, public]))
+
+
+def test_an_unknowable_login_key_is_left_to_the_safeguard() -> None:
+    check_login_kept([load_role(ROLE_DIR)], login_config(identity=None), merged())
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"hardening_admin_shell": "/usr/sbin/nologin"}, "real shell"),
+    ({"hardening_admin_sudo_nopasswd": False}, "ssh.sudo_password"),
+])
+def test_admin_settings_that_end_the_login_are_refused(overrides: dict[str, Any],
+                                                       message: str) -> None:
+    assert message in refusal(login_config(), **overrides)
+
+
+def test_a_sudo_password_in_the_inventory_allows_sudo_with_a_password() -> None:
+    check_login_kept([load_role(ROLE_DIR)], login_config(sudo_password=Secret("pw")),
+                     merged(hardening_admin_sudo_nopasswd=False))
 
 
 def test_reload_handler_waits_for_sshd_to_listen_again() -> None:
