@@ -19,15 +19,19 @@ from provisioner.ops import files
 from provisioner.ops.files import (
     DesiredFile,
     FileState,
+    backup_command,
+    directories_above,
     ensure_absent,
     ensure_directory,
     ensure_file,
     ensure_line,
+    missing_directories,
     parse_path_state,
     plan_file,
     plan_line,
     probe_path,
     probe_paths,
+    safeguard_save,
     split_paths_output,
     write_file_action,
 )
@@ -121,6 +125,37 @@ def test_probe_path_reports_a_missing_path_as_absent(tmp_path: Path) -> None:
     completed = run_sh(probe_path(str(tmp_path / "missing")))
 
     assert parse_path_state(completed.stdout) is None
+
+
+def test_probe_path_counts_the_missing_directories_above_a_missing_path(tmp_path: Path) -> None:
+    path = str(tmp_path / "modprobe.d" / "conf.d" / "blocked.conf")
+
+    output = run_sh(probe_path(path)).stdout
+
+    assert (output, parse_path_state(output)) == ("absent 2\n", None)
+    assert missing_directories(path, output) == [str(tmp_path / "modprobe.d"),
+                                                 str(tmp_path / "modprobe.d" / "conf.d")]
+
+
+def test_grouped_path_probe_counts_missing_directories_as_the_single_probe_does(
+        tmp_path: Path) -> None:
+    paths = [str(tmp_path / "a" / "b" / "c.conf"), str(tmp_path / "d.conf")]
+
+    grouped = split_paths_output(run_sh(probe_paths(paths)).stdout, paths)
+
+    assert grouped == {path: run_sh(probe_path(path)).stdout for path in paths}
+    assert grouped[paths[0]] == "absent 2\n"
+
+
+def test_directories_above_a_path_are_listed_shallowest_first_without_the_root() -> None:
+    assert directories_above("/etc/systemd/coredump.conf.d/90.conf") == [
+        "/etc", "/etc/systemd", "/etc/systemd/coredump.conf.d"]
+    assert directories_above("/motd") == []
+
+
+def test_missing_directories_of_a_present_or_plainly_absent_path_are_none() -> None:
+    assert missing_directories("/etc/a/b", "absent\n") == []
+    assert missing_directories("/etc/a/b", probe_output(b"x\n")) == []
 
 
 def awkward_tree(root: Path) -> list[Path]:
@@ -258,6 +293,23 @@ def test_plan_file_runs_the_safeguard_save_before_the_write() -> None:
     plan = plan_file(regular(OLD), DesiredFile("/etc/motd", NEW), save="SAVE\n")
 
     assert (plan.action or "").startswith("SAVE\nset -e\n")
+
+
+def test_plan_file_names_the_missing_directories_it_creates() -> None:
+    one = plan_file(None, DesiredFile("/etc/modprobe.d/x.conf", NEW),
+                    missing=["/etc/modprobe.d"])
+    two = plan_file(None, DesiredFile("/etc/a/b/x.conf", NEW), missing=["/etc/a", "/etc/a/b"])
+
+    assert one.reason == "created, with missing directory /etc/modprobe.d"
+    assert two.reason == "created, with missing directories /etc/a, /etc/a/b"
+
+
+def test_check_mode_reports_the_directory_a_file_needs() -> None:
+    step = ensure_file(make_host(check=True), "/etc/modprobe.d/provisioner.conf", "x\n")
+
+    plan = step.decide(Probed("absent 1\n"))
+
+    assert plan.reason == "created, with missing directory /etc/modprobe.d"
 
 
 # --- write_file_action: the text --------------------------------------------------------------
@@ -400,6 +452,174 @@ def test_failure_message_does_not_execute_the_validate_command_text(
     assert list(scratch.iterdir()) == []
 
 
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="creates root-owned directories")
+
+
+def mode_of(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@needs_root
+def test_write_creates_missing_directories_root_owned_0755_whatever_the_umask(
+        tmp_path: Path, backups: Path) -> None:
+    target = tmp_path / "modprobe.d" / "conf.d" / "blocked.conf"
+
+    completed = run_sh("umask 077; " + write_file_action(
+        DesiredFile(str(target), b"install dccp /bin/true\n", "root", "root", 0o644)))
+
+    assert completed.returncode == 0, completed.stderr
+    assert target.read_bytes() == b"install dccp /bin/true\n"
+    for directory in (target.parent.parent, target.parent):
+        assert (directory.owner(), directory.group(), mode_of(directory)) == (
+            "root", "root", 0o755)
+
+
+@needs_root
+def test_write_creates_missing_directories_with_the_mode_the_step_asks_for(
+        tmp_path: Path, backups: Path) -> None:
+    target = tmp_path / "private.d" / "key.conf"
+
+    completed = run_sh(write_file_action(
+        DesiredFile(str(target), b"k\n", mode=0o600, directory_mode=0o700)))
+
+    assert completed.returncode == 0, completed.stderr
+    assert mode_of(target.parent) == 0o700
+
+
+@needs_root
+def test_failing_validator_removes_exactly_the_directories_the_write_created(
+        tmp_path: Path, backups: Path) -> None:
+    (tmp_path / "existing").mkdir()
+    target = tmp_path / "existing" / "new" / "deeper" / "jail.local"
+
+    completed = write_for_real(target, b"broken\n", validate="false %s")
+
+    assert completed.returncode == 1
+    assert [path.name for path in tmp_path.iterdir()] == ["existing"]
+    assert list((tmp_path / "existing").iterdir()) == []
+
+
+def test_backup_of_a_private_file_stays_private_in_a_0700_tree(
+        tmp_path: Path, backups: Path) -> None:
+    target = tmp_path / "shadow"
+    target.write_bytes(b"root:*:19000::::::\n")
+    target.chmod(0o600)
+
+    write_for_real(target, b"root:!:19000::::::\n", mode=0o600)
+
+    copies = list(backups.rglob("shadow.*"))
+    assert [mode_of(copy) for copy in copies] == [0o600]
+    tree = [backups, *[parent for parent in copies[0].parents if backups in parent.parents]]
+    assert {mode_of(directory) for directory in tree} == {0o700}
+
+
+def test_backup_tightens_a_tree_an_older_run_left_world_readable(
+        tmp_path: Path, backups: Path) -> None:
+    target = tmp_path / "app.conf"
+    target.write_bytes(b"old\n")
+    target.chmod(0o644)
+    old_tree = backups / str(tmp_path).lstrip("/")
+    old_tree.mkdir(parents=True, mode=0o755)
+    for directory in (backups, *old_tree.parents):
+        if backups in (directory, *directory.parents):
+            directory.chmod(0o755)
+
+    write_for_real(target, b"new\n", mode=0o644)
+
+    copy = next(old_tree.glob("app.conf.*"))
+    assert mode_of(copy) == 0o644
+    assert {mode_of(directory) for directory in (backups, *copy.parents)
+            if backups in (directory, *directory.parents)} == {0o700}
+
+
+def test_a_write_whose_backup_fails_leaves_the_old_file(tmp_path: Path, backups: Path) -> None:
+    backups.write_text("not a directory\n")
+    target = tmp_path / "app.conf"
+    target.write_bytes(b"old\n")
+
+    completed = write_for_real(target, b"new\n")
+
+    assert completed.returncode == 1
+    assert "could not back up" in completed.stderr
+    assert target.read_bytes() == b"old\n"
+    assert leftovers(tmp_path) == []
+
+
+def test_backup_command_copies_a_file_a_filter_is_about_to_replace(
+        tmp_path: Path, backups: Path) -> None:
+    target = tmp_path / "moduli"
+    target.write_bytes(b"primes\n")
+    target.chmod(0o600)
+
+    completed = run_sh("set -e\n" + backup_command(str(target)) + "\necho done")
+
+    assert (completed.returncode, completed.stdout) == (0, "done\n")
+    copies = list(backups.rglob("moduli.*"))
+    assert [(copy.read_bytes(), mode_of(copy)) for copy in copies] == [(b"primes\n", 0o600)]
+
+
+def test_backup_command_does_nothing_for_a_missing_file(tmp_path: Path, backups: Path) -> None:
+    completed = run_sh(backup_command(str(tmp_path / "missing")))
+
+    assert completed.returncode == 0
+    assert not backups.exists()
+
+
+def test_removed_file_is_kept_with_its_mode_in_a_0700_tree(
+        tmp_path: Path, backups: Path) -> None:
+    target = tmp_path / "old.conf"
+    target.write_bytes(b"secret\n")
+    target.chmod(0o600)
+    step = ensure_absent(make_host(), str(target))
+
+    completed = run_sh(step.decide(Probed(run_sh(step.probe).stdout)).action or "")
+
+    assert completed.returncode == 0, completed.stderr
+    copy = next(backups.rglob("old.conf.*"))
+    assert (target.exists(), mode_of(copy), mode_of(copy.parent), mode_of(backups)) == (
+        False, 0o600, 0o700, 0o700)
+
+
+@pytest.fixture
+def safeguard_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "safeguard"
+    monkeypatch.setattr(files, "SAFEGUARD_ROOT", str(root))
+    return root
+
+
+def test_safeguard_save_keeps_the_copy_private_in_a_0700_tree(
+        tmp_path: Path, safeguard_root: Path) -> None:
+    target = tmp_path / "sshd_config"
+    target.write_bytes(b"PermitRootLogin yes\n")
+    target.chmod(0o600)
+    (safeguard_root / "sshd").mkdir(parents=True)
+    (safeguard_root / "sshd" / "manifest").write_text("")
+    safeguard_root.chmod(0o755)
+
+    completed = run_sh(safeguard_save("sshd", str(target)))
+
+    saved = safeguard_root / "sshd" / "files" / str(target).lstrip("/")
+    assert completed.returncode == 0, completed.stderr
+    assert (saved.read_bytes(), mode_of(saved)) == (b"PermitRootLogin yes\n", 0o600)
+    assert {mode_of(directory) for directory in saved.parents
+            if safeguard_root in (directory, *directory.parents)} == {0o700}
+    assert (safeguard_root / "sshd" / "manifest").read_text() == f"saved {target}\n"
+
+
+def test_a_failed_safeguard_save_stops_the_guarded_change(
+        tmp_path: Path, safeguard_root: Path) -> None:
+    target = tmp_path / "sshd_config"
+    target.write_bytes(b"PermitRootLogin yes\n")
+    safeguard_root.mkdir()
+    (safeguard_root / "sshd").write_text("a file where the safeguard's directory should be\n")
+
+    completed = run_sh(safeguard_save("sshd", str(target)) + f"echo changed > {quote(str(target))}")
+
+    assert completed.returncode == 1
+    assert "could not save" in completed.stderr
+    assert target.read_bytes() == b"PermitRootLogin yes\n"
+
+
 # --- Steps built by ensure_* ------------------------------------------------------------------
 
 
@@ -479,7 +699,8 @@ def test_ensure_absent_does_nothing_when_already_absent() -> None:
     ("output", "reason", "action"),
     [
         ("absent\n", "created",
-         "mkdir -p /srv/app && chown app:app /srv/app && chmod 0750 /srv/app"),
+         "set -e\nif [ ! -d /srv ]; then mkdir -m 0755 /srv; chown root:root /srv; m0=1; fi\n"
+         "mkdir -m 0750 /srv/app\nchown app:app /srv/app\nchmod 0750 /srv/app"),
         ("directory|app|app|750|\n", "already as desired", None),
         ("directory|root|root|755|\n", "owner root:root -> app:app, mode 0755 -> 0750",
          "chown app:app /srv/app && chmod 0750 /srv/app"),
