@@ -3,6 +3,11 @@
 There is no host systemd or machined here, so nspawn runs detached with `--register=no
 --keep-unit`, and its own pid is the handle to the machine. The machine's PID 1 (nspawn's child) is
 what the network is wired into and what gets the poweroff signal.
+
+A machine shares the controller's kernel, so it must not reach the kernel's host-wide settings:
+/proc/sys and /sys stay read-only (only /proc/sys/net, the machine's own network namespace, is
+writable) and the capabilities that act on the whole host are withheld. A role run against a
+sandbox machine once changed the controller's kernel.unprivileged_bpf_disabled until reboot.
 """
 
 import contextlib
@@ -35,19 +40,47 @@ def ensure_nspawn_tmpfs() -> None:
         run(["mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", str(NSPAWN_TMPFS)])
 
 
+HOST_WIDE_CAPABILITIES = (
+    "CAP_SYS_MODULE",     # load and unload the controller's kernel modules
+    "CAP_SYS_TIME",       # set the controller's clock (chrony would run and steer it)
+    "CAP_SYSLOG",         # clear the kernel log, change the console log level
+    "CAP_SYS_RAWIO",      # raw I/O ports and device memory
+    "CAP_SYS_PACCT",      # switch the kernel's process accounting
+    "CAP_WAKE_ALARM",     # wake the controller from suspend
+    "CAP_BLOCK_SUSPEND",  # keep the controller from suspending
+)
+"""Withheld from machines although `--capability=all` grants the rest: each acts on the shared
+kernel, not on the machine's namespaces, and nothing a role or Docker does in a machine needs it."""
+
+API_VFS_WRITABLE = "SYSTEMD_NSPAWN_API_VFS_WRITABLE"
+"""Makes nspawn mount /proc/sys and /sys writable: the controller's kernel.*, vm.* and fs.*
+settings would then be writable from inside a machine. Never passed on to nspawn."""
+
+
 def nspawn_argv(name: str, root: Path) -> list[str]:
-    """The nspawn command for a machine, including what Docker inside it will need later."""
+    """The nspawn command for a machine, including what Docker inside it will need later.
+
+    Docker needs most capabilities and the keyring and bpf system calls; the read-only cgroup v1
+    controllers it also needs writable are remounted inside (image_recipe.CGROUPS_SCRIPT).
+    """
     return [
         "systemd-nspawn", "--boot", f"--directory={root}", f"--machine={name}",
         "--register=no", "--keep-unit", "--console=passive", "--private-network",
         "--link-journal=no", "--resolv-conf=off",
-        "--capability=all", "--system-call-filter=add_key keyctl bpf",
+        "--capability=all", f"--drop-capability={','.join(HOST_WIDE_CAPABILITIES)}",
+        "--system-call-filter=add_key keyctl bpf",
     ]
+
+
+def nspawn_environment() -> dict[str, str]:
+    """The caller's environment without the variable that would expose the host's sysctls."""
+    environment = {key: value for key, value in os.environ.items() if key != API_VFS_WRITABLE}
+    return {**environment, "TERM": "dumb"}
 
 
 def start(name: str, root: Path, log_path: Path) -> int:
     """Start the machine detached (own session, no stdin) and return nspawn's pid."""
-    environment = {**os.environ, "SYSTEMD_NSPAWN_API_VFS_WRITABLE": "1", "TERM": "dumb"}
+    environment = nspawn_environment()
     with open(log_path, "ab") as log, open(os.devnull, "rb") as no_input:
         process = subprocess.Popen(
             nspawn_argv(name, root), stdin=no_input, stdout=log, stderr=subprocess.STDOUT,

@@ -1,14 +1,19 @@
-"""Real sandbox machines: they boot, take SSH with checked host keys, network, and go away cleanly.
+"""Real sandbox machines: they boot, take SSH with checked host keys, network, run Docker, cannot
+change the controller's kernel settings, and go away cleanly.
 
 Runs once per supported suite, with prefixes of its own (`sbtest`, `sbtrix`) so it never touches
 the `sandbox1..N` machines of a demo running beside it. Needs root; the first run also builds the
 base images (about a minute each).
 """
 
+import http.client
 import os
+import shlex
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -109,6 +114,103 @@ def test_the_security_archive_is_not_configured_yet(booted: list[sandbox.Machine
     result = ssh(booted[0], "cat /etc/apt/sources.list.d/*.sources")
     assert "-updates" in result.stdout
     assert "security" not in result.stdout
+
+
+HOST_WIDE_SETTINGS = ("kernel.printk_ratelimit", "vm.swappiness")
+"""Kernel settings that no namespace holds, so a write from inside that got through would show
+on the controller; both are harmless to change for a moment. (Not kernel.unprivileged_bpf_disabled:
+once set to 1 it stays so until the controller reboots, which is how this test came about.)"""
+
+
+def controller_setting(key: str) -> str:
+    return Path("/proc/sys", *key.split(".")).read_text().strip()
+
+
+def machine_setting(machine: sandbox.Machine, key: str) -> str:
+    return ssh(machine, "cat /proc/sys/" + key.replace(".", "/")).stdout.strip()
+
+
+@contextmanager
+def controller_setting_kept(key: str) -> Iterator[str]:
+    """Yield the controller's value of key and put it back afterwards if a machine changed it."""
+    before = controller_setting(key)
+    try:
+        yield before
+    finally:
+        if controller_setting(key) != before:
+            Path("/proc/sys", *key.split(".")).write_text(before + "\n")
+
+
+@pytest.mark.parametrize("key", HOST_WIDE_SETTINGS)
+def test_a_host_wide_kernel_setting_cannot_be_changed_from_inside_a_machine(
+    booted: list[sandbox.Machine], key: str,
+) -> None:
+    with controller_setting_kept(key) as before:
+        write = ssh(booted[0], f"sudo sysctl -w {key}={int(before) + 1}")
+        after = controller_setting(key)
+    assert after == before
+    assert write.returncode != 0
+    assert machine_setting(booted[0], key) == before
+
+
+def test_network_settings_are_the_machines_own_and_stay_writable(
+    booted: list[sandbox.Machine],
+) -> None:
+    key = "net.ipv4.conf.all.log_martians"
+    with controller_setting_kept(key) as before:
+        wanted = "0" if before == "1" else "1"
+        write = ssh(booted[0], f"sudo sysctl -w {key}={wanted}")
+        after = controller_setting(key)
+    assert write.returncode == 0, write.stderr
+    assert machine_setting(booted[0], key) == wanted
+    assert after == before
+
+
+DOCKER_SERVICE_PORT = 9999
+SERVE_BUSYBOX_FROM_DOCKER = f"""\
+set -e
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q >/dev/null
+# Debian 13 ships the docker command in its own package, which docker.io only recommends.
+cli=$(apt-cache show docker-cli >/dev/null 2>&1 && echo docker-cli || true)
+apt-get install -y -q --no-install-recommends docker.io $cli busybox-static >/dev/null
+image=$(mktemp -d)
+mkdir "$image/bin" "$image/www"
+cp /bin/busybox "$image/bin/busybox"
+echo served-by-docker > "$image/www/index.html"
+tar -C "$image" -c . | docker import - sandbox-httpd:test >/dev/null
+docker run -d -p 0.0.0.0:{DOCKER_SERVICE_PORT}:8080 sandbox-httpd:test \\
+    /bin/busybox httpd -f -p 8080 -h /www >/dev/null
+"""
+"""No registry can be reached, so the image is a static busybox imported from a tarball."""
+
+
+def fetch_until_answered(address: str, port: int, attempts: int = 50) -> str:
+    """The body of GET / at address:port, retried while the container's server is starting.
+
+    http.client rather than urllib: urllib would honour a proxy from the environment, and tests
+    talk to sandbox machines only.
+    """
+    for attempt in range(attempts):
+        connection = http.client.HTTPConnection(address, port, timeout=2)
+        try:
+            connection.request("GET", "/")
+            return connection.getresponse().read().decode()
+        except OSError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2)
+        finally:
+            connection.close()
+    raise AssertionError("unreachable")
+
+
+def test_docker_in_a_machine_runs_a_container_that_publishes_a_port(
+    booted: list[sandbox.Machine],
+) -> None:
+    started = ssh(booted[1], f"sudo sh -c {shlex.quote(SERVE_BUSYBOX_FROM_DOCKER)}")
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert fetch_until_answered(booted[1].address, DOCKER_SERVICE_PORT) == "served-by-docker\n"
 
 
 def test_up_again_keeps_the_running_machines(booted: list[sandbox.Machine]) -> None:
