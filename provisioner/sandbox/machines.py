@@ -45,12 +45,12 @@ HOST_WIDE_CAPABILITIES = (
     "CAP_SYS_TIME",       # set the controller's clock (chrony would run and steer it)
     "CAP_SYSLOG",         # clear the kernel log, change the console log level
     "CAP_SYS_RAWIO",      # raw I/O ports and device memory
-    "CAP_SYS_PACCT",      # switch the kernel's process accounting
     "CAP_WAKE_ALARM",     # wake the controller from suspend
     "CAP_BLOCK_SUSPEND",  # keep the controller from suspending
 )
 """Withheld from machines although `--capability=all` grants the rest: each acts on the shared
-kernel, not on the machine's namespaces, and nothing a role or Docker does in a machine needs it."""
+kernel, not on the machine's namespaces, and nothing a role or Docker does in a machine needs it.
+CAP_SYS_PACCT stays: process accounting is per PID namespace, and the hardening role turns it on."""
 
 API_VFS_WRITABLE = "SYSTEMD_NSPAWN_API_VFS_WRITABLE"
 """Makes nspawn mount /proc/sys and /sys writable: the controller's kernel.*, vm.* and fs.*
