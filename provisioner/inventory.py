@@ -10,12 +10,17 @@ Variable precedence, lowest first: role defaults < inventory defaults < group va
 the host lists its groups) < host vars < CLI ``--set``. Role defaults are layered in by the engine;
 this module merges the rest. Secrets appear as ``{secret: env:NAME}`` or ``{secret: file:PATH}``
 and are resolved here into masked Secret values.
+
+What this module checks runs on every load, cached validation or not: that a whole document
+passed the schema says nothing about the roles installed now, the environment's secrets or the
+command line.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,15 +28,26 @@ from typing import Any
 import yaml
 
 from provisioner import validation_cache
-from provisioner.errors import InventoryError
+from provisioner.errors import InventoryError, ProvisionerError
 from provisioner.secrets import Secret, resolve_reference
 from provisioner.yaml_loader import load_yaml_text
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
-#: The files whose code decides whether a document is valid; part of the validation cache key.
-VALIDATOR_SOURCES = (Path(__file__).with_name("inventory_schema.py"),
+#: The files whose code decides whether a document is valid and what the cache stores for it
+#: (this one holds _validate, the function whose result is cached); part of the cache key.
+VALIDATOR_SOURCES = (Path(__file__), Path(__file__).with_name("inventory_schema.py"),
                      Path(__file__).with_name("yaml_loader.py"))
+
+#: Keys whose value is always a secret: a reference is required, plain text is refused.
+SECRET_KEYS = frozenset({"sudo_password"})
+SECRET_REFERENCE_REQUIRED = (
+    "this is a secret, so it must be a reference, not the value in plain text: write "
+    "{secret: env:NAME} (read from the environment variable NAME) or {secret: file:PATH} "
+    "(read from a file; a relative PATH is relative to the inventory file)")
+
+#: Reads a secret reference such as "env:NAME"; raises ValueError saying what is wrong.
+SecretResolver = Callable[[str, Path], Secret]
 
 
 @dataclass(frozen=True)
@@ -68,43 +84,78 @@ class Inventory:
     path: Path
     hosts: dict[str, HostConfig]
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)  # name -> its roles
+    #: Per host, where each variable got the value it has: "defaults.vars", "groups.G.vars",
+    #: "hosts.H.vars" or "--set", so a wrong value can be named where it was written.
+    variable_origins: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: Every variable name the file sets in any of its vars: sections.
+    file_variables: frozenset[str] = frozenset()
+    #: The --set assignments merged in, by name.
+    cli_variables: Mapping[str, Any] = field(default_factory=dict)
 
     def select(self, hosts: str = "", group: str = "") -> list[HostConfig]:
-        """Hosts named (comma-separated) and/or members of a group; all hosts when neither."""
+        """Hosts named (comma-separated) and/or members of a group; all hosts when neither.
+
+        A name that is not in the file is a mistake on the command line, not in the file, so
+        it is reported as one (ProvisionerError, exit 2)."""
         if not hosts and not group:
             return list(self.hosts.values())
         chosen: dict[str, HostConfig] = {}
         for name in filter(None, (part.strip() for part in hosts.split(","))):
             if name not in self.hosts:
-                known = ", ".join(sorted(self.hosts)) or "none"
-                raise InventoryError(str(self.path), f"hosts.{name}",
-                                     f"there is no host {name!r} (known hosts: {known}). "
-                                     "Check the spelling or add it under 'hosts:'.")
+                raise ProvisionerError(self._not_found("--host", name, "host", self.hosts))
             chosen[name] = self.hosts[name]
         if group:
             if group not in self.groups:
-                known = ", ".join(sorted(self.groups)) or "none"
-                raise InventoryError(str(self.path), f"groups.{group}",
-                                     f"there is no group {group!r} (known groups: {known}).")
+                raise ProvisionerError(self._not_found("--group", group, "group", self.groups))
             chosen.update({h.name: h for h in self.hosts.values() if group in h.groups})
         return list(chosen.values())
 
+    def _not_found(self, flag: str, name: str, kind: str, known: Iterable[str]) -> str:
+        import difflib
+
+        names = sorted(known)
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        return (f"{flag} {name}: no such {kind} in {self.path}; {kind}s: "
+                f"{', '.join(names) or 'none'}.{hint}")
+
 
 def load_inventory(path: Path, known_roles: Iterable[str],
-                   cli_vars: Mapping[str, Any] | None = None) -> Inventory:
-    """Read, validate and merge an inventory; every problem is an InventoryError naming the key."""
+                   cli_vars: Mapping[str, Any] | None = None, *,
+                   resolve_secrets: bool = True) -> Inventory:
+    """Read, validate and merge an inventory; every problem is an InventoryError naming the key.
+
+    ``resolve_secrets=False`` reads no secret (each becomes an empty stand-in that keeps its
+    reference): for commands that only select hosts, such as ``invoke disconnect``, which must
+    work without the secrets' environment variables. Such an inventory is never run."""
     text = _read_text(path)
     document = validation_cache.validated(text, VALIDATOR_SOURCES,
                                           lambda: _validate(path, text))
     roles = set(known_roles)
     _check_groups_and_roles(path, document, roles)
-    hosts = {name: _host_config(path, name, entry, document, dict(cli_vars or {}))
+    cli = dict(cli_vars or {})
+    resolver = resolve_reference if resolve_secrets else _unread_secret
+    hosts = {name: _host_config(path, name, entry, document, cli, resolver)
              for name, entry in document["hosts"].items()}
+    _check_one_entry_per_machine(path, hosts)
     groups = {name: tuple(group["roles"]) for name, group in document["groups"].items()}
-    return Inventory(path=path, hosts=hosts, groups=groups)
+    origins = {name: {var: origin for origin, layer in _variable_layers(name, entry, document, cli)
+                      for var in layer}
+               for name, entry in document["hosts"].items()}
+    return Inventory(path=path, hosts=hosts, groups=groups, variable_origins=origins,
+                     file_variables=_file_variables(document), cli_variables=cli)
+
+
+def _unread_secret(reference: str, base_dir: Path) -> Secret:
+    return Secret("", reference)
 
 
 def _read_text(path: Path) -> str:
+    if path.is_dir():
+        inside = sorted(p.name for p in (*path.glob("*.yml"), *path.glob("*.yaml")))
+        files = f" (YAML files in it: {', '.join(inside)})" if inside else ""
+        raise InventoryError(str(path), "", f"this is a directory, not an inventory file{files}."
+                             " Pass the file itself: --inventory PATH/TO/FILE.yml.")
     if not path.is_file():
         raise InventoryError(str(path), "", "the file does not exist. Pass --inventory PATH, or "
                              "run `invoke sandbox.up` to create the sandbox inventory.")
@@ -156,45 +207,88 @@ def _check_role_names(path: Path, key: str, names: list[str], known: set[str]) -
                                  f"{', '.join(sorted(known))}).")
 
 
+def _variable_layers(name: str, entry: dict[str, Any], document: dict[str, Any],
+                     cli_vars: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """A host's variable sections, lowest precedence first, each named as the user wrote it."""
+    groups = document["groups"]
+    return [("defaults.vars", document["defaults"]["vars"]),
+            *((f"groups.{g}.vars", groups[g]["vars"]) for g in entry["groups"]),
+            (f"hosts.{name}.vars", entry["vars"]), ("--set", cli_vars)]
+
+
+def _file_variables(document: dict[str, Any]) -> frozenset[str]:
+    sections = [document["defaults"]["vars"],
+                *(group["vars"] for group in document["groups"].values()),
+                *(host["vars"] for host in document["hosts"].values())]
+    return frozenset(name for section in sections for name in section)
+
+
 def _host_config(path: Path, name: str, entry: dict[str, Any], document: dict[str, Any],
-                 cli_vars: dict[str, Any]) -> HostConfig:
+                 cli_vars: dict[str, Any], resolver: SecretResolver) -> HostConfig:
     defaults, groups = document["defaults"], document["groups"]
-    layers = [("defaults.vars", defaults["vars"]),
-              *((f"groups.{g}.vars", groups[g]["vars"]) for g in entry["groups"]),
-              (f"hosts.{name}.vars", entry["vars"]), ("--set", cli_vars)]
     merged: dict[str, Any] = {}
-    for key, layer in layers:
-        merged.update(_resolve_secrets(path, key, layer))
+    for key, layer in _variable_layers(name, entry, document, cli_vars):
+        merged.update(_resolve_secrets(path, key, layer, resolver))
     group_roles = [role for g in entry["groups"] for role in groups[g]["roles"]]
     roles = tuple(dict.fromkeys(group_roles + entry["roles"]))
     return HostConfig(
         name=name, address=entry["address"], port=entry["port"] or defaults["port"],
         user=entry["user"] or defaults["user"], groups=tuple(entry["groups"]), roles=roles,
         vars=merged,
-        ssh=_ssh_settings(path, name, defaults["ssh"], entry["ssh"]),
+        ssh=_ssh_settings(path, name, defaults["ssh"], entry["ssh"], resolver),
     )
 
 
-def _resolve_secrets(path: Path, key: str, values: dict[str, Any]) -> dict[str, Any]:
-    return {var: _resolve_value(path, f"{key}.{var}", value) for var, value in values.items()}
+def _check_one_entry_per_machine(path: Path, hosts: Mapping[str, HostConfig]) -> None:
+    """Two entries for one address and port (through the same jump host) are one machine run
+    twice at once: their steps would race (apt's lock, the same files) and each would undo the
+    other's roles. Behind different jump hosts one private address can be two machines."""
+    seen: dict[tuple[str, int, str | None], str] = {}
+    for config in hosts.values():
+        where = (_comparable_address(config.address), config.port, config.ssh.jump_host)
+        if where in seen:
+            through = f" through {config.ssh.jump_host}" if config.ssh.jump_host else ""
+            raise InventoryError(
+                str(path), f"hosts.{config.name}.address",
+                f"hosts {seen[where]!r} and {config.name!r} are both {config.address} port "
+                f"{config.port}{through}, one machine listed twice. Keep one entry and give it "
+                "the groups and roles of both; if they really are two machines behind one "
+                "address, give each its own port.")
+        seen[where] = config.name
 
 
-def _resolve_value(path: Path, key: str, value: Any) -> Any:
+def _comparable_address(address: str) -> str:
+    """One spelling per address: DNS names ignore case, IPv6 has many spellings."""
+    try:
+        return ipaddress.ip_address(address).compressed
+    except ValueError:
+        return address.lower().rstrip(".")
+
+
+def _resolve_secrets(path: Path, key: str, values: dict[str, Any],
+                     resolver: SecretResolver) -> dict[str, Any]:
+    return {var: _resolve_value(path, f"{key}.{var}", value, resolver)
+            for var, value in values.items()}
+
+
+def _resolve_value(path: Path, key: str, value: Any, resolver: SecretResolver) -> Any:
     """Secret references anywhere in a value (lists and mappings too) become Secrets."""
     if isinstance(value, dict) and set(value) == {"secret"}:
         try:
-            return resolve_reference(str(value["secret"]), path.parent)
+            return resolver(str(value["secret"]), path.parent)
         except ValueError as error:
             raise InventoryError(str(path), key, f"{error}.") from None
     if isinstance(value, dict):
-        return {item: _resolve_value(path, f"{key}.{item}", inner) for item, inner in value.items()}
+        return {item: _resolve_value(path, f"{key}.{item}", inner, resolver)
+                for item, inner in value.items()}
     if isinstance(value, list):
-        return [_resolve_value(path, f"{key}[{i}]", inner) for i, inner in enumerate(value)]
+        return [_resolve_value(path, f"{key}[{i}]", inner, resolver)
+                for i, inner in enumerate(value)]
     return value
 
 
 def _ssh_settings(path: Path, host: str, defaults: dict[str, Any],
-                  own: dict[str, Any]) -> SshSettings:
+                  own: dict[str, Any], resolver: SecretResolver) -> SshSettings:
     merged = {key: value for layer in (defaults, own) for key, value in layer.items()
               if value is not None}
     base = path.parent
@@ -205,10 +299,11 @@ def _ssh_settings(path: Path, host: str, defaults: dict[str, Any],
     password = merged.get("sudo_password")
     secret: Secret | None = None
     if password is not None:
-        resolved = _resolve_secrets(path, f"hosts.{host}.ssh", {"sudo_password": password})
+        resolved = _resolve_secrets(path, f"hosts.{host}.ssh", {"sudo_password": password},
+                                    resolver)
         if not isinstance(resolved["sudo_password"], Secret):
             raise InventoryError(str(path), f"hosts.{host}.ssh.sudo_password",
-                                 "must be a secret reference like {secret: env:SUDO_PASSWORD}.")
+                                 SECRET_REFERENCE_REQUIRED + ".")
         secret = resolved["sudo_password"]
     return SshSettings(
         identity_file=local_path(merged["identity_file"]) if "identity_file" in merged else None,

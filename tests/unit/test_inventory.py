@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from provisioner.errors import InventoryError
+from provisioner.errors import InventoryError, ProvisionerError
 from provisioner.inventory import Inventory, load_inventory
 from provisioner.secrets import Secret
 
@@ -173,7 +173,7 @@ def test_variables_of_different_names_from_every_layer_are_all_kept(tmp_path: Pa
         pytest.param(minimal(vars={"pw": {"secret": "vault:db"}}), "hosts.web1.vars.pw",
                      "unknown secret reference 'vault:db'", id="unknown-secret-kind"),
         pytest.param(minimal(ssh={"sudo_password": {"value": "x"}}),
-                     "hosts.web1.ssh.sudo_password", "must be a secret reference",
+                     "hosts.web1.ssh.sudo_password", "must be a reference, not the value",
                      id="sudo-password-not-a-secret"),
         pytest.param(minimal(ssh={"connect_timeout": 0}), "hosts.web1.ssh.connect_timeout",
                      "greater than 0", id="timeout-zero"),
@@ -305,24 +305,35 @@ def test_select_accepts_comma_separated_hosts_with_spaces(tmp_path: Path) -> Non
     assert names == {"web1", "db1"}
 
 
-def test_select_unknown_host_names_it_and_lists_the_known_ones(tmp_path: Path) -> None:
+def test_select_unknown_host_is_a_command_line_mistake_naming_the_file_and_the_hosts(
+        tmp_path: Path) -> None:
     inventory = load_fixture(tmp_path)
 
-    with pytest.raises(InventoryError) as caught:
+    with pytest.raises(ProvisionerError) as caught:
+        inventory.select(hosts="mail1")
+
+    assert not isinstance(caught.value, InventoryError)
+    assert str(caught.value) == (f"--host mail1: no such host in {inventory.path}; "
+                                 "hosts: db1, web1.")
+
+
+def test_select_unknown_host_suggests_the_closest_name(tmp_path: Path) -> None:
+    inventory = load_fixture(tmp_path)
+
+    with pytest.raises(ProvisionerError, match=r"hosts: db1, web1\. Did you mean 'web1'\?$"):
         inventory.select(hosts="web9")
 
-    assert caught.value.key == "hosts.web9"
-    assert "known hosts: db1, web1" in str(caught.value)
 
-
-def test_select_unknown_group_names_it_and_lists_the_known_ones(tmp_path: Path) -> None:
+def test_select_unknown_group_is_a_command_line_mistake_listing_the_groups(
+        tmp_path: Path) -> None:
     inventory = load_fixture(tmp_path)
 
-    with pytest.raises(InventoryError) as caught:
+    with pytest.raises(ProvisionerError) as caught:
         inventory.select(group="dbs")
 
-    assert caught.value.key == "groups.dbs"
-    assert "known groups: base, db, web" in str(caught.value)
+    assert not isinstance(caught.value, InventoryError)
+    assert str(caught.value).startswith(f"--group dbs: no such group in {inventory.path}; "
+                                        "groups: base, db, web.")
 
 
 # --- secrets ----------------------------------------------------------------------------------
@@ -436,3 +447,193 @@ def test_no_identity_file_means_none(tmp_path: Path) -> None:
     path = write_data(tmp_path, minimal())
 
     assert load_inventory(path, ROLES).hosts["web1"].ssh.identity_file is None
+
+
+# --- unknown keys: named as written, with the key probably meant -----------------------------
+
+
+def load_error(tmp_path: Path, data: Any) -> InventoryError:
+    path = write_data(tmp_path, data)
+    with pytest.raises(InventoryError) as caught:
+        load_inventory(path, ROLES)
+    return caught.value
+
+
+def test_misspelt_required_key_is_named_with_the_key_it_meant(tmp_path: Path) -> None:
+    error = load_error(tmp_path, {"hosts": {"web1": {"adress": "10.0.0.1", "roles": ["ufw"]}}})
+
+    assert (error.key, error.problem) == (
+        "hosts.web1.adress", "unknown key 'adress' under hosts.web1; did you mean 'address'?")
+
+
+def test_required_key_hidden_by_a_misspelling_is_not_counted_as_another_problem(
+        tmp_path: Path) -> None:
+    error = load_error(tmp_path, {"hosts": {"web1": {"adress": "10.0.0.1", "roles": ["ufw"]}}})
+
+    assert "more problem" not in error.problem
+
+
+def test_unknown_key_is_named_before_a_missing_key_it_does_not_explain(tmp_path: Path) -> None:
+    error = load_error(tmp_path, {"hosts": {"web1": {"roles": ["ufw"], "colour": "blue"}}})
+
+    assert error.key == "hosts.web1.colour"
+    assert error.problem.endswith("(1 more problem after this one)")
+
+
+def test_unknown_key_without_a_close_match_lists_the_keys_allowed_there(tmp_path: Path) -> None:
+    error = load_error(tmp_path, minimal(colour="blue"))
+
+    assert error.problem == ("unknown key 'colour' under hosts.web1; the keys allowed there are "
+                             "address, port, user, groups, roles, vars, ssh; see README.md "
+                             "'Inventory' for the keys")
+
+
+def test_unknown_top_level_key_suggests_the_top_level_key(tmp_path: Path) -> None:
+    error = load_error(tmp_path, {"hostz": {"web1": {"address": "10.0.0.1"}}})
+
+    assert error.problem == "unknown key 'hostz' at the top level; did you mean 'hosts'?"
+
+
+def test_unknown_ssh_key_suggests_one_of_the_ssh_keys(tmp_path: Path) -> None:
+    error = load_error(tmp_path, {**minimal(), "defaults": {"ssh": {"knownhosts": "x"}}})
+
+    assert error.problem == ("unknown key 'knownhosts' under defaults.ssh; did you mean "
+                             "'known_hosts'?")
+
+
+def test_missing_required_key_says_which_and_where(tmp_path: Path) -> None:
+    error = load_error(tmp_path, {"hosts": {"web1": {"roles": ["ufw"]}}})
+
+    assert error.problem == "the key 'address' is required under hosts.web1 and is missing"
+
+
+def test_value_of_the_wrong_kind_is_shown_as_written(tmp_path: Path) -> None:
+    error = load_error(tmp_path, minimal(port="ssh"))
+
+    assert error.problem == "Input should be a valid integer, got 'ssh'"
+
+
+def test_host_without_any_keys_is_asked_to_be_a_mapping(tmp_path: Path) -> None:
+    error = load_error(tmp_path, {"hosts": {"web1": None}})
+
+    assert (error.key, error.problem) == (
+        "hosts.web1", "should be a mapping (indented 'key: value' lines), got None")
+
+
+# --- secrets: a reference is required --------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["defaults", "host"])
+def test_plain_text_sudo_password_asks_for_one_of_the_two_reference_forms(
+        tmp_path: Path, where: str) -> None:
+    ssh = {"ssh": {"sudo_password": "hunter2"}}
+    data = {**minimal(), "defaults": ssh} if where == "defaults" else minimal(**ssh)
+
+    error = load_error(tmp_path, data)
+
+    assert "must be a reference, not the value in plain text" in error.problem
+    assert "{secret: env:NAME}" in error.problem and "{secret: file:PATH}" in error.problem
+
+
+def test_plain_text_sudo_password_is_never_repeated_in_the_message(tmp_path: Path) -> None:
+    error = load_error(tmp_path, minimal(ssh={"sudo_password": "hunter2"}))
+
+    assert "hunter2" not in str(error)
+
+
+def test_sudo_password_mapping_that_is_no_reference_shows_the_two_forms(tmp_path: Path) -> None:
+    error = load_error(tmp_path, minimal(ssh={"sudo_password": {"value": "x"}}))
+
+    assert "{secret: env:NAME}" in error.problem and "{secret: file:PATH}" in error.problem
+
+
+def test_loading_without_resolving_secrets_needs_none_of_their_variables(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PROVISIONER_TEST_UNSET", raising=False)
+    unset = {"secret": "env:PROVISIONER_TEST_UNSET"}
+    path = write_data(tmp_path, {**minimal(vars={"token": unset}),
+                                 "defaults": {"ssh": {"sudo_password": unset}}})
+
+    web1 = load_inventory(path, ROLES, resolve_secrets=False).hosts["web1"]
+
+    assert (web1.address, web1.vars["token"].reveal(), web1.ssh.sudo_password) == (
+        "10.0.0.1", "", Secret(""))
+
+
+# --- the inventory path ----------------------------------------------------------------------
+
+
+def test_inventory_path_that_is_a_directory_says_so_and_lists_its_yaml_files(
+        tmp_path: Path) -> None:
+    write_data(tmp_path, minimal())
+
+    with pytest.raises(InventoryError) as caught:
+        load_inventory(tmp_path, ROLES)
+
+    assert str(caught.value) == (
+        f"Inventory error in {tmp_path}: this is a directory, not an inventory file (YAML files "
+        "in it: inventory.yml). Pass the file itself: --inventory PATH/TO/FILE.yml.")
+
+
+# --- one entry per machine -------------------------------------------------------------------
+
+
+def two_hosts(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    return {"hosts": {"web1": {"roles": ["ufw"], **first}, "web2": {"roles": ["ufw"], **second}}}
+
+
+def test_two_hosts_with_the_same_address_and_port_are_an_error_naming_both(
+        tmp_path: Path) -> None:
+    error = load_error(tmp_path, two_hosts({"address": "10.0.0.1"},
+                                           {"address": "10.0.0.1", "port": 22}))
+
+    assert error.key == "hosts.web2.address"
+    assert error.problem.startswith("hosts 'web1' and 'web2' are both 10.0.0.1 port 22, one "
+                                    "machine listed twice. Keep one entry")
+
+
+@pytest.mark.parametrize(("first", "second"), [
+    ({"address": "DB.example.org"}, {"address": "db.example.org"}),
+    ({"address": "2001:db8::1"}, {"address": "2001:0db8:0:0::1"}),
+], ids=["dns-name-case", "ipv6-spellings"])
+def test_one_address_spelt_two_ways_is_still_one_machine(
+        tmp_path: Path, first: dict[str, Any], second: dict[str, Any]) -> None:
+    assert "one machine listed twice" in load_error(tmp_path, two_hosts(first, second)).problem
+
+
+def test_one_address_on_two_ports_is_two_machines(tmp_path: Path) -> None:
+    path = write_data(tmp_path, two_hosts({"address": "10.0.0.1"},
+                                          {"address": "10.0.0.1", "port": 2222}))
+
+    assert sorted(load_inventory(path, ROLES).hosts) == ["web1", "web2"]
+
+
+def test_one_private_address_behind_two_jump_hosts_is_two_machines(tmp_path: Path) -> None:
+    path = write_data(tmp_path, two_hosts(
+        {"address": "10.0.0.1", "ssh": {"jump_host": "admin@bastion-a"}},
+        {"address": "10.0.0.1", "ssh": {"jump_host": "admin@bastion-b"}}))
+
+    assert sorted(load_inventory(path, ROLES).hosts) == ["web1", "web2"]
+
+
+# --- where each variable was set -------------------------------------------------------------
+
+
+def test_each_variable_remembers_the_section_that_gave_its_value(tmp_path: Path) -> None:
+    path = write_data(tmp_path, {
+        "defaults": {"vars": {"a": 1, "b": 1, "c": 1, "d": 1}},
+        "groups": {"web": {"roles": ["ufw"], "vars": {"b": 2, "c": 2}}},
+        "hosts": {"web1": {"address": "10.0.0.1", "groups": ["web"], "vars": {"c": 3}}},
+    })
+
+    origins = load_inventory(path, ROLES, {"d": 4}).variable_origins["web1"]
+
+    assert origins == {"a": "defaults.vars", "b": "groups.web.vars", "c": "hosts.web1.vars",
+                       "d": "--set"}
+
+
+def test_file_variables_are_the_names_of_every_vars_section(tmp_path: Path) -> None:
+    inventory = load_fixture(tmp_path)
+
+    assert inventory.file_variables == {"fail2ban_ignoreip", "site", "ufw_rules",
+                                        "ufw_ssh_sources", "ufw_ssh_limit"}

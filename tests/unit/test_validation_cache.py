@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import stat
 import subprocess
@@ -15,6 +16,8 @@ from provisioner import inventory as inventory_module
 from provisioner import validation_cache
 from provisioner.errors import InventoryError
 from provisioner.inventory import load_inventory
+from provisioner.inventory_schema import validate_document
+from provisioner.yaml_loader import load_yaml_text
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ROLES = ("ufw", "fail2ban")
@@ -157,3 +160,13 @@ def test_a_cached_load_does_not_import_pydantic(inventory_path: Path) -> None:
                           check=True, cwd=PROJECT_ROOT, env=dict(os.environ))
 
     assert done.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("decides", [inventory_module._validate, validate_document,
+                                     load_yaml_text],
+                         ids=["parse-and-check", "schema", "yaml-loader"])
+def test_every_module_whose_code_decides_a_cached_document_is_part_of_the_key(
+        decides: object) -> None:
+    source = Path(inspect.getsourcefile(decides) or "")  # type: ignore[arg-type]
+
+    assert source.resolve() in {path.resolve() for path in inventory_module.VALIDATOR_SOURCES}
