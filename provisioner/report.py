@@ -1,9 +1,18 @@
-"""Human output (a line per step, a summary table) and the JSON report; the engine never prints."""
+"""Human output (a line per step, a summary table) and the JSON report; the engine never prints.
+
+A log (stdout not a terminal) gets each step once, when it is done, and lines as long as they
+are: a line wrapped at 80 columns, or a diff split across lines, is what a log must not do. A
+terminal also gets a live line at the bottom naming the action under way (and for how long, on
+a slow one such as apt), replaced by the step's line when it is done.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import threading
+import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +23,22 @@ from rich.text import Text
 
 from provisioner.change import Change
 from provisioner.engine import HostResult, RunResult
+from provisioner.facts import Facts
 
 _STYLES = {"ok": "green", "changed": "yellow", "failed": "bold red"}
+_PAINTS = (*_STYLES.values(), "dim", "bold", "cyan")
+
+#: On a terminal, a pending action's live line shows its time once it has run this long.
+SHOW_ELAPSED_AFTER = 2.0
+_CLEAR_LINE = "\r\x1b[2K"
+
+
+def default_console() -> Console:
+    """stdout; off a terminal nothing wraps (rich would wrap at 80 columns, or $COLUMNS)."""
+    console = Console(highlight=False, soft_wrap=True)
+    if not console.is_terminal:
+        console.width = 10_000
+    return console
 
 
 class ConsoleReport:
@@ -23,21 +46,30 @@ class ConsoleReport:
 
     def __init__(self, console: Console | None = None, show_diff: bool = False,
                  check: bool = False) -> None:
-        self.console = console or Console(highlight=False)
+        self.console = console or default_console()
         self.show_diff = show_diff
         self.check = check
+        self.live = self.console.is_terminal
         self._lock = threading.Lock()
-        self._paint = {style: _ansi_codes(self.console, style)
-                       for style in (*_STYLES.values(), "dim")}
+        self._paint = {style: _ansi_codes(self.console, style) for style in _PAINTS}
+        #: (host, step label) -> when its action started, for the live line.
+        self._pending: dict[tuple[str, str], float] = {}
+        self._live_shown = False
+        self._stop_ticking = threading.Event()
+        self._ticker: threading.Thread | None = None
 
     def host_started(self, host: str) -> None:
-        with self._lock:
-            mode = " (check mode: nothing will be changed)" if self.check else ""
-            self.console.print(Text(f"{host}: connecting{mode}", style="bold"))
+        mode = " (check mode: nothing will be changed)" if self.check else ""
+        self._write(self._painted("bold", f"{host}: connecting{mode}") + "\n")
 
     def action_started(self, host: str, label: str) -> None:
+        """Only a terminal hears of it: a log gets the step once, when its outcome is known."""
+        if not self.live:
+            return
         with self._lock:
-            self.console.print(Text(f"{host}  ...      {label}", style="dim"))
+            self._pending[(host, label)] = time.monotonic()
+            self._draw_live_line()
+        self._start_ticker()
 
     def step_finished(self, host: str, change: Change) -> None:
         """One line, written straight to the console's file: a no-op on five hosts prints over
@@ -45,21 +77,24 @@ class ConsoleReport:
         a host's share of the run's own work. The colours still come from rich (_ansi_codes)."""
         start, end = self._paint[_STYLES[change.status]]
         dim_start, dim_end = self._paint["dim"]
-        line = strip_control_codes(f"{host}  {start}{change.status:<8}{end} {change.label}  "
+        text = strip_control_codes(f"{host}  {start}{change.status:<8}{end} {change.label}  "
                                    f"{dim_start}({change.reason}){dim_end}") + "\n"
-        with self._lock:
-            self.console.file.write(line)
-            self.console.file.flush()
-            if self.show_diff and change.diff:
-                self.console.print(Text(change.diff.rstrip("\n")), style="cyan")
+        if self.show_diff and change.diff:
+            text += "".join(self._painted("cyan", line) + "\n"
+                            for line in change.diff.rstrip("\n").splitlines())
+        self._write(text, done=(host, change.label))
 
     def host_finished(self, result: HostResult) -> None:
+        text = ""
         if result.error:
-            with self._lock:
-                self.console.print(Text(f"{result.name}  failed   {result.error}",
-                                        style="bold red"))
+            text = self._painted("bold red", f"{result.name}  failed   {result.error}") + "\n"
+        with self._lock:
+            for key in [key for key in self._pending if key[0] == result.name]:
+                del self._pending[key]
+        self._write(text)
 
     def summary(self, run: RunResult) -> None:
+        self.close()
         table = Table(title="check run: what would change" if run.check else "summary")
         for column in ("host", "ok", "changed", "failed", "round trips", "seconds"):
             table.add_column(column, justify="left" if column == "host" else "right")
@@ -68,7 +103,75 @@ class ConsoleReport:
             table.add_row(result.name, str(result.count("ok")), str(result.count("changed")),
                           Text(str(failed), style="bold red" if failed else ""),
                           str(result.round_trips), f"{result.duration:.2f}")
-        self.console.print(table)
+        with self._lock:
+            self.console.print(table)
+
+    def profile(self, run: RunResult, count: int = 10) -> None:
+        """``--profile``: the slowest steps, then where each host's time went."""
+        self._write("".join(line + "\n" for line in profile_lines(run, count)))
+
+    def close(self) -> None:
+        """Stop the live line's clock and take the line away (the summary comes next)."""
+        self._stop_ticking.set()
+        if self._ticker is not None:
+            self._ticker.join()
+            self._ticker = None
+        with self._lock:
+            self._pending.clear()
+            self._clear_live_line()
+            self.console.file.flush()
+
+    def _write(self, text: str, done: tuple[str, str] | None = None) -> None:
+        """Lines above the live line: take it away, write, draw it again for what is pending."""
+        with self._lock:
+            if done is not None:
+                self._pending.pop(done, None)
+            self._clear_live_line()
+            self.console.file.write(text)
+            self._draw_live_line()
+            self.console.file.flush()
+
+    def _painted(self, style: str, text: str) -> str:
+        start, end = self._paint[style]
+        return start + strip_control_codes(text) + end
+
+    def _draw_live_line(self) -> None:
+        if not self._pending:
+            return
+        self._clear_live_line()
+        self.console.file.write(self._painted("dim", live_line(
+            self._pending, time.monotonic(), self.console.width - 1)))
+        self.console.file.flush()
+        self._live_shown = True
+
+    def _clear_live_line(self) -> None:
+        if self._live_shown:
+            self.console.file.write(_CLEAR_LINE)
+            self._live_shown = False
+
+    def _start_ticker(self) -> None:
+        """A clock for the live line, so a slow step (apt) shows it is still going."""
+        if self._ticker is not None or self._stop_ticking.is_set():
+            return
+        self._ticker = threading.Thread(target=self._tick, name="live-line", daemon=True)
+        self._ticker.start()
+
+    def _tick(self) -> None:
+        while not self._stop_ticking.wait(1.0):
+            with self._lock:
+                self._draw_live_line()
+
+
+def live_line(pending: dict[tuple[str, str], float], now: float, width: int) -> str:
+    """The oldest action under way (with its time once it is slow) and how many more are."""
+    (host, label), started = min(pending.items(), key=lambda item: item[1])
+    elapsed = now - started
+    text = f"{host}  ...      {label}"
+    if elapsed >= SHOW_ELAPSED_AFTER:
+        text += f"  ({elapsed:.0f} s)"
+    if len(pending) > 1:
+        text += f"  (+{len(pending) - 1} more under way)"
+    return text if len(text) <= width else text[:max(width - 3, 0)] + "..."
 
 
 def _ansi_codes(console: Console, style: str) -> tuple[str, str]:
@@ -104,10 +207,90 @@ def report_data(run: RunResult) -> dict[str, Any]:
 
 
 def write_report(run: RunResult, path: Path) -> None:
-    path.write_text(json.dumps(report_data(run), indent=2) + "\n", encoding="utf-8")
+    """Write the report readable by its owner only (0600): its reasons and step labels describe
+    the hosts' configuration, which is nobody else's business. An existing file is made 0600
+    too, before anything is written to it."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        os.fchmod(handle.fileno(), 0o600)
+        handle.write(json.dumps(report_data(run), indent=2) + "\n")
 
 
 def slowest_steps(run: RunResult, count: int = 10) -> list[tuple[str, Change]]:
     """The slowest steps across hosts, for ``--profile``."""
     every = [(name, change) for name, result in run.hosts.items() for change in result.changes]
     return sorted(every, key=lambda item: item[1].duration, reverse=True)[:count]
+
+
+def profile_lines(run: RunResult, count: int = 10) -> list[str]:
+    """``--profile``: the slowest steps, then each host's time and round trips.
+
+    A step's time runs from when the walk reaches it to when its outcome is known. In check
+    mode no action is sent, so that is only its deciding (microseconds) and the host's time is
+    its login and the probes' round trips; saying so beats a list of zeros that reads as if
+    the host cost nothing."""
+    lines = ["slowest steps:"]
+    lines += [f"{change.duration:9.3f} s  {host}  {strip_control_codes(change.label)}"
+              for host, change in slowest_steps(run, count)] or ["  (no steps ran)"]
+    lines.append("time per host:")
+    for name, result in run.hosts.items():
+        in_steps = sum(change.duration for change in result.changes)
+        lines.append(f"{result.duration:9.3f} s  {name}  {result.round_trips} round trip(s), "
+                     f"{len(result.changes)} steps, {in_steps:.3f} s of it in steps")
+    if run.check:
+        lines.append("check mode: steps send no action, so a step's time is only its deciding; "
+                     "the rest of a host's time is logging in and the round trips that probe "
+                     "the steps (all of them travel together)")
+    return lines
+
+
+# --- invoke facts ---------------------------------------------------------------------------------
+
+
+def facts_table(name: str, facts: Facts) -> str:
+    """A host's facts as a short aligned table, for people (``--json`` is for programs)."""
+    rows = [("OS", _os_name(facts)),
+            ("kernel", f"{facts.kernel} ({facts.architecture})"),
+            ("CPUs", str(facts.cpus)),
+            ("RAM", _size(facts.memory_bytes)),
+            ("disks", ", ".join(f"{disk.name} {_size(disk.size_bytes)}"
+                                f"{' rotational' if disk.rotational else ''}"
+                                for disk in facts.disks) or "none"),
+            ("virtualization", facts.virtualization),
+            ("init", facts.init),
+            ("firmware", "EFI" if facts.efi else "BIOS"),
+            ("OpenSSH", ".".join(map(str, facts.openssh_version))
+             if facts.openssh_version else "not installed"),
+            ("hostname", facts.hostname)]
+    width = max(len(label) for label, _ in rows)
+    return "\n".join([strip_control_codes(name),
+                      *(f"  {label:<{width}}  {strip_control_codes(value)}"
+                        for label, value in rows)])
+
+
+def facts_data(facts: Facts) -> dict[str, Any]:
+    """A host's facts for ``--json``: every field, sizes in bytes; credentials in apt source
+    URLs (user:password@) masked."""
+    data = asdict(facts)
+    data["apt_sources"] = [_without_credentials(line) for line in facts.apt_sources]
+    return data
+
+
+def _without_credentials(line: str) -> str:
+    import re
+
+    return re.sub(r"(://)[^/\s@]+@", r"\1***@", line)
+
+
+def _os_name(facts: Facts) -> str:
+    name = f"{facts.os_id.capitalize()} {facts.os_version}".strip()
+    return f"{name} ({facts.os_codename})" if facts.os_codename else name
+
+
+def _size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
