@@ -16,7 +16,7 @@ from provisioner.commands import quote
 from provisioner.errors import RoleError
 from provisioner.facts import Facts
 from provisioner.host import Host
-from provisioner.ops.files import BACKUP_ROOT, ensure_file, safeguard_save
+from provisioner.ops.files import backup_command, ensure_file, safeguard_save
 from provisioner.ops.systemd import ensure_masked, reload_service
 from provisioner.step import Handler, Plan, Probed, Safeguard, Step
 from roles.hardening.custom_steps import ensure_command_result
@@ -150,12 +150,10 @@ def plan_moduli(output: str, min_bits: int, save: str = "") -> Plan:
 
 def moduli_rewrite_action(min_bits: int) -> str:
     """Filter the file into a temp file beside it, keep a backup, rename over it."""
-    backup = quote(f"{BACKUP_ROOT}{MODULI}")
     return ("set -e\ntmp=$(mktemp /etc/ssh/.provisioner-XXXXXX)\ntrap 'rm -f \"$tmp\"' EXIT\n"
             f"awk -v min={min_bits} '!/^[0-9]/ || NF < 7 || $5 + 1 >= min' {MODULI} > \"$tmp\"\n"
             "chown root:root \"$tmp\" && chmod 0644 \"$tmp\"\n"
-            f"mkdir -p {quote(BACKUP_ROOT + '/etc/ssh')} && cp -p {MODULI} {backup}."
-            "$(date +%Y%m%dT%H%M%S)\n"
+            f"{backup_command(MODULI)}\n"
             f"mv -f \"$tmp\" {MODULI}\ntrap - EXIT")
 
 
