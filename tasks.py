@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from invoke import Collection, Context, Exit, task
+from invoke import Collection, Context, Exit, Task, task
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -18,6 +18,27 @@ HOST_HELP = {
     "group": "Every host of this inventory group.",
     "inventory": "Inventory file (default: $PROVISIONER_INVENTORY or inventories/sandbox.yml).",
 }
+
+
+#: Each flag's short form, the same in every task that has the flag, and never -h, so that
+#: ``invoke TASK -h`` always shows the task's help (invoke's own choice gave --host -h, and
+#: --roles -o in provision but -r in verify). sandbox.up and test keep invoke's choice, which
+#: agrees: -c count, -s suite; -p pytest-args, -u unit.
+SHORT_FLAGS = {
+    "host": "H", "group": "g", "inventory": "i", "check": "c", "diff": "d", "report": "o",
+    "roles": "r", "parallel": "p", "set": "s", "profile": "t", "pytest_args": "p", "json": "j",
+    "name": "n", "user": "u", "count": "c", "suite": "s", "reps": "r", "scenarios": "s",
+    "tools": "t", "smoke": "m",
+}
+
+
+class FlagTask(Task[Any]):
+    """A task whose short flags come from SHORT_FLAGS instead of invoke's first free letter."""
+
+    def arg_opts(self, name: str, default: Any, taken_names: set[str]) -> dict[str, Any]:
+        options: dict[str, Any] = super().arg_opts(name, default, taken_names)
+        options["names"] = [options["names"][0], SHORT_FLAGS[name]]
+        return options
 
 
 def user_errors(function: F) -> F:
@@ -33,14 +54,15 @@ def user_errors(function: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@task(help={**HOST_HELP,
+@task(klass=FlagTask,
+      help={**HOST_HELP,
             "check": "Show what would change; change nothing on any host.",
             "diff": "Print unified diffs of file changes (secrets redacted).",
-            "report": "Write a JSON report to this file.",
+            "report": "Write a JSON report to this file (0600).",
             "roles": "Run only these roles, comma-separated (e.g. hardening,ufw).",
             "parallel": "How many hosts to work on at once (default 10).",
             "set": "Override a variable: --set name=value (repeatable; highest precedence).",
-            "profile": "Print the slowest steps after the run."},
+            "profile": "Print the slowest steps and each host's time after the run."},
       iterable=["set"])
 @user_errors
 def provision(c: Context, host: str = "", group: str = "", inventory: str = "",
@@ -53,12 +75,13 @@ def provision(c: Context, host: str = "", group: str = "", inventory: str = "",
     from provisioner import cli
     from provisioner.engine import RunOptions
 
+    cli.check_run_flags(parallel, report)
     options = RunOptions(check=check, diff=diff, parallel=parallel, roles=cli.split_names(roles))
-    result = cli.provision(cli.load(inventory, set or []), host, group, options, report, profile)
-    raise Exit(code=result.exit_code)
+    raise Exit(code=cli.provision(cli.load(inventory, set or []), host, group, options, report,
+                                  profile))
 
 
-@task(help={**HOST_HELP, "roles": "Verify only these roles, comma-separated.",
+@task(klass=FlagTask, help={**HOST_HELP, "roles": "Verify only these roles, comma-separated.",
             "set": "Override a variable as for provision (repeatable).",
             "pytest_args": "Extra arguments for pytest, e.g. '-k ssh -x'."},
       iterable=["set"])
@@ -79,31 +102,39 @@ def verify(c: Context, host: str = "", group: str = "", inventory: str = "", rol
     raise Exit(code=1 if any(codes) else 0)
 
 
-@task(help=HOST_HELP)
+@task(klass=FlagTask, help={**HOST_HELP, "json": "Print JSON (every fact, sizes in bytes) "
+                                                  "for programs instead of the table."})
 @user_errors
-def facts(c: Context, host: str = "", group: str = "", inventory: str = "") -> None:
+def facts(c: Context, host: str = "", group: str = "", inventory: str = "",
+          json: bool = False) -> None:
     """Print what the engine knows about each host (OS, CPUs, RAM, disks, OpenSSH...).
 
     Example: invoke facts --host sandbox1
     """
     from provisioner import cli
+    from provisioner.errors import ProvisionerError
 
-    cli.show_facts(cli.load(inventory), host, group)
+    text, failures = cli.facts_report(cli.load(inventory), host, group, as_json=json)
+    if text:
+        print(text, flush=True)
+    if failures:
+        raise ProvisionerError("\n".join(failures))
 
 
-@task(help=HOST_HELP)
+@task(klass=FlagTask, help=HOST_HELP)
 @user_errors
 def disconnect(c: Context, host: str = "", group: str = "", inventory: str = "") -> None:
     """Close the SSH logins kept open between runs (all, or the hosts selected).
 
     Runs keep a login per host open for ssh.control_persist seconds (default 300) for the next
-    run to reuse; this closes them now.
+    run to reuse; this closes them now. Secrets are not read, so their environment variables
+    need not be set.
 
     Example: invoke disconnect --host prod1
     """
     from provisioner import cli
 
-    selected = cli.load(inventory) if host or group or inventory else None
+    selected = cli.load(inventory, resolve_secrets=False) if host or group or inventory else None
     print(cli.disconnect(selected, host, group))
 
 
@@ -125,12 +156,12 @@ def up(c: Context, count: int = 1, suite: str = "bookworm") -> None:
     print(f"inventory written to {DEFAULT_INVENTORY}")
 
 
-@task(help={"name": "Stop only these machines, comma-separated (default: all)."})
+@task(klass=FlagTask, help={"name": "Stop only these machines, comma-separated (default: all)."})
 @user_errors
 def down(c: Context, name: str = "") -> None:
     """Stop and delete sandbox machines, their network and state (the image cache stays)."""
     from provisioner import sandbox
-    from provisioner.cli import DEFAULT_INVENTORY, split_names
+    from provisioner.cli import DEFAULT_INVENTORY, sandbox_down_message, split_names
     from provisioner.connection_reuse import close_keepers
 
     names = split_names(name)
@@ -139,13 +170,17 @@ def down(c: Context, name: str = "") -> None:
     sandbox.down(list(names) or None)
     remaining = [machine for machine in sandbox.list_machines()
                  if machine.name.startswith("sandbox")]
+    removed = not remaining and DEFAULT_INVENTORY.exists()
     if remaining:
         sandbox.write_inventory(remaining, DEFAULT_INVENTORY)
-    elif DEFAULT_INVENTORY.exists():
+    elif removed:
         DEFAULT_INVENTORY.unlink()
+    print(sandbox_down_message(names, [machine.name for machine in leaving],
+                               [machine.name for machine in remaining], DEFAULT_INVENTORY,
+                               removed))
 
 
-@task(name="ssh", help={"name": "Machine name (default sandbox1).",
+@task(klass=FlagTask, name="ssh", help={"name": "Machine name (default sandbox1).",
                         "user": "Login user (default admin)."})
 @user_errors
 def ssh_(c: Context, name: str = "sandbox1", user: str = "admin") -> None:
@@ -160,18 +195,20 @@ def ssh_(c: Context, name: str = "sandbox1", user: str = "admin") -> None:
     os.execvp(argv[0], argv)
 
 
-@task(name="list")
+@task(klass=FlagTask, name="list")
 @user_errors
 def list_(c: Context) -> None:
-    """List running sandbox machines."""
+    """List running sandbox machines, or say that none is running."""
     from provisioner import sandbox
+    from provisioner.cli import sandbox_list_lines
 
-    for machine in sandbox.list_machines():
-        print(f"{machine.name}  {machine.address}  {machine.suite}  pid {machine.pid}")
+    rows = [(machine.name, machine.address, machine.suite, machine.pid)
+            for machine in sandbox.list_machines()]
+    print("\n".join(sandbox_list_lines(rows)))
 
 
-@task(help={"count": "How many sandbox machines (default 1).",
-            "suite": "Debian suite: bookworm (default) or trixie."})
+@task(klass=FlagTask, help={"count": "How many sandbox machines (default 1).",
+                           "suite": "Debian suite: bookworm (default) or trixie."})
 @user_errors
 def demo(c: Context, count: int = 1, suite: str = "bookworm") -> None:
     """Boot sandbox machines, provision them, provision again (0 changed), and verify them."""
@@ -182,9 +219,9 @@ def demo(c: Context, count: int = 1, suite: str = "bookworm") -> None:
     up(c, count=count, suite=suite)
     inventory = cli.load(str(cli.DEFAULT_INVENTORY))
     print("\n== first run: converge the fresh machines")
-    first = cli.provision(inventory, "", "", RunOptions())
+    first = cli.run_hosts(inventory, "", "", RunOptions())
     print("\n== second run: nothing should change")
-    second = cli.provision(inventory, "", "", RunOptions())
+    second = cli.run_hosts(inventory, "", "", RunOptions())
     print("\n== verify: testinfra specs of every role")
     codes = [verify_host(job) for job in cli.select_jobs(inventory, "", "", RunOptions())]
     changed = sum(result.count("changed") for result in second.hosts.values())
@@ -214,7 +251,7 @@ def test(c: Context, unit: bool = False, pytest_args: str = "") -> None:
             raise Exit(code=1)
 
 
-@task(help={"reps": "Alternated repetitions per scenario (default 5).",
+@task(klass=FlagTask, help={"reps": "Alternated repetitions per scenario (default 5).",
             "scenarios": "Comma-separated scenario names (default: all; see benchmarks/README.md).",
             "tools": "Comma-separated tools: floor,pyinfra,ansible,ansible-tuned,provisioner.",
             "smoke": "One rep, provisioner only, one host: proves the runner works (used by CI)."})

@@ -1,19 +1,27 @@
-"""What the invoke tasks do, kept out of tasks.py so tasks stay four lines of intent each."""
+"""What the invoke tasks do, kept out of tasks.py so tasks stay four lines of intent each.
+
+Everything a command line can get wrong is judged here before any host is contacted (flags,
+paths, --set names, the types of variables, where they were set), so a mistake costs exit 2 and
+one message, never a half-applied run.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from provisioner.engine import HostJob, RunOptions, RunResult, gather_facts, prepare, run
-from provisioner.errors import ProvisionerError
-from provisioner.inventory import Inventory, load_inventory
-from provisioner.report import ConsoleReport, slowest_steps, write_report
-from provisioner.roles import PROJECT_ROOT, available_roles
+from provisioner.errors import InventoryError, ProvisionerError
+from provisioner.facts import Facts
+from provisioner.inventory import HostConfig, Inventory, load_inventory
+from provisioner.report import ConsoleReport, facts_data, facts_table, write_report
+from provisioner.roles import PROJECT_ROOT, Role, _kind, _same_kind, available_roles, load_role
+from provisioner.templates import template_variables
 
 DEFAULT_INVENTORY = PROJECT_ROOT / "inventories" / "sandbox.yml"
 
@@ -38,46 +46,189 @@ def parse_cli_vars(assignments: Iterable[str]) -> dict[str, Any]:
     return values
 
 
-def load(inventory: str, cli_vars: Iterable[str] = ()) -> Inventory:
+def load(inventory: str, cli_vars: Iterable[str] = (), *,
+         resolve_secrets: bool = True) -> Inventory:
     return load_inventory(inventory_path(inventory), available_roles(),
-                          parse_cli_vars(cli_vars))
+                          parse_cli_vars(cli_vars), resolve_secrets=resolve_secrets)
 
 
 def split_names(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
+# --- flags judged before the inventory is read --------------------------------------------------
+
+
+def check_run_flags(parallel: int, report: str) -> None:
+    """Refuse flags that cannot work before anything else happens: a report path that cannot be
+    written used to fail with a traceback after every host had been changed."""
+    if parallel < 1:
+        raise ProvisionerError(f"--parallel {parallel}: must be at least 1 (how many hosts to "
+                               "work on at once; the default is 10).")
+    if report:
+        check_report_path(Path(report))
+
+
+def check_report_path(path: Path) -> None:
+    """The JSON report's file must be creatable now, so the run's outcome is not lost at the end."""
+    shown = f"--report {path}"
+    if path.is_dir():
+        raise ProvisionerError(f"{shown}: this is a directory; give a file name, for example "
+                               f"--report {path / 'report.json'}.")
+    directory = path.parent
+    if not directory.is_dir():
+        raise ProvisionerError(f"{shown}: the directory {directory} does not exist; create it "
+                               f"(mkdir -p {directory}) or write the report somewhere else.")
+    if not os.access(directory, os.W_OK | os.X_OK) or (
+            path.exists() and not os.access(path, os.W_OK)):
+        raise ProvisionerError(f"{shown}: you may not write there; choose a file in a "
+                               "directory of yours.")
+
+
+# --- choosing and checking the hosts' jobs -------------------------------------------------------
+
+
 def select_jobs(inventory: Inventory, hosts: str, group: str,
                 options: RunOptions) -> list[HostJob]:
-    chosen = inventory.select(hosts, group)
-    if not chosen:
-        raise ProvisionerError(f"No host matched --host {hosts!r} --group {group!r} in "
-                               f"{inventory.path}.")
+    """The selected hosts' jobs, every variable checked where the user wrote it first."""
+    chosen = _selected(inventory, hosts, group)
+    roles = _roles_of(chosen, options)
+    check_cli_variable_names(inventory, chosen, roles)
+    check_variable_types(inventory, chosen, roles, options.roles)
     return prepare(chosen, options)
 
 
-def provision(inventory: Inventory, hosts: str, group: str, options: RunOptions,
-              report: str = "", profile: bool = False) -> RunResult:
+def _selected(inventory: Inventory, hosts: str, group: str) -> list[HostConfig]:
+    chosen = inventory.select(hosts, group)
+    if chosen:
+        return chosen
+    if group:
+        raise ProvisionerError(f"--group {group}: no host of {inventory.path} is in this group; "
+                               "add the group to a host's 'groups:'.")
+    raise ProvisionerError(f"{inventory.path} lists no hosts; add them under 'hosts:'.")
+
+
+def _roles_of(chosen: Sequence[HostConfig], options: RunOptions) -> dict[str, Role]:
+    """Every role the chosen hosts list, loaded (loading is cached, prepare() reuses it)."""
+    known = available_roles(options.role_dirs)
+    names = dict.fromkeys(name for config in chosen for name in config.roles if name in known)
+    return {name: load_role(known[name]) for name in names}
+
+
+def check_cli_variable_names(inventory: Inventory, chosen: Sequence[HostConfig],
+                             roles: Mapping[str, Role]) -> None:
+    """A --set name that nothing declares is a typo that would otherwise change nothing, silently
+    (roles only catch their own ``<role>_`` prefix)."""
+    declared = set(inventory.file_variables)
+    for role in roles.values():
+        declared.update(role.defaults)
+        if role.template_dir.is_dir():
+            for names in template_variables(role.template_dir).values():
+                declared.update(names)
+    for name in inventory.cli_variables:
+        if name not in declared:
+            raise ProvisionerError(_undeclared(name, declared, roles, inventory.path))
+
+
+def _undeclared(name: str, declared: Iterable[str], roles: Mapping[str, Role],
+                path: Path) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(declared), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return (f"--set {name}: no role of the selected hosts ({', '.join(roles) or 'none'}) has a "
+            f"variable {name!r}, and {path} does not set it.{hint} Each role's variables are "
+            "listed in roles/<role>/defaults.yml.")
+
+
+def check_variable_types(inventory: Inventory, chosen: Sequence[HostConfig],
+                         roles: Mapping[str, Role], only: Sequence[str] = ()) -> None:
+    """A value of the wrong type is named where it was set (defaults.vars, groups.G.vars,
+    hosts.H.vars or --set), not only on the host that inherited it: the same check the roles
+    make, made first so the message can point at the line to fix."""
+    for config in chosen:
+        origins = inventory.variable_origins.get(config.name, {})
+        for role in (roles[name] for name in config.roles
+                     if name in roles and (not only or name in only)):
+            for key, default in role.defaults.items():
+                if default is None or key not in config.vars:
+                    continue
+                value = config.vars[key]
+                if value is None or not _same_kind(default, value):
+                    origin = origins.get(key, f"hosts.{config.name}.vars")
+                    raise _wrong_type(inventory.path, origin, key, value, default, role)
+
+
+def _wrong_type(path: Path, origin: str, key: str, value: Any, default: Any,
+                role: Role) -> ProvisionerError:
+    got = "nothing (an empty YAML value?)" if value is None else f"{_kind(value)} {_short(value)}"
+    problem = (f"should be {_kind(default)} like its default in {role.path / 'defaults.yml'} "
+               f"({_short(default)}), got {got}.")
+    if origin == "--set":
+        return ProvisionerError(f"--set {key}: {problem}")
+    return InventoryError(str(path), f"{origin}.{key}", problem)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+# --- the commands ---------------------------------------------------------------------------------
+
+
+def run_hosts(inventory: Inventory, hosts: str, group: str, options: RunOptions,
+              profile: bool = False) -> RunResult:
+    """Run the selected hosts with the console listening; the summary (and profile) after."""
     jobs = select_jobs(inventory, hosts, group, options)
     console = ConsoleReport(show_diff=options.diff, check=options.check)
     result = run(jobs, options, console)
     console.summary(result)
     if profile:
-        for host, change in slowest_steps(result):
-            console.console.print(f"{change.duration:8.3f} s  {host}  {change.label}")
-    if report:
-        write_report(result, Path(report))
+        console.profile(result)
     return result
 
 
-def show_facts(inventory: Inventory, hosts: str, group: str) -> None:
-    console = ConsoleReport().console
-    for config in inventory.select(hosts, group):
-        facts = gather_facts(config)
-        console.print(f"[bold]{config.name}[/bold]")
-        for key, value in facts.__dict__.items():
-            if key not in ("mounts", "apt_sources"):
-                console.print(f"  {key}: {value}")
+def provision(inventory: Inventory, hosts: str, group: str, options: RunOptions,
+              report: str = "", profile: bool = False) -> int:
+    """``invoke provision``: the run, its JSON report, and the exit code."""
+    result = run_hosts(inventory, hosts, group, options, profile)
+    if report and not save_report(result, Path(report)):
+        return max(result.exit_code, 1)
+    return result.exit_code
+
+
+def save_report(result: RunResult, path: Path) -> bool:
+    """Write the report; False (said on stderr) when it could not be written. The path was
+    checked before the run, so this is a disk that filled or a directory removed meanwhile."""
+    try:
+        write_report(result, path)
+    except OSError as error:
+        print(f"error: the run finished (see the summary above), but its report could not be "
+              f"written to {path}: {error.strerror or error}.", file=sys.stderr)
+        return False
+    return True
+
+
+def facts_report(inventory: Inventory, hosts: str, group: str,
+                 as_json: bool = False) -> tuple[str, list[str]]:
+    """What ``invoke facts`` prints (an aligned table per host, or JSON for machines), and the
+    errors of the hosts that could not be asked: one host that is down does not hide the rest."""
+    import json
+
+    gathered: dict[str, Facts] = {}
+    failures: list[str] = []
+    for config in _selected(inventory, hosts, group):
+        try:
+            gathered[config.name] = gather_facts(config)
+        except ProvisionerError as error:
+            failures.append(str(error))
+    if as_json:
+        text = json.dumps({name: facts_data(facts) for name, facts in gathered.items()},
+                          indent=2)
+    else:
+        text = "\n".join(facts_table(name, facts) for name, facts in gathered.items())
+    return text, failures
 
 
 def disconnect(inventory: Inventory | None, hosts: str, group: str) -> str:
@@ -86,9 +237,37 @@ def disconnect(inventory: Inventory | None, hosts: str, group: str) -> str:
 
     addresses = None
     if inventory is not None:
-        addresses = {config.address for config in inventory.select(hosts, group)}
-        if not addresses:
-            raise ProvisionerError(f"No host matched --host {hosts!r} --group {group!r} in "
-                                   f"{inventory.path}.")
+        addresses = {config.address for config in _selected(inventory, hosts, group)}
     closed = close_keepers(addresses)
     return f"closed the kept logins to {', '.join(closed)}" if closed else "no kept logins open"
+
+
+# --- the sandbox's messages ---------------------------------------------------------------------
+
+
+def sandbox_down_message(asked: Sequence[str], stopped: Sequence[str], remaining: Sequence[str],
+                         inventory: Path, inventory_removed: bool) -> str:
+    """What ``invoke sandbox.down`` did, or that there was nothing to do."""
+    if not stopped:
+        if asked:
+            running = ", ".join(remaining) or "none"
+            return (f"no sandbox machine named {', '.join(asked)} is running (running: "
+                    f"{running}); nothing stopped.")
+        return "no sandbox machines are running; nothing to stop."
+    lines = [f"stopped and deleted {', '.join(stopped)}"]
+    if remaining:
+        lines.append(f"still running: {', '.join(remaining)} ({inventory} lists them)")
+    elif inventory_removed:
+        lines.append(f"removed {inventory}")
+    return "\n".join(lines)
+
+
+def sandbox_list_lines(rows: Sequence[tuple[str, str, str, int]]) -> list[str]:
+    """``invoke sandbox.list``: an aligned table of (name, address, suite, pid), or a sentence
+    saying there is none and how to start one."""
+    if not rows:
+        return ["no sandbox machines are running (start one with: invoke sandbox.up)"]
+    table = [("name", "address", "suite", "pid"), *((n, a, s, str(p)) for n, a, s, p in rows)]
+    widths = [max(len(row[column]) for row in table) for column in range(3)]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True))
+            + "  " + row[3] for row in table]
