@@ -11,7 +11,7 @@ from typing import Any
 
 from provisioner.facts import Facts
 from provisioner.host import Host
-from provisioner.ops.files import ensure_directory, ensure_file, ensure_template
+from provisioner.ops.files import ensure_directory, ensure_file, ensure_template, safeguard_save
 from provisioner.ops.sysctl import ensure_sysctl, plan_runtime, probe_runtime
 from provisioner.step import Plan, Probed, Step
 from roles.hardening.custom_steps import (
@@ -20,6 +20,7 @@ from roles.hardening.custom_steps import (
     ensure_command_result,
     ensure_keyed_lines,
 )
+from roles.hardening.ssh import access_safeguard
 
 SYSCTL_FILE = "/etc/sysctl.d/90-provisioner-hardening.conf"
 FORWARDING_KEYS = ("net.ipv4.ip_forward", "net.ipv4.conf.all.forwarding",
@@ -109,22 +110,32 @@ def pam_steps(host: Host) -> Iterator[Step]:
         yield from _faillock_steps(host)
 
 
+#: The PAM stacks pam-auth-update rewrites; saved before it runs so the safeguard can restore
+#: them (a faillock stack that refuses the login user would otherwise lock the controller out).
+PAM_STACKS = tuple(f"/etc/pam.d/common-{name}" for name in
+                   ("auth", "account", "password", "session", "session-noninteractive"))
+
+
 def _faillock_steps(host: Host) -> Iterator[Step]:
-    """faillock.conf, two pam-auth-update profiles, and the profiles enabled (dev-sec's way)."""
+    """faillock.conf, two pam-auth-update profiles, and the profiles enabled (dev-sec's way),
+    under the access safeguard: a new login must work after the stack changed."""
+    safeguard = access_safeguard(host.vars)
     yield ensure_template(host, "/etc/security/faillock.conf", "etc/security/faillock.conf.j2",
-                          label="faillock settings [controls §1.3]")
+                          safeguard=safeguard, label="faillock settings [controls §1.3]")
     for name in PAM_PROFILES:
         yield ensure_template(host, f"/usr/share/pam-configs/{name}",
-                              f"usr/share/pam-configs/{name}.j2",
+                              f"usr/share/pam-configs/{name}.j2", safeguard=safeguard,
                               label=f"pam-auth-update profile {name} [controls §1.3]")
     probe = ("a=$(grep -c pam_faillock.so /etc/pam.d/common-auth); "
              "b=$(grep -c pam_faillock.so /etc/pam.d/common-account); "
              "if [ \"$a\" -ge 2 ] && [ \"$b\" -ge 1 ]; then echo enabled; "
              "else echo \"auth $a, account $b\"; fi")
-    action = ("DEBIAN_FRONTEND=noninteractive pam-auth-update --enable "
+    saves = "".join(safeguard_save(safeguard.name, path) for path in PAM_STACKS)
+    action = (saves + "DEBIAN_FRONTEND=noninteractive pam-auth-update --enable "
               + " ".join(PAM_PROFILES))
     yield ensure_command_result(host, "pam_faillock in the PAM stack [controls §1.3]", probe,
-                                wanted="enabled", action=action, reason="enabled")
+                                wanted="enabled", action=action, reason="enabled",
+                                safeguard=safeguard)
 
 
 def core_dump_steps(host: Host) -> Iterator[Step]:

@@ -507,3 +507,11 @@ def test_the_role_reads_no_undeclared_variable() -> None:
             for name in re.findall(r"\bhardening_[a-z0-9_]+", path.read_text())}
     assert used - declared == set()
     assert used, "the scan found no variable at all"
+
+
+def test_faillock_changes_the_pam_stack_under_the_access_safeguard() -> None:
+    steps = role_steps(make_host(hardening_faillock_enabled=True))
+    stack = next(step for step in steps if step.label.startswith("pam_faillock in the PAM"))
+    action = stack.decide(Probed("auth 0, account 0")).action or ""
+    assert stack.safeguard is not None and stack.safeguard.name == "ssh-access"
+    assert action.index("/etc/pam.d/common-auth") < action.index("pam-auth-update")
