@@ -1,0 +1,51 @@
+"""What a person reads when a login fails: the key that was tried, a changed host key as
+ssh-keygen shows it, and the exact command that removes the stale known_hosts line."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import paramiko
+
+from provisioner.connection import _bad_key_message, _ssh_error_message, key_fingerprint
+from provisioner.inventory import HostConfig, SshSettings
+from provisioner.login_keys import PublicKey
+
+
+def config(port: int = 22, identity: Path | None = Path("/keys/id_ed25519")) -> HostConfig:
+    ssh = SshSettings(identity, Path("/home/me/.ssh/known_hosts"), False, None, 10, 60, None)
+    return HostConfig("web1", "192.0.2.10", port, "admin", (), (), {}, ssh)
+
+
+def generated_key(tmp_path: Path) -> tuple[paramiko.PKey, str]:
+    path = tmp_path / "key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    shown = subprocess.run(["ssh-keygen", "-l", "-f", str(path)], capture_output=True,
+                           text=True, check=True).stdout.split()[1]
+    return paramiko.PKey.from_path(path), shown
+
+
+def test_a_key_fingerprint_reads_as_ssh_keygen_prints_it(tmp_path: Path) -> None:
+    key, shown = generated_key(tmp_path)
+    assert key_fingerprint(key) == shown
+    assert PublicKey(key.get_name(), key.get_base64()).fingerprint == shown
+
+
+def test_a_changed_host_key_names_its_fingerprint_and_the_removal_command(
+        tmp_path: Path) -> None:
+    key, shown = generated_key(tmp_path)
+    error = paramiko.BadHostKeyException("192.0.2.10", key, key)
+    message = _bad_key_message(config(port=2222), error)
+    assert shown in message
+    assert "ssh-keygen -R '[192.0.2.10]:2222' -f /home/me/.ssh/known_hosts" in message
+
+
+def test_a_refused_login_names_the_key_file_tried() -> None:
+    message = _ssh_error_message(config(), paramiko.AuthenticationException("denied"))
+    assert "/keys/id_ed25519" in message and "'admin'" in message
+
+
+def test_a_refused_login_without_a_key_file_says_what_was_tried() -> None:
+    message = _ssh_error_message(config(identity=None), paramiko.AuthenticationException("no"))
+    assert "SSH agent" in message and "no ssh.identity_file" in message
