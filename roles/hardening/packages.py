@@ -14,7 +14,7 @@ from typing import Any
 from provisioner.commands import quote
 from provisioner.facts import Facts
 from provisioner.host import Host
-from provisioner.ops.apt import ensure_packages
+from provisioner.ops.apt import apt_command, ensure_packages
 from provisioner.ops.files import (
     DesiredFile,
     ensure_directory,
@@ -29,7 +29,9 @@ from roles.hardening.custom_steps import ensure_command_result
 
 SECURITY_SOURCES = "/etc/apt/sources.list.d/provisioner-security.sources"
 JOURNALD_RESTART = "journald:restart"
-_APT_UPDATE = "DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=600 update"
+#: The lists refreshed after the sources changed, once the dpkg lock is free (ops.apt says who
+#: holds it while it waits).
+_APT_UPDATE = apt_command("update")
 _KEYRINGS = {"debian": "/usr/share/keyrings/debian-archive-keyring.gpg",
              "ubuntu": "/usr/share/keyrings/ubuntu-archive-keyring.gpg"}
 

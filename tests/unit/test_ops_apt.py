@@ -5,24 +5,35 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from provisioner.ops.apt import (
     UPDATE_STAMP,
+    LockHolder,
     PackageState,
+    apt_command,
     ensure_packages,
     parse_packages,
     plan_packages,
     probe_packages,
+    wait_for_dpkg_lock,
 )
 from provisioner.step import Probed
 from tests.unit.hosts import make_host
 
 FIXTURES = Path(__file__).parent / "fixtures"
-APT = ("DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=600 "
+WAIT = wait_for_dpkg_lock()
+APT = ("DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=60 "
        "-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold")
+
+
+def apt(arguments: str) -> str:
+    """An apt-get command as actions send it: after waiting for the dpkg lock."""
+    return f"(\n{WAIT}) && {APT} {arguments}"
 WRITES = re.compile(r"(?<![0-9])>|\b(apt-get|dpkg -i|touch|mkdir|rm|mv)\b")
 
 
@@ -61,17 +72,17 @@ def test_parse_packages_without_any_stamp_counts_the_lists_as_never_refreshed() 
         (state("nano"), [], ["telnet"], "all absent", None),
         (state("nano", age=99999), ["nano"], [], "all present", None),
         (state(age=60), ["ufw", "fail2ban"], [], "install ufw, fail2ban",
-         f"{APT} install ufw fail2ban"),
+         apt("install ufw fail2ban")),
         (state(age=7200), ["ufw"], [], "install ufw; package lists refreshed",
-         f"{APT} update && mkdir -p /var/lib/provisioner && touch {UPDATE_STAMP} && "
-         f"{APT} install ufw"),
+         f"{apt('update')} && mkdir -p /var/lib/provisioner && touch {UPDATE_STAMP} && "
+         f"{apt('install ufw')}"),
         (state(age=None), ["ufw"], [], "install ufw; package lists refreshed",
-         f"{APT} update && mkdir -p /var/lib/provisioner && touch {UPDATE_STAMP} && "
-         f"{APT} install ufw"),
+         f"{apt('update')} && mkdir -p /var/lib/provisioner && touch {UPDATE_STAMP} && "
+         f"{apt('install ufw')}"),
         (state("telnet", "rsh-client"), [], ["telnet", "rsh-client", "nis"],
-         "purge telnet, rsh-client", f"{APT} purge telnet rsh-client"),
+         "purge telnet, rsh-client", apt("purge telnet rsh-client")),
         (state("telnet", age=60), ["ufw"], ["telnet"], "purge telnet; install ufw",
-         f"{APT} install ufw && {APT} purge telnet"),
+         f"{apt('install ufw')} && {apt('purge telnet')}"),
     ],
     ids=["installed", "already-absent", "stale-lists-but-nothing-missing", "missing-fresh-lists",
          "missing-stale-lists", "missing-unknown-age", "purge-installed-only",
@@ -95,7 +106,7 @@ def test_plan_packages_refreshes_lists_exactly_at_the_age_limit_only_when_older(
 def test_plan_packages_quotes_package_names() -> None:
     plan = plan_packages(state(), ["weird name"], [], cache_max_age=3600)
 
-    assert plan.action == f"{APT} install 'weird name'"
+    assert plan.action == apt("install 'weird name'")
 
 
 # --- the step ---------------------------------------------------------------------------------
@@ -128,3 +139,97 @@ def test_probe_packages_runs_read_only_on_this_machine() -> None:
 
     assert parsed.installed == {"dpkg"}
     assert parsed.lists_age is not None
+
+
+# --- the dpkg lock ----------------------------------------------------------------------------
+
+LOCK_FILES = ("file fe00 1441860 1699990000 /var/lib/dpkg/lock-frontend\n"
+              "file fe00 1441876 1699990000 /var/lib/dpkg/lock\n")
+
+
+def test_parse_packages_names_the_process_holding_the_dpkg_lock() -> None:
+    output = LOCK_FILES + "lock -1 00:28:58 - \nlock 812 fe:00:1441860 63 unattended-upgr\n"
+
+    assert parse_packages(output).lock_holder == LockHolder(812, "unattended-upgr", 63)
+
+
+def test_parse_packages_ignores_a_lock_on_the_same_inode_of_another_filesystem() -> None:
+    # Sandbox machines share one image: another machine's lock file has the same inode number.
+    output = LOCK_FILES + "lock 812 00:3c:1441860 63 apt-get\n"
+
+    assert parse_packages(output).lock_holder is None
+
+
+def test_plan_packages_says_who_held_the_dpkg_lock_it_waits_for() -> None:
+    held = PackageState(frozenset(), 60, LockHolder(812, "unattended-upgr", 63))
+
+    plan = plan_packages(held, ["ufw"], [], cache_max_age=3600)
+
+    assert plan.reason == ("install ufw; after waiting for the dpkg lock, held by PID 812 "
+                           "(unattended-upgr, running for 63 s) when probed")
+
+
+def test_plan_packages_ignores_a_lock_holder_when_nothing_must_change() -> None:
+    held = PackageState(frozenset({"ufw"}), 60, LockHolder(812, "unattended-upgr", 63))
+
+    assert plan_packages(held, ["ufw"], [], cache_max_age=3600).action is None
+
+
+@pytest.fixture
+def held_lock(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
+    """A lock file some other process holds for a few seconds, as unattended-upgrades would."""
+    lock = tmp_path / "lock-frontend"
+    lock.touch()
+    holder = subprocess.Popen(["flock", str(lock), "sleep", "4"])
+    deadline = time.monotonic() + 5
+    while lock.stat().st_ino and str(lock.stat().st_ino) not in Path("/proc/locks").read_text():
+        assert time.monotonic() < deadline, "flock never took the lock"
+        time.sleep(0.05)
+    yield lock, holder
+    holder.kill()
+    holder.wait()
+
+
+def run_wait(lock: Path, timeout: int) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["sh", "-c", wait_for_dpkg_lock(timeout, [str(lock)]) + "echo apt"],
+                          capture_output=True, text=True, timeout=30, check=False)
+
+
+@pytest.mark.skipif(shutil.which("flock") is None, reason="needs flock to hold a lock")
+def test_waiting_for_the_dpkg_lock_names_its_holder_and_gives_up_at_the_deadline(
+        held_lock: tuple[Path, subprocess.Popen[bytes]]) -> None:
+    lock, holder = held_lock
+
+    completed = run_wait(lock, timeout=1)
+
+    assert (completed.returncode, completed.stdout) == (1, "")
+    assert f"waiting for the dpkg lock {lock}: held by PID {holder.pid} (flock {lock} sleep 4)" \
+        in completed.stderr
+    assert f"gave up after 1 s waiting for the dpkg lock {lock}: it is still held by PID " \
+        f"{holder.pid}" in completed.stderr
+
+
+@pytest.mark.skipif(shutil.which("flock") is None, reason="needs flock to hold a lock")
+def test_waiting_for_the_dpkg_lock_goes_on_once_the_holder_is_done(
+        held_lock: tuple[Path, subprocess.Popen[bytes]]) -> None:
+    lock, holder = held_lock
+
+    completed = run_wait(lock, timeout=60)
+
+    assert (completed.returncode, completed.stdout) == (0, "apt\n")
+    assert f"held by PID {holder.pid} (flock {lock} sleep 4), running for " in completed.stderr
+    assert "dpkg lock free after" in completed.stderr
+
+
+def test_a_free_dpkg_lock_costs_no_wait_and_no_message(tmp_path: Path) -> None:
+    (tmp_path / "lock").touch()
+
+    completed = run_wait(tmp_path / "lock", timeout=60)
+
+    assert (completed.returncode, completed.stdout, completed.stderr) == (0, "apt\n", "")
+
+
+def test_apt_command_waits_for_the_lock_before_apt_starts() -> None:
+    command = apt_command("install ufw")
+
+    assert command.index("provisioner_lock_holder") < command.index("apt-get")
