@@ -139,20 +139,21 @@ def disconnect(c: Context, host: str = "", group: str = "", inventory: str = "")
 
 
 @task(help={"count": "How many machines (default 1; running ones are kept).",
-            "suite": "Debian suite: bookworm (default) or trixie."})
+            "suite": "Debian suite: bookworm (default) or trixie.",
+            "variant": "Image: standard (default) or minimal (no kmod, iproute2, python3)."})
 @user_errors
-def up(c: Context, count: int = 1, suite: str = "bookworm") -> None:
+def up(c: Context, count: int = 1, suite: str = "bookworm", variant: str = "standard") -> None:
     """Boot local throwaway Debian machines and write inventories/sandbox.yml for them.
 
-    Example: invoke sandbox.up --count 3 --suite trixie
+    Example: invoke sandbox.up --count 3 --suite trixie --variant minimal
     """
     from provisioner import sandbox
     from provisioner.cli import DEFAULT_INVENTORY
 
-    machines = sandbox.up(count=count, suite=suite, progress=print)
+    machines = sandbox.up(count=count, suite=suite, progress=print, variant=variant)
     sandbox.write_inventory(machines, DEFAULT_INVENTORY)
     for machine in machines:
-        print(f"{machine.name}  {machine.address}  {machine.suite}")
+        print(f"{machine.name}  {machine.address}  {machine.suite}  {machine.variant}")
     print(f"inventory written to {DEFAULT_INVENTORY}")
 
 

@@ -1,4 +1,4 @@
-"""Builds and caches one base image per Debian suite, which every machine of that suite shares.
+"""Builds and caches one base image per Debian suite and variant, which its machines share.
 
 Building takes about a minute, so the image is kept under /var/cache and rebuilt only when the
 recipe (or the host's mirror) changes. A build happens in a temporary directory that is renamed
@@ -21,6 +21,7 @@ from provisioner.sandbox.paths import CACHE_DIR
 from provisioner.sandbox.process import run
 
 SUPPORTED_SUITES = ("bookworm", "trixie")
+SUPPORTED_VARIANTS = tuple(image_recipe.VARIANT_PACKAGES)
 BUILD_SECONDS_HINT = 70
 
 
@@ -33,74 +34,99 @@ def check_suite(suite: str) -> None:
         )
 
 
-def image_root(suite: str) -> Path:
-    """The cached root filesystem machines of suite are made from (read-only to them)."""
-    return CACHE_DIR / suite / "rootfs"
+def check_variant(variant: str) -> None:
+    """Only the variants the recipe describes can be built; say which those are."""
+    if variant not in SUPPORTED_VARIANTS:
+        raise SandboxError(
+            f"Unknown image variant {variant!r}: the sandbox builds "
+            f"{' or '.join(SUPPORTED_VARIANTS)} images. Pass one of those."
+        )
 
 
-def cached_stamp(suite: str) -> str | None:
+def image_name(suite: str, variant: str) -> str:
+    """The image's directory in the cache, `suite` or `suite-variant`.
+
+    The standard variant keeps the bare suite name it had before variants existed, so its
+    cached image stays valid.
+    """
+    return suite if variant == image_recipe.DEFAULT_VARIANT else f"{suite}-{variant}"
+
+
+def image_root(name: str) -> Path:
+    """The cached root filesystem machines of the image are made from (read-only to them)."""
+    return CACHE_DIR / name / "rootfs"
+
+
+def cached_stamp(name: str) -> str | None:
     """The recipe stamp of the cached image, or None when there is no complete image."""
-    stamp = CACHE_DIR / suite / "stamp"
+    stamp = CACHE_DIR / name / "stamp"
     return stamp.read_text(encoding="utf-8").strip() if stamp.exists() else None
 
 
 @contextmanager
-def build_lock(suite: str) -> Iterator[None]:
-    """Serialise builds of one suite between processes (two `up`s must not both debootstrap)."""
+def build_lock(name: str) -> Iterator[None]:
+    """Serialise builds of one image between processes (two `up`s must not both debootstrap)."""
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    with open(CACHE_DIR / f".{suite}.lock", "w", encoding="utf-8") as lock_file:
+    with open(CACHE_DIR / f".{name}.lock", "w", encoding="utf-8") as lock_file:
         fcntl.flock(lock_file, fcntl.LOCK_EX)
         yield
 
 
-def ensure_image(suite: str, in_use: bool, progress: Callable[[str], None]) -> Path:
-    """The current base image for suite, built first if missing or made by an older recipe.
+def ensure_image(
+    suite: str, variant: str, in_use: bool, progress: Callable[[str], None]
+) -> Path:
+    """The current base image for suite and variant, built first if missing or outdated.
 
     in_use says running machines sit on the cached image; replacing it under them would break
     their overlays, so a stale image in use is an error rather than a silent rebuild.
     """
     check_suite(suite)
+    check_variant(variant)
     mirror = find_host_mirror()
-    stamp = image_recipe.recipe_stamp(mirror, suite)
-    with build_lock(suite):
-        current = cached_stamp(suite)
+    stamp = image_recipe.recipe_stamp(mirror, suite, variant)
+    name = image_name(suite, variant)
+    with build_lock(name):
+        current = cached_stamp(name)
         if current == stamp:
-            return image_root(suite)
+            return image_root(name)
         if current is not None and in_use:
             raise SandboxError(
-                f"The {suite} base image was built by an older sandbox recipe and machines still "
+                f"The {name} base image was built by an older sandbox recipe and machines still "
                 "use it. Run `sandbox.down` first; the next `up` rebuilds the image."
             )
-        progress(f"building {suite} base image (about {BUILD_SECONDS_HINT} s, cached afterwards)")
-        build_image(suite, mirror, stamp)
-    return image_root(suite)
+        progress(f"building {name} base image (about {BUILD_SECONDS_HINT} s, cached afterwards)")
+        packages = image_recipe.variant_packages(variant, mirror)
+        build_image(suite, name, packages, mirror, stamp)
+    return image_root(name)
 
 
-def build_image(suite: str, mirror: str, stamp: str) -> None:
+def build_image(
+    suite: str, name: str, packages: tuple[str, ...], mirror: str, stamp: str
+) -> None:
     """debootstrap and customise into a temporary directory, then rename it into the cache."""
-    remove_leftovers(suite)
-    build_dir = Path(tempfile.mkdtemp(dir=CACHE_DIR, prefix=f".{suite}.build-"))
+    remove_leftovers(name)
+    build_dir = Path(tempfile.mkdtemp(dir=CACHE_DIR, prefix=f".{name}.build-"))
     try:
         root = build_dir / "rootfs"
-        bootstrap(suite, mirror, root)
+        bootstrap(suite, packages, mirror, root)
         customise(root, mirror, suite)
         (build_dir / "stamp").write_text(stamp + "\n", encoding="utf-8")
         os.chmod(build_dir, 0o755)
-        swap_into_cache(build_dir, CACHE_DIR / suite)
+        swap_into_cache(build_dir, CACHE_DIR / name)
     finally:
         remove_tree(build_dir)
 
 
-def remove_leftovers(suite: str) -> None:
+def remove_leftovers(name: str) -> None:
     """Delete what an interrupted build or swap left behind (only ever under the build lock)."""
-    for pattern in (f".{suite}.build-*", f".{suite}.old-*"):
+    for pattern in (f".{name}.build-*", f".{name}.old-*"):
         for leftover in CACHE_DIR.glob(pattern):
             remove_tree(leftover)
 
 
-def bootstrap(suite: str, mirror: str, root: Path) -> None:
-    """A minbase Debian with the cloud-VM packages, from the host's own mirror."""
-    include = ",".join(image_recipe.PACKAGES)
+def bootstrap(suite: str, packages: tuple[str, ...], mirror: str, root: Path) -> None:
+    """A minbase Debian with the variant's packages, from the host's own mirror."""
+    include = ",".join(packages)
     try:
         run(["debootstrap", "--variant=minbase", f"--include={include}", suite, str(root), mirror])
     except SandboxError as error:

@@ -12,7 +12,25 @@ PACKAGES = (
     "systemd", "systemd-sysv", "dbus", "openssh-server", "python3", "sudo", "iproute2",
     "iputils-ping", "ca-certificates", "procps", "kmod", "apt-utils", "less",
 )
-"""Installed by debootstrap on top of minbase; cron and editors are left for roles to install."""
+"""The standard variant: installed by debootstrap on top of minbase; cron and editors are left
+for roles to install."""
+
+MINIMAL_PACKAGES = ("systemd-sysv", "libpam-systemd", "dbus", "openssh-server", "sudo")
+"""The minimal variant: only what boots with systemd and takes SSH logins that may use sudo.
+
+Debian's genericcloud and nocloud images add to a debootstrap base sudo, libpam-systemd,
+openssh-server, networking (netplan, systemd-resolved), time sync, unattended-upgrades, and a
+handful of `important` tools (iproute2, iptables, iputils-ping, less, nano, vim-tiny); kmod
+comes with their kernel. A sandbox machine has no kernel of its own and is networked from the
+host, so this variant keeps only the first three and systemd itself (dbus spelled out because
+debootstrap does not resolve libpam-systemd's virtual dbus-system-bus dependency). It has no
+kmod (so no /etc/modprobe.d), no iproute2, no python3 and no ca-certificates: the smallest
+Debian a user may hand the tool, where a missing directory or command shows first."""
+
+VARIANT_PACKAGES = {"standard": PACKAGES, "minimal": MINIMAL_PACKAGES}
+"""Image variants by name; `standard` is the default everywhere."""
+
+DEFAULT_VARIANT = "standard"
 
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "sandbox-admin"
@@ -102,13 +120,25 @@ REMOVED_GLOBS = (
 and stale package lists would fail in confusing ways later instead of plainly needing an update."""
 
 
-def recipe_stamp(mirror: str, suite: str) -> str:
-    """A fingerprint of everything that shapes an image; a cached image with another is rebuilt."""
+def variant_packages(variant: str, mirror: str) -> tuple[str, ...]:
+    """The packages debootstrap adds for variant; an https mirror needs CA certificates to work."""
+    packages = VARIANT_PACKAGES[variant]
+    if mirror.startswith("https://") and "ca-certificates" not in packages:
+        packages = (*packages, "ca-certificates")
+    return packages
+
+
+def recipe_stamp(mirror: str, suite: str, variant: str = DEFAULT_VARIANT) -> str:
+    """A fingerprint of everything that shapes an image; a cached image with another is rebuilt.
+
+    The variant shows only through its packages, so the standard image keeps the stamp it had
+    before variants existed and is not rebuilt under machines that still use it.
+    """
     recipe = {
         "version": RECIPE_VERSION,
         "mirror": mirror,
         "suite": suite,
-        "packages": PACKAGES,
+        "packages": variant_packages(variant, mirror),
         "files": IMAGE_FILES,
         "symlinks": IMAGE_SYMLINKS,
         "removed": REMOVED_GLOBS,

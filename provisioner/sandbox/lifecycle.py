@@ -12,11 +12,13 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 from provisioner.sandbox import machine_root, machines, network, ssh
 from provisioner.sandbox.errors import SandboxError
 from provisioner.sandbox.host_tools import ensure_host_tools, require_root
-from provisioner.sandbox.image import check_suite, ensure_image
+from provisioner.sandbox.image import check_suite, check_variant, ensure_image, image_name
+from provisioner.sandbox.image_recipe import DEFAULT_VARIANT
 from provisioner.sandbox.machine import Machine
 from provisioner.sandbox.paths import FAILED_BOOT_LOGS_DIR, LOCK_PATH, MACHINES_DIR, SANDBOX_DIR
 from provisioner.sandbox.state import SandboxState, load_state, save_state
@@ -24,6 +26,14 @@ from provisioner.sandbox.state import SandboxState, load_state, save_state
 Progress = Callable[[str], None]
 PREFIX_PATTERN = re.compile(r"[a-z][a-z0-9]{0,9}")
 MAX_COUNT = 99
+
+
+class BaseImage(NamedTuple):
+    """The cached image new machines are made from, and the suite and variant they record."""
+
+    suite: str
+    variant: str
+    root: Path
 
 
 @contextmanager
@@ -35,9 +45,10 @@ def sandbox_lock() -> Iterator[None]:
         yield
 
 
-def check_request(count: int, suite: str, prefix: str) -> None:
+def check_request(count: int, suite: str, prefix: str, variant: str = DEFAULT_VARIANT) -> None:
     """Reject requests that cannot work before anything on the host changes."""
     check_suite(suite)
+    check_variant(variant)
     if not PREFIX_PATTERN.fullmatch(prefix):
         raise SandboxError(
             f"Machine prefix {prefix!r} is not usable: use 1-10 lowercase letters and digits, "
@@ -60,37 +71,49 @@ def list_machines() -> list[Machine]:
 
 def up(
     count: int = 1, suite: str = "bookworm", prefix: str = "sandbox",
-    progress: Progress | None = None,
+    progress: Progress | None = None, variant: str = DEFAULT_VARIANT,
 ) -> list[Machine]:
-    """Make sure machines prefix1..prefixN run (booting only the missing ones) and return them."""
+    """Make sure machines prefix1..prefixN run (booting only the missing ones) and return them.
+
+    variant picks the image: `standard` (the default) or `minimal` (image_recipe says what each
+    holds); machines of different variants and suites run side by side under other prefixes.
+    """
     report = progress or (lambda _line: None)
-    check_request(count, suite, prefix)
+    check_request(count, suite, prefix, variant)
     ensure_host_tools()
     with sandbox_lock():
         state = load_state()
         forget_dead(state)
         wanted = machine_names(prefix, count)
-        check_suites_match(state, wanted, suite)
+        check_images_match(state, wanted, suite, variant)
         missing = [name for name in wanted if state.find(name) is None]
         for machine in state.machines:
             if machine.name in wanted:
                 report(f"{machine.name} already running at {machine.address}")
         if missing:
-            in_use = any(machine.suite == suite for machine in state.machines)
-            image = ensure_image(suite, in_use, report)
+            in_use = any(image_of(machine) == image_name(suite, variant)
+                         for machine in state.machines)
+            root = ensure_image(suite, variant, in_use, report)
             prepare_host(state)
-            boot_all(state, missing, suite, image, report)
+            boot_all(state, missing, BaseImage(suite, variant, root), report)
         return [machine for machine in state.machines if machine.name in wanted]
 
 
-def check_suites_match(state: SandboxState, wanted: Sequence[str], suite: str) -> None:
-    """A running machine of another suite is not what was asked for; say so, do not reuse it."""
+def image_of(machine: Machine) -> str:
+    """The cached image a machine's root filesystem lies over."""
+    return image_name(machine.suite, machine.variant)
+
+
+def check_images_match(
+    state: SandboxState, wanted: Sequence[str], suite: str, variant: str
+) -> None:
+    """A running machine of another suite or variant is not what was asked for; do not reuse it."""
     for name in wanted:
         machine = state.find(name)
-        if machine is not None and machine.suite != suite:
+        if machine is not None and image_of(machine) != image_name(suite, variant):
             raise SandboxError(
-                f"{name} already runs {machine.suite}, not {suite}. Run `sandbox.down` (or pick "
-                "another prefix) and then `sandbox.up` again."
+                f"{name} already runs {image_of(machine)}, not {image_name(suite, variant)}. "
+                "Run `sandbox.down` (or pick another prefix) and then `sandbox.up` again."
             )
 
 
@@ -106,7 +129,7 @@ def prepare_host(state: SandboxState) -> None:
 
 
 def boot_all(
-    state: SandboxState, names: Sequence[str], suite: str, image: Path, report: Progress
+    state: SandboxState, names: Sequence[str], image: BaseImage, report: Progress
 ) -> None:
     """Boot names in parallel, recording each machine as soon as it is up; raise if any failed."""
     plan = plan_addresses(names, [machine.address for machine in state.machines])
@@ -115,7 +138,7 @@ def boot_all(
 
     def boot_and_record(name: str, address: str) -> None:
         started = time.monotonic()
-        machine, system_state = boot_machine(name, address, suite, image, public_key)
+        machine, system_state = boot_machine(name, address, image, public_key)
         with record_lock:
             record(state, machine)
         suffix = "" if system_state == "running" else f" (systemd reports {system_state})"
@@ -159,14 +182,14 @@ def record(state: SandboxState, machine: Machine) -> None:
 
 
 def boot_machine(
-    name: str, address: str, suite: str, image: Path, public_key: str
+    name: str, address: str, image: BaseImage, public_key: str
 ) -> tuple[Machine, str]:
     """Create, personalise, start and wire one machine; return it once sshd and systemd are up.
 
     A machine that fails is removed again (its console log is kept for the error message), so a
     failed `up` never leaves a half machine behind.
     """
-    root = machine_root.create_root(name, image)
+    root = machine_root.create_root(name, image.root)
     log_path = machine_root.machine_dir(name) / "console.log"
     pid: int | None = None
     try:
@@ -182,7 +205,9 @@ def boot_machine(
     except BaseException:
         discard(name, pid, root)
         raise
-    return Machine(name=name, address=address, suite=suite, pid=pid, root=root), system_state
+    machine = Machine(name=name, address=address, suite=image.suite, pid=pid, root=root,
+                      variant=image.variant)
+    return machine, system_state
 
 
 def keep_failure_log(log_path: Path) -> Path:

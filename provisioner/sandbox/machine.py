@@ -9,7 +9,8 @@ class Machine:
     """A booted sandbox machine: where to reach it and what to stop when it goes.
 
     `pid` is the systemd-nspawn process on the host (stopping it stops the machine); `root` is the
-    machine's root filesystem as mounted on the host.
+    machine's root filesystem as mounted on the host; `variant` names the image it was made from
+    (see image_recipe.VARIANT_PACKAGES).
     """
 
     name: str
@@ -17,3 +18,4 @@ class Machine:
     suite: str
     pid: int
     root: Path
+    variant: str = "standard"

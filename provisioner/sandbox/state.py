@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.local_files import write_atomically
+from provisioner.sandbox.image_recipe import DEFAULT_VARIANT
 from provisioner.sandbox.machine import Machine
 from provisioner.sandbox.paths import STATE_PATH
 
@@ -39,19 +40,21 @@ def machine_to_json(machine: Machine) -> dict[str, Any]:
         "name": machine.name,
         "address": machine.address,
         "suite": machine.suite,
+        "variant": machine.variant,
         "pid": machine.pid,
         "root": str(machine.root),
     }
 
 
 def machine_from_json(data: dict[str, Any]) -> Machine:
-    """The inverse of machine_to_json."""
+    """The inverse of machine_to_json; records written before variants existed are standard."""
     return Machine(
         name=str(data["name"]),
         address=str(data["address"]),
         suite=str(data["suite"]),
         pid=int(data["pid"]),
         root=Path(data["root"]),
+        variant=str(data.get("variant", DEFAULT_VARIANT)),
     )
 
 

@@ -1,7 +1,9 @@
 """Sandbox machines for the integration tests: booted once per session, removed at the end.
 
-Set PROVISIONER_TEST_SUITE=trixie to run the suite against Debian 13 machines, and
-PROVISIONER_KEEP_SANDBOX=1 to leave the machines running for inspection.
+Set PROVISIONER_TEST_SUITE=trixie to run the suite against Debian 13 machines,
+PROVISIONER_TEST_VARIANT=minimal to run it against the minimal image (no kmod, iproute2 or
+python3; see provisioner/sandbox/image_recipe.py), and PROVISIONER_KEEP_SANDBOX=1 to leave the
+machines running for inspection.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from provisioner.connection_reuse import close_keepers
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SUITE = os.environ.get("PROVISIONER_TEST_SUITE", "bookworm")
+VARIANT = os.environ.get("PROVISIONER_TEST_VARIANT", "standard")
 CONTROLLER_ADDRESS = "10.77.0.1"
 
 
@@ -92,7 +95,7 @@ def machines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     # hosts' remembered facts (a machine booted again under the same name starts unknown).
     os.environ["PROVISIONER_RUNTIME_DIR"] = str(tmp_path_factory.mktemp("kept"))
     os.environ["PROVISIONER_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
-    booted = sandbox.up(count=2, suite=SUITE, prefix="it", progress=print)
+    booted = sandbox.up(count=2, suite=SUITE, prefix="it", progress=print, variant=VARIANT)
     by_name = {machine.name: machine for machine in booted}
     inventory = tmp_path_factory.mktemp("sandbox") / "inventory.yml"
     write_test_inventory([by_name["it1"], by_name["it2"]], inventory)

@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from provisioner.sandbox import Machine, SandboxError, ssh_argv
-from provisioner.sandbox.image_recipe import recipe_stamp
+from provisioner.sandbox.image import image_name
+from provisioner.sandbox.image_recipe import recipe_stamp, variant_packages
 from provisioner.sandbox.inventory import render_inventory, write_inventory
 from provisioner.sandbox.lifecycle import (
     check_request,
@@ -140,6 +141,26 @@ def test_image_stamp_changes_with_the_mirror() -> None:
     assert recipe_stamp(MIRROR, "bookworm") != recipe_stamp("http://b.example.org/d", "bookworm")
 
 
+def test_image_stamp_changes_with_the_variant() -> None:
+    assert recipe_stamp(MIRROR, "bookworm", "minimal") != recipe_stamp(MIRROR, "bookworm")
+
+
+def test_the_standard_image_keeps_its_cache_directory_and_others_get_their_own() -> None:
+    assert image_name("bookworm", "standard") == "bookworm"
+    assert image_name("trixie", "minimal") == "trixie-minimal"
+
+
+def test_the_minimal_variant_has_ssh_and_sudo_but_no_kmod_or_extras() -> None:
+    packages = set(variant_packages("minimal", MIRROR))
+    assert {"systemd-sysv", "openssh-server", "sudo"} <= packages
+    assert not packages & {"kmod", "iproute2", "python3", "procps", "ca-certificates"}
+    assert "kmod" in variant_packages("standard", MIRROR)
+
+
+def test_an_https_mirror_brings_ca_certificates_into_the_minimal_variant() -> None:
+    assert "ca-certificates" in variant_packages("minimal", "https://mirror.example.org/debian")
+
+
 def test_machine_number_picks_the_matching_address() -> None:
     assert choose_address(3, []) == "10.77.0.13"
 
@@ -190,6 +211,11 @@ def test_unsupported_suite_is_rejected_with_the_supported_ones_named() -> None:
         check_request(1, "buster", "sandbox")
 
 
+def test_unknown_variant_is_rejected_with_the_known_ones_named() -> None:
+    with pytest.raises(SandboxError, match="standard or minimal"):
+        check_request(1, "bookworm", "sandbox", variant="tiny")
+
+
 EXPECTED_INVENTORY = (
     "# Written by `invoke sandbox.up`: local throwaway sandbox machines. "
     "Regenerated on every up; do not edit.\n"
@@ -236,8 +262,15 @@ def test_inventory_without_machines_still_parses_to_a_hosts_mapping() -> None:
 
 
 def test_state_survives_a_round_trip() -> None:
-    state = SandboxState([machine("sandbox1", "10.77.0.11")], restore_ip_forward="0")
+    minimal = Machine("sbmin1", "10.77.0.12", "bookworm", 4343, Path("/r"), variant="minimal")
+    state = SandboxState([machine("sandbox1", "10.77.0.11"), minimal], restore_ip_forward="0")
     assert parse_state(dump_state(state)) == state
+
+
+def test_a_state_recorded_before_variants_existed_reads_as_standard_machines() -> None:
+    old = ('{"version": 1, "restore_ip_forward": null, "machines": [{"name": "it1", '
+           '"address": "10.77.0.11", "suite": "bookworm", "pid": 7, "root": "/r"}]}')
+    assert parse_state(old).machines[0].variant == "standard"
 
 
 def test_saving_an_empty_state_removes_the_file(tmp_path: Path) -> None:
