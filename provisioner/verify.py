@@ -2,8 +2,10 @@
 
 testinfra's paramiko backend would accept unknown host keys (WarningPolicy), so specs run through
 its ssh:// backend with a generated ssh_config that pins the inventory's known_hosts file and
-reuses one master connection per host. The specs read the host's merged variables from a JSON
-file named by PROVISIONER_VERIFY_VARS (see verify_plugin.py).
+reuses one master connection per host. That master is closed when the specs are done: testinfra
+starts it with ControlPersist=60s, so it would otherwise stay logged in to the host for a minute
+after verify returned, its socket in a temporary directory already deleted. The specs read the
+host's merged variables from a JSON file named by PROVISIONER_VERIFY_VARS (see verify_plugin.py).
 """
 
 from __future__ import annotations
@@ -63,4 +65,13 @@ def verify_host(job: HostJob, extra_args: Sequence[str] = ()) -> int:
                    f"--hosts=ssh://{job.config.name}", f"--ssh-config={workdir / 'ssh_config'}",
                    "--sudo", "-q", "--no-header", "-p", "no:cacheprovider",
                    "--rootdir", str(workdir), *extra_args, *specs]
-        return subprocess.run(command, env=environment, check=False).returncode
+        try:
+            return subprocess.run(command, env=environment, check=False).returncode
+        finally:
+            close_master(workdir / "ssh_config", job.config.name)
+
+
+def close_master(ssh_config: Path, host_name: str) -> None:
+    """Ask the host's OpenSSH master (if one is still up) to exit now instead of persisting."""
+    subprocess.run(["ssh", "-F", str(ssh_config), "-O", "exit", host_name],
+                   stdin=subprocess.DEVNULL, capture_output=True, check=False, timeout=30)
