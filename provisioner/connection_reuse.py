@@ -277,7 +277,10 @@ def _spawn(settings: dict[str, Any], log_path: Path) -> None:
     if log_path.exists() and log_path.stat().st_size > LOG_LIMIT:
         log_path.replace(log_path.with_suffix(".log.1"))
     listen_fds = [item["listen_fd"] for item in settings["hosts"]]
-    with log_path.open("ab") as log:
+    # 0600 like the rest of the cache (a log an older version created 0644 is tightened too).
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.fchmod(log_fd, 0o600)
+    with os.fdopen(log_fd, "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "provisioner.connection_keeper"], stdin=subprocess.PIPE,
             stdout=log, stderr=log, pass_fds=listen_fds, start_new_session=True, cwd="/",
