@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from provisioner import sandbox
-from provisioner.sandbox.network import host_interface
+from provisioner.sandbox.network import host_interface, link_exists
 from provisioner.sandbox.state import load_state
 
 pytestmark = [
@@ -253,5 +253,5 @@ def test_down_removes_the_machines_veths_and_state_entries(
     sandbox.down(names=names)
     assert not {machine.name for machine in sandbox.list_machines()} & set(names)
     assert not {machine.name for machine in load_state().machines} & set(names)
-    assert not any(Path("/sys/class/net", host_interface(name)).exists() for name in names)
+    assert not any(link_exists(host_interface(name)) for name in names)
     assert not any(machine.root.exists() for machine in booted)
