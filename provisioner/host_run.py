@@ -226,8 +226,16 @@ class HostWalk:
         for index, handler in enumerate(handlers):
             last = index == len(handlers) - 1 and not safeguards
             self._run_handler(handler, next_position if last else None)
-        for index, safeguard in enumerate(safeguards):
-            self._confirm(safeguard, next_position if index == len(safeguards) - 1 else None)
+        for index, arming in enumerate(safeguards):
+            position = next_position if index == len(safeguards) - 1 else None
+            if self.state.failed:
+                # Its handlers did not run, so a proof would test the old state; a change left
+                # in place unproven would go live at the next restart, and no later run would
+                # notice (its file is as desired). Undo it; the next run makes it again.
+                self._report(self._revert_now(arming, position, "a step of the role failed "
+                                              "before the change was proven"), time.monotonic())
+            else:
+                self._confirm(arming, position)
         self.state.armed.clear()
 
     def _run_handler(self, handler: Handler, next_position: int | None) -> None:
@@ -255,7 +263,8 @@ class HostWalk:
         try:
             self.confirmation_round_trips += _prove_new_connection(self.host.config)
         except ProvisionerError as error:
-            self._report(self._revert_now(arming, next_position, error), started)
+            self._report(self._revert_now(arming, next_position, f"a new SSH login as {user} "
+                                          f"failed after the change ({error})"), started)
             return
         result = self._round_trip(disarm_action(arming), next_position,
                                   timeout=SAFEGUARD_COMMAND_TIMEOUT)
@@ -268,12 +277,9 @@ class HostWalk:
         self._report(Change.ok(label, f"a new SSH login as {user} works; revert disarmed"),
                      started)
 
-    def _revert_now(self, arming: Arming, next_position: int | None,
-                    error: ProvisionerError) -> Change:
+    def _revert_now(self, arming: Arming, next_position: int | None, failed: str) -> Change:
         """Fire the revert at once; if even that cannot reach the host, its timer will."""
         label = f"safeguard {arming.safeguard.name}"
-        failed = (f"a new SSH login as {self.host.config.user} failed after the change "
-                  f"({error})")
         self.state.failed = True
         try:
             self._round_trip(revert_now_action(arming), next_position,

@@ -301,3 +301,38 @@ def test_a_secret_in_a_template_reaches_the_host_and_only_its_mask_is_shown(
     assert target.read_text() == "password=hunter2\n"
     assert changes[0].changed and changes[0].diff is not None
     assert "+password=***" in changes[0].diff and "hunter2" not in changes[0].diff
+
+
+class ShellWithoutSystemd(LocalShell):
+    """A local shell where systemd's tools succeed doing nothing (the controller has no
+    systemd), so a safeguard can be armed and reverted here."""
+
+    def __init__(self, tools: Path) -> None:
+        super().__init__()
+        tools.mkdir()
+        for name in ("systemctl", "systemd-run"):
+            (tools / name).write_text("#!/bin/sh\nexit 0\n")
+            (tools / name).chmod(0o755)
+        self.tools = tools
+
+    def run_script(self, script: str, timeout: float | None = None) -> Result:
+        return super().run_script(f"PATH={quote(str(self.tools))}:$PATH\n{script}", timeout)
+
+
+def test_a_role_failing_after_a_guarded_change_reverts_it_instead_of_proving_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("provisioner.safeguards.SAFEGUARD_ROOT", str(tmp_path / "safeguard"))
+    undone = tmp_path / "undone"
+    safeguard = Safeguard("test", undo=f"echo reverted > {quote(str(undone))}", timeout=60)
+    guarded = replace(marker_step(tmp_path / "guarded"), safeguard=safeguard)
+    failing = Step("fails", "true", lambda probed: Plan("must act", action="exit 3"))
+    role = Role("test", Path("/nonexistent"), {}, {}, lambda host: [guarded, failing])
+    changes: list[Change] = []
+
+    shell = ShellWithoutSystemd(tmp_path / "tools")
+    HostWalk(make_host(), shell, [RoleSteps(role, [guarded, failing])],  # type: ignore[arg-type]
+             changes.append, lambda label: None).run()
+
+    assert undone.read_text() == "reverted\n"
+    assert changes[-1].label == "safeguard test" and changes[-1].failed
+    assert "failed before the change was proven" in changes[-1].reason
