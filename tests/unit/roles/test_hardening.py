@@ -260,6 +260,12 @@ def test_reload_handler_waits_for_sshd_to_listen_again() -> None:
     assert "sleep 0.1" in action
 
 
+def test_reload_handler_finds_sshd_listening_without_iproute2() -> None:
+    action = load_role(ROLE_DIR).handlers["ssh:reload"].action
+    assert "/proc/net/tcp" in action and "/run/sshd.pid" in action
+    assert "ss -" not in action
+
+
 @pytest.mark.parametrize(("output", "reason", "acts"), [
     ("60 363\n", "removed 60 primes below 3072 bits (363 kept)", True),
     ("0 363\n", "no primes below 3072 bits (363 kept)", False),
