@@ -5,6 +5,11 @@ by a marker line carrying its exit code. The marker holds a random token per scr
 output can forge a boundary. Actions run first, in order, each in its own subshell; the first one
 that fails ends the script, so nothing after it runs and no probe reports a state it changed.
 Grouped probes (step.ProbeGroup) are answered by one snippet per group, sent before the others.
+
+An action can tell the controller how it is getting on while it runs (a wait for the dpkg lock
+that may last minutes) with ``provisioner_progress TEXT``: the line goes to the script's own
+stderr (fd 3 inside actions, whose stderr is their output), marked with the script's token, and
+the walk shows it as it arrives (``progress_text``).
 """
 
 from __future__ import annotations
@@ -59,7 +64,8 @@ def build_batch(probes: Sequence[str | GroupedProbe],
         actions = ()
     elif isinstance(actions, str):
         actions = (actions,)
-    parts = [f"( {action}\n) </dev/null 2>&1\nrc=$?\n"
+    parts = [_progress_function(token)] if actions else []
+    parts += [f"( {action}\n) </dev/null 2>&1\nrc=$?\n"
              f"printf '\\n{token} action-{index} %s\\n' \"$rc\"\n[ \"$rc\" -eq 0 ] || exit 0"
              for index, action in enumerate(actions)]
     groups = _group_items(probes)
@@ -76,6 +82,17 @@ def build_batch(probes: Sequence[str | GroupedProbe],
     parts += [f"( {snippet}\n) </dev/null 2>/dev/null\nprintf '\\n{token} {name} %s\\n' \"$?\""
               for name, snippet in sections]
     return BatchScript("\n".join(parts) + "\n", token, len(actions), tuple(layout))
+
+
+def _progress_function(token: str) -> str:
+    return (f"exec 3>&2\nprovisioner_progress() {{ printf '%s progress %s\\n' {token} \"$*\" "
+            ">&3; }")
+
+
+def progress_text(script: BatchScript, line: str) -> str | None:
+    """What an action reported with provisioner_progress, if ``line`` is such a report."""
+    mark = f"{script.token} progress "
+    return line[len(mark):] if line.startswith(mark) else None
 
 
 def _group_items(probes: Sequence[str | GroupedProbe]) -> dict[str, tuple[ProbeGroup, list[str]]]:

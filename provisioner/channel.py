@@ -8,13 +8,16 @@ from collections.abc import Callable
 
 import paramiko
 
+from provisioner.remote import StderrLines
+
 #: Given stdout and stderr so far: has the awaited answer fully arrived? (Asked after every read
 #: that brought something, with the growing buffers themselves: no copies of long output.)
 Finished = Callable[[bytes | bytearray, bytes | bytearray], bool]
 
 
 def read_channel(channel: paramiko.Channel, timeout: float,
-                 finished: Finished = lambda out, err: False) -> tuple[bytes, bytes]:
+                 finished: Finished = lambda out, err: False,
+                 stderr_lines: StderrLines | None = None) -> tuple[bytes, bytes]:
     """Stdout and stderr, read together so neither pipe can fill and deadlock, until
     ``finished`` says so or the command has exited and all it wrote is read; TimeoutError
     past ``timeout``.
@@ -23,6 +26,7 @@ def read_channel(channel: paramiko.Channel, timeout: float,
     """
     deadline = time.monotonic() + timeout
     out, err = bytearray(), bytearray()
+    told = 0  # how much of err stderr_lines has heard
     with selectors.DefaultSelector() as waiting:
         waiting.register(channel, selectors.EVENT_READ)
         while True:
@@ -31,6 +35,8 @@ def read_channel(channel: paramiko.Channel, timeout: float,
                 out += channel.recv(65536)
             while channel.recv_stderr_ready():
                 err += channel.recv_stderr(65536)
+            if stderr_lines is not None:
+                told = _tell_lines(err, told, stderr_lines)
             if (len(out) + len(err) > arrived and finished(out, err)) or (
                     channel.exit_status_ready() and not channel.recv_ready()
                     and not channel.recv_stderr_ready()):
@@ -39,3 +45,13 @@ def read_channel(channel: paramiko.Channel, timeout: float,
             if left <= 0:
                 raise TimeoutError(f"command still running after {timeout:.0f} s")
             waiting.select(min(0.5, left))
+
+
+def _tell_lines(err: bytearray, told: int, stderr_lines: StderrLines) -> int:
+    """Hand on the complete lines after ``told``; returns where the next one starts."""
+    end = err.rfind(b"\n", told)
+    if end < 0:
+        return told
+    for line in bytes(err[told:end]).split(b"\n"):
+        stderr_lines(line.decode("utf-8", "replace"))
+    return end + 1

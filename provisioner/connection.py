@@ -31,6 +31,7 @@ from provisioner.errors import CommandTimedOut, ConnectError, LoginRefused, Sess
 from provisioner.inventory import HostConfig
 from provisioner.remote import (
     Result,
+    StderrLines,
     host_label,
     lost_message,
     refuse_sudo_failure,
@@ -72,16 +73,18 @@ class Connection:
         self.round_trips = 0
         self._client, self._close = _login(config)
 
-    def run_script(self, script: str, timeout: float | None = None) -> Result:
+    def run_script(self, script: str, timeout: float | None = None,
+                   stderr_lines: StderrLines | None = None) -> Result:
         """Run a POSIX sh script as root (sudo for other users); one round trip."""
         self.round_trips += 1
         result = self.run_command(root_shell_command(self.config),
                                   root_shell_input(self.config, script),
-                                  timeout or self.config.ssh.command_timeout)
+                                  timeout or self.config.ssh.command_timeout, stderr_lines)
         refuse_sudo_failure(self.config, result)
         return result
 
-    def run_command(self, command: str, stdin: bytes, timeout: float) -> Result:
+    def run_command(self, command: str, stdin: bytes, timeout: float,
+                    stderr_lines: StderrLines | None = None) -> Result:
         """Run one command on a new channel, stdin sent then closed; SessionNotStarted when
         the command never reached the host."""
         channel = self._open_channel()
@@ -89,7 +92,7 @@ class Connection:
             channel.exec_command(command)
             channel.sendall(stdin)
             channel.shutdown_write()
-            return _collect(channel, timeout, host_label(self.config))
+            return _collect(channel, timeout, host_label(self.config), stderr_lines)
         except TimeoutError as error:  # before OSError, of which it is a kind
             self.abort()
             raise CommandTimedOut(timed_out_message(host_label(self.config), error)) from None
@@ -144,10 +147,11 @@ class Connection:
         self._close()
 
 
-def _collect(channel: paramiko.Channel, timeout: float, host: str) -> Result:
+def _collect(channel: paramiko.Channel, timeout: float, host: str,
+             stderr_lines: StderrLines | None) -> Result:
     """Everything the command writes, and its exit code once it has exited; ConnectError when
     the login died first (paramiko then reports exit code -1, which is no answer)."""
-    out, err = read_channel(channel, timeout)
+    out, err = read_channel(channel, timeout, stderr_lines=stderr_lines)
     code = channel.recv_exit_status()
     transport = channel.get_transport()
     if code == -1 and (transport is None or not transport.is_active()):

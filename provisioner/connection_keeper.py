@@ -46,7 +46,7 @@ from provisioner.keeper_wire import (
 
 if TYPE_CHECKING:
     from provisioner.connection import Connection
-    from provisioner.remote import Result
+    from provisioner.remote import Result, StderrLines
     from provisioner.root_shell import RootShell
 
 #: What a run gets back for one script: a header (exit code, or error) and stdout, stderr.
@@ -190,18 +190,19 @@ class Keeper:
                 send_message(client, {"exiting": True})
                 return
             self.persist = float(header.get("persist", self.persist))
-            send_message(client, *self._run(header, bodies))
+            send_message(client, *self._run(header, bodies, _passing_on(client, header)))
             self.served += 1
 
-    def _run(self, header: dict[str, Any], bodies: list[bytes]) -> Answer:
+    def _run(self, header: dict[str, Any], bodies: list[bytes],
+             stderr_lines: StderrLines | None) -> Answer:
         assert self.login is not None
         if header.get("keep_root_shell"):
-            answer = self._run_in_root_shell(bodies[0], float(header["timeout"]))
+            answer = self._run_in_root_shell(bodies[0], float(header["timeout"]), stderr_lines)
             if answer is not None:
                 return answer
         try:
             result = self.login.run_command(str(header["command"]), bodies[0],
-                                            float(header["timeout"]))
+                                            float(header["timeout"]), stderr_lines)
         except SessionNotStarted as error:
             if not self.login.alive():
                 self._stop()
@@ -212,7 +213,8 @@ class Keeper:
             return {"error": str(error), "started": True}, b"", b""
         return _answer(result)
 
-    def _run_in_root_shell(self, script: bytes, timeout: float) -> Answer | None:
+    def _run_in_root_shell(self, script: bytes, timeout: float,
+                           stderr_lines: StderrLines | None) -> Answer | None:
         """The script's answer from the kept root shell (root_shell.py); None, with nothing
         run, when the shell cannot take it: busy with another run's script, or not startable."""
         if self.root_shell_refused or not self.root_shell_lock.acquire(blocking=False):
@@ -221,7 +223,7 @@ class Keeper:
             shell = self._started_root_shell()
             if shell is None:
                 return None
-            result = shell.run(script, timeout)
+            result = shell.run(script, timeout, stderr_lines)
         except ShellGone:
             return None  # it ended since the last run (killed, dropped): a new one next time
         except CommandTimedOut as error:
@@ -248,6 +250,13 @@ class Keeper:
             log(f"{self.settings.host.name}: no kept root shell, a session per script: {error}")
             return None
         return self.root_shell
+
+
+def _passing_on(client: socket.socket, header: dict[str, Any]) -> StderrLines | None:
+    """What hands the run each stderr line as it arrives, when the run asked for them."""
+    if not header.get("stderr_lines"):
+        return None
+    return lambda line: send_message(client, {"stderr_line": line})
 
 
 def _answer(result: Result) -> Answer:

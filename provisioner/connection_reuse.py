@@ -44,6 +44,7 @@ from provisioner.local_files import cache_directory
 from provisioner.remote import (
     RemoteShell,
     Result,
+    StderrLines,
     host_label,
     may_keep_root_shell,
     refuse_sudo_failure,
@@ -118,15 +119,16 @@ class KeptConnection:
         self.reused = True
         self._socket = self._attach()
 
-    def run_script(self, script: str, timeout: float | None = None) -> Result:
+    def run_script(self, script: str, timeout: float | None = None,
+                   stderr_lines: StderrLines | None = None) -> Result:
         """Run a POSIX sh script as root through the keeper's login; one round trip."""
         self.round_trips += 1
         limit = timeout or self.config.ssh.command_timeout
-        header, bodies = self._request(script, limit)
+        header, bodies = self._request(script, limit, stderr_lines)
         if "error" in header and not header.get("started", True) and self.round_trips == 1:
             self.close()  # the kept login died since the last run: log in again, once
             self._socket = self._attach()
-            header, bodies = self._request(script, limit)
+            header, bodies = self._request(script, limit, stderr_lines)
         if "error" in header:
             raise ConnectError(str(header["error"]))
         result = Result(bodies[0].decode("utf-8", "replace"), bodies[1].decode("utf-8", "replace"),
@@ -137,15 +139,24 @@ class KeptConnection:
     def close(self) -> None:
         self._socket.close()
 
-    def _request(self, script: str, timeout: float) -> tuple[dict[str, Any], list[bytes]]:
+    def _request(self, script: str, timeout: float, stderr_lines: StderrLines | None
+                 ) -> tuple[dict[str, Any], list[bytes]]:
+        """The keeper's answer; stderr lines it passes on before it are handed to
+        ``stderr_lines`` (the keeper sends them only when asked to)."""
         self._socket.settimeout(timeout + self.config.ssh.connect_timeout + 5)
         try:
             send_message(self._socket, {"op": "run", "command": root_shell_command(self.config),
                                         "keep_root_shell": may_keep_root_shell(self.config),
                                         "timeout": timeout,
-                                        "persist": self.config.ssh.control_persist},
+                                        "persist": self.config.ssh.control_persist,
+                                        "stderr_lines": stderr_lines is not None},
                          root_shell_input(self.config, script))
-            return receive_message(self._socket)
+            header, bodies = receive_message(self._socket)
+            while "stderr_line" in header:
+                if stderr_lines is not None:
+                    stderr_lines(str(header["stderr_line"]))
+                header, bodies = receive_message(self._socket)
+            return header, bodies
         except (OSError, EOFError, WireError) as error:
             raise ConnectError(f"The kept SSH connection to {host_label(self.config)} stopped "
                                f"answering while running a command ({error or type(error).__name__}"

@@ -38,6 +38,7 @@ class Listener(Protocol):
 
     def host_started(self, host: str) -> None: ...
     def action_started(self, host: str, label: str) -> None: ...
+    def action_progress(self, host: str, label: str, text: str) -> None: ...
     def step_finished(self, host: str, change: Change) -> None: ...
     def host_finished(self, result: HostResult) -> None: ...
 
@@ -133,8 +134,11 @@ def _run_host(job: HostJob, options: RunOptions, listener: Listener) -> HostResu
         def action_started(label: str) -> None:
             listener.action_started(job.config.name, label)
 
+        def action_progress(label: str, text: str) -> None:
+            listener.action_progress(job.config.name, label, text)
+
         walk = _probed_walk(job, options, connection, lambda host, plan: HostWalk(
-            host, connection, plan, record, action_started))
+            host, connection, plan, record, action_started, action_progress))
         walk.run()
     except ProvisionerError as error:
         result.error = str(error)

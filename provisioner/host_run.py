@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
-from provisioner.batch import ActionResult, BatchResult, build_batch, parse_batch
+from provisioner.batch import ActionResult, BatchResult, build_batch, parse_batch, progress_text
 from provisioner.change import Change
 from provisioner.errors import ConnectError, LoginRefused, ProvisionerError
 from provisioner.host import Host
@@ -72,15 +72,19 @@ class WalkState:
 
 
 StepCallback = Callable[[Change], None]
+#: Hears (step label, text) when a running action reports progress (provisioner_progress).
+ProgressCallback = Callable[[str, str], None]
 
 
 class HostWalk:
     """Applies an ordered list of roles to one connected host."""
 
     def __init__(self, host: Host, connection: RemoteShell, plan: Sequence[RoleSteps],
-                 on_change: StepCallback, on_action: Callable[[str], None]) -> None:
+                 on_change: StepCallback, on_action: Callable[[str], None],
+                 on_progress: ProgressCallback | None = None) -> None:
         self.host, self.connection, self.plan = host, connection, plan
         self.on_change, self.on_action = on_change, on_action
+        self.on_progress = on_progress
         self.flat = [(index, step) for index, part in enumerate(plan) for step in part.steps]
         self.state = WalkState()
         #: Round trips made over the fresh connections that prove a safeguarded change.
@@ -196,7 +200,7 @@ class HostWalk:
             action = arm_action(arming) + action
             self.state.armed[step.safeguard.name] = arming
         self.on_action(step.label)
-        result = self._round_trip(action, position + 1)
+        result = self._round_trip(action, position + 1, progress_of=step.label)
         return self._report_action(step, plan, result.actions[0] if result.actions else None,
                                    started)
 
@@ -247,7 +251,7 @@ class HostWalk:
         if self.state.failed:
             return
         self.on_action(label)
-        result = self._round_trip(handler.action, next_position)
+        result = self._round_trip(handler.action, next_position, progress_of=label)
         if result.action_exit_code != 0:
             self.state.failed = True
             self._report(Change.failure(label, f"failed: {result.action_output.strip()[-800:]}"),
@@ -290,14 +294,25 @@ class HostWalk:
         return Change.failure(label, f"{failed}; the previous state was restored")
 
     def _round_trip(self, action: str | list[str] | None, first_probe: int | None,
-                    lead: str | None = None, timeout: float | None = None) -> BatchResult:
+                    lead: str | None = None, timeout: float | None = None,
+                    progress_of: str | None = None) -> BatchResult:
         """One script: the action(s), then the probes of the steps from first_probe on (none when
         first_probe is None, because a later round trip of the same finish re-probes), after the
-        probe ``lead`` when there is one."""
+        probe ``lead`` when there is one. What the action reports while it runs is shown as the
+        progress of the step labelled ``progress_of``."""
         remaining = self.flat[first_probe:] if first_probe is not None else []
         leading: list[str | GroupedProbe] = [lead] if lead is not None else []
         script = build_batch(leading + [step.wire_probe for _, step in remaining], action)
-        output = self.connection.run_script(script.text, timeout=timeout).stdout
+        heard = None
+        if progress_of is not None and self.on_progress is not None:
+            tell, label = self.on_progress, progress_of
+
+            def heard(line: str) -> None:
+                text = progress_text(script, line)
+                if text is not None:
+                    tell(label, self._redact(text) or "")
+        output = self.connection.run_script(script.text, timeout=timeout,
+                                            stderr_lines=heard).stdout
         result = parse_batch(script, output)
         for offset, probed in enumerate(result.probes[len(leading):]):
             self.state.probed[(first_probe or 0) + offset] = probed

@@ -7,11 +7,16 @@ round trips; the sudo wrapping lives here so that both wrap, and refuse, alike.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from provisioner.errors import ConnectError
 from provisioner.inventory import HostConfig
+
+#: Hears each complete line a script writes to stderr, as it arrives (progress of a long
+#: action, such as a wait for the dpkg lock, shown while the run waits).
+StderrLines = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -28,7 +33,10 @@ class RemoteShell(Protocol):
     #: True when the run used a login an earlier run left open, False for a new login.
     reused: bool
 
-    def run_script(self, script: str, timeout: float | None = None) -> Result: ...
+    def run_script(self, script: str, timeout: float | None = None,
+                   stderr_lines: StderrLines | None = None) -> Result:
+        """``stderr_lines`` hears each line the script writes to stderr as it arrives."""
+        ...
 
     def close(self) -> None: ...
 

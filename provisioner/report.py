@@ -71,6 +71,14 @@ class ConsoleReport:
             self._draw_live_line()
         self._start_ticker()
 
+    def action_progress(self, host: str, label: str, text: str) -> None:
+        """What a running action says of itself (a wait for the dpkg lock), as it says it: a
+        line in a log as on a terminal, where the live line then follows it."""
+        start, end = self._paint["yellow"]
+        dim_start, dim_end = self._paint["dim"]
+        self._write(strip_control_codes(f"{host}  {start}{'waiting':<8}{end} {label}  "
+                                        f"{dim_start}({text}){dim_end}") + "\n")
+
     def step_finished(self, host: str, change: Change) -> None:
         """One line, written straight to the console's file: a no-op on five hosts prints over
         a hundred of these, and rich's full render costs 0.1 ms a line, as much as the rest of

@@ -28,7 +28,7 @@ import paramiko
 
 from provisioner.channel import Finished, read_channel
 from provisioner.errors import CommandTimedOut, ConnectError, ShellGone
-from provisioner.remote import Result, lost_message, timed_out_message
+from provisioner.remote import Result, StderrLines, lost_message, timed_out_message
 
 #: Runs as root; its argument is the token that says it started. Each script reaches a new sh
 #: through a pipe and, being one brace group, is read whole before any of it runs.
@@ -77,7 +77,8 @@ class RootShell:
             raise ShellGone(f"the root shell on {host} printed something unexpected first")
         return shell
 
-    def run(self, script: bytes, timeout: float) -> Result:
+    def run(self, script: bytes, timeout: float,
+            stderr_lines: StderrLines | None = None) -> Result:
         """Run one script; ShellGone if it was never sent, ConnectError if its fate is unknown
         (CommandTimedOut past ``timeout``: the caller must then abort the login, so nothing
         still queued on it reaches the host later)."""
@@ -94,7 +95,7 @@ class RootShell:
             raise ShellGone(f"the root shell on {self._host} stopped taking scripts") from None
         try:
             out, err = self._read_until(lambda out, err: answered(out, err, token) is not None,
-                                        timeout)
+                                        timeout, stderr_lines)
         except TimeoutError as error:
             self.close()
             raise CommandTimedOut(timed_out_message(self._host, error)) from None
@@ -116,9 +117,10 @@ class RootShell:
         self.usable = False
         self._channel.close()
 
-    def _read_until(self, finished: Finished, timeout: float) -> tuple[bytes, bytes]:
+    def _read_until(self, finished: Finished, timeout: float,
+                    stderr_lines: StderrLines | None = None) -> tuple[bytes, bytes]:
         """Read until ``finished`` says so; ConnectError if the shell ends first."""
-        out, err = read_channel(self._channel, timeout, finished)
+        out, err = read_channel(self._channel, timeout, finished, stderr_lines)
         if not finished(out, err):
             raise ConnectError(f"the root shell ended (exit code "
                                f"{self._channel.recv_exit_status()}): "

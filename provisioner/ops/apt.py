@@ -150,8 +150,9 @@ def wait_for_dpkg_lock(timeout: int = LOCK_TIMEOUT,
                        locks: Sequence[str] = DPKG_LOCKS) -> str:
     """Shell that returns once no process holds any of ``locks``, saying who does while it waits.
 
-    Every LOCK_REPORT_INTERVAL seconds it prints (to stderr) the lock, the holder's PID and
-    command line, how long that process has run and how long this has waited; after ``timeout``
+    Every LOCK_REPORT_INTERVAL seconds it prints (to stderr, and as progress the run shows at
+    once: batch.py's provisioner_progress) the lock, the holder's PID and command line, how
+    long that process has run and how long this has waited; after ``timeout``
     seconds it gives up naming the holder (exit 1), before apt ever starts.
     """
     paths = " ".join(quote(path) for path in locks)
@@ -163,8 +164,10 @@ def wait_for_dpkg_lock(timeout: int = LOCK_TIMEOUT,
         "    echo \"gave up after $waited s waiting for the dpkg lock ${holder#* }: it is still "
         "held by $who; let that finish (or stop it) and run again\" >&2; exit 1\n"
         "  fi\n"
-        f"  if [ $((waited % {LOCK_REPORT_INTERVAL})) -eq 0 ]; then echo \"waiting for the dpkg "
-        f"lock ${{holder#* }}: held by $who; waited $waited s of at most {timeout} s\" >&2; fi\n"
+        f"  if [ $((waited % {LOCK_REPORT_INTERVAL})) -eq 0 ]; then msg=\"waiting for the dpkg "
+        f"lock ${{holder#* }}: held by $who; waited $waited s of at most {timeout} s\"; "
+        "echo \"$msg\" >&2; if command -v provisioner_progress >/dev/null 2>&1; then "
+        "provisioner_progress \"$msg\"; fi; fi\n"
         "  sleep 1; waited=$((waited + 1))\n"
         "done\n"
         "if [ \"$waited\" -gt 0 ]; then echo \"dpkg lock free after $waited s\" >&2; fi\n")

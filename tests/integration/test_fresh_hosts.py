@@ -172,6 +172,11 @@ def test_a_provision_waiting_on_a_held_dpkg_lock_says_who_holds_it(fresh: FreshH
     assert run.exit_code == 0, run.output
     assert "after waiting for the dpkg lock, held by PID" in run.output
     assert "(python3, running for" in run.output
+    # Said while it waited, before the step's own line, which comes only once apt is done.
+    waiting = run.output.find("fh2  waiting  ")
+    assert waiting >= 0, run.output
+    assert "waiting for the dpkg lock" in run.output[waiting:].splitlines()[0]
+    assert waiting < run.output.find("after waiting for the dpkg lock")
     still = fresh.root("fh2", "systemctl is-active fh-holds-dpkg-lock.service || true")
     assert still.stdout.strip() != "active"  # the install ran once the lock was free
 

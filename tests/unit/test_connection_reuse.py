@@ -30,7 +30,7 @@ from provisioner.connection_reuse import (
 from provisioner.errors import ConnectError, SessionNotStarted, ShellGone
 from provisioner.inventory import HostConfig
 from provisioner.keeper_wire import receive_message, send_message
-from provisioner.remote import Result
+from provisioner.remote import Result, StderrLines
 from provisioner.secrets import Secret
 from tests.unit.hosts import make_host
 
@@ -42,7 +42,8 @@ class FakeRootShell:
         self.scripts: list[bytes] = []
         self.usable, self.ended = True, False
 
-    def run(self, script: bytes, timeout: float) -> Result:
+    def run(self, script: bytes, timeout: float,
+            stderr_lines: StderrLines | None = None) -> Result:
         if self.ended:  # as the real one: it learns of its end when it next tries to send
             self.usable = False
             raise ShellGone("the root shell on web1 has ended")
@@ -72,11 +73,14 @@ class FakeLogin:
         self.shells.append(FakeRootShell())
         return self.shells[-1]
 
-    def run_command(self, command: str, stdin: bytes, timeout: float) -> Result:
+    def run_command(self, command: str, stdin: bytes, timeout: float,
+                    stderr_lines: StderrLines | None = None) -> Result:
         if self.failure is not None:
             self.is_alive = not self.dies  # a lost login fails the command, then shows as dead
             raise self.failure
         self.commands.append((command, stdin))
+        if stderr_lines is not None:
+            stderr_lines("half way")
         return Result(f"ran {command}", "", 0)
 
     def alive(self) -> bool:
@@ -432,3 +436,18 @@ def test_a_keeper_shutting_down_ends_its_root_shell(runtime: Path) -> None:
     thread.join(5)
 
     assert not login.shells[0].usable and login.closed
+
+
+def test_stderr_lines_reach_the_run_while_the_keeper_waits_for_the_answer(runtime: Path) -> None:
+    keeper, path, thread = serve(FakeLogin())
+    heard: list[str] = []
+    run = KeptConnection(config(), path)
+    try:
+        result = run.run_script("true", stderr_lines=heard.append)
+        quiet = run.run_script("true")
+    finally:
+        run.close()
+        keeper._stop()
+        thread.join(5)
+    assert heard == ["half way"]
+    assert result.stdout.startswith("ran ") and quiet.exit_code == 0

@@ -19,7 +19,7 @@ from provisioner.host import Host
 from provisioner.host_run import HostWalk, RoleSteps
 from provisioner.inventory import HostConfig, SshSettings
 from provisioner.ops.files import ensure_file
-from provisioner.remote import Result
+from provisioner.remote import Result, StderrLines
 from provisioner.roles import Role
 from provisioner.secrets import Secret
 from provisioner.step import Handler, Plan, Probed, ProbeUnreadable, Safeguard, Step
@@ -35,11 +35,14 @@ class LocalShell:
         self.round_trips = 0
         self.scripts: list[str] = []
 
-    def run_script(self, script: str, timeout: float | None = None) -> Result:
+    def run_script(self, script: str, timeout: float | None = None,
+                   stderr_lines: StderrLines | None = None) -> Result:
         self.round_trips += 1
         self.scripts.append(script)
         done = subprocess.run(["sh", "-s"], input=script, capture_output=True, text=True,
                               check=False)
+        for line in done.stderr.splitlines() if stderr_lines is not None else ():
+            stderr_lines(line)
         return Result(done.stdout, done.stderr, done.returncode)
 
     def close(self) -> None:
@@ -315,8 +318,10 @@ class ShellWithoutSystemd(LocalShell):
             (tools / name).chmod(0o755)
         self.tools = tools
 
-    def run_script(self, script: str, timeout: float | None = None) -> Result:
-        return super().run_script(f"PATH={quote(str(self.tools))}:$PATH\n{script}", timeout)
+    def run_script(self, script: str, timeout: float | None = None,
+                   stderr_lines: StderrLines | None = None) -> Result:
+        return super().run_script(f"PATH={quote(str(self.tools))}:$PATH\n{script}", timeout,
+                                  stderr_lines)
 
 
 def test_a_role_failing_after_a_guarded_change_reverts_it_instead_of_proving_it(
@@ -336,3 +341,20 @@ def test_a_role_failing_after_a_guarded_change_reverts_it_instead_of_proving_it(
     assert undone.read_text() == "reverted\n"
     assert changes[-1].label == "safeguard test" and changes[-1].failed
     assert "failed before the change was proven" in changes[-1].reason
+
+
+def test_an_action_reports_its_progress_while_it_runs(tmp_path: Path) -> None:
+    target = tmp_path / "slow"
+    step = Step("slow step", f"cat {quote(str(target))} 2>/dev/null || true",
+                lambda probed: Plan("done", action=f"provisioner_progress 'waited 10 s for "
+                                    f"the lock'; echo yes > {quote(str(target))}"))
+    role = Role("test", Path("/nonexistent"), {}, {}, lambda host: [step])
+    heard: list[tuple[str, str]] = []
+    changes: list[Change] = []
+
+    HostWalk(make_host(), LocalShell(), [RoleSteps(role, [step])],  # type: ignore[arg-type]
+             changes.append, lambda label: None,
+             lambda label, text: heard.append((label, text))).run()
+
+    assert heard == [("slow step", "waited 10 s for the lock")]
+    assert changes[0].changed and target.read_text() == "yes\n"

@@ -21,7 +21,7 @@ from provisioner.errors import RoleError
 from provisioner.facts import FACTS_SCRIPT, parse_facts
 from provisioner.host import Host
 from provisioner.inventory import HostConfig, SshSettings
-from provisioner.remote import Result
+from provisioner.remote import Result, StderrLines
 from provisioner.roles import Role
 from provisioner.step import Plan, Probed, Step
 from tests.unit.hosts import DEBIAN12_FACTS
@@ -31,6 +31,7 @@ from tests.unit.test_host_walk import LocalShell
 class Quiet:
     def host_started(self, host: str) -> None: ...
     def action_started(self, host: str, label: str) -> None: ...
+    def action_progress(self, host: str, label: str, text: str) -> None: ...
     def step_finished(self, host: str, change: Change) -> None: ...
     def host_finished(self, result: HostResult) -> None: ...
 
@@ -63,7 +64,8 @@ class CutShell(LocalShell):
         super().__init__()
         self.after = after
 
-    def run_script(self, script: str, timeout: float | None = None) -> Result:
+    def run_script(self, script: str, timeout: float | None = None,
+                   stderr_lines: StderrLines | None = None) -> Result:
         result = super().run_script(script, timeout)
         if len(self.scripts) == 1:
             return Result(result.stdout.split(self.after)[0], result.stderr, 255)
