@@ -286,11 +286,15 @@ class HostWalk:
         label = f"safeguard {arming.safeguard.name}"
         self.state.failed = True
         try:
-            self._round_trip(revert_now_action(arming), next_position,
-                             timeout=SAFEGUARD_COMMAND_TIMEOUT)
+            result = self._round_trip(revert_now_action(arming), next_position,
+                                      timeout=SAFEGUARD_COMMAND_TIMEOUT)
         except ConnectError as lost:
             return Change.failure(label, f"{failed}; reverting at once failed too ({lost}). "
                                   f"{_timer_note([arming])}")
+        if NO_LONGER_ARMED in result.action_output:
+            return Change.failure(label, f"{failed}; and its revert timer had already fired, "
+                                  "so the host may now hold changes made after that, unguarded: "
+                                  "check it, and give the safeguard more time")
         return Change.failure(label, f"{failed}; the previous state was restored")
 
     def _round_trip(self, action: str | list[str] | None, first_probe: int | None,

@@ -25,7 +25,9 @@ import secrets
 from dataclasses import dataclass
 
 from provisioner.commands import quote
+from provisioner.errors import RoleError
 from provisioner.ops.files import SAFEGUARD_ROOT
+from provisioner.step import MINIMUM_SAFEGUARD_TIMEOUT as MINIMUM_TIMEOUT
 from provisioner.step import Safeguard
 
 
@@ -40,6 +42,11 @@ class Arming:
 
     @classmethod
     def new(cls, safeguard: Safeguard, now: float) -> Arming:
+        """A fresh arming; a timeout too short to outlast the change itself is refused (0 fired
+        the revert before the change was made, leaving the change unguarded)."""
+        if safeguard.timeout < MINIMUM_TIMEOUT:
+            raise RoleError(f"safeguard {safeguard.name}: a revert timeout of {safeguard.timeout}"
+                            f" s is too short; give it at least {MINIMUM_TIMEOUT} s.")
         return cls(safeguard, secrets.token_hex(8), now + safeguard.timeout)
 
 

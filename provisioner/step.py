@@ -45,6 +45,11 @@ class ProbeUnreadable(Exception):
     """
 
 
+#: Seconds a safeguard's revert timer must at least allow: the guarded change, its handlers and
+#: the proof by a new login all happen before it may fire.
+MINIMUM_SAFEGUARD_TIMEOUT = 30
+
+
 @dataclass(frozen=True)
 class Safeguard:
     """A change that could cut the operator off (sshd, firewall, the login user's account) and

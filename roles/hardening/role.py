@@ -34,6 +34,7 @@ from provisioner.host import Host
 from provisioner.inventory import HostConfig
 from provisioner.login_keys import PublicKey, login_public_key
 from provisioner.ops.systemd import restart_service
+from provisioner.step import MINIMUM_SAFEGUARD_TIMEOUT as MINIMUM_TIMEOUT
 from provisioner.step import Step
 from roles.hardening import admin, packages, ssh, system
 
@@ -74,6 +75,11 @@ def validate(variables: Mapping[str, Any]) -> None:
     if not _UMASK.match(str(variables["hardening_umask"])):
         raise RoleError(f"hardening_umask {variables['hardening_umask']!r} is not an octal umask "
                         "such as \"027\" (quote it in YAML, or it becomes the number 27).")
+    if int(variables["hardening_ssh_safeguard_timeout"]) < MINIMUM_TIMEOUT:
+        raise RoleError(f"hardening_ssh_safeguard_timeout must be at least {MINIMUM_TIMEOUT} "
+                        "seconds: the sshd change, its reload and the proof by a new login must "
+                        "all happen before the revert fires (0 does not switch the safeguard "
+                        "off; nothing does).")
     if variables["hardening_time_sync_service"] not in _TIME_SERVICES:
         raise RoleError(f"hardening_time_sync_service must be one of {', '.join(_TIME_SERVICES)};"
                         f" got {variables['hardening_time_sync_service']!r}.")
@@ -112,6 +118,9 @@ def validate_login(config: HostConfig, variables: Mapping[str, Any]) -> None:
 def _validate_admin_login(config: HostConfig, variables: Mapping[str, Any]) -> None:
     user = config.user
     shell = str(variables["hardening_admin_shell"])
+    if not shell.startswith("/"):
+        raise RoleError(f"hardening_admin_shell {shell!r} must be an absolute path such as "
+                        "/bin/bash: sshd refuses a login whose shell it cannot find.")
     if shell.rsplit("/", 1)[-1] in ("nologin", "false"):
         raise RoleError(f"the inventory logs in as {user!r}, and hardening_admin_shell {shell!r}"
                         " would refuse that login. Keep a real shell for the login user.")

@@ -11,9 +11,11 @@ from typing import Any
 
 from provisioner.errors import RoleError
 from provisioner.host import Host
+from provisioner.inventory import HostConfig
 from provisioner.ops.apt import ensure_packages
 from provisioner.ops.files import ensure_template
 from provisioner.ops.ufw import Rule, ensure_ufw_enabled, ensure_ufw_rules
+from provisioner.step import MINIMUM_SAFEGUARD_TIMEOUT as MINIMUM_TIMEOUT
 from provisioner.step import Handler, Safeguard, Step
 
 HANDLERS = (
@@ -34,8 +36,21 @@ def steps(host: Host) -> Iterator[Step]:
 
 
 def validate(variables: Mapping[str, Any]) -> None:
-    """Refuse a malformed rule before any host is contacted."""
+    """Refuse a malformed rule or a revert too quick to guard anything, before any contact."""
     desired_rules(variables)
+    if int(variables["ufw_safeguard_timeout"]) < MINIMUM_TIMEOUT:
+        raise RoleError(f"ufw_safeguard_timeout must be at least {MINIMUM_TIMEOUT} seconds: the "
+                        "firewall change and the proof by a new login must happen before the "
+                        "revert fires (0 does not switch the safeguard off; nothing does).")
+
+
+def validate_login(config: HostConfig, variables: Mapping[str, Any]) -> None:
+    """Refuse a firewall that would close the port the inventory logs in on."""
+    if str(variables["ufw_ssh_port"]) != str(config.port):
+        raise RoleError(f"ufw_ssh_port is {variables['ufw_ssh_port']} but the inventory logs in "
+                        f"on port {config.port}: the firewall would shut this login out. Keep "
+                        "ufw_ssh_port equal to the port sshd listens on (and the inventory's "
+                        "port:).")
 
 
 def desired_rules(variables: Mapping[str, Any]) -> list[Rule]:

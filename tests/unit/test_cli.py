@@ -416,9 +416,11 @@ def test_set_of_another_hosts_role_variable_is_refused_for_this_host(tmp_path: P
         cli.select_jobs(inventory, "web1", "", RunOptions())
 
 
-@pytest.mark.parametrize("name", ["ufw_ssh_port", "site"], ids=["role-default", "inventory-var"])
+@pytest.mark.parametrize("name", ["ufw_safeguard_timeout", "site"],
+                         ids=["role-default", "inventory-var"])
 def test_set_of_a_declared_name_is_accepted(tmp_path: Path, name: str) -> None:
-    inventory = project_inventory(tmp_path, {name: 2222 if name == "ufw_ssh_port" else "x"})
+    inventory = project_inventory(tmp_path, {name: 300 if name == "ufw_safeguard_timeout"
+                                             else "x"})
 
     (job,) = cli.select_jobs(inventory, "web1", "", RunOptions())
 

@@ -15,8 +15,9 @@ from provisioner.facts import Facts
 from provisioner.host import Host
 from provisioner.inventory import HostConfig, SshSettings
 from provisioner.roles import PROJECT_ROOT, check_login_kept, load_role, merge_role_variables
+from provisioner.safeguards import Arming
 from provisioner.secrets import Secret
-from provisioner.step import Plan, Probed, ProbeUnreadable, Step
+from provisioner.step import Plan, Probed, ProbeUnreadable, Safeguard, Step
 from roles.hardening.custom_steps import Access, plan_access, plan_command_result, plan_keyed_lines
 from roles.hardening.packages import (
     main_mirror,
@@ -241,6 +242,7 @@ def test_an_unknowable_login_key_is_left_to_the_safeguard() -> None:
 
 @pytest.mark.parametrize(("overrides", "message"), [
     ({"hardening_admin_shell": "/usr/sbin/nologin"}, "real shell"),
+    ({"hardening_admin_shell": "bash"}, "absolute path"),
     ({"hardening_admin_sudo_nopasswd": False}, "ssh.sudo_password"),
 ])
 def test_admin_settings_that_end_the_login_are_refused(overrides: dict[str, Any],
@@ -309,6 +311,7 @@ def test_empty_admin_keys_are_refused_before_any_connection() -> None:
     ("hardening_sshd_extra_options", ["Port 22\nPort 23"], "must be one sshd_config line"),
     ("hardening_umask", "27x", "is not an octal umask"),
     ("hardening_time_sync_service", "ntpd", "must be one of"),
+    ("hardening_ssh_safeguard_timeout", 0, "at least 30 seconds"),
 ])
 def test_settings_that_break_a_host_are_refused(variable: str, value: Any, message: str) -> None:
     with pytest.raises(RoleError, match=message):
@@ -521,3 +524,23 @@ def test_faillock_changes_the_pam_stack_under_the_access_safeguard() -> None:
     action = stack.decide(Probed("auth 0, account 0")).action or ""
     assert stack.safeguard is not None and stack.safeguard.name == "ssh-access"
     assert action.index("/etc/pam.d/common-auth") < action.index("pam-auth-update")
+
+
+UFW_DIR = PROJECT_ROOT / "roles" / "ufw"
+
+
+def test_a_firewall_closing_the_login_port_is_refused_before_contact() -> None:
+    ufw = load_role(UFW_DIR)
+    variables = merge_role_variables([ufw], {"ufw_ssh_port": 2222}, "test")
+    with pytest.raises(RoleError, match="ufw_ssh_port is 2222 but the inventory logs in on port"):
+        check_login_kept([ufw], login_config(), variables)
+
+
+def test_a_firewall_revert_too_quick_to_guard_is_refused() -> None:
+    with pytest.raises(RoleError, match="at least 30 seconds"):
+        merge_role_variables([load_role(UFW_DIR)], {"ufw_safeguard_timeout": 0}, "test")
+
+
+def test_the_engine_refuses_to_arm_a_revert_shorter_than_the_minimum() -> None:
+    with pytest.raises(RoleError, match="too short"):
+        Arming.new(Safeguard("sshd", undo="true", timeout=0), 0.0)
