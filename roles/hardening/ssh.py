@@ -17,7 +17,7 @@ from provisioner.errors import RoleError
 from provisioner.facts import Facts
 from provisioner.host import Host
 from provisioner.ops.files import backup_command, ensure_file, safeguard_save
-from provisioner.ops.systemd import ensure_masked, reload_service
+from provisioner.ops.systemd import reload_service
 from provisioner.step import Handler, Plan, Probed, Safeguard, Step
 from roles.hardening.custom_steps import ensure_command_result
 
@@ -90,7 +90,8 @@ def reload_handler() -> Handler:
 def access_safeguard(variables: Mapping[str, Any]) -> Safeguard:
     """Revert every change to how the controller gets in (sshd, the admin's account, keys and
     sudo rights) unless a new login with the inventory's credentials works afterwards."""
-    return Safeguard("ssh-access", undo=f"systemctl reload-or-restart {SSH_UNIT}",
+    return Safeguard("ssh-access", undo=f"systemctl daemon-reload; systemctl reload-or-restart "
+                     f"{SSH_UNIT}",
                      timeout=int(variables["hardening_ssh_safeguard_timeout"]))
 
 
@@ -186,7 +187,30 @@ def _socket_activation_off(host: Host, safeguard: Safeguard) -> Iterator[Step]:
     if facts.os_id == "ubuntu" and release(facts) >= (22, 10):
         yield _ubuntu_socket_off(host, safeguard, label)
     elif facts.os_id == "debian" and facts.os_major >= 12:
-        yield ensure_masked(host, "ssh.socket", label=label)
+        yield _debian_socket_off(host, safeguard, label)
+
+
+#: Where ``systemctl mask`` puts ssh.socket's mask (saved as absent, so a revert unmasks).
+SOCKET_MASK = "/etc/systemd/system/ssh.socket"
+
+
+def _debian_socket_off(host: Host, safeguard: Safeguard, label: str) -> Step:
+    """ssh.socket masked and ssh.service enabled and running, in one guarded action.
+
+    Masking alone left a host that had been switched to socket activation with nothing to start
+    sshd at the next boot (ssh.service disabled), serving only through the sshd the reload had
+    started. The service starts after the socket let go of the port.
+    """
+    probe = ("s=$(systemctl show -p UnitFileState --value ssh.socket); "
+             f"e=$(systemctl is-enabled {SSH_UNIT} 2>/dev/null); "
+             "if [ \"$s\" = masked ] && [ \"$e\" = enabled ]; then echo 'masked, service enabled';"
+             " else echo \"socket ${s:-unknown}, ssh.service ${e:-unknown}\"; fi")
+    action = (f"{safeguard_save(safeguard.name, SOCKET_MASK)}systemctl mask --now ssh.socket && "
+              f"systemctl enable --quiet {SSH_UNIT} && "
+              f"{{ systemctl is-active --quiet {SSH_UNIT} || systemctl restart {SSH_UNIT}; }}")
+    return ensure_command_result(host, label, probe, wanted="masked, service enabled",
+                                 action=action, reason="masked, ssh.service enabled",
+                                 safeguard=safeguard)
 
 
 #: Ubuntu's socket-activation wiring, removed as dev-sec does (issue #763). Untested here.

@@ -169,8 +169,17 @@ def test_every_step_that_decides_the_login_shares_one_safeguard() -> None:
         "admin user admin", "authorized keys of admin",
         "sudoers provisioner-admin (visudo-checked)",
         "ssh host keys ed25519, ecdsa, rsa", "ssh moduli of at least 3072 bits",
-        "template /etc/ssh/sshd_config"]
+        "template /etc/ssh/sshd_config", "masked ssh.socket"]
     assert {step.safeguard for step in guarded} == {guarded[0].safeguard}
+
+
+def test_socket_activation_goes_off_with_ssh_service_enabled_and_running() -> None:
+    step = next(step for step in role_steps(make_host()) if "ssh.socket" in step.label)
+    action = step.decide(Probed("socket enabled, ssh.service disabled\n")).action or ""
+    assert action.index("absent /etc/systemd/system/ssh.socket") < action.index("mask --now")
+    assert "systemctl enable --quiet ssh.service" in action
+    assert "systemctl restart ssh.service" in action
+    assert step.decide(Probed("masked, service enabled\n")).action is None
 
 
 def test_a_guarded_account_change_saves_the_account_files_first() -> None:
@@ -293,7 +302,8 @@ def test_ssh_socket_is_masked_only_where_it_exists(facts: Facts, label_kind: str
     if label_kind is None:
         assert steps == []
     elif label_kind == "masked":
-        assert steps[0].probe.startswith("systemctl show")
+        assert "systemctl is-enabled ssh.service" in steps[0].probe
+        assert steps[0].safeguard is not None
     else:
         assert "sockets.target.wants/ssh.socket" in steps[0].probe
 
