@@ -232,23 +232,26 @@ def demo(c: Context, count: int = 1, suite: str = "bookworm") -> None:
     raise Exit(code=max(first.exit_code, second.exit_code, 1 if any(codes) else 0))
 
 
-INTEGRATION_TARGETS = (
-    ({"PROVISIONER_TEST_SUITE": "bookworm"}, ()),
-    ({"PROVISIONER_TEST_SUITE": "trixie"},
-     ("--ignore=tests/integration/test_sandbox_machines.py",)),
-    ({"PROVISIONER_TEST_VARIANT": "minimal"},
-     ("--ignore=tests/integration/test_sandbox_machines.py",
-      "--ignore=tests/integration/test_lockout.py",
-      "--ignore=tests/integration/test_fresh_hosts.py",
-      # Until its state probe ignores transient session scopes: the minimal image has
-      # libpam-systemd, so the check run's kept login shows as one more session-N.scope.
-      "--deselect=tests/integration/test_provision.py::"
-      "test_check_mode_on_a_fresh_host_reports_changes_and_changes_nothing")),
+SESSION_MACHINE_TESTS = ("tests/integration/test_connection.py",
+                         "tests/integration/test_connection_reuse.py",
+                         "tests/integration/test_provision.py")
+"""The integration tests that run on the session's two machines, whose Debian suite and image
+variant PROVISIONER_TEST_SUITE and PROVISIONER_TEST_VARIANT choose. The other modules boot
+machines of their own: the sandbox and fresh-host tests boot Debian 13 and minimal ones
+themselves, the lockout tests a standard one."""
+
+INTEGRATION_TARGETS: tuple[tuple[dict[str, str], tuple[str, ...]], ...] = (
+    ({"PROVISIONER_TEST_SUITE": "bookworm"}, ("tests/integration",)),
+    ({"PROVISIONER_TEST_SUITE": "trixie"}, SESSION_MACHINE_TESTS),
+    ({"PROVISIONER_TEST_VARIANT": "minimal"}, (
+        *SESSION_MACHINE_TESTS,
+        # Until its state probe ignores transient session scopes: the minimal image has
+        # libpam-systemd, so the check run's kept login shows as one more session-N.scope.
+        "--deselect=tests/integration/test_provision.py::"
+        "test_check_mode_on_a_fresh_host_reports_changes_and_changes_nothing")),
 )
-"""Where `invoke test` runs the integration tests: all of them on Debian 12, then on Debian 13
-and on the minimal image the ones that depend on the target (README, Tests). The sandbox tests
-boot all three images themselves; the lockout and fresh-host tests boot their own standard
-machines whatever the variant, and the fresh-host tests converge a minimal one already."""
+"""Where `invoke test` runs the integration tests and what it runs there (README, Tests): all of
+them on Debian 12, then the session-machine tests on Debian 13 and on the minimal image."""
 
 
 @task(help={"unit": "Only the unit tests (no sandbox machines).",
@@ -269,11 +272,10 @@ def test(c: Context, unit: bool = False, pytest_args: str = "") -> None:
         ({}, [python, "-m", "pytest", "tests/unit", "-q"]),
     ]
     if not unit:
-        integration = [python, "-m", "pytest", "tests/integration", "-m", "integration", "-v",
-                       *pytest_args.split()]
+        integration = [python, "-m", "pytest", "-m", "integration", "-v", *pytest_args.split()]
         chosen = {"PROVISIONER_TEST_SUITE", "PROVISIONER_TEST_VARIANT"} & set(os.environ)
-        targets = [({}, ())] if chosen else INTEGRATION_TARGETS
-        steps += [(env, [*integration, *skipped]) for env, skipped in targets]
+        targets = [({}, ("tests/integration",))] if chosen else INTEGRATION_TARGETS
+        steps += [(env, [*integration, *selection]) for env, selection in targets]
         steps.append(({}, [python, "-m", "benchmarks.run", "--reps", "1", "--smoke"]))
     for env, command in steps:
         print("$ " + " ".join([*(f"{key}={value}" for key, value in env.items()), *command]),
