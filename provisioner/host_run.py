@@ -21,9 +21,9 @@ from dataclasses import dataclass, field, replace
 
 from provisioner.batch import ActionResult, BatchResult, build_batch, parse_batch, progress_text
 from provisioner.change import Change
-from provisioner.errors import ConnectError, LoginRefused, ProvisionerError
+from provisioner.errors import ConnectError, ProvisionerError
 from provisioner.host import Host
-from provisioner.inventory import HostConfig
+from provisioner.login_proof import prove_new_login
 from provisioner.remote import RemoteShell
 from provisioner.roles import Role
 from provisioner.safeguards import (
@@ -31,7 +31,10 @@ from provisioner.safeguards import (
     Arming,
     arm_action,
     disarm_action,
+    parse_pending,
+    pending_probe,
     revert_now_action,
+    revert_pending_action,
 )
 from provisioner.secrets import redact
 from provisioner.step import (
@@ -90,15 +93,24 @@ class HostWalk:
         #: Round trips made over the fresh connections that prove a safeguarded change.
         self.confirmation_round_trips = 0
         self._probed_all = False
+        #: Safeguards an earlier run armed and never proved: (name, arming id).
+        self._pending: list[tuple[str, str]] = []
 
     def probe_all(self, lead: str | None = None) -> Probed | None:
         """The first round trip: every step's probe, after the read-only script ``lead``.
 
         Returns what ``lead`` printed (None without a lead, or when the output was cut off);
-        run() then starts from these probes instead of probing again."""
-        result = self._round_trip(None, 0, lead)
+        run() then starts from these probes instead of probing again. A host whose steps are
+        guarded is also asked for armings an earlier run left unproven (pending_probe)."""
+        guarded = any(step.safeguard is not None for _, step in self.flat)
+        leads = [pending_probe()] if guarded else []
+        leads += [lead] if lead is not None else []
+        result = self._round_trip(None, 0, leads)
         self._probed_all = True
-        return result.probes[0] if lead is not None and result.probes else None
+        if guarded and result.probes:
+            self._pending = parse_pending(result.probes[0].output)
+        answers = result.probes[1:] if guarded else result.probes
+        return answers[0] if lead is not None and answers else None
 
     def run(self) -> bool:
         """Walk every role; returns False when a step failed (the walk stops there).
@@ -115,6 +127,8 @@ class HostWalk:
     def _run_roles(self) -> bool:
         if not self._probed_all:
             self.probe_all()
+        if self._pending:
+            self._revert_pending()
         position = 0
         for part in self.plan:
             for _ in part.steps:
@@ -265,7 +279,7 @@ class HostWalk:
         label = f"safeguard {arming.safeguard.name}"
         user = self.host.config.user
         try:
-            self.confirmation_round_trips += _prove_new_connection(self.host.config)
+            self.confirmation_round_trips += prove_new_login(self.host.config)
         except ProvisionerError as error:
             self._report(self._revert_now(arming, next_position, f"a new SSH login as {user} "
                                           f"failed after the change ({error})"), started)
@@ -297,15 +311,33 @@ class HostWalk:
                                   "check it, and give the safeguard more time")
         return Change.failure(label, f"{failed}; the previous state was restored")
 
+    def _revert_pending(self) -> None:
+        """Undo what interrupted runs left armed and unproven, before anything is decided.
+
+        Their handlers may never have run (sshd still on its old config), so proving them now
+        would prove nothing; left alone, their timers would undo them behind this run's back
+        after it reported the host converged. Reverted, the walk sees the state they started
+        from (probed again in the same round trip) and makes the changes again, properly."""
+        started = time.monotonic()
+        pending, self._pending = self._pending, []
+        if not self.host.check:
+            self._round_trip(revert_pending_action([name for name, _ in pending]), 0,
+                             timeout=SAFEGUARD_COMMAND_TIMEOUT)
+        verb = "would revert" if self.host.check else "reverted"
+        for name, arming_id in pending:
+            self._report(Change.made(f"safeguard {name}", f"{verb} arming {arming_id}, which an "
+                                     "earlier run left unproven; its changes are made again"),
+                         started)
+
     def _round_trip(self, action: str | list[str] | None, first_probe: int | None,
-                    lead: str | None = None, timeout: float | None = None,
+                    leads: Sequence[str] = (), timeout: float | None = None,
                     progress_of: str | None = None) -> BatchResult:
         """One script: the action(s), then the probes of the steps from first_probe on (none when
         first_probe is None, because a later round trip of the same finish re-probes), after the
-        probe ``lead`` when there is one. What the action reports while it runs is shown as the
-        progress of the step labelled ``progress_of``."""
+        read-only ``leads``. What the action reports while it runs is shown as the progress of
+        the step labelled ``progress_of``."""
         remaining = self.flat[first_probe:] if first_probe is not None else []
-        leading: list[str | GroupedProbe] = [lead] if lead is not None else []
+        leading: list[str | GroupedProbe] = list(leads)
         script = build_batch(leading + [step.wire_probe for _, step in remaining], action)
         heard = None
         if progress_of is not None and self.on_progress is not None:
@@ -334,50 +366,8 @@ class HostWalk:
 #: Seconds a safeguard's disarm or revert may take on the host. They are quick; a host that
 #: does not answer in this time has a dead link, and its own timer reverts.
 SAFEGUARD_COMMAND_TIMEOUT = 60
-#: At most this many new logins prove a change. Only a login that never reached
-#: authentication (sshd still rebinding after a reload) is tried again: a refused login is
-#: final, and each refusal would count toward the host's ban rules (fail2ban's maxretry).
-PROOF_LOGINS = 3
-
-
 def _timer_note(armings: Iterable[Arming]) -> str:
     times = ", ".join(f"{a.safeguard.name} at "
                       f"{time.strftime('%H:%M:%S UTC', time.gmtime(a.fires_at))}"
                       for a in armings)
     return f"The host's own timer restores the unconfirmed change: safeguard {times}."
-
-
-def _prove_new_connection(config: HostConfig, patience: float = 10.0) -> int:
-    """Log in afresh with the inventory's own credentials and run a command as root.
-
-    Returns the round trips the proof made. Always a new login, never a kept one: a kept login
-    would prove nothing about the next. A login refused by the host (its key, its user, sudo)
-    is never tried again; one that did not get that far is, within ``patience`` seconds and at
-    most PROOF_LOGINS times, because a reloaded sshd or rebuilt firewall can take a moment to
-    accept again and a good change must not be reverted for that.
-    """
-    from provisioner.connection import Connection
-
-    deadline = time.monotonic() + patience
-    round_trips = 0
-    for attempt in range(1, PROOF_LOGINS + 1):
-        try:
-            fresh = Connection(config)
-        except LoginRefused:
-            raise
-        except ProvisionerError:
-            if attempt == PROOF_LOGINS or time.monotonic() > deadline:
-                raise
-            time.sleep(1)
-            continue
-        try:
-            round_trips += 1
-            answer = fresh.run_script("id -u", timeout=30)
-        finally:
-            fresh.close()
-        if answer.exit_code != 0 or answer.stdout.strip() != "0":
-            said = (answer.stderr or answer.stdout).strip()[-200:]
-            raise LoginRefused(f"the login worked but running a command as root did not "
-                               f"(exit {answer.exit_code}: {said})")
-        return round_trips
-    raise AssertionError("unreachable")

@@ -118,6 +118,7 @@ def arm_action(arming: Arming) -> str:
     unit = unit_name(safeguard)
     return (f"systemctl stop {unit}.timer {unit}.service >/dev/null 2>&1; "
             f"systemctl reset-failed {unit}.timer {unit}.service >/dev/null 2>&1; "
+            f"{end_exemption(directory)}; "
             f"rm -rf {directory} && mkdir -p -m 0700 {directory} && : > {directory}/manifest && "
             f"printf '%s' {quote(revert_script(safeguard))} > {directory}/revert.sh && "
             f"systemd-run --quiet --unit={unit} --on-active={safeguard.timeout} "
@@ -133,6 +134,30 @@ def _while_armed(arming: Arming, then: str) -> str:
     skipped = quote(f"safeguard {arming.safeguard.name}: arming {arming.id} {NO_LONGER_ARMED}")
     return (f"if [ \"$(cat {armed} 2>/dev/null)\" = {quote(arming.id)} ]; then {then}; "
             f"else echo {skipped}; fi")
+
+
+def pending_probe() -> str:
+    """Read-only: ``<name> <arming id>`` for each safeguard armed on the host and not yet
+    disarmed or reverted (an interrupted run's)."""
+    return (f"for f in {SAFEGUARD_ROOT}/*/armed; do [ -f \"$f\" ] || continue; "
+            "d=${f%/armed}; printf '%s %s\\n' \"${d##*/}\" \"$(cat \"$f\")\"; done; true")
+
+
+def parse_pending(output: str) -> list[tuple[str, str]]:
+    return [(fields[0], fields[1]) for fields in (line.split() for line in output.splitlines())
+            if len(fields) == 2]
+
+
+def revert_pending_action(names: list[str]) -> str:
+    """Shell firing, now, the revert of each named safeguard that is still armed."""
+    parts = []
+    for name in names:
+        unit = f"provisioner-revert-{name}"
+        directory = quote(f"{SAFEGUARD_ROOT}/{name}")
+        parts.append(f"if [ -f {directory}/armed ]; then systemctl stop {unit}.timer "
+                     f">/dev/null 2>&1; /bin/sh {directory}/revert.sh; systemctl reset-failed "
+                     f"{unit}.timer {unit}.service >/dev/null 2>&1; fi")
+    return "; ".join(parts) + "; true"
 
 
 def disarm_action(arming: Arming) -> str:

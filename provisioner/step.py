@@ -46,8 +46,9 @@ class ProbeUnreadable(Exception):
 
 
 #: Seconds a safeguard's revert timer must at least allow: the guarded change, its handlers and
-#: the proof by a new login all happen before it may fire.
-MINIMUM_SAFEGUARD_TIMEOUT = 30
+#: the proof by a new login (up to about 95 s when the host holds new connections back,
+#: login_proof.py) all happen before it may fire.
+MINIMUM_SAFEGUARD_TIMEOUT = 120
 
 
 @dataclass(frozen=True)

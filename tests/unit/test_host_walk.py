@@ -328,7 +328,7 @@ def test_a_role_failing_after_a_guarded_change_reverts_it_instead_of_proving_it(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("provisioner.safeguards.SAFEGUARD_ROOT", str(tmp_path / "safeguard"))
     undone = tmp_path / "undone"
-    safeguard = Safeguard("test", undo=f"echo reverted > {quote(str(undone))}", timeout=60)
+    safeguard = Safeguard("test", undo=f"echo reverted > {quote(str(undone))}", timeout=120)
     guarded = replace(marker_step(tmp_path / "guarded"), safeguard=safeguard)
     failing = Step("fails", "true", lambda probed: Plan("must act", action="exit 3"))
     role = Role("test", Path("/nonexistent"), {}, {}, lambda host: [guarded, failing])
@@ -358,3 +358,47 @@ def test_an_action_reports_its_progress_while_it_runs(tmp_path: Path) -> None:
 
     assert heard == [("slow step", "waited 10 s for the lock")]
     assert changes[0].changed and target.read_text() == "yes\n"
+
+
+def interrupted_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Step, Path]:
+    """What an interrupted run left: its change made, its arming in place, its revert ready."""
+    root = tmp_path / "safeguard"
+    monkeypatch.setattr("provisioner.safeguards.SAFEGUARD_ROOT", str(root))
+    target = tmp_path / "guarded"
+    target.write_text("yes\n")
+    (root / "test").mkdir(parents=True)
+    (root / "test" / "armed").write_text("0123456789abcdef\n")
+    (root / "test" / "revert.sh").write_text(f"rm -f {quote(str(target))}\n"
+                                             f"rm -f {quote(str(root / 'test' / 'armed'))}\n")
+    return replace(marker_step(target), safeguard=Safeguard("test", "true", timeout=120)), target
+
+
+def walk_guarded(step: Step, tmp_path: Path, check: bool) -> list[Change]:
+    role = Role("test", Path("/nonexistent"), {}, {}, lambda host: [step])
+    changes: list[Change] = []
+    HostWalk(make_host(check=check), ShellWithoutSystemd(tmp_path / "tools"),
+             [RoleSteps(role, [step])], changes.append,  # type: ignore[arg-type]
+             lambda label: None).run()
+    return changes
+
+
+def test_an_arming_an_interrupted_run_left_is_reverted_before_anything_is_decided(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    step, target = interrupted_run(tmp_path, monkeypatch)
+    monkeypatch.setattr("provisioner.login_proof.RETRY_AFTER", ())  # no host to prove it on
+
+    changes = walk_guarded(step, tmp_path, check=False)
+
+    assert changes[0].label == "safeguard test" and "left unproven" in changes[0].reason
+    assert changes[1].label == "marker guarded" and changes[1].reason == "set to yes"
+    assert target.read_text() == "yes\n"  # made again, from the state it started from
+
+
+def test_check_mode_reports_an_unproven_arming_and_leaves_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    step, target = interrupted_run(tmp_path, monkeypatch)
+
+    changes = walk_guarded(step, tmp_path, check=True)
+
+    assert changes[0].reason.startswith("would revert arming 0123456789abcdef")
+    assert target.exists() and (tmp_path / "safeguard" / "test" / "armed").exists()
