@@ -54,7 +54,8 @@ def resolve_reference(reference: str, base_dir: Path) -> Secret:
         if not path.is_file():
             raise ValueError(f"secret file {path} does not exist")
         return Secret(path.read_text().rstrip("\n"), reference)
-    raise ValueError(f"unknown secret reference {reference!r}; use env:NAME or file:PATH")
+    raise ValueError("that is not a secret reference (never repeated here, in case it is the "
+                     "secret itself); use env:NAME or file:PATH")
 
 
 def reveal_all(value: Any) -> Any:
@@ -75,12 +76,15 @@ def reveal_all(value: Any) -> Any:
 def redact(text: str, secrets: Iterable[Secret]) -> str:
     """Replace every secret value that appears in text with the mask.
 
-    Longer values go first so one secret containing another never leaks its tail, and each line
-    of a multi-line secret (a private key) is masked on its own, since a diff splits it by lines.
+    Longer values go first so one secret containing another never leaks its tail, each line
+    of a multi-line secret (a private key) is masked on its own, since a diff splits it by lines,
+    and so is a value without the blanks around it, which a template may have trimmed.
     """
     values = {secret.reveal() for secret in secrets}
     values |= {line for value in values if "\n" in value
                for line in value.splitlines() if len(line.strip()) >= 4}
+    # A template may trim a value (`| trim`): its core must not show either.
+    values |= {value.strip() for value in values if len(value.strip()) >= 4}
     for value in sorted(values, key=len, reverse=True):
         if value:
             text = text.replace(value, MASK)

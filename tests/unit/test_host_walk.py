@@ -402,3 +402,22 @@ def test_check_mode_reports_an_unproven_arming_and_leaves_it(
 
     assert changes[0].reason.startswith("would revert arming 0123456789abcdef")
     assert target.exists() and (tmp_path / "safeguard" / "test" / "armed").exists()
+
+
+def test_a_changed_secret_shows_neither_its_new_nor_its_old_value_in_the_diff(
+        tmp_path: Path) -> None:
+    target = tmp_path / "app.conf"
+    target.write_text("user=app\npassword=old-value-9\n")
+    settings = SshSettings(None, Path("/dev/null"), False, None, 5, 5, None)
+    config = HostConfig("local", "127.0.0.1", 22, "root", (), ("test",), {}, settings)
+    host = Host(config, {"pw": Secret("new-value-7")}, lambda: DEBIAN12_FACTS, show_diff=True)
+    step = ensure_file(host, str(target), "user=app\npassword=new-value-7\n")
+    role = Role("test", tmp_path, {}, {}, lambda host: [step])
+    changes: list[Change] = []
+
+    HostWalk(host, LocalShell(), [RoleSteps(role, [step])],  # type: ignore[arg-type]
+             changes.append, lambda label: None).run()
+
+    diff = changes[0].diff or ""
+    assert "old-value-9" not in diff and "new-value-7" not in diff
+    assert "-***" in diff and "+password=***" in diff and " user=app" in diff

@@ -171,7 +171,7 @@ def test_variables_of_different_names_from_every_layer_are_all_kept(tmp_path: Pa
         pytest.param({"hosts": {"web 1": {"address": "10.0.0.1", "roles": ["ufw"]}}},
                      "hosts.web 1", "host names may contain", id="bad-host-name"),
         pytest.param(minimal(vars={"pw": {"secret": "vault:db"}}), "hosts.web1.vars.pw",
-                     "unknown secret reference 'vault:db'", id="unknown-secret-kind"),
+                     "that is not a secret reference", id="unknown-secret-kind"),
         pytest.param(minimal(ssh={"sudo_password": {"value": "x"}}),
                      "hosts.web1.ssh.sudo_password", "must be a reference, not the value",
                      id="sudo-password-not-a-secret"),

@@ -81,3 +81,14 @@ def test_redact(text: str, secrets: list[Secret], expected: str) -> None:
 
 def test_redact_hides_all_of_a_secret_that_contains_another() -> None:
     assert redact("pw=hunter2extra", [Secret("hunter2"), Secret("hunter2extra")]) == "pw=***"
+
+
+def test_a_secret_trimmed_by_a_template_is_masked_too() -> None:
+    assert redact("key=Tab\tSecret77 end", [Secret("  Tab\tSecret77\t \n")]) == "key=*** end"
+
+
+def test_a_value_given_where_a_reference_belongs_is_never_repeated() -> None:
+    with pytest.raises(ValueError) as raised:
+        resolve_reference("hunter2secret", Path("."))
+    assert "hunter2secret" not in str(raised.value)
+    assert "env:NAME or file:PATH" in str(raised.value)
