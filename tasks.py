@@ -65,7 +65,7 @@ def user_errors(function: F) -> F:
             "profile": "Print the slowest steps and each host's time after the run."},
       iterable=["set"])
 @user_errors
-def provision(c: Context, host: str = "", group: str = "", inventory: str = "",
+def provision(c: Context, host: str | None = None, group: str | None = None, inventory: str = "",
               check: bool = False, diff: bool = False, report: str = "", roles: str = "",
               parallel: int = 10, set: list[str] | None = None, profile: bool = False) -> None:
     """Apply each host's roles from the inventory; a second run changes nothing.
@@ -76,6 +76,7 @@ def provision(c: Context, host: str = "", group: str = "", inventory: str = "",
     from provisioner.engine import RunOptions
 
     cli.check_run_flags(parallel, report)
+    host, group = cli.selection(host, group)
     options = RunOptions(check=check, diff=diff, parallel=parallel, roles=cli.split_names(roles))
     raise Exit(code=cli.provision(cli.load(inventory, set or []), host, group, options, report,
                                   profile))
@@ -86,7 +87,8 @@ def provision(c: Context, host: str = "", group: str = "", inventory: str = "",
             "pytest_args": "Extra arguments for pytest, e.g. '-k ssh -x'."},
       iterable=["set"])
 @user_errors
-def verify(c: Context, host: str = "", group: str = "", inventory: str = "", roles: str = "",
+def verify(c: Context, host: str | None = None, group: str | None = None, inventory: str = "",
+           roles: str = "",
            set: list[str] | None = None, pytest_args: str = "") -> None:
     """Prove each host matches its roles' specs with pytest-testinfra (over OpenSSH).
 
@@ -97,6 +99,7 @@ def verify(c: Context, host: str = "", group: str = "", inventory: str = "", rol
     from provisioner.verify import verify_host
 
     options = RunOptions(roles=cli.split_names(roles))
+    host, group = cli.selection(host, group)
     jobs = cli.select_jobs(cli.load(inventory, set or []), host, group, options)
     codes = [verify_host(job, pytest_args.split()) for job in jobs]
     raise Exit(code=1 if any(codes) else 0)
@@ -105,7 +108,7 @@ def verify(c: Context, host: str = "", group: str = "", inventory: str = "", rol
 @task(klass=FlagTask, help={**HOST_HELP, "json": "Print JSON (every fact, sizes in bytes) "
                                                   "for programs instead of the table."})
 @user_errors
-def facts(c: Context, host: str = "", group: str = "", inventory: str = "",
+def facts(c: Context, host: str | None = None, group: str | None = None, inventory: str = "",
           json: bool = False) -> None:
     """Print what the engine knows about each host (OS, CPUs, RAM, disks, OpenSSH...).
 
@@ -114,6 +117,7 @@ def facts(c: Context, host: str = "", group: str = "", inventory: str = "",
     from provisioner import cli
     from provisioner.errors import ProvisionerError
 
+    host, group = cli.selection(host, group)
     text, failures = cli.facts_report(cli.load(inventory), host, group, as_json=json)
     if text:
         print(text, flush=True)
@@ -123,7 +127,8 @@ def facts(c: Context, host: str = "", group: str = "", inventory: str = "",
 
 @task(klass=FlagTask, help=HOST_HELP)
 @user_errors
-def disconnect(c: Context, host: str = "", group: str = "", inventory: str = "") -> None:
+def disconnect(c: Context, host: str | None = None, group: str | None = None,
+               inventory: str = "") -> None:
     """Close the SSH logins kept open between runs (all, or the hosts selected).
 
     Runs keep a login per host open for ssh.control_persist seconds (default 300) for the next
@@ -134,6 +139,7 @@ def disconnect(c: Context, host: str = "", group: str = "", inventory: str = "")
     """
     from provisioner import cli
 
+    host, group = cli.selection(host, group)
     selected = cli.load(inventory, resolve_secrets=False) if host or group or inventory else None
     print(cli.disconnect(selected, host, group))
 

@@ -88,14 +88,41 @@ def check_report_path(path: Path) -> None:
 # --- choosing and checking the hosts' jobs -------------------------------------------------------
 
 
+def selection(host: str | None, group: str | None) -> tuple[str, str]:
+    """The --host and --group flags, "" when not given; given but naming nothing (an unset
+    shell variable: --host "$HOST") is a mistake, never a selection of every host."""
+    for flag, value in (("--host", host), ("--group", group)):
+        if value is not None and not split_names(value):
+            raise ProvisionerError(f"{flag} was given but names nothing (an empty or unset shell "
+                                   f"variable?). Name what to select, or leave {flag} out to "
+                                   "select every host.")
+    return host or "", group or ""
+
+
 def select_jobs(inventory: Inventory, hosts: str, group: str,
                 options: RunOptions) -> list[HostJob]:
     """The selected hosts' jobs, every variable checked where the user wrote it first."""
     chosen = _selected(inventory, hosts, group)
+    check_identity_files(inventory, chosen)
     roles = _roles_of(chosen, options)
     check_cli_variable_names(inventory, chosen, roles)
     check_variable_types(inventory, chosen, roles, options.roles)
     return prepare(chosen, options)
+
+
+def check_identity_files(inventory: Inventory, chosen: Sequence[HostConfig]) -> None:
+    """Each chosen host's ssh.identity_file is a private key file, before anything is contacted
+    (a missing one was reported as an unreachable host, after trying)."""
+    for config in chosen:
+        path = config.ssh.identity_file
+        if path is None or (path.is_file() and path.suffix != ".pub"):
+            continue
+        problem = ("is the public half; give the private key file beside it" if
+                   path.suffix == ".pub" and path.is_file() else
+                   "is a directory, not a key file" if path.is_dir() else "does not exist")
+        raise ProvisionerError(f"{inventory.path}: ssh.identity_file of host {config.name} "
+                               f"({path}) {problem}. Fix it under defaults.ssh or "
+                               f"hosts.{config.name}.ssh.")
 
 
 def _selected(inventory: Inventory, hosts: str, group: str) -> list[HostConfig]:

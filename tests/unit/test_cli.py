@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -532,3 +533,32 @@ def test_sandbox_list_aligns_name_address_suite_and_pid() -> None:
     assert lines == ["name       address     suite     pid",
                      "sandbox1   10.77.0.2   bookworm  812",
                      "sandbox10  10.77.0.11  trixie    90210"]
+
+
+@pytest.mark.parametrize(("host", "group"), [("", None), (None, " , "), (",", "")])
+def test_a_host_or_group_flag_that_names_nothing_selects_nothing(
+        host: str | None, group: str | None) -> None:
+    with pytest.raises(ProvisionerError, match="was given but names nothing"):
+        cli.selection(host, group)
+
+
+def test_no_host_or_group_flag_selects_every_host() -> None:
+    assert cli.selection(None, None) == ("", "")
+    assert cli.selection("web1", None) == ("web1", "")
+
+
+@pytest.mark.parametrize(("make", "problem"), [
+    (lambda path: None, "does not exist"),
+    (lambda path: path.mkdir(), "is a directory"),
+    (lambda path: path.write_text("ssh-ed25519 AAAA"), "is the public half"),
+])
+def test_a_key_file_that_cannot_be_one_is_refused_before_contact(
+        tmp_path: Path, make: Any, problem: str) -> None:
+    key = tmp_path / ("id.pub" if problem == "is the public half" else "id")
+    make(key)
+    inventory = project_inventory(tmp_path)
+    web1 = inventory.hosts["web1"]
+    inventory.hosts["web1"] = replace(web1, ssh=replace(web1.ssh, identity_file=key))
+
+    with pytest.raises(ProvisionerError, match=f"ssh.identity_file of host web1 .*{problem}"):
+        cli.select_jobs(inventory, "web1", "", RunOptions())
