@@ -188,12 +188,18 @@ def _login(config: HostConfig) -> tuple[paramiko.SSHClient, Callable[[], object]
                            ) from None
 
 
+#: Seconds between SSH keepalives. Besides keeping idle NAT state, they are what a run waiting
+#: on a long command (apt) sends: with DEAD_LINK_SECONDS, a link that died while the host was
+#: the one talking is found within about 45 s.
+KEEPALIVE_SECONDS = 15
+
+
 def _keep_alive(client: paramiko.SSHClient) -> None:
-    """A keepalive every 30 s: a kept login must survive idle NAT and firewall timeouts, and
-    a peer that vanished is found when a keepalive cannot be sent."""
+    """Keepalives: a kept login must survive idle NAT and firewall timeouts, and a peer that
+    vanished is found when a keepalive goes unacknowledged."""
     transport = client.get_transport()
     if transport is not None:
-        transport.set_keepalive(30)
+        transport.set_keepalive(KEEPALIVE_SECONDS)
 
 
 def _auth_arguments(config: HostConfig) -> dict[str, Any]:
@@ -247,7 +253,7 @@ def _tcp_socket(name: str, address: str, port: int, timeout: float) -> socket.so
 #: a run waiting on a dead host fails it in well under a minute.
 DEAD_LINK_SECONDS = 30
 #: An idle login is probed after this many seconds, so a silent death is found too (paramiko's
-#: own keepalive, every 30 s, is one more probe).
+#: own keepalive, every KEEPALIVE_SECONDS, is one more probe).
 IDLE_PROBE_SECONDS = 10
 
 
@@ -291,7 +297,17 @@ def key_fingerprint(key: paramiko.PKey) -> str:
 
 
 def _ssh_error_message(config: HostConfig, error: paramiko.SSHException) -> str:
-    text = str(error)
+    text = str(error).rstrip(".")
+    if isinstance(error, paramiko.PasswordRequiredException):
+        return (f"The key file {config.ssh.identity_file} for {config.name} is encrypted (it "
+                "has a passphrase), and the run cannot ask for it: add the key to your SSH "
+                "agent (ssh-add), or point ssh.identity_file at a key without one. The host "
+                "refused nothing.")
+    if "No authentication methods available" in text:
+        return (f"No key to log in to {config.name} as {config.user!r} with: "
+                "ssh.identity_file is not set and no SSH agent is running (or it holds no "
+                "key). Set ssh.identity_file in the inventory, or start an agent and ssh-add "
+                "the key.")
     if "not found in known_hosts" in text:
         return (f"{config.name} ({config.address}) is not in {config.ssh.known_hosts}, so its "
                 "identity cannot be verified. Add its key (ssh-keyscan, checked out of band), or "

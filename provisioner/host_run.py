@@ -367,7 +367,7 @@ class HostWalk:
 #: does not answer in this time has a dead link, and its own timer reverts.
 SAFEGUARD_COMMAND_TIMEOUT = 60
 def _timer_note(armings: Iterable[Arming]) -> str:
-    times = ", ".join(f"{a.safeguard.name} at "
+    times = ", ".join(f"{a.safeguard.name} at about "
                       f"{time.strftime('%H:%M:%S UTC', time.gmtime(a.fires_at))}"
                       for a in armings)
     return f"The host's own timer restores the unconfirmed change: safeguard {times}."

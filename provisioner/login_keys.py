@@ -67,6 +67,6 @@ def _from_private_key(path: Path) -> PublicKey | None:
 
     try:
         key = paramiko.PKey.from_path(path)
-    except (OSError, paramiko.SSHException, ValueError):
-        return None  # missing, encrypted or unreadable: the login itself will say so
+    except (OSError, paramiko.SSHException, ValueError, TypeError):
+        return None  # missing, encrypted (TypeError) or unreadable: the login will say so
     return PublicKey(key.get_name(), key.get_base64())

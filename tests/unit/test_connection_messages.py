@@ -10,7 +10,7 @@ import paramiko
 
 from provisioner.connection import _bad_key_message, _ssh_error_message, key_fingerprint
 from provisioner.inventory import HostConfig, SshSettings
-from provisioner.login_keys import PublicKey
+from provisioner.login_keys import PublicKey, login_public_key
 
 
 def config(port: int = 22, identity: Path | None = Path("/keys/id_ed25519")) -> HostConfig:
@@ -49,3 +49,28 @@ def test_a_refused_login_names_the_key_file_tried() -> None:
 def test_a_refused_login_without_a_key_file_says_what_was_tried() -> None:
     message = _ssh_error_message(config(identity=None), paramiko.AuthenticationException("no"))
     assert "SSH agent" in message and "no ssh.identity_file" in message
+
+
+def test_an_encrypted_key_says_so_and_that_the_host_refused_nothing() -> None:
+    message = _ssh_error_message(config(), paramiko.PasswordRequiredException("encrypted"))
+    assert "is encrypted" in message and "ssh-add" in message and "refused nothing" in message
+
+
+def test_no_key_at_all_says_where_one_comes_from() -> None:
+    error = paramiko.SSHException("No authentication methods available")
+    message = _ssh_error_message(config(identity=None), error)
+    assert "ssh.identity_file is not set" in message and "ssh-add" in message
+
+
+def test_a_message_ending_in_a_full_stop_gets_no_second_one() -> None:
+    message = _ssh_error_message(config(), paramiko.AuthenticationException("failed."))
+    assert ".." not in message
+
+
+def test_the_login_key_of_an_encrypted_file_without_its_public_half_is_unknown(
+        tmp_path: Path) -> None:
+    path = tmp_path / "key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "passphrase", "-f", str(path)],
+                   check=True)
+    path.with_suffix(".pub").unlink()
+    assert login_public_key(config(identity=path)) is None
