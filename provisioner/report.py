@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 from rich.console import Console
 from rich.control import strip_control_codes
@@ -33,9 +34,47 @@ SHOW_ELAPSED_AFTER = 2.0
 _CLEAR_LINE = "\r\x1b[2K"
 
 
+class OutputThatMayClose:
+    """stdout that may go away mid-run (``provision ... | head``): writing to a closed pipe
+    must not end the run between a guarded change and its proof, so output stops instead."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self.closed_by_reader = False
+
+    def write(self, text: str) -> int:
+        if not self.closed_by_reader:
+            try:
+                return int(self._stream.write(text))
+            except BrokenPipeError:
+                self._went_away()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.closed_by_reader:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._went_away()
+
+    def isatty(self) -> bool:
+        return bool(self._stream.isatty())
+
+    def fileno(self) -> int:
+        return int(self._stream.fileno())
+
+    def _went_away(self) -> None:
+        self.closed_by_reader = True
+        # Python's own flush of stdout at exit must not complain about the pipe either.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self._stream.fileno())
+        os.close(devnull)
+
+
 def default_console() -> Console:
     """stdout; off a terminal nothing wraps (rich would wrap at 80 columns, or $COLUMNS)."""
-    console = Console(highlight=False, soft_wrap=True)
+    output = cast(IO[str], OutputThatMayClose(sys.stdout))
+    console = Console(highlight=False, soft_wrap=True, file=output)
     if not console.is_terminal:
         console.width = 10_000
     return console

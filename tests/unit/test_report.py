@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import stat
 import sys
@@ -20,6 +21,7 @@ from provisioner.engine import HostResult, RunResult
 from provisioner.facts import Disk
 from provisioner.report import (
     ConsoleReport,
+    OutputThatMayClose,
     facts_data,
     facts_table,
     live_line,
@@ -343,3 +345,15 @@ def test_facts_json_has_every_fact_in_plain_numbers() -> None:
 def test_facts_json_masks_credentials_in_apt_source_urls() -> None:
     assert facts_data(FACTS)["apt_sources"] == [
         "deb https://***@mirror.example.org/debian bookworm main"]
+
+
+def test_output_whose_reader_went_away_stops_quietly_instead_of_ending_the_run() -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    with os.fdopen(write_end, "w") as stream:
+        output = OutputThatMayClose(stream)
+        assert output.write("web1  changed  sshd_config\n") > 0
+        output.flush()
+        assert output.closed_by_reader
+        output.write("more\n")
+        output.flush()
