@@ -219,10 +219,20 @@ def run_hosts(inventory: Inventory, hosts: str, group: str, options: RunOptions,
 def provision(inventory: Inventory, hosts: str, group: str, options: RunOptions,
               report: str = "", profile: bool = False) -> int:
     """``invoke provision``: the run, its JSON report, and the exit code."""
-    result = run_hosts(inventory, hosts, group, options, profile)
+    try:
+        result = run_hosts(inventory, hosts, group, options, profile)
+    except KeyboardInterrupt:
+        print(INTERRUPTED, file=sys.stderr)
+        return 130
     if report and not save_report(result, Path(report)):
         return max(result.exit_code, 1)
     return result.exit_code
+
+
+#: What an interrupted run leaves, said as it stops.
+INTERRUPTED = ("interrupted: a host may hold a change that was not proven yet. Its own revert "
+               "timer restores it within the safeguard's timeout (120 s by default), and the "
+               "next run reverts it at once and makes it again; run again when you are ready.")
 
 
 def save_report(result: RunResult, path: Path) -> bool:
