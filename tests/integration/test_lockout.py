@@ -163,3 +163,28 @@ def test_a_revert_timer_fires_when_it_says(guarded: Guarded) -> None:
     finally:
         login.close()
     assert 4.5 <= fired_at - armed_at <= 6.5
+
+
+def test_a_run_killed_before_its_proof_is_reverted_and_redone_by_the_next(
+        guarded: Guarded) -> None:
+    command = [sys.executable, "-m", "invoke", "provision", "--roles", "hardening", "--set",
+               'hardening_sshd_extra_options=["AllowTcpForwarding local"]',
+               "--inventory", str(guarded.inventory)]
+    killed = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True)
+    assert killed.stdout is not None
+    for line in killed.stdout:
+        if "changed  template /etc/ssh/sshd_config" in line:
+            killed.kill()  # after the change, before its reload and proof
+            break
+    killed.wait(timeout=60)
+    assert "allowtcpforwarding local" in guarded.ssh("sudo grep -i AllowTcp /etc/ssh/sshd_config"
+                                                     ).stdout.lower()
+
+    run = guarded.invoke("provision", "--roles", "hardening")
+
+    assert run.exit_code == 0, run.output
+    assert "which an earlier run left unproven" in run.output
+    assert "allowtcpforwarding local" not in guarded.ssh("sudo sshd -T").stdout.lower()
+    timers = guarded.ssh("systemctl list-timers --all --no-legend 'provisioner-revert-*'")
+    assert "provisioner-revert" not in timers.stdout
+    assert guarded.invoke("provision", "--roles", "hardening").exit_code == 0
