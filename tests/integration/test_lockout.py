@@ -188,3 +188,23 @@ def test_a_run_killed_before_its_proof_is_reverted_and_redone_by_the_next(
     timers = guarded.ssh("systemctl list-timers --all --no-legend 'provisioner-revert-*'")
     assert "provisioner-revert" not in timers.stdout
     assert guarded.invoke("provision", "--roles", "hardening").exit_code == 0
+
+
+def test_a_secret_in_a_template_reaches_the_host_while_output_and_report_mask_it(
+        guarded: Guarded) -> None:
+    data = yaml.safe_load(guarded.inventory.read_text())
+    data["defaults"]["vars"]["hardening_legal_notice"] = {"secret": "env:LEGAL_NOTICE"}
+    inventory = guarded.inventory.parent / "secret.yml"
+    inventory.write_text(yaml.safe_dump(data, sort_keys=False))
+    report = guarded.inventory.parent / "secret-report.json"
+    notice = "Authorised use only; ticket s3cr3t-9f2c"
+    command = [sys.executable, "-m", "invoke", "provision", "--roles", "hardening", "--diff",
+               "--report", str(report), "--inventory", str(inventory)]
+    done = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True,
+                          check=False, timeout=600, env={**os.environ, "LEGAL_NOTICE": notice})
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert notice in guarded.ssh("cat /etc/issue.net").stdout
+    assert notice not in done.stdout + done.stderr and notice not in report.read_text()
+    assert "+***" in done.stdout
+    assert guarded.invoke("provision", "--roles", "hardening").exit_code == 0  # and back
