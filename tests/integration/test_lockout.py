@@ -1,5 +1,6 @@
-"""The no-lockout promise tried the way it broke: a fail2ban jail that does not exempt the
-controller, changes that end the login, a login that goes dead mid-run, late commands.
+"""The no-lockout and secrets promises tried the way they broke: a fail2ban jail that does not
+exempt the controller, changes that end the login, a login that goes dead mid-run, late
+commands, an interrupted run, a secret in a template.
 
 Its own machine (lk1), converged first with the base roles, fail2ban's sshd jail at maxretry 3
 and the controller NOT in its ignore list: every refused login the tool makes counts.
