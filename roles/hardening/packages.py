@@ -24,6 +24,7 @@ from provisioner.ops.files import (
     probe_path,
 )
 from provisioner.ops.systemd import ensure_service
+from provisioner.secrets import reveal_all
 from provisioner.step import Plan, Probed, Step
 from roles.hardening.custom_steps import ensure_command_result
 
@@ -121,7 +122,8 @@ def plan_security_sources(output: str, variables: Mapping[str, Any], facts: Fact
         return Plan(f"removed: the host's own sources now name {present[0]}",
                     action=f"rm -f {quote(SECURITY_SOURCES)} && {_APT_UPDATE}")
     mirror = main_mirror(entries, facts.os_codename)
-    uri = variables["hardening_apt_security_uri"] or (
+    # The URI may be a secret (credentials in it): the host needs its value, never the mask.
+    uri = reveal_all(variables["hardening_apt_security_uri"]) or (
         security_uri(mirror.uris[0], facts.os_id) if mirror else "")
     if not uri:
         return Plan("no main mirror to derive the security archive from", action=(
@@ -132,7 +134,12 @@ def plan_security_sources(output: str, variables: Mapping[str, Any], facts: Fact
     plan = plan_file(current, DesiredFile(SECURITY_SOURCES, content.encode()), show_diff)
     if plan.action is None:
         return plan
-    return Plan(plan.reason, action=f"{plan.action}\n{_APT_UPDATE}", diff=plan.diff)
+    # A source apt cannot use would break every later apt run (unattended upgrades too).
+    undo = quote(f"apt could not use the security archive {SECURITY_SOURCES} names; the file "
+                 "was removed again")
+    return Plan(plan.reason, diff=plan.diff, action=(
+        f"{plan.action}\nif ! {_APT_UPDATE}; then rm -f {quote(SECURITY_SOURCES)}; "
+        f"{_APT_UPDATE} >/dev/null 2>&1; echo {undo} >&2; exit 1; fi"))
 
 
 def probe_security_sources(show_diff: bool) -> str:

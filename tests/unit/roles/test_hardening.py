@@ -361,7 +361,15 @@ def test_missing_security_archive_is_added_and_lists_refreshed() -> None:
     plan = plan_security_sources(output, merged(), BOOKWORM, show_diff=True)
     assert plan.diff is not None and "+URIs: http://mirror.example.org/debian-security" in plan.diff
     assert "+Components: main non-free-firmware" in plan.diff
-    assert (plan.action or "").endswith("update")
+    action = plan.action or ""
+    assert "update; then rm -f /etc/apt/sources.list.d/provisioner-security.sources" in action
+
+
+def test_a_security_uri_given_as_a_secret_reaches_the_host_as_its_value() -> None:
+    output = "\n".join(MIRROR_LINES) + "\n--- ours\nabsent\n"
+    variables = merged(hardening_apt_security_uri=Secret("http://bob:pw@mirror.example.org/sec"))
+    plan = plan_security_sources(output, variables, BOOKWORM, show_diff=True)
+    assert plan.diff is not None and "URIs: http://bob:pw@mirror.example.org/sec" in plan.diff
 
 
 def test_host_with_its_own_security_source_is_left_alone() -> None:
