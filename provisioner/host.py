@@ -8,7 +8,7 @@ from typing import Any
 
 from provisioner.facts import Facts
 from provisioner.inventory import HostConfig
-from provisioner.secrets import Secret
+from provisioner.secrets import Secret, reveal_all
 from provisioner.templates import render_template, template_variables
 
 
@@ -24,7 +24,13 @@ class Host:
                  show_diff: bool = False) -> None:
         self.config = config
         self.name = config.name
-        self.vars: Mapping[str, Any] = variables
+        found: list[Secret] = []
+        _collect_secrets(variables, found)
+        self._secrets = tuple(found)
+        #: The variables with secrets as their values: whatever a role builds from them goes to
+        #: the host, which must get the real value (an f-string of a Secret gives its mask, and
+        #: wrote "URIs: ***" into an apt source). What the walk shows is masked again (secrets).
+        self.vars: Mapping[str, Any] = reveal_all(variables)
         self.check = check
         self.show_diff = show_diff
         self.template_dir: Path | None = None
@@ -80,10 +86,8 @@ class Host:
 
     @property
     def secrets(self) -> tuple[Secret, ...]:
-        """Every secret value this host's variables hold, for redaction of diffs and reports."""
-        found: list[Secret] = []
-        _collect_secrets(self.vars, found)
-        return tuple(found)
+        """Every secret value this host's variables hold, for redaction of what is shown."""
+        return self._secrets
 
 
 def _collect_secrets(value: Any, found: list[Secret]) -> None:

@@ -355,8 +355,13 @@ class HostWalk:
         return result
 
     def _report(self, change: Change, started: float) -> None:
+        """Hand on a Change with every secret value masked, wherever a role put it."""
         if change.failed:
             self.state.failed = True
+        if self.host.secrets:
+            change = replace(change, label=self._redact(change.label) or "",
+                             reason=self._redact(change.reason) or "",
+                             diff=self._redact(change.diff))
         self.on_change(replace(change, duration=time.monotonic() - started))
 
     def _redact(self, text: str | None) -> str | None:
@@ -366,6 +371,8 @@ class HostWalk:
 #: Seconds a safeguard's disarm or revert may take on the host. They are quick; a host that
 #: does not answer in this time has a dead link, and its own timer reverts.
 SAFEGUARD_COMMAND_TIMEOUT = 60
+
+
 def _timer_note(armings: Iterable[Arming]) -> str:
     times = ", ".join(f"{a.safeguard.name} at about "
                       f"{time.strftime('%H:%M:%S UTC', time.gmtime(a.fires_at))}"

@@ -421,3 +421,21 @@ def test_a_changed_secret_shows_neither_its_new_nor_its_old_value_in_the_diff(
     diff = changes[0].diff or ""
     assert "old-value-9" not in diff and "new-value-7" not in diff
     assert "-***" in diff and "+password=***" in diff and " user=app" in diff
+
+
+def test_a_secret_a_role_formats_itself_reaches_the_host_and_its_label_shows_the_mask(
+        tmp_path: Path) -> None:
+    settings = SshSettings(None, Path("/dev/null"), False, None, 5, 5, None)
+    config = HostConfig("local", "127.0.0.1", 22, "root", (), ("test",), {}, settings)
+    host = Host(config, {"token": Secret("tok-4242")}, lambda: DEBIAN12_FACTS)
+    target = tmp_path / "sources"
+    step = ensure_file(host, str(target), f"URIs: http://{host.vars['token']}@mirror/\n",
+                       label=f"source with {host.vars['token']}")
+    role = Role("test", tmp_path, {}, {}, lambda host: [step])
+    changes: list[Change] = []
+
+    HostWalk(host, LocalShell(), [RoleSteps(role, [step])],  # type: ignore[arg-type]
+             changes.append, lambda label: None).run()
+
+    assert target.read_text() == "URIs: http://tok-4242@mirror/\n"
+    assert changes[0].label == "source with ***"
