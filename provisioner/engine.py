@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -21,6 +22,7 @@ from provisioner.connection_reuse import open_connection, prepare_keepers
 from provisioner.errors import ProvisionerError, RoleError
 from provisioner.facts import FACTS_SCRIPT, Facts, facts_complete, parse_facts
 from provisioner.host import Host
+from provisioner.host_lock import host_lock
 from provisioner.host_run import HostWalk, RoleSteps
 from provisioner.inventory import HostConfig
 from provisioner.remote import RemoteShell
@@ -122,35 +124,40 @@ def _run_host(job: HostJob, options: RunOptions, listener: Listener) -> HostResu
     result = HostResult(job.config.name)
     started = time.monotonic()
     listener.host_started(job.config.name)
+    try:
+        with host_lock(job.config) if not options.check else nullcontext():
+            _walk_host(job, options, listener, result)
+    except ProvisionerError as error:
+        result.error = str(error)
+    result.duration = time.monotonic() - started
+    listener.host_finished(result)
+    return result
+
+
+def _walk_host(job: HostJob, options: RunOptions, listener: Listener,
+               result: HostResult) -> None:
+    """Connect, walk the host's roles, and count the round trips into ``result``."""
+    name = job.config.name
     connection: RemoteShell | None = None
     walk: HostWalk | None = None
     try:
         connection = open_connection(job.config)
+        opened = connection
 
         def record(change: Change) -> None:
             result.changes.append(change)
-            listener.step_finished(job.config.name, change)
+            listener.step_finished(name, change)
 
-        def action_started(label: str) -> None:
-            listener.action_started(job.config.name, label)
-
-        def action_progress(label: str, text: str) -> None:
-            listener.action_progress(job.config.name, label, text)
-
-        walk = _probed_walk(job, options, connection, lambda host, plan: HostWalk(
-            host, connection, plan, record, action_started, action_progress))
+        walk = _probed_walk(job, options, opened, lambda host, plan: HostWalk(
+            host, opened, plan, record, partial(listener.action_started, name),
+            partial(listener.action_progress, name)))
         walk.run()
-    except ProvisionerError as error:
-        result.error = str(error)
     finally:
         if connection is not None:
             confirmations = walk.confirmation_round_trips if walk is not None else 0
             result.round_trips = connection.round_trips + confirmations
             result.connection = "reused" if connection.reused else "new"
             connection.close()
-    result.duration = time.monotonic() - started
-    listener.host_finished(result)
-    return result
 
 
 def _probed_walk(job: HostJob, options: RunOptions, connection: RemoteShell,
