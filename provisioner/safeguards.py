@@ -25,10 +25,8 @@ import secrets
 from dataclasses import dataclass
 
 from provisioner.commands import quote
-from provisioner.errors import RoleError
 from provisioner.ops.files import SAFEGUARD_ROOT
-from provisioner.step import MINIMUM_SAFEGUARD_TIMEOUT as MINIMUM_TIMEOUT
-from provisioner.step import Safeguard
+from provisioner.step import Safeguard, check_safeguard_timeout
 
 
 @dataclass(frozen=True)
@@ -44,9 +42,7 @@ class Arming:
     def new(cls, safeguard: Safeguard, now: float) -> Arming:
         """A fresh arming; a timeout too short to outlast the change itself is refused (0 fired
         the revert before the change was made, leaving the change unguarded)."""
-        if safeguard.timeout < MINIMUM_TIMEOUT:
-            raise RoleError(f"safeguard {safeguard.name}: a revert timeout of {safeguard.timeout}"
-                            f" s is too short; give it at least {MINIMUM_TIMEOUT} s.")
+        check_safeguard_timeout(f"safeguard {safeguard.name}'s timeout", safeguard.timeout)
         return cls(safeguard, secrets.token_hex(8), now + safeguard.timeout)
 
 

@@ -49,6 +49,22 @@ class ProbeUnreadable(Exception):
 #: the proof by a new login (up to about 95 s when the host holds new connections back,
 #: login_proof.py) all happen before it may fire.
 MINIMUM_SAFEGUARD_TIMEOUT = 120
+#: And at most: a host that lost its controller must get its old state back within the hour.
+MAXIMUM_SAFEGUARD_TIMEOUT = 3600
+
+
+def check_safeguard_timeout(variable: str, value: object) -> None:
+    """RoleError unless ``value`` is a whole number of seconds a safeguard may wait."""
+    from provisioner.errors import RoleError
+
+    if isinstance(value, bool) or not isinstance(value, int) or \
+            not MINIMUM_SAFEGUARD_TIMEOUT <= value <= MAXIMUM_SAFEGUARD_TIMEOUT:
+        raise RoleError(f"{variable} must be a whole number of seconds from "
+                        f"{MINIMUM_SAFEGUARD_TIMEOUT} to {MAXIMUM_SAFEGUARD_TIMEOUT}, got "
+                        f"{value!r}: the change, its reload and the proof by a new login must all "
+                        "happen before the revert fires, and a host that lost its controller "
+                        "must get its old state back soon (0 does not switch a safeguard off; "
+                        "nothing does).")
 
 
 @dataclass(frozen=True)

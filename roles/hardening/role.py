@@ -34,8 +34,7 @@ from provisioner.host import Host
 from provisioner.inventory import HostConfig
 from provisioner.login_keys import PublicKey, login_public_key
 from provisioner.ops.systemd import restart_service
-from provisioner.step import MINIMUM_SAFEGUARD_TIMEOUT as MINIMUM_TIMEOUT
-from provisioner.step import Step
+from provisioner.step import Step, check_safeguard_timeout
 from roles.hardening import admin, packages, ssh, system
 
 HANDLERS = (
@@ -75,11 +74,8 @@ def validate(variables: Mapping[str, Any]) -> None:
     if not _UMASK.match(str(variables["hardening_umask"])):
         raise RoleError(f"hardening_umask {variables['hardening_umask']!r} is not an octal umask "
                         "such as \"027\" (quote it in YAML, or it becomes the number 27).")
-    if int(variables["hardening_ssh_safeguard_timeout"]) < MINIMUM_TIMEOUT:
-        raise RoleError(f"hardening_ssh_safeguard_timeout must be at least {MINIMUM_TIMEOUT} "
-                        "seconds: the sshd change, its reload and the proof by a new login must "
-                        "all happen before the revert fires (0 does not switch the safeguard "
-                        "off; nothing does).")
+    check_safeguard_timeout("hardening_ssh_safeguard_timeout",
+                            variables["hardening_ssh_safeguard_timeout"])
     if variables["hardening_time_sync_service"] not in _TIME_SERVICES:
         raise RoleError(f"hardening_time_sync_service must be one of {', '.join(_TIME_SERVICES)};"
                         f" got {variables['hardening_time_sync_service']!r}.")

@@ -15,8 +15,7 @@ from provisioner.inventory import HostConfig
 from provisioner.ops.apt import ensure_packages
 from provisioner.ops.files import ensure_template
 from provisioner.ops.ufw import Rule, ensure_ufw_enabled, ensure_ufw_rules
-from provisioner.step import MINIMUM_SAFEGUARD_TIMEOUT as MINIMUM_TIMEOUT
-from provisioner.step import Handler, Safeguard, Step
+from provisioner.step import Handler, Safeguard, Step, check_safeguard_timeout
 
 HANDLERS = (
     Handler("ufw:reload", "if ufw status | grep -q 'Status: active'; then ufw reload; fi"),
@@ -38,10 +37,7 @@ def steps(host: Host) -> Iterator[Step]:
 def validate(variables: Mapping[str, Any]) -> None:
     """Refuse a malformed rule or a revert too quick to guard anything, before any contact."""
     desired_rules(variables)
-    if int(variables["ufw_safeguard_timeout"]) < MINIMUM_TIMEOUT:
-        raise RoleError(f"ufw_safeguard_timeout must be at least {MINIMUM_TIMEOUT} seconds: the "
-                        "firewall change and the proof by a new login must happen before the "
-                        "revert fires (0 does not switch the safeguard off; nothing does).")
+    check_safeguard_timeout("ufw_safeguard_timeout", variables["ufw_safeguard_timeout"])
 
 
 def validate_login(config: HostConfig, variables: Mapping[str, Any]) -> None:
