@@ -100,16 +100,16 @@ class HostWalk:
         """The first round trip: every step's probe, after the read-only script ``lead``.
 
         Returns what ``lead`` printed (None without a lead, or when the output was cut off);
-        run() then starts from these probes instead of probing again. A host whose steps are
-        guarded is also asked for armings an earlier run left unproven (pending_probe)."""
-        guarded = any(step.safeguard is not None for _, step in self.flat)
-        leads = [pending_probe()] if guarded else []
-        leads += [lead] if lead is not None else []
+        run() then starts from these probes instead of probing again. The host is also asked
+        for armings an earlier run left unproven (pending_probe, shell builtins only), whatever
+        roles this run has: a run of other roles must not report a host whose sshd change is
+        about to be undone by an old timer as converged."""
+        leads = [pending_probe()] + ([lead] if lead is not None else [])
         result = self._round_trip(None, 0, leads)
         self._probed_all = True
-        if guarded and result.probes:
+        if result.probes:
             self._pending = parse_pending(result.probes[0].output)
-        answers = result.probes[1:] if guarded else result.probes
+        answers = result.probes[1:]
         return answers[0] if lead is not None and answers else None
 
     def run(self) -> bool:
@@ -324,10 +324,12 @@ class HostWalk:
             self._round_trip(revert_pending_action([name for name, _ in pending]), 0,
                              timeout=SAFEGUARD_COMMAND_TIMEOUT)
         verb = "would revert" if self.host.check else "reverted"
+        ours = {step.safeguard.name for _, step in self.flat if step.safeguard is not None}
         for name, arming_id in pending:
+            again = ("this run makes its changes again" if name in ours else
+                     "run the roles that made its changes to make them again")
             self._report(Change.made(f"safeguard {name}", f"{verb} arming {arming_id}, which an "
-                                     "earlier run left unproven; its changes are made again"),
-                         started)
+                                     f"earlier run left unproven; {again}"), started)
 
     def _round_trip(self, action: str | list[str] | None, first_probe: int | None,
                     leads: Sequence[str] = (), timeout: float | None = None,
