@@ -21,6 +21,7 @@ from provisioner.facts import Facts
 from provisioner.inventory import HostConfig, Inventory, load_inventory
 from provisioner.report import ConsoleReport, facts_data, facts_table, write_report
 from provisioner.roles import PROJECT_ROOT, Role, _kind, _same_kind, available_roles, load_role
+from provisioner.secrets import Secret
 from provisioner.templates import template_variables
 
 DEFAULT_INVENTORY = PROJECT_ROOT / "inventories" / "sandbox.yml"
@@ -197,8 +198,24 @@ def _wrong_type(path: Path, origin: str, key: str, value: Any, default: Any,
 
 
 def _short(value: Any, limit: int = 60) -> str:
+    """A value as an error may show it: never the contents of something that looks like a
+    secret reference gone wrong ({secret: hunter2, note: x} holds the secret itself)."""
+    if _looks_like_a_secret(value):
+        return "(not shown: it looks like a secret reference; write {secret: env:NAME} or " \
+               "{secret: file:PATH})"
+    if isinstance(value, Secret):
+        return "(a secret)"
     text = repr(value)
     return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _looks_like_a_secret(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any("secret" in str(key).lower() or _looks_like_a_secret(item)
+                   for key, item in value.items())
+    if isinstance(value, list):
+        return any(_looks_like_a_secret(item) for item in value)
+    return False
 
 
 # --- the commands ---------------------------------------------------------------------------------

@@ -170,8 +170,8 @@ def _check_values(role: Role, merged: Mapping[str, Any], origin: str) -> None:
             continue
         if default is not None and not _same_kind(default, value):
             raise RoleError(f"{origin}: variable {key!r} should be {_kind(default)} like its "
-                            f"default in {role.path / 'defaults.yml'}, got {_kind(value)} "
-                            f"{value!r}.")
+                            f"default in {role.path / 'defaults.yml'}, got {_kind(value)}"
+                            f"{'' if isinstance(value, dict | list) else f' {value!r}'}.")
 
 
 def _same_kind(default: Any, value: Any) -> bool:

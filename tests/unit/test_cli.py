@@ -562,3 +562,15 @@ def test_a_key_file_that_cannot_be_one_is_refused_before_contact(
 
     with pytest.raises(ProvisionerError, match=f"ssh.identity_file of host web1 .*{problem}"):
         cli.select_jobs(inventory, "web1", "", RunOptions())
+
+
+@pytest.mark.parametrize("value", [{"secret": "hunter2", "note": "x"}, {"Secret": "hunter2"},
+                                   {"secrets": "hunter2"}, [{"secret": "hunter2", "x": 1}]])
+def test_a_misshapen_secret_reference_is_never_repeated_in_a_type_error(
+        tmp_path: Path, value: Any) -> None:
+    inventory = project_inventory(tmp_path, {"ufw_ssh_port": value})
+
+    with pytest.raises(ProvisionerError) as caught:
+        cli.select_jobs(inventory, "web1", "", RunOptions())
+
+    assert "hunter2" not in str(caught.value)
