@@ -574,3 +574,39 @@ def test_a_misshapen_secret_reference_is_never_repeated_in_a_type_error(
         cli.select_jobs(inventory, "web1", "", RunOptions())
 
     assert "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("passphrase", "pem", "encrypted"), [
+    ("", False, False), ("secret phrase", False, True),
+    ("", True, False), ("secret phrase", True, True)])
+def test_an_encrypted_key_is_told_apart_without_loading_it(
+        tmp_path: Path, passphrase: str, pem: bool, encrypted: bool) -> None:
+    key = tmp_path / "id"
+    subprocess.run(["ssh-keygen", "-q", "-t", "rsa" if pem else "ed25519", "-N", passphrase,
+                    *(["-m", "PEM"] if pem else []), "-f", str(key)], check=True)
+    assert cli.private_key_is_encrypted(key.read_text()) is encrypted
+
+
+def test_an_encrypted_key_without_an_agent_is_refused_before_contact(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    key = tmp_path / "id"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "phrase", "-f", str(key)],
+                   check=True)
+    inventory = project_inventory(tmp_path)
+    web1 = inventory.hosts["web1"]
+    inventory.hosts["web1"] = replace(web1, ssh=replace(web1.ssh, identity_file=key))
+
+    with pytest.raises(ProvisionerError, match=r"is encrypted .* no SSH agent is running"):
+        cli.select_jobs(inventory, "web1", "", RunOptions())
+
+
+def test_a_file_that_is_no_key_is_refused_before_contact(tmp_path: Path) -> None:
+    not_a_key = tmp_path / "hostname"
+    not_a_key.write_text("web1\n")
+    inventory = project_inventory(tmp_path)
+    web1 = inventory.hosts["web1"]
+    inventory.hosts["web1"] = replace(web1, ssh=replace(web1.ssh, identity_file=not_a_key))
+
+    with pytest.raises(ProvisionerError, match="is not a private key file"):
+        cli.select_jobs(inventory, "web1", "", RunOptions())
