@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
+import signal
 import struct
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -273,14 +274,24 @@ def run_hosts(inventory: Inventory, hosts: str, group: str, options: RunOptions,
 def provision(inventory: Inventory, hosts: str, group: str, options: RunOptions,
               report: str = "", profile: bool = False) -> int:
     """``invoke provision``: the run, its JSON report, and the exit code."""
+    previous = {number: signal.signal(number, _interrupted)
+                for number in (signal.SIGTERM, signal.SIGHUP)}
     try:
         result = run_hosts(inventory, hosts, group, options, profile)
     except KeyboardInterrupt:
         print(INTERRUPTED, file=sys.stderr)
         return 130
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
     if report and not save_report(result, Path(report)):
         return max(result.exit_code, 1)
     return result.exit_code
+
+
+def _interrupted(number: int, frame: object) -> None:
+    """SIGTERM and SIGHUP stop a run as Ctrl-C does, saying what it leaves."""
+    raise KeyboardInterrupt
 
 
 #: What an interrupted run leaves, said as it stops.

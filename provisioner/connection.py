@@ -276,8 +276,12 @@ def _pin_host_keys(client: paramiko.SSHClient, known_hosts: Path, trust_first: b
 
 
 def _unreachable(name: str, address: str, port: int, error: BaseException) -> str:
+    limit = (" If it answered a moment ago, its SSH rate limit may be holding this controller "
+             "back (ufw's limit rule refuses a 7th new connection within 30 s): wait half a "
+             "minute, or list this controller in ufw_ssh_unlimited_sources."
+             if isinstance(error, ConnectionRefusedError) else "")
     return (f"Cannot reach {name} at {address}:{port}: {error}. Check that the host is up, the "
-            "address and port in the inventory are right, and no firewall is in the way.")
+            f"address and port in the inventory are right, and no firewall is in the way.{limit}")
 
 
 def _bad_key_message(config: HostConfig, error: paramiko.BadHostKeyException) -> str:
