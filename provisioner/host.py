@@ -24,9 +24,7 @@ class Host:
                  show_diff: bool = False) -> None:
         self.config = config
         self.name = config.name
-        found: list[Secret] = []
-        _collect_secrets(variables, found)
-        self._secrets = tuple(found)
+        self._secrets = secrets_in(variables)
         #: The variables with secrets as their values: whatever a role builds from them goes to
         #: the host, which must get the real value (an f-string of a Secret gives its mask, and
         #: wrote "URIs: ***" into an apt source). What the walk shows is masked again (secrets).
@@ -88,6 +86,13 @@ class Host:
     def secrets(self) -> tuple[Secret, ...]:
         """Every secret value this host's variables hold, for redaction of what is shown."""
         return self._secrets
+
+
+def secrets_in(value: Any) -> tuple[Secret, ...]:
+    """Every Secret inside a value (lists and mappings too)."""
+    found: list[Secret] = []
+    _collect_secrets(value, found)
+    return tuple(found)
 
 
 def _collect_secrets(value: Any, found: list[Secret]) -> None:

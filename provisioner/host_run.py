@@ -36,7 +36,7 @@ from provisioner.safeguards import (
     revert_now_action,
     revert_pending_action,
 )
-from provisioner.secrets import redact
+from provisioner.secrets import redact, redact_diff
 from provisioner.step import (
     GroupedProbe,
     Handler,
@@ -164,7 +164,7 @@ class HostWalk:
         if self.host.check:
             self.state.last_pending = step.label
             self._report(Change.made(step.label, "would change: " + plan.reason,
-                                     self._redact(plan.diff)), started)
+                                     plan.diff), started)
             return True
         return self._act(position, step, plan, started)
 
@@ -228,7 +228,7 @@ class HostWalk:
             self._report(Change.failure(step.label, f"{plan.reason}: action failed ({code}): "
                                         f"{tail}"), started)
             return False
-        self._report(Change.made(step.label, plan.reason, self._redact(plan.diff)), started)
+        self._report(Change.made(step.label, plan.reason, plan.diff), started)
         return True
 
     def _finish_role(self, part: RoleSteps, next_position: int) -> None:
@@ -363,7 +363,7 @@ class HostWalk:
         if self.host.secrets:
             change = replace(change, label=self._redact(change.label) or "",
                              reason=self._redact(change.reason) or "",
-                             diff=self._redact(change.diff))
+                             diff=change.diff and redact_diff(change.diff, self.host.secrets))
         self.on_change(replace(change, duration=time.monotonic() - started))
 
     def _redact(self, text: str | None) -> str | None:

@@ -25,9 +25,9 @@ from typing import Any
 import yaml
 
 from provisioner.errors import RoleError
-from provisioner.host import Host
+from provisioner.host import Host, secrets_in
 from provisioner.inventory import HostConfig
-from provisioner.secrets import Secret
+from provisioner.secrets import Secret, redact, reveal_all
 from provisioner.step import Handler, Step
 from provisioner.templates import BUILTIN_NAMES, template_variables
 from provisioner.yaml_loader import load_yaml
@@ -122,9 +122,10 @@ def check_login_kept(roles: Sequence[Role], config: HostConfig,
     for role in roles:
         if role.validate_login is not None:
             try:
-                role.validate_login(config, variables)
+                role.validate_login(config, reveal_all(variables))
             except RoleError as error:
-                raise RoleError(f"host {config.name}: {error}") from None
+                raise RoleError(f"host {config.name}: "
+                                f"{redact(str(error), secrets_in(variables))}") from None
 
 
 def merge_role_variables(roles: Sequence[Role], inventory_vars: Mapping[str, Any],
@@ -141,9 +142,10 @@ def merge_role_variables(roles: Sequence[Role], inventory_vars: Mapping[str, Any
         _check_templates(role, merged)
         if role.validate is not None:
             try:
-                role.validate(merged)
+                role.validate(reveal_all(merged))  # values, as the host will get them
             except RoleError as error:
-                raise RoleError(f"{origin}: {error}") from None
+                raise RoleError(f"{origin}: {redact(str(error), secrets_in(merged))}"
+                                ) from None
     return merged
 
 

@@ -73,6 +73,17 @@ def reveal_all(value: Any) -> Any:
     return value
 
 
+def redact_diff(diff: str, secrets: Iterable[Secret]) -> str:
+    """A diff with the secrets masked and, when it held one, every removed line masked too:
+    the old side of a changed secret line holds the secret's previous value, which is no
+    longer one of the run's secrets and would show in clear."""
+    masked = redact(diff, secrets)
+    if masked == diff:
+        return diff
+    return "".join("-" + MASK + "\n" if line.startswith("-") and not line.startswith("---")
+                   else line for line in masked.splitlines(keepends=True))
+
+
 def redact(text: str, secrets: Iterable[Secret]) -> str:
     """Replace every secret value that appears in text with the mask.
 

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from provisioner.change import unified_diff
 from provisioner.commands import quote, write_bytes_command
 from provisioner.host import Host
-from provisioner.secrets import MASK
 from provisioner.step import GroupedProbe, Plan, Probed, ProbeGroup, Safeguard, Step
 
 BACKUP_ROOT = "/var/backups/provisioner"
@@ -302,13 +301,6 @@ def safeguard_save(name: str, path: str) -> str:
             f"{{ echo {failed} >&2; exit 1; }}; fi\n")
 
 
-def hide_removed_lines(diff: str) -> str:
-    """A diff whose removed lines are masked: in a file that holds a secret, the old text may
-    hold the secret's previous value, which no longer is one of the run's secrets to mask."""
-    return "".join("-" + MASK + "\n" if line.startswith("-") and not line.startswith("---")
-                   else line for line in diff.splitlines(keepends=True))
-
-
 def ensure_file(host: Host, path: str, content: str | bytes | None = None, *,
                 owner: str = "root", group: str = "root", mode: int = 0o644,
                 validate: str | None = None, notify: Sequence[str] = (),
@@ -320,15 +312,10 @@ def ensure_file(host: Host, path: str, content: str | bytes | None = None, *,
     desired = DesiredFile(path, data, owner, group, mode, validate, directory_mode)
     save = safeguard_save(safeguard.name, path) if safeguard else ""
     show_diff = host.show_diff
-    holds_secret = data is not None and any(
-        secret.reveal() and secret.reveal().strip().encode() in data for secret in host.secrets)
 
     def decide(probed: Probed) -> Plan:
-        plan = plan_file(parse_path_state(probed.output), desired, show_diff, save,
+        return plan_file(parse_path_state(probed.output), desired, show_diff, save,
                          missing_directories(path, probed.output))
-        if holds_secret and plan.diff:
-            return Plan(plan.reason, plan.action, hide_removed_lines(plan.diff))
-        return plan
 
     return Step(label or f"file {path}", probe_path(path, with_content=show_diff), decide,
                 tuple(notify), safeguard, host.secrets, writes_only=path,

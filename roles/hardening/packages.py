@@ -33,6 +33,8 @@ JOURNALD_RESTART = "journald:restart"
 #: The lists refreshed after the sources changed, once the dpkg lock is free (ops.apt says who
 #: holds it while it waits).
 _APT_UPDATE = apt_command("update")
+#: Fails on any source it could not fetch (apt >= 2.1.16: Debian 12, Ubuntu 22.04 and later).
+_APT_UPDATE_STRICT = apt_command("update --error-on=any")
 _KEYRINGS = {"debian": "/usr/share/keyrings/debian-archive-keyring.gpg",
              "ubuntu": "/usr/share/keyrings/ubuntu-archive-keyring.gpg"}
 
@@ -131,14 +133,18 @@ def plan_security_sources(output: str, variables: Mapping[str, Any], facts: Fact
     components = variables["hardening_apt_security_components"] or (
         mirror.components if mirror else [])
     content = render_security_sources(uri, facts.os_codename, components, facts.os_id)
-    plan = plan_file(current, DesiredFile(SECURITY_SOURCES, content.encode()), show_diff)
+    # Credentials in the URI (user:password@) make the file nobody else's to read.
+    mode = 0o600 if "@" in uri.split("//", 1)[-1].split("/", 1)[0] else 0o644
+    plan = plan_file(current, DesiredFile(SECURITY_SOURCES, content.encode(), mode=mode),
+                     show_diff)
     if plan.action is None:
         return plan
-    # A source apt cannot use would break every later apt run (unattended upgrades too).
+    # A source apt cannot use would leave the host without security updates while it reports
+    # hardened; apt-get update exits 0 on a failed fetch unless asked not to.
     undo = quote(f"apt could not use the security archive {SECURITY_SOURCES} names; the file "
                  "was removed again")
     return Plan(plan.reason, diff=plan.diff, action=(
-        f"{plan.action}\nif ! {_APT_UPDATE}; then rm -f {quote(SECURITY_SOURCES)}; "
+        f"{plan.action}\nif ! {_APT_UPDATE_STRICT}; then rm -f {quote(SECURITY_SOURCES)}; "
         f"{_APT_UPDATE} >/dev/null 2>&1; echo {undo} >&2; exit 1; fi"))
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.secrets import MASK, Secret, redact, resolve_reference
+from provisioner.secrets import MASK, Secret, redact, redact_diff, resolve_reference
 
 
 def test_secret_prints_as_the_mask() -> None:
@@ -92,3 +92,15 @@ def test_a_value_given_where_a_reference_belongs_is_never_repeated() -> None:
         resolve_reference("hunter2secret", Path("."))
     assert "hunter2secret" not in str(raised.value)
     assert "env:NAME or file:PATH" in str(raised.value)
+
+
+def test_a_diff_that_held_a_secret_masks_its_removed_lines_too() -> None:
+    diff = "--- a\n+++ b\n@@ -1,2 +1,2 @@\n keep\n-URIs: http://u:old-pw@m/\n+URIs: http://u:new-pw@m/\n"
+    masked = redact_diff(diff, [Secret("http://u:new-pw@m/")])
+    assert "old-pw" not in masked and "new-pw" not in masked
+    assert "--- a\n" in masked and " keep\n" in masked and "-***\n" in masked
+
+
+def test_a_diff_without_a_secret_is_left_whole() -> None:
+    diff = "--- a\n+++ b\n-old\n+new\n"
+    assert redact_diff(diff, [Secret("elsewhere")]) == diff

@@ -364,7 +364,16 @@ def test_missing_security_archive_is_added_and_lists_refreshed() -> None:
     assert plan.diff is not None and "+URIs: http://mirror.example.org/debian-security" in plan.diff
     assert "+Components: main non-free-firmware" in plan.diff
     action = plan.action or ""
-    assert "update; then rm -f /etc/apt/sources.list.d/provisioner-security.sources" in action
+    assert "update --error-on=any; then rm -f /etc/apt/sources.list.d/provisioner-security" \
+        ".sources" in action
+    assert "chmod 0644" in action
+
+
+def test_a_security_uri_with_credentials_is_written_for_root_alone() -> None:
+    output = "\n".join(MIRROR_LINES) + "\n--- ours\nabsent\n"
+    plan = plan_security_sources(output, merged(hardening_apt_security_uri="http://u:p@m.example/s"),
+                                 BOOKWORM)
+    assert "chmod 0600" in (plan.action or "")
 
 
 def test_a_security_uri_given_as_a_secret_reaches_the_host_as_its_value() -> None:
@@ -564,3 +573,11 @@ def test_a_firewall_revert_too_quick_to_guard_is_refused() -> None:
 def test_the_engine_refuses_to_arm_a_revert_shorter_than_the_minimum() -> None:
     with pytest.raises(RoleError, match="from 120 to 3600"):
         Arming.new(Safeguard("sshd", undo="true", timeout=0), 0.0)
+
+
+def test_a_role_checks_a_secret_by_its_value_and_never_names_it() -> None:
+    ufw = load_role(UFW_DIR)
+    merge_role_variables([ufw], {"ufw_ssh_unlimited_sources": [Secret("10.77.0.0/24")]}, "t")
+    with pytest.raises(RoleError) as raised:
+        merge_role_variables([ufw], {"ufw_ssh_sources": [Secret("not-a-net-77")]}, "t")
+    assert "not-a-net-77" not in str(raised.value) and "***" in str(raised.value)
