@@ -78,12 +78,20 @@ def end_exemption(directory: str) -> str:
             f"done < {directory}/exempt; rm -f {directory}/exempt; fi")
 
 
-def unit_name(safeguard: Safeguard) -> str:
-    return f"provisioner-revert-{safeguard.name}"
+def unit_name(name: str) -> str:
+    return f"provisioner-revert-{name}"
 
 
-def _directory(safeguard: Safeguard) -> str:
-    return f"{SAFEGUARD_ROOT}/{safeguard.name}"
+def _directory(name: str) -> str:
+    return f"{SAFEGUARD_ROOT}/{name}"
+
+
+def _fire_revert(name: str) -> str:
+    """Shell running a safeguard's revert now, its timer stopped first and cleared after."""
+    unit = unit_name(name)
+    return (f"systemctl stop {unit}.timer >/dev/null 2>&1; "
+            f"/bin/sh {quote(_directory(name))}/revert.sh; "
+            f"systemctl reset-failed {unit}.timer {unit}.service >/dev/null 2>&1")
 
 
 #: How revert.sh names its own directory (it sets d= first).
@@ -91,8 +99,7 @@ QUOTED_DIRECTORY = '"$d"'
 
 
 def revert_script(safeguard: Safeguard) -> str:
-    directory = _directory(safeguard)
-    return (f"d={quote(directory)}\n"
+    return (f"d={quote(_directory(safeguard.name))}\n"
             "if [ -f \"$d/manifest\" ]; then\n"
             "  while read -r kind path; do\n"
             "    case \"$kind\" in\n"
@@ -110,8 +117,8 @@ def revert_script(safeguard: Safeguard) -> str:
 def arm_action(arming: Arming) -> str:
     """Shell that resets the safeguard's state, records this arming's id, schedules its revert."""
     safeguard = arming.safeguard
-    directory = quote(_directory(safeguard))
-    unit = unit_name(safeguard)
+    directory = quote(_directory(safeguard.name))
+    unit = unit_name(safeguard.name)
     return (f"systemctl stop {unit}.timer {unit}.service >/dev/null 2>&1; "
             f"systemctl reset-failed {unit}.timer {unit}.service >/dev/null 2>&1; "
             f"{end_exemption(directory)}; "
@@ -126,7 +133,7 @@ def arm_action(arming: Arming) -> str:
 
 def _while_armed(arming: Arming, then: str) -> str:
     """``then`` only if this arming is still the one in place; else say so and do nothing."""
-    armed = quote(f"{_directory(arming.safeguard)}/armed")
+    armed = quote(f"{_directory(arming.safeguard.name)}/armed")
     skipped = quote(f"safeguard {arming.safeguard.name}: arming {arming.id} {NO_LONGER_ARMED}")
     return (f"if [ \"$(cat {armed} 2>/dev/null)\" = {quote(arming.id)} ]; then {then}; "
             f"else echo {skipped}; fi")
@@ -146,20 +153,14 @@ def parse_pending(output: str) -> list[tuple[str, str]]:
 
 def revert_pending_action(names: list[str]) -> str:
     """Shell firing, now, the revert of each named safeguard that is still armed."""
-    parts = []
-    for name in names:
-        unit = f"provisioner-revert-{name}"
-        directory = quote(f"{SAFEGUARD_ROOT}/{name}")
-        parts.append(f"if [ -f {directory}/armed ]; then systemctl stop {unit}.timer "
-                     f">/dev/null 2>&1; /bin/sh {directory}/revert.sh; systemctl reset-failed "
-                     f"{unit}.timer {unit}.service >/dev/null 2>&1; fi")
-    return "; ".join(parts) + "; true"
+    return "".join(f"if [ -f {quote(_directory(name))}/armed ]; then {_fire_revert(name)}; fi; "
+                   for name in names) + "true"
 
 
 def disarm_action(arming: Arming) -> str:
     """Shell that cancels this arming's revert once a new login proved the change safe."""
-    unit = unit_name(arming.safeguard)
-    directory = quote(_directory(arming.safeguard))
+    unit = unit_name(arming.safeguard.name)
+    directory = quote(_directory(arming.safeguard.name))
     return _while_armed(arming, f"systemctl stop {unit}.timer >/dev/null 2>&1; "
                         f"systemctl reset-failed {unit}.timer {unit}.service >/dev/null 2>&1; "
                         f"{end_exemption(directory)}; rm -rf {directory}")
@@ -167,8 +168,4 @@ def disarm_action(arming: Arming) -> str:
 
 def revert_now_action(arming: Arming) -> str:
     """Shell that fires this arming's revert at once (the new login failed), timer cancelled."""
-    unit = unit_name(arming.safeguard)
-    directory = quote(_directory(arming.safeguard))
-    return _while_armed(arming, f"systemctl stop {unit}.timer >/dev/null 2>&1; "
-                        f"/bin/sh {directory}/revert.sh; "
-                        f"systemctl reset-failed {unit}.timer {unit}.service >/dev/null 2>&1; true")
+    return _while_armed(arming, f"{_fire_revert(arming.safeguard.name)}; true")
