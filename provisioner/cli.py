@@ -7,10 +7,8 @@ one message, never a half-applied run.
 
 from __future__ import annotations
 
-import base64
 import os
 import signal
-import struct
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -22,6 +20,7 @@ from provisioner.engine import HostJob, RunOptions, RunResult, gather_facts, pre
 from provisioner.errors import InventoryError, ProvisionerError
 from provisioner.facts import Facts
 from provisioner.inventory import HostConfig, Inventory, load_inventory
+from provisioner.login_keys import key_file_problem
 from provisioner.report import ConsoleReport, facts_data, facts_table, write_report
 from provisioner.roles import PROJECT_ROOT, Role, _kind, _same_kind, available_roles, load_role
 from provisioner.secrets import Secret
@@ -119,49 +118,11 @@ def check_identity_files(inventory: Inventory, chosen: Sequence[HostConfig]) -> 
     (a missing one was reported as an unreachable host, after trying)."""
     for config in chosen:
         path = config.ssh.identity_file
-        problem = None if path is None else _key_file_problem(path)
+        problem = None if path is None else key_file_problem(path)
         if problem is not None:
             raise ProvisionerError(f"{inventory.path}: ssh.identity_file of host {config.name} "
                                    f"({path}) {problem}. Fix it under defaults.ssh or "
                                    f"hosts.{config.name}.ssh.")
-
-
-def _key_file_problem(path: Path) -> str | None:
-    """Why this file cannot log in, read from the file alone; None when it can."""
-    if path.is_dir():
-        return "is a directory, not a key file"
-    if not path.exists():
-        return "does not exist"
-    if not path.is_file():
-        return "is not a regular file"
-    if path.suffix == ".pub":
-        return "is the public half; give the private key file beside it"
-    try:
-        text = path.read_text(encoding="ascii", errors="replace")[:65536]
-    except OSError as error:
-        return f"cannot be read ({error.strerror or error})"
-    if "-----BEGIN" not in text or "PRIVATE KEY-----" not in text:
-        return "is not a private key file (no '-----BEGIN ... PRIVATE KEY-----' line)"
-    if private_key_is_encrypted(text) and not os.environ.get("SSH_AUTH_SOCK"):
-        return ("is encrypted (it has a passphrase) and no SSH agent is running to hold it: "
-                "start one and ssh-add the key, or use a key without a passphrase")
-    return None
-
-
-def private_key_is_encrypted(text: str) -> bool:
-    """Whether a PEM or OpenSSH private key file needs a passphrase, without loading it."""
-    if "ENCRYPTED" in text.split("-----END", 1)[0]:
-        return True
-    body = "".join(line for line in text.splitlines() if line and not line.startswith("-----"))
-    try:
-        blob = base64.b64decode(body[:200] + "=" * (-len(body[:200]) % 4))
-    except ValueError:
-        return False
-    magic = b"openssh-key-v1\0"
-    if not blob.startswith(magic):
-        return False
-    (length,) = struct.unpack(">I", blob[len(magic):len(magic) + 4])
-    return blob[len(magic) + 4:len(magic) + 4 + length] != b"none"
 
 
 def _selected(inventory: Inventory, hosts: str, group: str) -> list[HostConfig]:

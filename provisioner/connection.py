@@ -15,9 +15,7 @@ its login with a reset for the same reason.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
 import socket
 import struct
 from collections.abc import Callable
@@ -29,6 +27,7 @@ import paramiko
 from provisioner.channel import read_channel
 from provisioner.errors import CommandTimedOut, ConnectError, LoginRefused, SessionNotStarted
 from provisioner.inventory import HostConfig
+from provisioner.login_keys import PublicKey
 from provisioner.remote import (
     Result,
     StderrLines,
@@ -295,9 +294,8 @@ def _bad_key_message(config: HostConfig, error: paramiko.BadHostKeyException) ->
 
 
 def key_fingerprint(key: paramiko.PKey) -> str:
-    """The key's fingerprint as ``ssh-keygen -l`` prints it: SHA256 and unpadded base64."""
-    digest = hashlib.sha256(key.asbytes()).digest()
-    return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
+    """The key's fingerprint as ``ssh-keygen -l`` prints it."""
+    return PublicKey(key.get_name(), key.get_base64()).fingerprint
 
 
 def _ssh_error_message(config: HostConfig, error: paramiko.SSHException) -> str:

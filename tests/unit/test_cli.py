@@ -20,6 +20,7 @@ from provisioner import cli
 from provisioner.cli import DEFAULT_INVENTORY, inventory_path, parse_cli_vars
 from provisioner.engine import RunOptions
 from provisioner.errors import InventoryError, ProvisionerError
+from provisioner.login_keys import private_key_is_encrypted
 from provisioner.roles import PROJECT_ROOT
 
 
@@ -584,7 +585,7 @@ def test_an_encrypted_key_is_told_apart_without_loading_it(
     key = tmp_path / "id"
     subprocess.run(["ssh-keygen", "-q", "-t", "rsa" if pem else "ed25519", "-N", passphrase,
                     *(["-m", "PEM"] if pem else []), "-f", str(key)], check=True)
-    assert cli.private_key_is_encrypted(key.read_text()) is encrypted
+    assert private_key_is_encrypted(key.read_text()) is encrypted
 
 
 def test_an_encrypted_key_without_an_agent_is_refused_before_contact(
