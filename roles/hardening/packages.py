@@ -24,7 +24,6 @@ from provisioner.ops.files import (
     probe_path,
 )
 from provisioner.ops.systemd import ensure_service
-from provisioner.secrets import reveal_all
 from provisioner.step import Plan, Probed, Step
 from roles.hardening.custom_steps import ensure_command_result
 
@@ -124,8 +123,7 @@ def plan_security_sources(output: str, variables: Mapping[str, Any], facts: Fact
         return Plan(f"removed: the host's own sources now name {present[0]}",
                     action=f"rm -f {quote(SECURITY_SOURCES)} && {_APT_UPDATE}")
     mirror = main_mirror(entries, facts.os_codename)
-    # The URI may be a secret (credentials in it): the host needs its value, never the mask.
-    uri = reveal_all(variables["hardening_apt_security_uri"]) or (
+    uri = variables["hardening_apt_security_uri"] or (
         security_uri(mirror.uris[0], facts.os_id) if mirror else "")
     if not uri:
         return Plan("no main mirror to derive the security archive from", action=(

@@ -378,8 +378,8 @@ def test_a_security_uri_with_credentials_is_written_for_root_alone() -> None:
 
 def test_a_security_uri_given_as_a_secret_reaches_the_host_as_its_value() -> None:
     output = "\n".join(MIRROR_LINES) + "\n--- ours\nabsent\n"
-    variables = merged(hardening_apt_security_uri=Secret("http://bob:pw@mirror.example.org/sec"))
-    plan = plan_security_sources(output, variables, BOOKWORM, show_diff=True)
+    host = make_host(hardening_apt_security_uri=Secret("http://bob:pw@mirror.example.org/sec"))
+    plan = step_named(host, "apt security archive").decide(Probed(output))
     assert plan.diff is not None and "URIs: http://bob:pw@mirror.example.org/sec" in plan.diff
 
 
