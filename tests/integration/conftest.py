@@ -46,16 +46,8 @@ class Sandbox:
 
     def invoke(self, *arguments: str, inventory: Path | None = None) -> Invocation:
         """Run an invoke task like a user would, with a JSON report when it is provision."""
-        report = self.inventory.parent / "report.json"
-        report.unlink(missing_ok=True)
-        command = [sys.executable, "-m", "invoke", *arguments,
-                   "--inventory", str(inventory or self.inventory)]
-        if arguments[0] == "provision":
-            command += ["--report", str(report)]
-        done = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True,
-                              check=False, timeout=1200)
-        data = json.loads(report.read_text()) if report.exists() else {}
-        return Invocation(done.returncode, done.stdout + done.stderr, data)
+        return invoke_task(*arguments, inventory=inventory or self.inventory,
+                           report=self.inventory.parent / "report.json")
 
     def variant(self, name: str, **ssh: object) -> Path:
         """The session's inventory with some defaults.ssh settings replaced, as a new file."""
@@ -68,10 +60,29 @@ class Sandbox:
     def ssh(self, machine: sandbox.Machine, command: str, timeout: int = 60
             ) -> subprocess.CompletedProcess[str]:
         """Run a command on a machine as the admin user through the OpenSSH client."""
-        argv = [*sandbox.ssh_argv(machine, "admin"), "-o", "BatchMode=yes",
-                "-o", "ConnectTimeout=10", command]
-        return subprocess.run(argv, capture_output=True, text=True, check=False,
-                              timeout=timeout)
+        return admin_ssh(machine, command, timeout)
+
+
+def invoke_task(*arguments: str, inventory: Path, report: Path,
+                environment: dict[str, str] | None = None, timeout: int = 1200) -> Invocation:
+    """Run an invoke task like a user would, with a JSON report (at ``report``) when it is
+    provision."""
+    report.unlink(missing_ok=True)
+    command = [sys.executable, "-m", "invoke", *arguments, "--inventory", str(inventory)]
+    if arguments[0] == "provision":
+        command += ["--report", str(report)]
+    done = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True,
+                          check=False, timeout=timeout, env={**os.environ, **(environment or {})})
+    data = json.loads(report.read_text()) if report.exists() else {}
+    return Invocation(done.returncode, done.stdout + done.stderr, data)
+
+
+def admin_ssh(machine: sandbox.Machine, command: str, timeout: int = 60
+              ) -> subprocess.CompletedProcess[str]:
+    """Run a command on a machine as the admin user through the OpenSSH client."""
+    argv = [*sandbox.ssh_argv(machine, "admin"), "-o", "BatchMode=yes",
+            "-o", "ConnectTimeout=10", command]
+    return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=timeout)
 
 
 def write_test_inventory(machines: list[sandbox.Machine], path: Path) -> None:

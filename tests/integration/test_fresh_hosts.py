@@ -8,33 +8,22 @@ is booted from the sandbox's minimal image (no kmod, procps, iproute2 or python3
 
 from __future__ import annotations
 
-import json
 import os
+import shlex
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from provisioner import sandbox
 from provisioner.connection_reuse import close_keepers
+from tests.integration.conftest import SUITE, Invocation, admin_ssh, invoke_task
 
 pytestmark = pytest.mark.integration
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-SUITE = os.environ.get("PROVISIONER_TEST_SUITE", "bookworm")
 NAMES = ["fh1", "fh2"]
-
-
-@dataclass(frozen=True)
-class Run:
-    exit_code: int
-    output: str
-    report: dict[str, Any]
-
 
 @dataclass(frozen=True)
 class FreshHosts:
@@ -42,27 +31,14 @@ class FreshHosts:
     inventory: Path
     runtime_directory: Path
 
-    def invoke(self, *arguments: str) -> Run:
+    def invoke(self, *arguments: str) -> Invocation:
         """An invoke task as a user runs it, with a JSON report when it is provision."""
-        report = self.inventory.parent / "report.json"
-        report.unlink(missing_ok=True)
-        command = [sys.executable, "-m", "invoke", *arguments, "--inventory", str(self.inventory)]
-        if arguments[0] == "provision":
-            command += ["--report", str(report)]
-        done = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True,
-                              check=False, timeout=1200)
-        data = json.loads(report.read_text()) if report.exists() else {}
-        return Run(done.returncode, done.stdout + done.stderr, data)
+        return invoke_task(*arguments, inventory=self.inventory,
+                           report=self.inventory.parent / "report.json")
 
     def root(self, name: str, command: str) -> subprocess.CompletedProcess[str]:
         """A command as root on a machine, through the OpenSSH client as the admin user."""
-        argv = [*sandbox.ssh_argv(self.machines[name], "admin"), "-o", "BatchMode=yes",
-                "-o", "ConnectTimeout=10", "sudo sh -c " + _quote(command)]
-        return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120)
-
-
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "'\\''") + "'"
+        return admin_ssh(self.machines[name], "sudo sh -c " + shlex.quote(command), 120)
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +65,7 @@ def fresh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FreshHosts]:
 
 
 @pytest.fixture(scope="module")
-def checked_without_kmod(fresh: FreshHosts) -> Run:
+def checked_without_kmod(fresh: FreshHosts) -> Invocation:
     """fh1 with kmod purged (no /etc/modprobe.d) and a 0600 /etc/issue.net, run in check mode."""
     prepared = fresh.root("fh1", "apt-get purge -y -q kmod >/dev/null 2>&1; "
                           "chmod 0600 /etc/issue.net; test ! -e /etc/modprobe.d")
@@ -98,41 +74,42 @@ def checked_without_kmod(fresh: FreshHosts) -> Run:
 
 
 @pytest.fixture(scope="module")
-def converged_without_kmod(fresh: FreshHosts, checked_without_kmod: Run) -> Run:
+def converged_without_kmod(fresh: FreshHosts, checked_without_kmod: Invocation) -> Invocation:
     """The same fh1, provisioned after the check run."""
     return fresh.invoke("provision", "--host", "fh1")
 
 
 def test_check_mode_says_which_missing_directory_a_write_creates(
-        fresh: FreshHosts, checked_without_kmod: Run) -> None:
+        fresh: FreshHosts, checked_without_kmod: Invocation) -> None:
     run = checked_without_kmod
     assert run.exit_code == 0, run.output
     assert "would change: created, with missing directory /etc/modprobe.d" in run.output
     assert fresh.root("fh1", "test ! -e /etc/modprobe.d").returncode == 0
 
 
-def test_a_host_without_kmod_converges(converged_without_kmod: Run) -> None:
+def test_a_host_without_kmod_converges(converged_without_kmod: Invocation) -> None:
     run = converged_without_kmod
     assert run.exit_code == 0, run.output
     assert run.report["hosts"]["fh1"]["failed"] == 0, run.output
     assert "created, with missing directory /etc/modprobe.d" in run.output
 
 
-def test_a_host_without_kmod_verifies(fresh: FreshHosts, converged_without_kmod: Run) -> None:
+def test_a_host_without_kmod_verifies(fresh: FreshHosts,
+                                      converged_without_kmod: Invocation) -> None:
     assert converged_without_kmod.report["hosts"]["fh1"]["failed"] == 0
     run = fresh.invoke("verify", "--host", "fh1")
     assert run.exit_code == 0, run.output
 
 
 def test_second_run_on_the_host_without_kmod_changes_nothing(
-        fresh: FreshHosts, converged_without_kmod: Run) -> None:
+        fresh: FreshHosts, converged_without_kmod: Invocation) -> None:
     run = fresh.invoke("provision", "--host", "fh1")
     assert run.exit_code == 0, run.output
     assert run.report["hosts"]["fh1"]["changed"] == 0, run.report["hosts"]["fh1"]
 
 
 def test_backup_of_a_replaced_0600_file_is_0600_in_a_0700_tree(
-        fresh: FreshHosts, converged_without_kmod: Run) -> None:
+        fresh: FreshHosts, converged_without_kmod: Invocation) -> None:
     listing = fresh.root("fh1", "stat -c '%a %n' /etc/issue.net "
                          "/var/backups/provisioner/etc/issue.net.*; "
                          "find /var/backups/provisioner /var/lib/provisioner/safeguard -type d "
@@ -144,7 +121,7 @@ def test_backup_of_a_replaced_0600_file_is_0600_in_a_0700_tree(
 
 
 def test_verify_leaves_no_ssh_process_behind(fresh: FreshHosts,
-                                             converged_without_kmod: Run) -> None:
+                                             converged_without_kmod: Invocation) -> None:
     address = fresh.machines["fh1"].address
     run = fresh.invoke("verify", "--host", "fh1")
     assert run.exit_code == 0, run.output
@@ -154,7 +131,7 @@ def test_verify_leaves_no_ssh_process_behind(fresh: FreshHosts,
 
 
 def test_the_connection_keepers_log_is_private(fresh: FreshHosts,
-                                               converged_without_kmod: Run) -> None:
+                                               converged_without_kmod: Invocation) -> None:
     log = fresh.runtime_directory / "keepers.log"
     assert log.exists()
     assert log.stat().st_mode & 0o777 == 0o600

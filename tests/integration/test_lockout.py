@@ -25,7 +25,14 @@ from provisioner.connection_reuse import close_keepers
 from provisioner.inventory import HostConfig, SshSettings
 from provisioner.safeguards import Arming, arm_action, disarm_action, revert_now_action
 from provisioner.step import Safeguard
-from tests.integration.conftest import CONTROLLER_ADDRESS, PROJECT_ROOT, SUITE, Invocation
+from tests.integration.conftest import (
+    CONTROLLER_ADDRESS,
+    PROJECT_ROOT,
+    SUITE,
+    Invocation,
+    admin_ssh,
+    invoke_task,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -38,17 +45,12 @@ class Guarded:
     inventory: Path
 
     def invoke(self, *arguments: str, timeout: int = 600) -> Invocation:
-        command = [sys.executable, "-m", "invoke", *arguments, "--inventory", str(self.inventory)]
-        environment = {**os.environ, "PROVISIONER_ROLES_PATH": str(TEST_ROLES)}
-        done = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True,
-                              check=False, timeout=timeout, env=environment)
-        return Invocation(done.returncode, done.stdout + done.stderr, {})
+        return invoke_task(*arguments, inventory=self.inventory, timeout=timeout,
+                           report=self.inventory.parent / "report.json",
+                           environment={"PROVISIONER_ROLES_PATH": str(TEST_ROLES)})
 
     def ssh(self, command: str, timeout: int = 60) -> subprocess.CompletedProcess[str]:
-        argv = [*sandbox.ssh_argv(self.machine, "admin"), "-o", "BatchMode=yes",
-                "-o", "ConnectTimeout=10", command]
-        return subprocess.run(argv, capture_output=True, text=True, check=False,
-                              timeout=timeout)
+        return admin_ssh(self.machine, command, timeout)
 
     def config(self) -> HostConfig:
         ssh = SshSettings(sandbox.KEY_PATH, sandbox.KNOWN_HOSTS_PATH, False, None, 10, 60, None,
