@@ -73,7 +73,7 @@ def provision(c: Context, host: str | None = None, group: str | None = None, inv
     Example: invoke provision --host prod1 --check --diff
     """
     from provisioner import cli
-    from provisioner.engine import RunOptions
+    from provisioner.run.engine import RunOptions
 
     cli.check_run_flags(parallel, report)
     host, group = cli.selection(host, group)
@@ -95,8 +95,8 @@ def verify(c: Context, host: str | None = None, group: str | None = None, invent
     Example: invoke verify --host prod1
     """
     from provisioner import cli
-    from provisioner.engine import RunOptions
-    from provisioner.verify import verify_host
+    from provisioner.run.engine import RunOptions
+    from provisioner.verify.runner import verify_host
 
     options = RunOptions(roles=cli.split_names(roles))
     host, group = cli.selection(host, group)
@@ -169,7 +169,7 @@ def down(c: Context, name: str = "") -> None:
     """Stop and delete sandbox machines, their network and state (the image cache stays)."""
     from provisioner import sandbox
     from provisioner.cli import DEFAULT_INVENTORY, sandbox_down_message, split_names
-    from provisioner.connection_reuse import close_keepers
+    from provisioner.transport.kept_logins import close_keepers
 
     names = split_names(name)
     leaving = [machine for machine in sandbox.list_machines() if not names or machine.name in names]
@@ -220,8 +220,8 @@ def list_(c: Context) -> None:
 def demo(c: Context, count: int = 1, suite: str = "bookworm") -> None:
     """Boot sandbox machines, provision them, provision again (0 changed), and verify them."""
     from provisioner import cli
-    from provisioner.engine import RunOptions
-    from provisioner.verify import verify_host
+    from provisioner.run.engine import RunOptions
+    from provisioner.verify.runner import verify_host
 
     up(c, count=count, suite=suite)
     inventory = cli.load(str(cli.DEFAULT_INVENTORY))

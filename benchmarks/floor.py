@@ -22,16 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from provisioner.batch import BatchScript, build_batch, parse_batch
-from provisioner.engine import HostJob, RunOptions, prepare
+from provisioner.content.roles import available_roles
+from provisioner.content.templates import render_template
 from provisioner.facts import FACTS_SCRIPT, Facts, parse_facts
 from provisioner.host import Host
-from provisioner.inventory import HostConfig, load_inventory
+from provisioner.inventory.hosts import HostConfig
+from provisioner.inventory.loader import load_inventory
 from provisioner.ops.cron import render_cron_file
 from provisioner.ops.sysctl import render_sysctl_file
-from provisioner.roles import available_roles
+from provisioner.run.batch import BatchScript, build_batch, parse_batch
+from provisioner.run.engine import HostJob, RunOptions, prepare
 from provisioner.step import GroupedProbe, ProbeUnreadable, Step
-from provisioner.templates import render_template
 
 REMOTE_SHELL = "sudo -n /bin/sh -s"
 

@@ -22,15 +22,15 @@ marks = [("start", time.perf_counter())]
 import functools
 import invoke  # what `python -m invoke provision` imports before the engine
 from provisioner import cli
-from provisioner.engine import RunOptions, _role_steps, read_facts
-from provisioner.report import ConsoleReport
+from provisioner.run.engine import RunOptions, _role_steps, read_facts
+from provisioner.output.console import ConsoleReport
 marks.append(("imports", time.perf_counter()))
 inventory = cli.load(sys.argv[1])
 jobs = cli.select_jobs(inventory, "", "", RunOptions())
 marks.append(("inventory, roles, validation", time.perf_counter()))
-from provisioner.connection_reuse import open_connection
+from provisioner.transport.kept_logins import open_connection
 from provisioner.host import Host
-from provisioner.host_run import HostWalk
+from provisioner.run.walk import HostWalk
 job = jobs[0]
 connection = open_connection(job.config)
 marks.append(("ssh connect + auth", time.perf_counter()))

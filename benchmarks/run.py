@@ -33,7 +33,7 @@ from benchmarks.tools import (
     end_kept_connections,
     make_tool,
 )
-from provisioner.roles import available_roles
+from provisioner.content.roles import available_roles
 from provisioner.sandbox import Machine
 
 WORK_DIR = Path(__file__).resolve().parent / ".work"

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import floor, inventories, parsing
-from provisioner.engine import HostJob
+from provisioner.run.engine import HostJob
 from provisioner.sandbox import Machine
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -296,7 +296,7 @@ def end_masters(control_dir: Path) -> None:
 
 def end_kept_connections(work: Path, machines: Sequence[Machine]) -> None:
     """Close what the tools kept open between runs on these machines (after a scenario)."""
-    from provisioner.connection_reuse import close_keepers
+    from provisioner.transport.kept_logins import close_keepers
 
     for tool in ("floor-kept", "ansible", "ansible-tuned"):
         end_masters(work / tool / "cp")

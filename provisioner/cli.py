@@ -16,15 +16,20 @@ from typing import Any
 
 import yaml
 
-from provisioner.engine import HostJob, RunOptions, RunResult, gather_facts, prepare, run
+from provisioner.content.roles import PROJECT_ROOT, Role, available_roles, load_role
+from provisioner.content.templates import template_variables
+from provisioner.content.variables import _kind, _same_kind
 from provisioner.errors import InventoryError, ProvisionerError
 from provisioner.facts import Facts
-from provisioner.inventory import HostConfig, Inventory, load_inventory
+from provisioner.inventory.hosts import HostConfig, Inventory
+from provisioner.inventory.loader import load_inventory
 from provisioner.login_keys import key_file_problem
-from provisioner.report import ConsoleReport, facts_data, facts_table, write_report
-from provisioner.roles import PROJECT_ROOT, Role, _kind, _same_kind, available_roles, load_role
-from provisioner.secrets import Secret
-from provisioner.templates import template_variables
+from provisioner.output.console import ConsoleReport
+from provisioner.output.facts_table import facts_data, facts_table
+from provisioner.output.run_report import write_report
+from provisioner.run.engine import HostJob, RunOptions, gather_facts, prepare, run
+from provisioner.run.results import RunResult
+from provisioner.secrets.values import Secret
 
 DEFAULT_INVENTORY = PROJECT_ROOT / "inventories" / "sandbox.yml"
 
@@ -296,7 +301,7 @@ def facts_report(inventory: Inventory, hosts: str, group: str,
 
 def disconnect(inventory: Inventory | None, hosts: str, group: str) -> str:
     """Close kept logins: the selected hosts' when an inventory is given, else all of them."""
-    from provisioner.connection_reuse import close_keepers
+    from provisioner.transport.kept_logins import close_keepers
 
     addresses = None
     if inventory is not None:

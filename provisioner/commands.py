@@ -6,7 +6,7 @@ import base64
 import shlex
 from collections.abc import Iterable
 
-from provisioner.secrets import Secret
+from provisioner.secrets.values import Secret
 
 
 def quote(value: str | int | Secret) -> str:

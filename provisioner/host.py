@@ -6,10 +6,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from provisioner.content.templates import render_template, template_variables
 from provisioner.facts import Facts
-from provisioner.inventory import HostConfig
-from provisioner.secrets import Secret, reveal_all
-from provisioner.templates import render_template, template_variables
+from provisioner.inventory.hosts import HostConfig
+from provisioner.secrets.values import Secret, reveal_all
 
 
 class Host:

@@ -17,7 +17,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from provisioner.inventory import HostConfig
+from provisioner.inventory.hosts import HostConfig
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from provisioner.secrets import Secret
+from provisioner.secrets.values import Secret
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from typing import Any
 
 from provisioner.errors import RoleError
 from provisioner.host import Host
-from provisioner.inventory import HostConfig
+from provisioner.inventory.hosts import HostConfig
 from provisioner.login_keys import PublicKey, login_public_key
 from provisioner.ops.systemd import restart_service
 from provisioner.step import Step, check_safeguard_timeout

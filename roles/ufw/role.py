@@ -11,7 +11,7 @@ from typing import Any
 
 from provisioner.errors import RoleError
 from provisioner.host import Host
-from provisioner.inventory import HostConfig
+from provisioner.inventory.hosts import HostConfig
 from provisioner.ops.apt import ensure_packages
 from provisioner.ops.files import ensure_template
 from provisioner.ops.ufw import Rule, ensure_ufw_enabled, ensure_ufw_rules

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from provisioner import sandbox
-from provisioner.connection_reuse import close_keepers
+from provisioner.transport.kept_logins import close_keepers
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SUITE = os.environ.get("PROVISIONER_TEST_SUITE", "bookworm")

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from provisioner.connection_reuse import open_connection
-from provisioner.inventory import load_inventory
-from provisioner.roles import available_roles
+from provisioner.content.roles import available_roles
+from provisioner.inventory.loader import load_inventory
+from provisioner.transport.kept_logins import open_connection
 from tests.integration.conftest import Sandbox
 
 pytestmark = pytest.mark.integration

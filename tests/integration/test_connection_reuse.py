@@ -16,11 +16,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from provisioner.connection_reuse import keeper_socket, open_connection
+from provisioner.content.roles import available_roles
 from provisioner.errors import ConnectError
-from provisioner.inventory import HostConfig, load_inventory
-from provisioner.remote import Result
-from provisioner.roles import available_roles
+from provisioner.inventory.hosts import HostConfig
+from provisioner.inventory.loader import load_inventory
+from provisioner.transport.kept_logins import keeper_socket, open_connection
+from provisioner.transport.remote import Result
 from tests.integration.conftest import CONTROLLER_ADDRESS, Invocation, Sandbox
 
 pytestmark = pytest.mark.integration

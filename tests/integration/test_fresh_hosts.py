@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from provisioner import sandbox
-from provisioner.connection_reuse import close_keepers
+from provisioner.transport.kept_logins import close_keepers
 from tests.integration.conftest import SUITE, Invocation, admin_ssh, invoke_task
 
 pytestmark = pytest.mark.integration

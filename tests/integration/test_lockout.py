@@ -20,11 +20,11 @@ import pytest
 import yaml
 
 from provisioner import sandbox
-from provisioner.connection import Connection
-from provisioner.connection_reuse import close_keepers
-from provisioner.inventory import HostConfig, SshSettings
-from provisioner.safeguards import Arming, arm_action, disarm_action, revert_now_action
+from provisioner.inventory.hosts import HostConfig, SshSettings
+from provisioner.run.safeguards import Arming, arm_action, disarm_action, revert_now_action
 from provisioner.step import Safeguard
+from provisioner.transport.connection import Connection
+from provisioner.transport.kept_logins import close_keepers
 from tests.integration.conftest import (
     CONTROLLER_ADDRESS,
     PROJECT_ROOT,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from provisioner.facts import Facts
 from provisioner.host import Host
-from provisioner.inventory import HostConfig, SshSettings
+from provisioner.inventory.hosts import HostConfig, SshSettings
 
 DEBIAN12_FACTS = Facts("debian", "12", "bookworm", (), 2, 2 << 30, (), "systemd", "kvm", "web1",
                        "6.1.0-28-amd64", "amd64", False, (9, 2))

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.batch import ActionResult, BatchResult, build_batch, parse_batch
 from provisioner.commands import quote
+from provisioner.run.batch import ActionResult, BatchResult, build_batch, parse_batch
 from provisioner.step import GroupedProbe, Probed, ProbeGroup
 
 

@@ -17,7 +17,8 @@ import yaml
 from benchmarks import floor, inventories, measure, parsing, results
 from benchmarks.run import SCENARIOS, parse_arguments
 from benchmarks.tools import KEPT_ONLY, ONE_HOST, Context, Provisioner, make_tool
-from provisioner.roles import load_role, merge_role_variables
+from provisioner.content.roles import load_role
+from provisioner.content.variables import merge_role_variables
 from provisioner.sandbox import Machine
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from provisioner.change import MAX_DIFF_BYTES, Change, unified_diff
-from provisioner.secrets import Secret, redact
+from provisioner.secrets.redaction import redact
+from provisioner.secrets.values import Secret
 
 
 def test_diff_of_a_new_file_is_against_dev_null() -> None:

@@ -18,10 +18,10 @@ from invoke import Collection
 
 from provisioner import cli
 from provisioner.cli import DEFAULT_INVENTORY, inventory_path, parse_cli_vars
-from provisioner.engine import RunOptions
+from provisioner.content.roles import PROJECT_ROOT
 from provisioner.errors import InventoryError, ProvisionerError
 from provisioner.login_keys import private_key_is_encrypted
-from provisioner.roles import PROJECT_ROOT
+from provisioner.run.engine import RunOptions
 
 
 def load_tasks() -> Collection:
@@ -370,7 +370,7 @@ def test_provision_with_a_directory_as_inventory_exits_2_saying_so(tmp_path: Pat
 
 def test_report_that_cannot_be_written_after_the_run_is_said_and_fails_the_command(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from provisioner.engine import RunResult
+    from provisioner.run.results import RunResult
 
     report = tmp_path / "removed-meanwhile" / "report.json"
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import paramiko
 
-from provisioner.connection import _bad_key_message, _ssh_error_message, key_fingerprint
-from provisioner.inventory import HostConfig, SshSettings
+from provisioner.inventory.hosts import HostConfig, SshSettings
 from provisioner.login_keys import PublicKey, login_public_key
+from provisioner.transport.connection import _bad_key_message, _ssh_error_message, key_fingerprint
 
 
 def config(port: int = 22, identity: Path | None = Path("/keys/id_ed25519")) -> HostConfig:

@@ -16,9 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from provisioner import connection_reuse
-from provisioner.connection_keeper import Keeper, KeeperSettings
-from provisioner.connection_reuse import (
+from provisioner.errors import ConnectError, SessionNotStarted, ShellGone
+from provisioner.inventory.hosts import HostConfig
+from provisioner.secrets.values import Secret
+from provisioner.transport import kept_logins as connection_reuse
+from provisioner.transport.keeper import Keeper, KeeperSettings
+from provisioner.transport.keeper_wire import receive_message, send_message
+from provisioner.transport.kept_logins import (
     KeptConnection,
     _greet,
     close_keepers,
@@ -27,11 +31,7 @@ from provisioner.connection_reuse import (
     open_connection,
     prepare_keepers,
 )
-from provisioner.errors import ConnectError, SessionNotStarted, ShellGone
-from provisioner.inventory import HostConfig
-from provisioner.keeper_wire import receive_message, send_message
-from provisioner.remote import Result, StderrLines
-from provisioner.secrets import Secret
+from provisioner.transport.remote import Result, StderrLines
 from tests.unit.hosts import make_host
 
 
@@ -166,7 +166,7 @@ def test_a_socket_path_too_long_to_bind_means_no_keeper(monkeypatch: pytest.Monk
 
 def test_control_persist_zero_logs_in_directly_without_a_keeper(
         runtime: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import provisioner.connection as direct
+    import provisioner.transport.connection as direct
 
     monkeypatch.setattr(direct, "_login", lambda cfg: (object(), lambda: None))
 
@@ -348,7 +348,7 @@ def test_a_keeper_refusing_runs_survives_a_run_that_already_left(runtime: Path) 
 
 def test_a_keeper_serves_nobody_but_its_own_user(runtime: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    import provisioner.connection_keeper as keeper_module
+    import provisioner.transport.keeper as keeper_module
 
     _, path, _ = serve(FakeLogin())
     monkeypatch.setattr(keeper_module, "peer_uid", lambda sock: os.getuid() + 1)

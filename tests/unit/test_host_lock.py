@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from provisioner.errors import ProvisionerError
-from provisioner.host_lock import host_lock
+from provisioner.run.host_lock import host_lock
 from tests.unit.hosts import make_host
 
 HOLD = textwrap.dedent("""
     import sys
-    from provisioner.host_lock import host_lock
+    from provisioner.run.host_lock import host_lock
     from tests.unit.hosts import make_host
     with host_lock(make_host().config):
         print("held", flush=True)

@@ -14,15 +14,15 @@ import pytest
 
 from provisioner.change import Change
 from provisioner.commands import quote
+from provisioner.content.roles import Role
 from provisioner.facts import Facts
 from provisioner.host import Host
-from provisioner.host_run import HostWalk, RoleSteps
-from provisioner.inventory import HostConfig, SshSettings
+from provisioner.inventory.hosts import HostConfig, SshSettings
 from provisioner.ops.files import ensure_file
-from provisioner.remote import Result, StderrLines
-from provisioner.roles import Role
-from provisioner.secrets import Secret
+from provisioner.run.walk import HostWalk, RoleSteps
+from provisioner.secrets.values import Secret
 from provisioner.step import Handler, Plan, Probed, ProbeUnreadable, Safeguard, Step
+from provisioner.transport.remote import Result, StderrLines
 from tests.unit.hosts import DEBIAN12_FACTS
 
 
@@ -326,7 +326,7 @@ class ShellWithoutSystemd(LocalShell):
 
 def test_a_role_failing_after_a_guarded_change_reverts_it_instead_of_proving_it(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("provisioner.safeguards.SAFEGUARD_ROOT", str(tmp_path / "safeguard"))
+    monkeypatch.setattr("provisioner.run.safeguards.SAFEGUARD_ROOT", str(tmp_path / "safeguard"))
     undone = tmp_path / "undone"
     safeguard = Safeguard("test", undo=f"echo reverted > {quote(str(undone))}", timeout=120)
     guarded = replace(marker_step(tmp_path / "guarded"), safeguard=safeguard)
@@ -363,7 +363,7 @@ def test_an_action_reports_its_progress_while_it_runs(tmp_path: Path) -> None:
 def interrupted_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Step, Path]:
     """What an interrupted run left: its change made, its arming in place, its revert ready."""
     root = tmp_path / "safeguard"
-    monkeypatch.setattr("provisioner.safeguards.SAFEGUARD_ROOT", str(root))
+    monkeypatch.setattr("provisioner.run.safeguards.SAFEGUARD_ROOT", str(root))
     target = tmp_path / "guarded"
     target.write_text("yes\n")
     (root / "test").mkdir(parents=True)
@@ -385,7 +385,7 @@ def walk_guarded(step: Step, tmp_path: Path, check: bool) -> list[Change]:
 def test_an_arming_an_interrupted_run_left_is_reverted_before_anything_is_decided(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     step, target = interrupted_run(tmp_path, monkeypatch)
-    monkeypatch.setattr("provisioner.login_proof.RETRY_AFTER", ())  # no host to prove it on
+    monkeypatch.setattr("provisioner.run.login_proof.RETRY_AFTER", ())  # no host to prove it on
 
     changes = walk_guarded(step, tmp_path, check=False)
 

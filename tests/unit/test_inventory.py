@@ -10,8 +10,9 @@ import pytest
 import yaml
 
 from provisioner.errors import InventoryError, ProvisionerError
-from provisioner.inventory import Inventory, load_inventory
-from provisioner.secrets import Secret
+from provisioner.inventory.hosts import Inventory
+from provisioner.inventory.loader import load_inventory
+from provisioner.secrets.values import Secret
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ROLES = ("ufw", "fail2ban")

@@ -9,7 +9,8 @@ from dataclasses import replace
 
 import pytest
 
-from provisioner.keeper_wire import (
+from provisioner.secrets.values import Secret
+from provisioner.transport.keeper_wire import (
     LENGTH,
     WireError,
     host_from_settings,
@@ -18,7 +19,6 @@ from provisioner.keeper_wire import (
     receive_message,
     send_message,
 )
-from provisioner.secrets import Secret
 from tests.unit.hosts import make_host
 
 

@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
+from provisioner.content.roles import PROJECT_ROOT
 from provisioner.errors import RoleError
+from provisioner.inventory.yaml_loader import load_yaml
 from provisioner.ops.files import safeguard_save
 from provisioner.ops.ufw import (
     RULES_PROBE,
@@ -25,9 +27,7 @@ from provisioner.ops.ufw import (
     read_rules,
     rules_probe,
 )
-from provisioner.roles import PROJECT_ROOT
 from provisioner.step import Probed, ProbeUnreadable, Safeguard
-from provisioner.yaml_loader import load_yaml
 from tests.unit.hosts import make_host
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -13,17 +13,19 @@ from pathlib import Path
 
 import pytest
 
-from provisioner import engine, facts_cache
 from provisioner.change import Change
 from provisioner.commands import quote
-from provisioner.engine import HostJob, HostResult, RunOptions
+from provisioner.content.roles import Role
 from provisioner.errors import RoleError
 from provisioner.facts import FACTS_SCRIPT, parse_facts
+from provisioner.facts import remembered as facts_cache
 from provisioner.host import Host
-from provisioner.inventory import HostConfig, SshSettings
-from provisioner.remote import Result, StderrLines
-from provisioner.roles import Role
+from provisioner.inventory.hosts import HostConfig, SshSettings
+from provisioner.run import engine
+from provisioner.run.engine import HostJob, RunOptions
+from provisioner.run.results import HostResult
 from provisioner.step import Plan, Probed, Step
+from provisioner.transport.remote import Result, StderrLines
 from tests.unit.hosts import DEBIAN12_FACTS
 from tests.unit.test_host_walk import LocalShell
 

@@ -17,19 +17,11 @@ from rich.console import Console
 from rich.text import Text
 
 from provisioner.change import Change
-from provisioner.engine import HostResult, RunResult
 from provisioner.facts import Disk
-from provisioner.report import (
-    ConsoleReport,
-    OutputThatMayClose,
-    facts_data,
-    facts_table,
-    live_line,
-    profile_lines,
-    report_data,
-    slowest_steps,
-    write_report,
-)
+from provisioner.output.console import ConsoleReport, OutputThatMayClose, live_line
+from provisioner.output.facts_table import facts_data, facts_table
+from provisioner.output.run_report import profile_lines, report_data, slowest_steps, write_report
+from provisioner.run.results import HostResult, RunResult
 from tests.unit.hosts import DEBIAN12_FACTS
 
 

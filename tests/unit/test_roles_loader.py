@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
+from provisioner.content.roles import PROJECT_ROOT, Role, available_roles, load_role
+from provisioner.content.variables import merge_role_variables
 from provisioner.errors import RoleError
-from provisioner.roles import PROJECT_ROOT, Role, available_roles, load_role, merge_role_variables
-from provisioner.secrets import Secret
+from provisioner.secrets.values import Secret
 from provisioner.step import Handler, Plan, Probed
 
 ROLE_PY = """\

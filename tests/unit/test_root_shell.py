@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.inventory import HostConfig, SshSettings
-from provisioner.remote import Result, may_keep_root_shell
-from provisioner.root_shell import DRIVER, MARK_WINDOW, answered, frame, start_command
-from provisioner.secrets import Secret
+from provisioner.inventory.hosts import HostConfig, SshSettings
+from provisioner.secrets.values import Secret
+from provisioner.transport.remote import Result, may_keep_root_shell
+from provisioner.transport.root_shell import DRIVER, MARK_WINDOW, answered, frame, start_command
 
 
 def request(script: str, token: str) -> bytes:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.secrets import MASK, Secret, redact, redact_diff, resolve_reference
+from provisioner.secrets.redaction import redact, redact_diff
+from provisioner.secrets.values import MASK, Secret, resolve_reference
 
 
 def test_secret_prints_as_the_mask() -> None:

@@ -6,17 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.errors import RoleError
-from provisioner.facts import Facts
-from provisioner.host import Host
-from provisioner.inventory import HostConfig, SshSettings
-from provisioner.secrets import Secret
-from provisioner.templates import (
+from provisioner.content.templates import (
     MANAGED_BANNER,
     render_string,
     render_template,
     template_variables,
 )
+from provisioner.errors import RoleError
+from provisioner.facts import Facts
+from provisioner.host import Host
+from provisioner.inventory.hosts import HostConfig, SshSettings
+from provisioner.secrets.values import Secret
 
 FACTS = Facts("debian", "12", "bookworm", ("debian",), 4, 8 << 30, (), "systemd", "kvm", "web1",
               "6.1.0-28-amd64", "amd64", True, (9, 2))

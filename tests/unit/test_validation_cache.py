@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from provisioner import inventory as inventory_module
-from provisioner import validation_cache
 from provisioner.errors import InventoryError
-from provisioner.inventory import load_inventory
-from provisioner.inventory_schema import validate_document
-from provisioner.yaml_loader import load_yaml_text
+from provisioner.inventory import loader as inventory_module
+from provisioner.inventory import validation_cache
+from provisioner.inventory.loader import load_inventory
+from provisioner.inventory.schema import validate_document
+from provisioner.inventory.yaml_loader import load_yaml_text
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ROLES = ("ufw", "fail2ban")
@@ -152,7 +152,7 @@ def test_only_the_newest_entries_are_kept(private_cache_directory: Path,
 def test_a_cached_load_does_not_import_pydantic(inventory_path: Path) -> None:
     load_inventory(inventory_path, ROLES)
     script = ("import sys; from pathlib import Path; "
-              "from provisioner.inventory import load_inventory; "
+              "from provisioner.inventory.loader import load_inventory; "
               f"load_inventory(Path({str(inventory_path)!r}), {ROLES!r}); "
               "print('pydantic' in sys.modules)")
 

@@ -10,13 +10,14 @@ from typing import Any
 
 import pytest
 
+from provisioner.content.roles import PROJECT_ROOT, load_role
+from provisioner.content.variables import check_login_kept, merge_role_variables
 from provisioner.errors import RoleError
 from provisioner.facts import Facts
 from provisioner.host import Host
-from provisioner.inventory import HostConfig, SshSettings
-from provisioner.roles import PROJECT_ROOT, check_login_kept, load_role, merge_role_variables
-from provisioner.safeguards import Arming
-from provisioner.secrets import Secret
+from provisioner.inventory.hosts import HostConfig, SshSettings
+from provisioner.run.safeguards import Arming
+from provisioner.secrets.values import Secret
 from provisioner.step import Plan, Probed, ProbeUnreadable, Safeguard, Step
 from roles.hardening.custom_steps import Access, plan_access, plan_command_result, plan_keyed_lines
 from roles.hardening.packages import (

@@ -19,14 +19,13 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
-from provisioner.batch import ActionResult, BatchResult, build_batch, parse_batch, progress_text
 from provisioner.change import Change
+from provisioner.content.roles import Role
 from provisioner.errors import ConnectError, ProvisionerError
 from provisioner.host import Host
-from provisioner.login_proof import prove_new_login
-from provisioner.remote import RemoteShell
-from provisioner.roles import Role
-from provisioner.safeguards import (
+from provisioner.run.batch import ActionResult, BatchResult, build_batch, parse_batch, progress_text
+from provisioner.run.login_proof import prove_new_login
+from provisioner.run.safeguards import (
     NO_LONGER_ARMED,
     Arming,
     arm_action,
@@ -36,7 +35,7 @@ from provisioner.safeguards import (
     revert_now_action,
     revert_pending_action,
 )
-from provisioner.secrets import redact, redact_diff
+from provisioner.secrets.redaction import redact, redact_diff
 from provisioner.step import (
     GroupedProbe,
     Handler,
@@ -45,6 +44,7 @@ from provisioner.step import (
     ProbeUnreadable,
     Step,
 )
+from provisioner.transport.remote import RemoteShell
 
 
 @dataclass

@@ -3,7 +3,7 @@
 Only this module imports pydantic, and only when a document has to be validated: importing
 pydantic costs about 60 ms, a sixth of a whole no-op run, so an inventory that already passed
 (see validation_cache.py) skips it. The output is ``model_dump()`` of the validated model: plain
-dicts and lists, every optional key present with its default, which inventory.py turns into
+dicts and lists, every optional key present with its default, which inventory/loader.py turns into
 HostConfigs whether it came from here or from the cache.
 """
 
@@ -18,7 +18,7 @@ from typing import Any, Union, get_args, get_origin
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from provisioner.errors import InventoryError
-from provisioner.inventory import SECRET_KEYS, SECRET_REFERENCE_REQUIRED
+from provisioner.inventory.hosts import SECRET_KEYS, SECRET_REFERENCE_REQUIRED
 
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
                        r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")

@@ -18,8 +18,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from provisioner.engine import HostJob
-from provisioner.secrets import Secret
+from provisioner.run.engine import HostJob
+from provisioner.secrets.values import Secret
 
 
 def ssh_config_block(job: HostJob, control_dir: Path) -> str:
@@ -61,7 +61,7 @@ def verify_host(job: HostJob, extra_args: Sequence[str] = ()) -> int:
         vars_file.write_text(json.dumps(variables, default=str))
         vars_file.chmod(0o600)
         environment = {**os.environ, "PROVISIONER_VERIFY_VARS": str(vars_file)}
-        command = [sys.executable, "-m", "pytest", "-p", "provisioner.verify_plugin",
+        command = [sys.executable, "-m", "pytest", "-p", "provisioner.verify.plugin",
                    f"--hosts=ssh://{job.config.name}", f"--ssh-config={workdir / 'ssh_config'}",
                    "--sudo", "-q", "--no-header", "-p", "no:cacheprovider",
                    "--rootdir", str(workdir), *extra_args, *specs]

@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 import paramiko
 
-from provisioner.channel import read_channel
 from provisioner.errors import CommandTimedOut, ConnectError, LoginRefused, SessionNotStarted
-from provisioner.inventory import HostConfig
+from provisioner.inventory.hosts import HostConfig
 from provisioner.login_keys import PublicKey
-from provisioner.remote import (
+from provisioner.transport.channel import read_channel
+from provisioner.transport.remote import (
     Result,
     StderrLines,
     host_label,
@@ -38,7 +38,7 @@ from provisioner.remote import (
     root_shell_input,
     timed_out_message,
 )
-from provisioner.root_shell import RootShell
+from provisioner.transport.root_shell import RootShell
 
 if TYPE_CHECKING:
     from fabric import Connection as FabricConnection

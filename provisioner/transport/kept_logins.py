@@ -32,16 +32,16 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.errors import ConnectError
-from provisioner.inventory import HostConfig
-from provisioner.keeper_wire import (
+from provisioner.inventory.hosts import HostConfig
+from provisioner.local_files import cache_directory
+from provisioner.transport.keeper_wire import (
     WireError,
     host_settings,
     peer_uid,
     receive_message,
     send_message,
 )
-from provisioner.local_files import cache_directory
-from provisioner.remote import (
+from provisioner.transport.remote import (
     RemoteShell,
     Result,
     StderrLines,
@@ -64,7 +64,7 @@ def open_connection(config: HostConfig) -> RemoteShell:
     """The host's kept login when reuse is on and possible, else a new login for this run."""
     path = keeper_socket(config) if config.ssh.control_persist > 0 else None
     if path is None:
-        from provisioner.connection import Connection
+        from provisioner.transport.connection import Connection
 
         return Connection(config)
     return KeptConnection(config, path)
@@ -280,7 +280,7 @@ LOG_LIMIT = 1 << 20
 
 
 def _spawn(settings: dict[str, Any], log_path: Path) -> None:
-    package_root = str(Path(__file__).resolve().parent.parent)
+    package_root = str(Path(__file__).resolve().parents[2])
     environment = {name: os.environ[name] for name in KEEPER_ENVIRONMENT if name in os.environ}
     environment["PYTHONPATH"] = os.pathsep.join(
         filter(None, [package_root, os.environ.get("PYTHONPATH")]))
@@ -293,7 +293,7 @@ def _spawn(settings: dict[str, Any], log_path: Path) -> None:
     os.fchmod(log_fd, 0o600)
     with os.fdopen(log_fd, "ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "provisioner.connection_keeper"], stdin=subprocess.PIPE,
+            [sys.executable, "-m", "provisioner.transport.keeper"], stdin=subprocess.PIPE,
             stdout=log, stderr=log, pass_fds=listen_fds, start_new_session=True, cwd="/",
             env=environment)
     _started.append(process)

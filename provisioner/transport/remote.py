@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from provisioner.errors import ConnectError
-from provisioner.inventory import HostConfig
+from provisioner.inventory.hosts import HostConfig
 
 #: Hears each complete line a script writes to stderr, as it arrives (progress of a long
 #: action, such as a wait for the dpkg lock, shown while the run waits).

@@ -23,7 +23,7 @@ import re
 from pathlib import Path
 
 from provisioner.facts import FACTS_SCRIPT, Facts, facts_complete, parse_facts
-from provisioner.inventory import HostConfig
+from provisioner.inventory.hosts import HostConfig
 from provisioner.local_files import (
     cache_directory,
     keep_newest,

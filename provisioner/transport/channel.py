@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import paramiko
 
-from provisioner.remote import StderrLines
+from provisioner.transport.remote import StderrLines
 
 #: Given stdout and stderr so far: has the awaited answer fully arrived? (Asked after every read
 #: that brought something, with the growing buffers themselves: no copies of long output.)

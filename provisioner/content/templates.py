@@ -11,7 +11,7 @@ import jinja2
 import jinja2.meta
 
 from provisioner.errors import RoleError
-from provisioner.secrets import Secret, reveal_all
+from provisioner.secrets.values import Secret, reveal_all
 
 #: Names every template may use without the inventory defining them.
 BUILTIN_NAMES = frozenset({"facts", "host_name", "managed_banner", "range", "loop", "lookup"})

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 from provisioner.errors import LoginRefused, ProvisionerError
-from provisioner.inventory import HostConfig
+from provisioner.inventory.hosts import HostConfig
 
 #: Seconds before each new try of a login that never reached authentication. The first covers a
 #: reloaded sshd still rebinding; the second outlasts an SSH rate limit's window (ufw's limit:
@@ -26,7 +26,7 @@ def prove_new_login(config: HostConfig) -> int:
     would prove nothing about the next. A good change must not be reverted because sshd took a
     moment to listen again, or a rate limit held a new connection back: RETRY_AFTER.
     """
-    from provisioner.connection import Connection
+    from provisioner.transport.connection import Connection
 
     round_trips = 0
     for attempt in range(len(RETRY_AFTER) + 1):

@@ -11,38 +11,23 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Protocol
 
-from provisioner import facts_cache
 from provisioner.change import Change
-from provisioner.connection_reuse import open_connection, prepare_keepers
+from provisioner.content.roles import Role, available_roles, load_role
+from provisioner.content.variables import check_login_kept, merge_role_variables
 from provisioner.errors import ProvisionerError, RoleError
 from provisioner.facts import FACTS_SCRIPT, Facts, facts_complete, parse_facts
+from provisioner.facts import remembered as remembered_facts
 from provisioner.host import Host
-from provisioner.host_lock import host_lock
-from provisioner.host_run import HostWalk, RoleSteps
-from provisioner.inventory import HostConfig
-from provisioner.remote import RemoteShell
-from provisioner.roles import (
-    Role,
-    available_roles,
-    check_login_kept,
-    load_role,
-    merge_role_variables,
-)
-
-
-class Listener(Protocol):
-    """Receives progress; report.py implements it. Called from worker threads."""
-
-    def host_started(self, host: str) -> None: ...
-    def action_started(self, host: str, label: str) -> None: ...
-    def action_progress(self, host: str, label: str, text: str) -> None: ...
-    def step_finished(self, host: str, change: Change) -> None: ...
-    def host_finished(self, result: HostResult) -> None: ...
+from provisioner.inventory.hosts import HostConfig
+from provisioner.run.host_lock import host_lock
+from provisioner.run.results import HostResult, Listener, RunResult
+from provisioner.run.walk import HostWalk, RoleSteps
+from provisioner.transport.kept_logins import open_connection, prepare_keepers
+from provisioner.transport.remote import RemoteShell
 
 
 @dataclass(frozen=True)
@@ -52,34 +37,6 @@ class RunOptions:
     parallel: int = 10
     roles: tuple[str, ...] = ()
     role_dirs: tuple[Path, ...] | None = None
-
-
-@dataclass
-class HostResult:
-    name: str
-    changes: list[Change] = field(default_factory=list)
-    error: str | None = None
-    round_trips: int = 0
-    duration: float = 0.0
-    #: "reused" when the run went through a login an earlier run left open, else "new".
-    connection: str = ""
-
-    @property
-    def failed(self) -> bool:
-        return self.error is not None or any(change.failed for change in self.changes)
-
-    def count(self, status: str) -> int:
-        return sum(change.status == status for change in self.changes)
-
-
-@dataclass
-class RunResult:
-    hosts: dict[str, HostResult]
-    check: bool = False
-
-    @property
-    def exit_code(self) -> int:
-        return 1 if any(result.failed for result in self.hosts.values()) else 0
 
 
 @dataclass(frozen=True)
@@ -173,7 +130,7 @@ def _probed_walk(job: HostJob, options: RunOptions, connection: RemoteShell,
                     show_diff=options.diff)
 
     gather = partial(_gather_and_remember, connection, job.config)
-    remembered = facts_cache.recall(job.config)
+    remembered = remembered_facts.recall(job.config)
     actual = None
     if remembered is not None:
         host = new_host(gather)
@@ -203,14 +160,14 @@ def _walk_on_assumed_facts(host: Host, roles: Sequence[Role],
     answer = walk.probe_all(FACTS_SCRIPT)
     output = answer.output if answer is not None and answer.exit_code == 0 else ""
     actual = parse_facts(output) if facts_complete(output) else None
-    facts_cache.remember(host.config, output)
+    remembered_facts.remember(host.config, output)
     return (walk if host.settle_facts(actual) else None), actual
 
 
 def _gather_and_remember(connection: RemoteShell, config: HostConfig) -> Facts:
     """Facts of a connected host in one round trip, remembered for its next run."""
     output = connection.run_script(FACTS_SCRIPT).stdout
-    facts_cache.remember(config, output)
+    remembered_facts.remember(config, output)
     return parse_facts(output)
 
 
@@ -237,5 +194,4 @@ def gather_facts(config: HostConfig) -> Facts:
         connection.close()
 
 
-__all__ = ["HostJob", "HostResult", "RunOptions", "RunResult", "gather_facts", "prepare",
-           "read_facts", "run"]
+

@@ -1,6 +1,6 @@
 """A connection keeper: the process that holds SSH logins open between runs.
 
-``python -m provisioner.connection_keeper`` is started by a run (connection_reuse.py) with, per
+``python -m provisioner.transport.keeper`` is started by a run (kept_logins.py) with, per
 host, a listening Unix socket already bound; the settings arrive on stdin. For each host it logs
 in once (in parallel), then runs every request on a new channel of that login, for any run of the
 same user that connects, until the host's socket has been idle for ``ssh.control_persist``
@@ -35,8 +35,8 @@ from provisioner.errors import (
     SessionNotStarted,
     ShellGone,
 )
-from provisioner.inventory import HostConfig
-from provisioner.keeper_wire import (
+from provisioner.inventory.hosts import HostConfig
+from provisioner.transport.keeper_wire import (
     WireError,
     host_from_settings,
     peer_uid,
@@ -45,9 +45,9 @@ from provisioner.keeper_wire import (
 )
 
 if TYPE_CHECKING:
-    from provisioner.connection import Connection
-    from provisioner.remote import Result, StderrLines
-    from provisioner.root_shell import RootShell
+    from provisioner.transport.connection import Connection
+    from provisioner.transport.remote import Result, StderrLines
+    from provisioner.transport.root_shell import RootShell
 
 #: What a run gets back for one script: a header (exit code, or error) and stdout, stderr.
 Answer = tuple[dict[str, Any], bytes, bytes]
@@ -298,7 +298,7 @@ def keep(settings: KeeperSettings, logins: threading.Semaphore) -> None:
 
 
 def _logged_in(settings: KeeperSettings) -> Keeper:
-    from provisioner.connection import Connection
+    from provisioner.transport.connection import Connection
 
     try:
         return Keeper(settings, Connection(settings.host))

@@ -21,103 +21,33 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from provisioner import validation_cache
-from provisioner.errors import InventoryError, ProvisionerError
-from provisioner.secrets import Secret, resolve_reference
-from provisioner.yaml_loader import load_yaml_text
+from provisioner.errors import InventoryError
+from provisioner.inventory import validation_cache
+from provisioner.inventory.hosts import (
+    SECRET_REFERENCE_REQUIRED,
+    HostConfig,
+    Inventory,
+    SshSettings,
+)
+from provisioner.inventory.yaml_loader import load_yaml_text
+from provisioner.secrets.values import Secret, resolve_reference
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
+
 #: The files whose code decides whether a document is valid and what the cache stores for it
 #: (this one holds _validate, the function whose result is cached); part of the cache key.
-VALIDATOR_SOURCES = (Path(__file__), Path(__file__).with_name("inventory_schema.py"),
+VALIDATOR_SOURCES = (Path(__file__), Path(__file__).with_name("schema.py"),
                      Path(__file__).with_name("yaml_loader.py"))
 
-#: Keys whose value is always a secret: a reference is required, plain text is refused.
-SECRET_KEYS = frozenset({"sudo_password"})
-SECRET_REFERENCE_REQUIRED = (
-    "this is a secret, so it must be a reference, not the value in plain text: write "
-    "{secret: env:NAME} (read from the environment variable NAME) or {secret: file:PATH} "
-    "(read from a file; a relative PATH is relative to the inventory file)")
 
 #: Reads a secret reference such as "env:NAME"; raises ValueError saying what is wrong.
 SecretResolver = Callable[[str, Path], Secret]
-
-
-@dataclass(frozen=True)
-class SshSettings:
-    """Effective SSH settings for one host, paths resolved against the inventory's directory."""
-
-    identity_file: Path | None
-    known_hosts: Path
-    trust_on_first_use: bool
-    jump_host: str | None
-    connect_timeout: float
-    command_timeout: float
-    sudo_password: Secret | None
-    #: Seconds a login stays open after a run for the next run to reuse; 0 = a new login each run.
-    control_persist: float = 300.0
-
-
-@dataclass(frozen=True)
-class HostConfig:
-    """One host as the inventory describes it, with variables merged up to host level."""
-
-    name: str
-    address: str
-    port: int
-    user: str
-    groups: tuple[str, ...]
-    roles: tuple[str, ...]
-    vars: Mapping[str, Any]
-    ssh: SshSettings
-
-
-@dataclass(frozen=True)
-class Inventory:
-    path: Path
-    hosts: dict[str, HostConfig]
-    groups: dict[str, tuple[str, ...]] = field(default_factory=dict)  # name -> its roles
-    #: Per host, where each variable got the value it has: "defaults.vars", "groups.G.vars",
-    #: "hosts.H.vars" or "--set", so a wrong value can be named where it was written.
-    variable_origins: dict[str, dict[str, str]] = field(default_factory=dict)
-    #: Every variable name the file sets in any of its vars: sections.
-    file_variables: frozenset[str] = frozenset()
-    #: The --set assignments merged in, by name.
-    cli_variables: Mapping[str, Any] = field(default_factory=dict)
-
-    def select(self, hosts: str = "", group: str = "") -> list[HostConfig]:
-        """Hosts named (comma-separated) and/or members of a group; all hosts when neither.
-
-        A name that is not in the file is a mistake on the command line, not in the file, so
-        it is reported as one (ProvisionerError, exit 2)."""
-        if not hosts and not group:
-            return list(self.hosts.values())
-        chosen: dict[str, HostConfig] = {}
-        for name in filter(None, (part.strip() for part in hosts.split(","))):
-            if name not in self.hosts:
-                raise ProvisionerError(self._not_found("--host", name, "host", self.hosts))
-            chosen[name] = self.hosts[name]
-        if group:
-            if group not in self.groups:
-                raise ProvisionerError(self._not_found("--group", group, "group", self.groups))
-            chosen.update({h.name: h for h in self.hosts.values() if group in h.groups})
-        return list(chosen.values())
-
-    def _not_found(self, flag: str, name: str, kind: str, known: Iterable[str]) -> str:
-        import difflib
-
-        names = sorted(known)
-        close = difflib.get_close_matches(name, names, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        return (f"{flag} {name}: no such {kind} in {self.path}; {kind}s: "
-                f"{', '.join(names) or 'none'}.{hint}")
 
 
 def load_inventory(path: Path, known_roles: Iterable[str],
@@ -167,7 +97,7 @@ def _read_text(path: Path) -> str:
 
 def _validate(path: Path, text: str) -> dict[str, Any]:
     """Parse and check the document against the schema (pydantic is imported only here)."""
-    from provisioner.inventory_schema import validate_document
+    from provisioner.inventory.schema import validate_document
 
     try:
         raw = load_yaml_text(text)

@@ -2,14 +2,14 @@
 
 An inventory never holds a secret in plain text; it holds a reference such as
 ``{secret: env:DB_PASSWORD}`` or ``{secret: file:~/.secrets/db}``. The resolved value travels as
-a Secret whose str/repr is masked, and every diff and report passes through ``redact``. What is
+a Secret whose str/repr is masked, and every diff and report passes through ``redact`` (redaction.py). What is
 sent to the host (templates, command arguments) carries the real value (``reveal_all``).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -71,32 +71,3 @@ def reveal_all(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return type(value)(reveal_all(item) for item in value)
     return value
-
-
-def redact_diff(diff: str, secrets: Iterable[Secret]) -> str:
-    """A diff with the secrets masked and, when it held one, every removed line masked too:
-    the old side of a changed secret line holds the secret's previous value, which is no
-    longer one of the run's secrets and would show in clear."""
-    masked = redact(diff, secrets)
-    if masked == diff:
-        return diff
-    return "".join("-" + MASK + "\n" if line.startswith("-") and not line.startswith("---")
-                   else line for line in masked.splitlines(keepends=True))
-
-
-def redact(text: str, secrets: Iterable[Secret]) -> str:
-    """Replace every secret value that appears in text with the mask.
-
-    Longer values go first so one secret containing another never leaks its tail, each line
-    of a multi-line secret (a private key) is masked on its own, since a diff splits it by lines,
-    and so is a value without the blanks around it, which a template may have trimmed.
-    """
-    values = {secret.reveal() for secret in secrets}
-    values |= {line for value in values if "\n" in value
-               for line in value.splitlines() if len(line.strip()) >= 4}
-    # A template may trim a value (`| trim`): its core must not show either.
-    values |= {value.strip() for value in values if len(value.strip()) >= 4}
-    for value in sorted(values, key=len, reverse=True):
-        if value:
-            text = text.replace(value, MASK)
-    return text

@@ -26,9 +26,9 @@ import shlex
 
 import paramiko
 
-from provisioner.channel import Finished, read_channel
 from provisioner.errors import CommandTimedOut, ConnectError, ShellGone
-from provisioner.remote import Result, StderrLines, lost_message, timed_out_message
+from provisioner.transport.channel import Finished, read_channel
+from provisioner.transport.remote import Result, StderrLines, lost_message, timed_out_message
 
 #: Runs as root; its argument is the token that says it started. Each script reaches a new sh
 #: through a pipe and, being one brace group, is read whole before any of it runs.

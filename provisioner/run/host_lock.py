@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from provisioner.errors import ProvisionerError
-from provisioner.inventory import HostConfig
+from provisioner.inventory.hosts import HostConfig
 from provisioner.local_files import private_cache_subdirectory
 
 

@@ -1,4 +1,4 @@
-"""Human output (a line per step, a summary table) and the JSON report; the engine never prints.
+"""Human output: a line per step and a summary table; the run never prints, it tells a Listener.
 
 A log (stdout not a terminal) gets each step once, when it is done, and lines as long as they
 are: a line wrapped at 80 columns, or a diff split across lines, is what a log must not do. A
@@ -8,13 +8,10 @@ a slow one such as apt), replaced by the step's line when it is done.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import threading
 import time
-from dataclasses import asdict
-from pathlib import Path
 from typing import IO, Any, cast
 
 from rich.console import Console
@@ -23,14 +20,19 @@ from rich.table import Table
 from rich.text import Text
 
 from provisioner.change import Change
-from provisioner.engine import HostResult, RunResult
-from provisioner.facts import Facts
+from provisioner.output.run_report import profile_lines
+from provisioner.run.results import HostResult, RunResult
 
 _STYLES = {"ok": "green", "changed": "yellow", "failed": "bold red"}
+
+
 _PAINTS = (*_STYLES.values(), "dim", "bold", "cyan")
+
 
 #: On a terminal, a pending action's live line shows its time once it has run this long.
 SHOW_ELAPSED_AFTER = 2.0
+
+
 _CLEAR_LINE = "\r\x1b[2K"
 
 
@@ -228,116 +230,3 @@ def _ansi_codes(console: Console, style: str) -> tuple[str, str]:
         console.print(Text("\0", style=style), end="")
     start, _, end = captured.get().partition("\0")
     return start, end
-
-
-def report_data(run: RunResult) -> dict[str, Any]:
-    """The JSON report: per host, counts, the label of every changed or failed step, each step's
-    duration, the round trips and whether the login was new or reused; for the run, the exit
-    code and the round trips of all hosts."""
-    hosts = {}
-    for name, result in run.hosts.items():
-        hosts[name] = {
-            "ok": result.count("ok"), "changed": result.count("changed"),
-            "failed": result.count("failed") + (1 if result.error else 0),
-            "error": result.error,
-            "changed_steps": [c.label for c in result.changes if c.changed],
-            "failed_steps": [c.label for c in result.changes if c.failed],
-            "round_trips": result.round_trips,
-            "connection": result.connection or None,
-            "duration_seconds": round(result.duration, 3),
-            "steps": [{"label": c.label, "status": c.status, "reason": c.reason,
-                       "duration_seconds": round(c.duration, 4)} for c in result.changes],
-        }
-    return {"check": run.check, "exit_code": run.exit_code,
-            "round_trips": sum(result.round_trips for result in run.hosts.values()),
-            "hosts": hosts}
-
-
-def write_report(run: RunResult, path: Path) -> None:
-    """Write the report readable by its owner only (0600): its reasons and step labels describe
-    the hosts' configuration, which is nobody else's business. An existing file is made 0600
-    too, before anything is written to it."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        os.fchmod(handle.fileno(), 0o600)
-        handle.write(json.dumps(report_data(run), indent=2) + "\n")
-
-
-def slowest_steps(run: RunResult, count: int = 10) -> list[tuple[str, Change]]:
-    """The slowest steps across hosts, for ``--profile``."""
-    every = [(name, change) for name, result in run.hosts.items() for change in result.changes]
-    return sorted(every, key=lambda item: item[1].duration, reverse=True)[:count]
-
-
-def profile_lines(run: RunResult, count: int = 10) -> list[str]:
-    """``--profile``: the slowest steps, then each host's time and round trips.
-
-    A step's time runs from when the walk reaches it to when its outcome is known. In check
-    mode no action is sent, so that is only its deciding (microseconds) and the host's time is
-    its login and the probes' round trips; saying so beats a list of zeros that reads as if
-    the host cost nothing."""
-    lines = ["slowest steps:"]
-    lines += [f"{change.duration:9.3f} s  {host}  {strip_control_codes(change.label)}"
-              for host, change in slowest_steps(run, count)] or ["  (no steps ran)"]
-    lines.append("time per host:")
-    for name, result in run.hosts.items():
-        in_steps = sum(change.duration for change in result.changes)
-        lines.append(f"{result.duration:9.3f} s  {name}  {result.round_trips} round trip(s), "
-                     f"{len(result.changes)} steps, {in_steps:.3f} s of it in steps")
-    if run.check:
-        lines.append("check mode: steps send no action, so a step's time is only its deciding; "
-                     "the rest of a host's time is logging in and the round trips that probe "
-                     "the steps (all of them travel together)")
-    return lines
-
-
-# --- invoke facts ---------------------------------------------------------------------------------
-
-
-def facts_table(name: str, facts: Facts) -> str:
-    """A host's facts as a short aligned table, for people (``--json`` is for programs)."""
-    rows = [("OS", _os_name(facts)),
-            ("kernel", f"{facts.kernel} ({facts.architecture})"),
-            ("CPUs", str(facts.cpus)),
-            ("RAM", _size(facts.memory_bytes)),
-            ("disks", ", ".join(f"{disk.name} {_size(disk.size_bytes)}"
-                                f"{' rotational' if disk.rotational else ''}"
-                                for disk in facts.disks) or "none"),
-            ("virtualization", facts.virtualization),
-            ("init", facts.init),
-            ("firmware", "EFI" if facts.efi else "BIOS"),
-            ("OpenSSH", ".".join(map(str, facts.openssh_version))
-             if facts.openssh_version else "not installed"),
-            ("hostname", facts.hostname)]
-    width = max(len(label) for label, _ in rows)
-    return "\n".join([strip_control_codes(name),
-                      *(f"  {label:<{width}}  {strip_control_codes(value)}"
-                        for label, value in rows)])
-
-
-def facts_data(facts: Facts) -> dict[str, Any]:
-    """A host's facts for ``--json``: every field, sizes in bytes; credentials in apt source
-    URLs (user:password@) masked."""
-    data = asdict(facts)
-    data["apt_sources"] = [_without_credentials(line) for line in facts.apt_sources]
-    return data
-
-
-def _without_credentials(line: str) -> str:
-    import re
-
-    return re.sub(r"(://)[^/\s@]+@", r"\1***@", line)
-
-
-def _os_name(facts: Facts) -> str:
-    name = f"{facts.os_id.capitalize()} {facts.os_version}".strip()
-    return f"{name} ({facts.os_codename})" if facts.os_codename else name
-
-
-def _size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"

@@ -13,7 +13,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from provisioner.inventory import HostConfig, SshSettings
+from provisioner.inventory.hosts import HostConfig, SshSettings
 
 LENGTH = struct.Struct(">I")
 #: Headers are a few hundred bytes; anything near this is not a message from our peer.
