@@ -31,7 +31,8 @@ from provisioner.inventory.loader import load_inventory
 from provisioner.ops.cron import render_cron_file
 from provisioner.ops.sysctl import render_sysctl_file
 from provisioner.run.batch import BatchScript, build_batch, parse_batch
-from provisioner.run.engine import HostJob, RunOptions, prepare
+from provisioner.run.engine import RunOptions, prepare
+from provisioner.run.session import HostJob, role_steps
 from provisioner.step import GroupedProbe, ProbeUnreadable, Step
 
 REMOTE_SHELL = "sudo -n /bin/sh -s"
@@ -77,11 +78,7 @@ def check_scripts(inventory: Path, role_dirs: Sequence[Path]) -> dict[str, Check
     scripts = {}
     for job in load_jobs(inventory, role_dirs):
         host = Host(job.config, job.variables, functools.partial(gather_facts_over_ssh, job.config))
-        steps: list[Step] = []
-        for role in job.roles:
-            host.template_dir = role.template_dir
-            steps.extend(role.steps(host))
-        host.template_dir = None
+        steps = [step for part in role_steps(host, job.roles) for step in part.steps]
         probes: list[str | GroupedProbe] = [step.wire_probe for step in steps]
         if host.facts_gathered:
             probes.insert(0, FACTS_SCRIPT)

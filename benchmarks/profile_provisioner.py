@@ -19,27 +19,21 @@ import time
 PHASES_SCRIPT = r"""
 import json, sys, time
 marks = [("start", time.perf_counter())]
-import functools
 import invoke  # what `python -m invoke provision` imports before the engine
 from provisioner import cli
-from provisioner.run.engine import RunOptions, _role_steps, read_facts
+from provisioner.run.engine import RunOptions
 from provisioner.output.console import ConsoleReport
 marks.append(("imports", time.perf_counter()))
 inventory = cli.load(sys.argv[1])
 jobs = cli.select_jobs(inventory, "", "", RunOptions())
 marks.append(("inventory, roles, validation", time.perf_counter()))
-from provisioner.transport.kept_logins import open_connection
-from provisioner.host import Host
-from provisioner.run.walk import HostWalk
-job = jobs[0]
-connection = open_connection(job.config)
-marks.append(("ssh connect + auth", time.perf_counter()))
-host = Host(job.config, job.variables, functools.partial(read_facts, connection))
-plan = _role_steps(host, job.roles)
-marks.append(("steps rendered", time.perf_counter()))
-HostWalk(host, connection, plan, lambda change: None, lambda label: None).run()
-marks.append((f"walk ({connection.round_trips} round trips)", time.perf_counter()))
-connection.close()
+from provisioner.run.session import host_session
+with host_session(jobs[0]) as session:
+    marks.append(("ssh connect + auth", time.perf_counter()))
+    walk = session.walk(lambda change: None, lambda label: None)
+    marks.append(("steps rendered (probed with remembered facts)", time.perf_counter()))
+    walk.run()
+    marks.append((f"walk ({session.round_trips} round trips)", time.perf_counter()))
 marks.append(("close", time.perf_counter()))
 print(json.dumps([(name, marks[i][1] - marks[i - 1][1]) for i, (name, _) in enumerate(marks)
                   if i]))

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import floor, inventories, parsing
-from provisioner.run.engine import HostJob
+from provisioner.run.session import HostJob
 from provisioner.sandbox import Machine
 
 BENCH_DIR = Path(__file__).resolve().parent

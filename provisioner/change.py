@@ -19,6 +19,8 @@ class Change:
     diff: str | None = None
     failed: bool = False
     duration: float = 0.0
+    #: A failure the role decided on (step.Refused): nothing was sent, the run stops here.
+    refused: bool = False
 
     @classmethod
     def ok(cls, label: str, reason: str) -> Change:
@@ -32,9 +34,15 @@ class Change:
     def failure(cls, label: str, reason: str) -> Change:
         return cls(label, False, reason, failed=True)
 
+    @classmethod
+    def refusal(cls, label: str, reason: str) -> Change:
+        return cls(label, False, reason, failed=True, refused=True)
+
     @property
     def status(self) -> str:
-        """One word for the report: failed, changed or ok."""
+        """One word for the report: refused, failed, changed or ok."""
+        if self.refused:
+            return "refused"
         if self.failed:
             return "failed"
         return "changed" if self.changed else "ok"

@@ -23,12 +23,14 @@ from provisioner.errors import InventoryError, ProvisionerError
 from provisioner.facts import Facts
 from provisioner.inventory.hosts import HostConfig, Inventory
 from provisioner.inventory.loader import load_inventory
+from provisioner.inventory.view import InventoryView
 from provisioner.login_keys import key_file_problem
 from provisioner.output.console import ConsoleReport
 from provisioner.output.facts_table import facts_data, facts_table
 from provisioner.output.run_report import write_report
-from provisioner.run.engine import HostJob, RunOptions, gather_facts, prepare, run
+from provisioner.run.engine import RunOptions, gather_facts, prepare, run
 from provisioner.run.results import RunResult
+from provisioner.run.session import HostJob
 from provisioner.secrets.values import Secret
 
 DEFAULT_INVENTORY = PROJECT_ROOT / "inventories" / "sandbox.yml"
@@ -115,7 +117,7 @@ def select_jobs(inventory: Inventory, hosts: str, group: str,
     roles = _roles_of(chosen, options)
     check_cli_variable_names(inventory, chosen, roles)
     check_variable_types(inventory, chosen, roles, options.roles)
-    return prepare(chosen, options)
+    return prepare(chosen, options, InventoryView.of(inventory))
 
 
 def check_identity_files(inventory: Inventory, chosen: Sequence[HostConfig]) -> None:

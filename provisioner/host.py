@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -9,11 +10,13 @@ from typing import Any
 from provisioner.content.templates import render_template, template_variables
 from provisioner.facts import Facts
 from provisioner.inventory.hosts import HostConfig
+from provisioner.inventory.view import InventoryView
 from provisioner.secrets.values import Secret, reveal_all
 
 
 class Host:
-    """One host as a role sees it: its config, merged variables, facts (gathered on first use).
+    """One host as a role sees it: its config, merged variables, facts (gathered on first use),
+    the other hosts of the inventory (``inventory``) and, bound to one role, its templates.
 
     Roles only *describe* steps through this handle; the engine owns the connection, so a role can
     neither run a command nor change anything behind the engine's back (check mode stays honest).
@@ -21,7 +24,7 @@ class Host:
 
     def __init__(self, config: HostConfig, variables: Mapping[str, Any],
                  gather_facts: Callable[[], Facts], *, check: bool = False,
-                 show_diff: bool = False) -> None:
+                 show_diff: bool = False, inventory: InventoryView | None = None) -> None:
         self.config = config
         self.name = config.name
         self._secrets = secrets_in(variables)
@@ -31,12 +34,16 @@ class Host:
         self.vars: Mapping[str, Any] = reveal_all(variables)
         self.check = check
         self.show_diff = show_diff
-        self.template_dir: Path | None = None
-        self._gather_facts = gather_facts
-        self._facts: Facts | None = None
-        self._assumed: Facts | None = None
-        #: True once something read the assumed facts (see assume_facts) instead of real ones.
-        self.assumed_facts_read = False
+        self.inventory = inventory or InventoryView.of_hosts([config])
+        self._facts = _FactsSource(gather_facts)
+        self._template_dir: Path | None = None
+
+    def for_role(self, template_dir: Path) -> Host:
+        """This host bound to one role's templates; facts stay shared with every other binding,
+        so they are still gathered at most once."""
+        bound = copy.copy(self)
+        bound._template_dir = template_dir
+        return bound
 
     @property
     def facts(self) -> Facts:
@@ -44,48 +51,69 @@ class Host:
 
         While facts are assumed (assume_facts), those are answered instead and nothing is
         gathered."""
-        if self._facts is None:
-            if self._assumed is not None:
-                self.assumed_facts_read = True
-                return self._assumed
-            self._facts = self._gather_facts()
-        return self._facts
+        return self._facts.read()
 
     @property
     def facts_gathered(self) -> bool:
-        return self._facts is not None
+        return self._facts.gathered is not None
+
+    @property
+    def assumed_facts_read(self) -> bool:
+        """True once something read the assumed facts (see assume_facts) instead of real ones."""
+        return self._facts.assumed_read
 
     def assume_facts(self, facts: Facts) -> None:
         """Answer ``facts`` with these (the host's facts from its last run) until settle_facts.
 
         Lets the engine render steps before the host has said what it is; whoever does so must
         compare them with the real facts (settle_facts) before anything is decided."""
-        self._assumed = facts
+        self._facts.assumed = facts
 
     def settle_facts(self, actual: Facts | None) -> bool:
         """End the assumption with the host's real facts (None: gather them when next read).
 
         True when the assumed facts were never read or equal ``actual``: whatever was built
         from them stands."""
-        stands = not self.assumed_facts_read or self._assumed == actual
-        self._assumed, self.assumed_facts_read = None, False
-        if actual is not None:
-            self._facts = actual
-        return stands
+        return self._facts.settle(actual)
 
     def render(self, template: str, **extra: Any) -> str:
         """Render one of the current role's templates with the host's variables and facts."""
-        if self.template_dir is None:
-            raise RuntimeError("render() called outside a role")
+        if self._template_dir is None:
+            raise RuntimeError("render() called on a Host not bound to a role (for_role)")
         variables = {**self.vars, "host_name": self.name, **extra}
-        if "facts" in template_variables(self.template_dir).get(template, ()):
+        if "facts" in template_variables(self._template_dir).get(template, ()):
             variables["facts"] = self.facts
-        return render_template(self.template_dir, template, variables)
+        return render_template(self._template_dir, template, variables)
 
     @property
     def secrets(self) -> tuple[Secret, ...]:
         """Every secret value this host's variables hold, for redaction of what is shown."""
         return self._secrets
+
+
+class _FactsSource:
+    """A host's facts for every binding of its Host: gathered once, or assumed for a while."""
+
+    def __init__(self, gather: Callable[[], Facts]) -> None:
+        self._gather = gather
+        self.gathered: Facts | None = None
+        self.assumed: Facts | None = None
+        self.assumed_read = False
+
+    def read(self) -> Facts:
+        if self.gathered is None:
+            if self.assumed is not None:
+                self.assumed_read = True
+                return self.assumed
+            self.gathered = self._gather()
+        return self.gathered
+
+    def settle(self, actual: Facts | None) -> bool:
+        stands = not self.assumed_read or self.assumed == actual
+        self.assumed, self.assumed_read = None, False
+        if actual is not None:
+            self.gathered = actual
+        return stands
 
 
 def secrets_in(value: Any) -> tuple[Secret, ...]:

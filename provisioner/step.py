@@ -31,10 +31,23 @@ class Plan:
     reason: str
     action: str | None = None
     diff: str | None = None
+    #: The handlers this change notifies, chosen by decide from what changed (PostgreSQL:
+    #: restart only when a setting needs one, else reload); each must be one the step declares
+    #: in Step.notify. None: all of those.
+    notify: tuple[str, ...] | None = None
 
     @property
     def changes(self) -> bool:
         return self.action is not None
+
+
+class Refused(Exception):
+    """decide() found a state the role must not change or go past (a mirror it cannot name, a
+    setting that would break the host): the step is refused and the host's run stops there.
+
+    Unlike an action that exits 1, a refusal is decided on the controller, so check mode reports
+    it as what it is instead of "would change".
+    """
 
 
 class ProbeUnreadable(Exception):
@@ -132,8 +145,19 @@ class Step:
 
 @dataclass(frozen=True)
 class Handler:
-    """A named action run at most once after a role's steps, only if some step notified it."""
+    """A named action run at most once after a role's steps, only if some step notified it.
+
+    A notified handler is recorded on the host in the same round trip as the change that
+    notified it and forgotten only once it ran, so a run that fails or dies in between leaves
+    it to the next run, whose files no longer change (run/handlers.py).
+    """
 
     name: str
     action: str
-    safeguard: Safeguard | None = None
+    #: Handlers of the same role this one makes unnecessary when both are notified: a restart
+    #: of a service supersedes its reload.
+    supersedes: tuple[str, ...] = ()
+    #: A read-only shell check that succeeds once the service serves again; the handler waits
+    #: for it after its action, up to ``ready_timeout`` seconds, and fails if it never does.
+    ready: str | None = None
+    ready_timeout: int = 60

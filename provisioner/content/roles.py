@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -80,6 +81,7 @@ def load_role(path: Path) -> Role:
     if not callable(steps):
         raise RoleError(f"Role {path.name} ({path / 'role.py'}) defines no steps(host) function.")
     handlers = {handler.name: handler for handler in getattr(module, "HANDLERS", ())}
+    check_handler_names(path.name, handlers)
     validate = getattr(module, "validate", None)
     arguments = {template: frozenset(names) for template, names
                  in getattr(module, "TEMPLATE_ARGUMENTS", {}).items()}
@@ -87,6 +89,35 @@ def load_role(path: Path) -> Role:
     return Role(path.name, path, _read_defaults(path), handlers, steps,
                 validate if callable(validate) else None, arguments,
                 validate_login if callable(validate_login) else None)
+
+
+#: A handler's name becomes a file name on the host (its pending record, run/handlers.py): no
+#: '/', no leading dot or blank.
+HANDLER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+ -]*$")
+
+
+def check_handler_names(role: str, handlers: Mapping[str, Handler]) -> None:
+    """RoleError for a handler whose name cannot be recorded or that supersedes an unknown one."""
+    for handler in handlers.values():
+        if not HANDLER_NAME.match(handler.name):
+            raise RoleError(f"Role {role}: handler name {handler.name!r} must start with a letter"
+                            " or digit and hold only letters, digits, blanks and _ . : @ + -.")
+        unknown = [name for name in handler.supersedes if name not in handlers]
+        if unknown:
+            raise RoleError(f"Role {role}: handler {handler.name!r} supersedes "
+                            f"{', '.join(map(repr, unknown))}, which the role does not define "
+                            f"(its handlers: {', '.join(sorted(handlers))}).")
+
+
+def check_notifications(role: Role, steps: Sequence[Step]) -> None:
+    """RoleError, before anything runs, for a step that notifies a handler the role lacks."""
+    for step in steps:
+        unknown = [name for name in step.notify if name not in role.handlers]
+        if unknown:
+            known = ", ".join(sorted(role.handlers)) or "none"
+            raise RoleError(f"Role {role.name}: step {step.label!r} notifies "
+                            f"{', '.join(map(repr, unknown))}, which the role does not define "
+                            f"(its handlers: {known}).")
 
 
 def _import(path: Path) -> ModuleType:

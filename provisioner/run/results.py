@@ -13,7 +13,7 @@ from provisioner.change import Change
 
 
 class Listener(Protocol):
-    """Receives progress; report.py implements it. Called from worker threads."""
+    """Receives progress; output/console.py implements it. Called from worker threads."""
 
     def host_started(self, host: str) -> None: ...
     def action_started(self, host: str, label: str) -> None: ...
@@ -31,6 +31,8 @@ class HostResult:
     duration: float = 0.0
     #: "reused" when the run went through a login an earlier run left open, else "new".
     connection: str = ""
+    #: Why the host was never started (a serial strategy stopped before its batch), else None.
+    skipped: str | None = None
 
     @property
     def failed(self) -> bool:
@@ -47,4 +49,6 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        return 1 if any(result.failed for result in self.hosts.values()) else 0
+        """1 when a host failed or was never started, else 0."""
+        unfinished = any(r.failed or r.skipped for r in self.hosts.values())
+        return 1 if unfinished else 0

@@ -16,34 +16,24 @@ comes up again, or at the end of the role. Ten changed files cost one round trip
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from provisioner.change import Change
 from provisioner.content.roles import Role
-from provisioner.errors import ConnectError, ProvisionerError
+from provisioner.errors import ConnectError
 from provisioner.host import Host
+from provisioner.run import handlers as notifications
+from provisioner.run import proofs
 from provisioner.run.batch import ActionResult, BatchResult, build_batch, parse_batch, progress_text
-from provisioner.run.login_proof import prove_new_login
 from provisioner.run.safeguards import (
-    NO_LONGER_ARMED,
     Arming,
     arm_action,
-    disarm_action,
     parse_pending,
     pending_probe,
-    revert_now_action,
-    revert_pending_action,
 )
 from provisioner.secrets.redaction import redact, redact_diff
-from provisioner.step import (
-    GroupedProbe,
-    Handler,
-    Plan,
-    Probed,
-    ProbeUnreadable,
-    Step,
-)
+from provisioner.step import GroupedProbe, Plan, Probed, ProbeUnreadable, Refused, Step
 from provisioner.transport.remote import RemoteShell
 
 
@@ -68,7 +58,8 @@ class WalkState:
 
     probed: dict[int, Probed] = field(default_factory=dict)
     queued: list[Decided] = field(default_factory=list)
-    notified: list[str] = field(default_factory=list)
+    #: Handler name -> the (masked) labels of the steps that notified it, in order.
+    notified: dict[str, list[str]] = field(default_factory=dict)
     armed: dict[str, Arming] = field(default_factory=dict)
     last_pending: str | None = None
     failed: bool = False
@@ -95,6 +86,8 @@ class HostWalk:
         self._probed_all = False
         #: Safeguards an earlier run armed and never proved: (name, arming id).
         self._pending: list[tuple[str, str]] = []
+        #: Handlers an earlier run recorded and never ran: role -> handler -> notifier.
+        self._pending_handlers: dict[str, dict[str, str]] = {}
 
     def probe_all(self, lead: str | None = None) -> Probed | None:
         """The first round trip: every step's probe, after the read-only script ``lead``.
@@ -104,12 +97,13 @@ class HostWalk:
         for armings an earlier run left unproven (pending_probe, shell builtins only), whatever
         roles this run has: a run of other roles must not report a host whose sshd change is
         about to be undone by an old timer as converged."""
-        leads = [pending_probe()] + ([lead] if lead is not None else [])
-        result = self._round_trip(None, 0, leads)
+        leads = [pending_probe(), notifications.pending_probe()]
+        result = self._round_trip(None, 0, leads + ([lead] if lead is not None else []))
         self._probed_all = True
-        if result.probes:
+        if len(result.probes) >= len(leads):
             self._pending = parse_pending(result.probes[0].output)
-        answers = result.probes[1:]
+            self._pending_handlers = notifications.parse_pending(result.probes[1].output)
+        answers = result.probes[len(leads):]
         return answers[0] if lead is not None and answers else None
 
     def run(self) -> bool:
@@ -122,13 +116,14 @@ class HostWalk:
         except ConnectError as error:
             if not self.state.armed:
                 raise
-            raise ConnectError(f"{error} {_timer_note(self.state.armed.values())}") from None
+            raise ConnectError(f"{error} {proofs.timer_note(self.state.armed.values())}") from None
 
     def _run_roles(self) -> bool:
         if not self._probed_all:
             self.probe_all()
         if self._pending:
             self._revert_pending()
+        self._report_handlers_left_pending()
         position = 0
         for part in self.plan:
             for _ in part.steps:
@@ -154,7 +149,10 @@ class HostWalk:
             self._report(plan, started)
             return not plan.failed
         if plan.changes:
-            self.state.notified.extend(n for n in step.notify if n not in self.state.notified)
+            notifying = self._notify(position, step, plan, started)
+            if notifying is None:
+                return False
+            plan = notifying
         if self.state.queued or (plan.changes and self._writes_only(step) and not self.host.check):
             self.state.queued.append(Decided(step, plan, started))
             return True
@@ -167,6 +165,25 @@ class HostWalk:
                                      plan.diff), started)
             return True
         return self._act(position, step, plan, started)
+
+    def _notify(self, position: int, step: Step, plan: Plan, started: float) -> Plan | None:
+        """Note the handlers the change notifies and record them on the host with the change
+        itself (run/handlers.py); None when decide chose one the step does not declare."""
+        names = step.notify if plan.notify is None else plan.notify
+        undeclared = [name for name in names if name not in step.notify]
+        if undeclared:
+            self._report(Change.failure(step.label, f"decide chose to notify "
+                                        f"{', '.join(undeclared)}, which the step does not "
+                                        "declare in its notify (a bug in the role)"), started)
+            return None
+        label = self._redact(step.label) or ""
+        for name in names:
+            self.state.notified.setdefault(name, []).append(label)
+        if not names or self.host.check or plan.action is None:
+            return plan
+        role = self.plan[self.flat[position][0]].role.name
+        record = notifications.record_action(role, names, label)
+        return replace(plan, action=f"{record} || exit 1\n{plan.action}")
 
     @staticmethod
     def _writes_only(step: Step) -> str | None:
@@ -201,6 +218,8 @@ class HostWalk:
             return Change.failure(step.label, "probe produced no result (host output cut off)")
         try:
             return step.decide(probed)
+        except Refused as error:
+            return Change.refusal(step.label, str(error))
         except ProbeUnreadable as error:
             if self.host.check and self.state.last_pending:
                 return Change.made(step.label, f"would change after {self.state.last_pending}"
@@ -234,16 +253,14 @@ class HostWalk:
     def _finish_role(self, part: RoleSteps, next_position: int) -> None:
         """Queued writes, then notified handlers, then safeguard proofs; only the last of those
         round trips carries the re-probe of the steps after the role."""
-        handlers = [part.role.handlers[name] for name in self.state.notified
-                    if name in part.role.handlers]
-        self.state.notified = [n for n in self.state.notified if n not in part.role.handlers]
+        handlers = self._handlers_to_run(part)
         safeguards = list(self.state.armed.values())
         trips = (len(handlers) if not self.host.check else 0) + len(safeguards)
         if self.state.queued and not self._flush(None if trips else next_position):
             handlers = []
         for index, handler in enumerate(handlers):
             last = index == len(handlers) - 1 and not safeguards
-            self._run_handler(handler, next_position if last else None)
+            self._run_handler(part.role.name, handler, next_position if last else None)
         for index, arming in enumerate(safeguards):
             position = next_position if index == len(safeguards) - 1 else None
             if self.state.failed:
@@ -256,80 +273,77 @@ class HostWalk:
                 self._confirm(arming, position)
         self.state.armed.clear()
 
-    def _run_handler(self, handler: Handler, next_position: int | None) -> None:
+    def _handlers_to_run(self, part: RoleSteps) -> list[notifications.Notified]:
+        """The role's notified handlers (this run's and those an earlier run left), those a
+        notified one supersedes reported as skipped."""
+        handlers = part.role.handlers
+        notified = {name: labels for name, labels in self.state.notified.items()
+                    if name in handlers}
+        for name in notified:
+            del self.state.notified[name]
+        for name, notifier in self._pending_handlers.pop(part.role.name, {}).items():
+            if name in handlers:
+                notified.setdefault(name, []).append(
+                    f"an earlier run's change ({notifier}) that stopped before it ran")
+        chosen, superseded = notifications.choose(handlers, notified)
+        verb = "would not run" if self.host.check else "not run"
+        for name, by in superseded.items():
+            self._report(Change.ok(f"handler {name}", f"{verb}: {by} runs instead and "
+                                   "supersedes it"), time.monotonic())
+        return chosen
+
+    def _run_handler(self, role: str, notified: notifications.Notified,
+                     next_position: int | None) -> None:
         started = time.monotonic()
-        label = f"handler {handler.name}"
+        label = f"handler {notified.handler.name}"
+        why = notifications.because(notified.because)
         if self.host.check:
-            self._report(Change.made(label, "would run (notified)"), started)
+            self._report(Change.made(label, f"would run ({why})"), started)
             return
         if self.state.failed:
             return
         self.on_action(label)
-        result = self._round_trip(handler.action, next_position, progress_of=label)
+        result = self._round_trip(notifications.handler_script(role, notified), next_position,
+                                  progress_of=label)
         if result.action_exit_code != 0:
             self.state.failed = True
-            self._report(Change.failure(label, f"failed: {result.action_output.strip()[-800:]}"),
-                         started)
+            self._report(Change.failure(label, f"failed ({why}): "
+                                        f"{result.action_output.strip()[-800:]}"), started)
         else:
-            self._report(Change.made(label, "ran (notified)"), started)
+            ready = " and is ready" if notified.handler.ready is not None else ""
+            self._report(Change.made(label, f"ran{ready} ({why})"), started)
+
+    def _report_handlers_left_pending(self) -> None:
+        """Say which recorded handlers this run will not run: their roles are not in it."""
+        ours = {part.role.name for part in self.plan}
+        for role, pending in self._pending_handlers.items():
+            if role not in ours:
+                for name in pending:
+                    self._report(Change.ok(f"handler {name} of role {role}", "pending from an "
+                                           f"earlier run; it runs when role {role} runs"),
+                                 time.monotonic())
 
     def _confirm(self, arming: Arming, next_position: int | None) -> None:
-        """Prove the change with a brand-new SSH login, then disarm; else revert now."""
         started = time.monotonic()
-        label = f"safeguard {arming.safeguard.name}"
-        user = self.host.config.user
-        try:
-            self.confirmation_round_trips += prove_new_login(self.host.config)
-        except ProvisionerError as error:
-            self._report(self._revert_now(arming, next_position, f"a new SSH login as {user} "
-                                          f"failed after the change ({error})"), started)
-            return
-        result = self._round_trip(disarm_action(arming), next_position,
-                                  timeout=SAFEGUARD_COMMAND_TIMEOUT)
-        if NO_LONGER_ARMED in result.action_output:
-            self._report(Change.failure(label, "the host's revert timer fired before the new "
-                                        f"login proved the change ({arming.safeguard.timeout} s):"
-                                        " the previous state was restored; give the safeguard "
-                                        "more time"), started)
-            return
-        self._report(Change.ok(label, f"a new SSH login as {user} works; revert disarmed"),
-                     started)
+        change, logins = proofs.confirm(arming, self.host.config, self._safeguard_trip,
+                                        next_position)
+        self.confirmation_round_trips += logins
+        self._report(change, started)
 
     def _revert_now(self, arming: Arming, next_position: int | None, failed: str) -> Change:
-        """Fire the revert at once; if even that cannot reach the host, its timer will."""
-        label = f"safeguard {arming.safeguard.name}"
         self.state.failed = True
-        try:
-            result = self._round_trip(revert_now_action(arming), next_position,
-                                      timeout=SAFEGUARD_COMMAND_TIMEOUT)
-        except ConnectError as lost:
-            return Change.failure(label, f"{failed}; reverting at once failed too ({lost}). "
-                                  f"{_timer_note([arming])}")
-        if NO_LONGER_ARMED in result.action_output:
-            return Change.failure(label, f"{failed}; and its revert timer had already fired, "
-                                  "so the host may now hold changes made after that, unguarded: "
-                                  "check it, and give the safeguard more time")
-        return Change.failure(label, f"{failed}; the previous state was restored")
+        return proofs.revert_now(arming, self._safeguard_trip, next_position, failed)
 
     def _revert_pending(self) -> None:
-        """Undo what interrupted runs left armed and unproven, before anything is decided.
-
-        Their handlers may never have run (sshd still on its old config), so proving them now
-        would prove nothing; left alone, their timers would undo them behind this run's back
-        after it reported the host converged. Reverted, the walk sees the state they started
-        from (probed again in the same round trip) and makes the changes again, properly."""
         started = time.monotonic()
         pending, self._pending = self._pending, []
-        if not self.host.check:
-            self._round_trip(revert_pending_action([name for name, _ in pending]), 0,
-                             timeout=SAFEGUARD_COMMAND_TIMEOUT)
-        verb = "would revert" if self.host.check else "reverted"
         ours = {step.safeguard.name for _, step in self.flat if step.safeguard is not None}
-        for name, arming_id in pending:
-            again = ("this run makes its changes again" if name in ours else
-                     "run the roles that made its changes to make them again")
-            self._report(Change.made(f"safeguard {name}", f"{verb} arming {arming_id}, which an "
-                                     f"earlier run left unproven; {again}"), started)
+        for change in proofs.revert_pending(pending, ours, self.host.check,
+                                            self._safeguard_trip):
+            self._report(change, started)
+
+    def _safeguard_trip(self, action: str, next_position: int | None) -> BatchResult:
+        return self._round_trip(action, next_position, timeout=proofs.SAFEGUARD_COMMAND_TIMEOUT)
 
     def _round_trip(self, action: str | list[str] | None, first_probe: int | None,
                     leads: Sequence[str] = (), timeout: float | None = None,
@@ -368,15 +382,3 @@ class HostWalk:
 
     def _redact(self, text: str | None) -> str | None:
         return redact(text, self.host.secrets) if text else text
-
-
-#: Seconds a safeguard's disarm or revert may take on the host. They are quick; a host that
-#: does not answer in this time has a dead link, and its own timer reverts.
-SAFEGUARD_COMMAND_TIMEOUT = 60
-
-
-def _timer_note(armings: Iterable[Arming]) -> str:
-    times = ", ".join(f"{a.safeguard.name} at about "
-                      f"{time.strftime('%H:%M:%S UTC', time.gmtime(a.fires_at))}"
-                      for a in armings)
-    return f"The host's own timer restores the unconfirmed change: safeguard {times}."

@@ -2,8 +2,9 @@
 
 An inventory never holds a secret in plain text; it holds a reference such as
 ``{secret: env:DB_PASSWORD}`` or ``{secret: file:~/.secrets/db}``. The resolved value travels as
-a Secret whose str/repr is masked, and every diff and report passes through ``redact`` (redaction.py). What is
-sent to the host (templates, command arguments) carries the real value (``reveal_all``).
+a Secret whose str/repr is masked, and every diff and report passes through ``redact``
+(redaction.py). What is sent to the host (templates, command arguments) carries the real
+value (``reveal_all``).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from provisioner.run.engine import HostJob
+from provisioner.run.session import HostJob
 from provisioner.secrets.values import Secret
 
 

@@ -8,14 +8,15 @@ from pathlib import Path
 
 import paramiko
 
-from provisioner.inventory.hosts import HostConfig, SshSettings
+from provisioner.inventory.hosts import HostConfig
 from provisioner.login_keys import PublicKey, login_public_key
 from provisioner.transport.connection import _bad_key_message, _ssh_error_message, key_fingerprint
+from tests.unit.fakes import host_config
 
 
 def config(port: int = 22, identity: Path | None = Path("/keys/id_ed25519")) -> HostConfig:
-    ssh = SshSettings(identity, Path("/home/me/.ssh/known_hosts"), False, None, 10, 60, None)
-    return HostConfig("web1", "192.0.2.10", port, "admin", (), (), {}, ssh)
+    return host_config(user="admin", port=port, roles=(), identity_file=identity,
+                       known_hosts=Path("/home/me/.ssh/known_hosts"))
 
 
 def generated_key(tmp_path: Path) -> tuple[paramiko.PKey, str]:

@@ -32,7 +32,7 @@ from provisioner.transport.kept_logins import (
     prepare_keepers,
 )
 from provisioner.transport.remote import Result, StderrLines
-from tests.unit.hosts import make_host
+from tests.unit.fakes import make_host
 
 
 class FakeRootShell:

@@ -11,12 +11,12 @@ import pytest
 
 from provisioner.errors import ProvisionerError
 from provisioner.run.host_lock import host_lock
-from tests.unit.hosts import make_host
+from tests.unit.fakes import make_host
 
 HOLD = textwrap.dedent("""
     import sys
     from provisioner.run.host_lock import host_lock
-    from tests.unit.hosts import make_host
+    from tests.unit.fakes import make_host
     with host_lock(make_host().config):
         print("held", flush=True)
         sys.stdin.read()

@@ -6,7 +6,6 @@ followed by fresh probes, check mode never acts, handlers run once and only when
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,7 +14,6 @@ import pytest
 from provisioner.change import Change
 from provisioner.commands import quote
 from provisioner.content.roles import Role
-from provisioner.facts import Facts
 from provisioner.host import Host
 from provisioner.inventory.hosts import HostConfig, SshSettings
 from provisioner.ops.files import ensure_file
@@ -23,30 +21,7 @@ from provisioner.run.walk import HostWalk, RoleSteps
 from provisioner.secrets.values import Secret
 from provisioner.step import Handler, Plan, Probed, ProbeUnreadable, Safeguard, Step
 from provisioner.transport.remote import Result, StderrLines
-from tests.unit.hosts import DEBIAN12_FACTS
-
-
-class LocalShell:
-    """Runs each script with the local sh, counting round trips like the SSH connection does."""
-
-    reused = False
-
-    def __init__(self) -> None:
-        self.round_trips = 0
-        self.scripts: list[str] = []
-
-    def run_script(self, script: str, timeout: float | None = None,
-                   stderr_lines: StderrLines | None = None) -> Result:
-        self.round_trips += 1
-        self.scripts.append(script)
-        done = subprocess.run(["sh", "-s"], input=script, capture_output=True, text=True,
-                              check=False)
-        for line in done.stderr.splitlines() if stderr_lines is not None else ():
-            stderr_lines(line)
-        return Result(done.stdout, done.stderr, done.returncode)
-
-    def close(self) -> None:
-        pass
+from tests.unit.fakes import DEBIAN12_FACTS, LocalShell, make_host, role_of, walk_roles
 
 
 def marker_step(path: Path, notify: tuple[str, ...] = ()) -> Step:
@@ -59,25 +34,9 @@ def marker_step(path: Path, notify: tuple[str, ...] = ()) -> Step:
     return Step(f"marker {path.name}", f"cat {quote(str(path))}", decide, notify)
 
 
-def make_host(check: bool = False) -> Host:
-    settings = SshSettings(None, Path("/dev/null"), False, None, 5, 5, None)
-    config = HostConfig("local", "127.0.0.1", 22, "root", (), ("test",), {}, settings)
-
-    def no_facts() -> Facts:
-        raise AssertionError("facts were not needed")
-
-    return Host(config, {}, no_facts, check=check)
-
-
 def walk(steps: list[Step], check: bool = False, handlers: tuple[Handler, ...] = ()
          ) -> tuple[list[Change], LocalShell]:
-    role = Role("test", Path("/nonexistent"), {}, {h.name: h for h in handlers},
-                lambda host: steps)
-    shell = LocalShell()
-    changes: list[Change] = []
-    HostWalk(make_host(check), shell, [RoleSteps(role, steps)],  # type: ignore[arg-type]
-             changes.append, lambda label: None).run()
-    return changes, shell
+    return walk_roles([role_of(steps, handlers)], check=check)
 
 
 def test_converged_host_costs_one_round_trip(tmp_path: Path) -> None:
@@ -147,7 +106,7 @@ def test_check_mode_reports_notified_handler_without_running_it(tmp_path: Path) 
     handler = Handler("thing:reload", f"echo ran >> {quote(str(log))}")
     changes, _ = walk([marker_step(tmp_path / "a", ("thing:reload",))], check=True,
                       handlers=(handler,))
-    assert changes[-1].reason == "would run (notified)"
+    assert changes[-1].reason == "would run (notified by marker a)"
     assert not log.exists()
 
 
@@ -178,16 +137,10 @@ def write_step(path: Path, notify: tuple[str, ...] = ()) -> Step:
     return replace(marker_step(path, notify), writes_only=str(path))
 
 
-def walk_roles(parts: list[tuple[list[Step], tuple[Handler, ...]]]
+def walk_parts(parts: list[tuple[list[Step], tuple[Handler, ...]]]
                ) -> tuple[list[Change], LocalShell]:
-    plan = [RoleSteps(Role(f"role{i}", Path("/nonexistent"), {}, {h.name: h for h in handlers},
-                           lambda host, steps=steps: steps), steps)
-            for i, (steps, handlers) in enumerate(parts)]
-    shell = LocalShell()
-    changes: list[Change] = []
-    HostWalk(make_host(), shell, plan, changes.append,  # type: ignore[arg-type]
-             lambda label: None).run()
-    return changes, shell
+    return walk_roles([role_of(steps, handlers, f"role{i}")
+                       for i, (steps, handlers) in enumerate(parts)])
 
 
 def test_changed_files_travel_in_one_round_trip(tmp_path: Path) -> None:
@@ -275,7 +228,7 @@ def test_only_the_last_round_trip_of_a_role_finish_probes_the_next_role(tmp_path
     second = [marker_step(tmp_path / "b")]
     (tmp_path / "b").write_text("yes\n")
 
-    changes, shell = walk_roles([(first, handlers), (second, ())])
+    changes, shell = walk_parts([(first, handlers), (second, ())])
 
     probe_of_b = f"cat {quote(str(tmp_path / 'b'))}"
     assert [probe_of_b in script for script in shell.scripts] == [True, False, False, True]
@@ -293,7 +246,7 @@ def test_a_secret_in_a_template_reaches_the_host_and_only_its_mask_is_shown(
     config = HostConfig("local", "127.0.0.1", 22, "root", (), ("test",), {}, settings)
     host = Host(config, {"app_password": Secret("hunter2", "env:APP_PASSWORD")},
                 lambda: DEBIAN12_FACTS, show_diff=True)
-    host.template_dir = templates
+    host = host.for_role(templates)
     step = ensure_file(host, str(target), host.render("app.conf.j2"), mode=0o600)
     role = Role("test", tmp_path, {}, {}, lambda host: [step])
     changes: list[Change] = []

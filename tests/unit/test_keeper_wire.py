@@ -19,7 +19,7 @@ from provisioner.transport.keeper_wire import (
     receive_message,
     send_message,
 )
-from tests.unit.hosts import make_host
+from tests.unit.fakes import make_host
 
 
 def test_a_message_arrives_with_its_header_and_bodies_intact() -> None:

@@ -13,34 +13,24 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.change import Change
 from provisioner.commands import quote
 from provisioner.content.roles import Role
 from provisioner.errors import RoleError
 from provisioner.facts import FACTS_SCRIPT, parse_facts
 from provisioner.facts import remembered as facts_cache
 from provisioner.host import Host
-from provisioner.inventory.hosts import HostConfig, SshSettings
-from provisioner.run import engine
-from provisioner.run.engine import HostJob, RunOptions
+from provisioner.inventory.hosts import HostConfig
+from provisioner.run import engine, session
+from provisioner.run.engine import RunOptions
 from provisioner.run.results import HostResult
+from provisioner.run.session import HostJob
 from provisioner.step import Plan, Probed, Step
 from provisioner.transport.remote import Result, StderrLines
-from tests.unit.hosts import DEBIAN12_FACTS
-from tests.unit.test_host_walk import LocalShell
-
-
-class Quiet:
-    def host_started(self, host: str) -> None: ...
-    def action_started(self, host: str, label: str) -> None: ...
-    def action_progress(self, host: str, label: str, text: str) -> None: ...
-    def step_finished(self, host: str, change: Change) -> None: ...
-    def host_finished(self, result: HostResult) -> None: ...
+from tests.unit.fakes import DEBIAN12_FACTS, LocalShell, Quiet, host_config
 
 
 def config(address: str = "127.0.0.1") -> HostConfig:
-    settings = SshSettings(None, Path("/dev/null"), False, None, 5, 5, None)
-    return HostConfig("local", address, 22, "root", (), ("sized",), {}, settings)
+    return host_config("local", address, roles=("sized",))
 
 
 def sized_role(record: Path, reads_facts: bool = True) -> Role:
@@ -88,7 +78,7 @@ def provision(role: Role, monkeypatch: pytest.MonkeyPatch, address: str = "127.0
               check: bool = False, shell: LocalShell | None = None
               ) -> tuple[HostResult, LocalShell]:
     shell = shell or LocalShell()
-    monkeypatch.setattr(engine, "open_connection", lambda config: shell)
+    monkeypatch.setattr(session, "open_connection", lambda config: shell)
     monkeypatch.setattr(engine, "prepare_keepers", lambda configs, workers: None)
     job = HostJob(config(address), (role,), {})
     result = engine.run([job], RunOptions(check=check), Quiet()).hosts["local"]

@@ -22,7 +22,7 @@ from provisioner.output.console import ConsoleReport, OutputThatMayClose, live_l
 from provisioner.output.facts_table import facts_data, facts_table
 from provisioner.output.run_report import profile_lines, report_data, slowest_steps, write_report
 from provisioner.run.results import HostResult, RunResult
-from tests.unit.hosts import DEBIAN12_FACTS
+from tests.unit.fakes import DEBIAN12_FACTS
 
 
 def sample_run() -> RunResult:

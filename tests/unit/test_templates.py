@@ -37,7 +37,7 @@ def make_host(variables: dict[str, object], template_dir: Path | None) -> Host:
                       sudo_password=None)
     config = HostConfig("web1", "192.0.2.10", 22, "root", (), (), variables, ssh)
     host = Host(config, variables, gather_facts=lambda: FACTS)
-    host.template_dir = template_dir
+    host = host.for_role(template_dir) if template_dir is not None else host
     return host
 
 
@@ -110,8 +110,8 @@ def test_host_render_extra_values_override_variables(tmp_path: Path) -> None:
     assert host.render("motd.j2", port=2222) == "2222\n"
 
 
-def test_host_render_outside_a_role_is_a_bug() -> None:
-    with pytest.raises(RuntimeError, match="outside a role"):
+def test_host_render_on_a_host_not_bound_to_a_role_is_a_bug() -> None:
+    with pytest.raises(RuntimeError, match="not bound to a role"):
         make_host({}, None).render("motd.j2")
 
 
@@ -123,7 +123,7 @@ def counting_host(template_dir: Path, calls: list[str]) -> Host:
     ssh = SshSettings(None, Path("/dev/null"), False, None, 10.0, 60.0, None)
     host = Host(HostConfig("web1", "192.0.2.10", 22, "root", (), (), {}, ssh), {"port": 22},
                 gather_facts=gather)
-    host.template_dir = template_dir
+    host = host.for_role(template_dir) if template_dir is not None else host
     return host
 
 

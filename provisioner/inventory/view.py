@@ -1,0 +1,56 @@
+"""The inventory as a role may read it: which hosts are in a group, and their addresses.
+
+A database role opens 5432 only to the API hosts and writes pg_hba from the same list, so it must
+see the other hosts of the inventory, not only its own. It sees names and addresses and nothing
+else: another host's variables and credentials are none of its business.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from provisioner.errors import RoleError
+from provisioner.inventory.hosts import HostConfig, Inventory
+
+
+@dataclass(frozen=True)
+class PeerHost:
+    """Another host of the inventory, as a role may know it."""
+
+    name: str
+    address: str
+
+
+@dataclass(frozen=True)
+class InventoryView:
+    """Read-only: group -> its hosts, in the inventory's order; every host of the file, whatever
+    this run selected."""
+
+    groups: Mapping[str, tuple[PeerHost, ...]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, inventory: Inventory) -> InventoryView:
+        return cls.of_hosts(inventory.hosts.values(), inventory.groups)
+
+    @classmethod
+    def of_hosts(cls, hosts: Iterable[HostConfig], group_names: Iterable[str] = ()
+                 ) -> InventoryView:
+        members: dict[str, list[PeerHost]] = {name: [] for name in group_names}
+        for config in hosts:
+            for group in config.groups:
+                members.setdefault(group, []).append(PeerHost(config.name, config.address))
+        return cls({name: tuple(peers) for name, peers in members.items()})
+
+    def hosts(self, group: str) -> tuple[PeerHost, ...]:
+        """The hosts of ``group``; RoleError naming the groups there are when it is unknown (a
+        typo in a role variable must not open a port to nobody, silently)."""
+        if group not in self.groups:
+            known = ", ".join(sorted(self.groups)) or "none"
+            raise RoleError(f"group {group!r} is not a group of the inventory (groups: {known}).")
+        return self.groups[group]
+
+    def addresses(self, *groups: str) -> tuple[str, ...]:
+        """The addresses of every host in these groups, each once, in the inventory's order."""
+        found = [peer.address for group in groups for peer in self.hosts(group)]
+        return tuple(dict.fromkeys(found))

@@ -1,0 +1,124 @@
+"""Handlers after a role's steps: which run, in what order, why, and never lost.
+
+A change that notifies a handler is only half done until the handler ran: new config files on
+disk, the service still running the old ones. So a notification is recorded on the host in the
+same round trip as the change (a file per handler under HANDLER_ROOT), and the record is removed
+in the round trip that runs the handler, after it succeeded. A run that fails between the two, or
+whose login dies, leaves the record; the next run reads it in its first round trip and runs the
+handler even though no file changes any more. Ansible forgets such handlers unless
+``--force-handlers`` was given, and the host keeps serving its old configuration.
+
+Of the handlers notified, one that another notified handler supersedes (a reload, when the
+restart of the same service runs) is skipped, and its record is cleared with the one that runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from provisioner.commands import join, quote
+from provisioner.step import Handler
+
+#: Where pending notifications live on the host: ``<root>/<role>/<handler>``, holding the label
+#: of the step that notified it (masked, like everything the walk shows).
+HANDLER_ROOT = "/var/lib/provisioner/handlers"
+#: Seconds between two readiness checks of a handler that waits for its service.
+READY_POLL_SECONDS = 0.5
+#: Notifier labels a reason names before it says how many more there were.
+NAMED_NOTIFIERS = 3
+
+
+@dataclass(frozen=True)
+class Notified:
+    """A handler to run after its role, and why: the labels of the steps that notified it, or
+    the record an earlier run left."""
+
+    handler: Handler
+    because: tuple[str, ...]
+    #: Handlers whose records this one clears: itself and those it superseded.
+    clears: tuple[str, ...]
+
+
+def record_action(role: str, names: Sequence[str], notifier: str) -> str:
+    """Shell that records ``names`` as pending on the host; it runs before the change itself, so
+    a change is never on the host without its record."""
+    directory = f"{HANDLER_ROOT}/{role}"
+    writes = " && ".join(f"printf '%s\\n' {quote(notifier)} > {quote(directory + '/' + name)}"
+                         for name in names)
+    return f"{{ [ -d {quote(directory)} ] || mkdir -p {quote(directory)}; }} && {writes}"
+
+
+def pending_probe() -> str:
+    """Read-only shell (builtins only, it travels in every first round trip): one line per
+    pending record, ``role<TAB>handler<TAB>notifier``."""
+    return (f"for f in {HANDLER_ROOT}/*/*; do [ -f \"$f\" ] || continue; d=${{f%/*}}; "
+            "n=; IFS= read -r n < \"$f\"; "
+            "printf '%s\\t%s\\t%s\\n' \"${d##*/}\" \"${f##*/}\" \"$n\"; done; true")
+
+
+def parse_pending(output: str) -> dict[str, dict[str, str]]:
+    """Role -> handler -> the label of the step that notified it in an earlier run."""
+    pending: dict[str, dict[str, str]] = {}
+    for line in output.splitlines():
+        fields = line.split("\t")
+        if len(fields) == 3 and fields[0] and fields[1]:
+            pending.setdefault(fields[0], {})[fields[1]] = fields[2]
+    return pending
+
+
+def choose(handlers: Mapping[str, Handler], notified: Mapping[str, Sequence[str]]
+           ) -> tuple[list[Notified], dict[str, str]]:
+    """The handlers to run, in the role's order, and those skipped: name -> the one superseding it.
+
+    Supersession follows chains (a restart supersedes a reload that supersedes a test), and a
+    handler notified only through a record still counts."""
+    wanted = [name for name in handlers if name in notified]
+    superseded: dict[str, str] = {}
+    for name in wanted:
+        for covered in _covered_by(handlers, name):
+            if covered in notified and covered != name and covered not in superseded:
+                superseded[covered] = name
+    running = [name for name in wanted if name not in superseded]
+    chosen = [Notified(handlers[name], tuple(notified[name]),
+                       (name, *sorted(o for o, by in superseded.items() if by == name)))
+              for name in running]
+    return chosen, superseded
+
+
+def _covered_by(handlers: Mapping[str, Handler], name: str) -> set[str]:
+    seen: set[str] = set()
+    todo = list(handlers[name].supersedes)
+    while todo:
+        current = todo.pop()
+        if current not in seen:
+            seen.add(current)
+            todo.extend(handlers[current].supersedes)
+    return seen
+
+
+def handler_script(role: str, notified: Notified) -> str:
+    """The handler's action, then its readiness wait, then clearing its records."""
+    handler = notified.handler
+    parts = [f"( {handler.action}\n)"]
+    if handler.ready is not None:
+        parts.append(_ready_wait(handler))
+    records = [f"{HANDLER_ROOT}/{role}/{name}" for name in notified.clears]
+    parts.append(join("rm", "-f", *records))
+    return " && ".join(parts)
+
+
+def _ready_wait(handler: Handler) -> str:
+    polls = max(1, int(handler.ready_timeout / READY_POLL_SECONDS))
+    failure = quote(f"{handler.name}: not ready {handler.ready_timeout} s after it ran "
+                    f"(checked with: {handler.ready})")
+    return (f"{{ i=0; until ( {handler.ready}\n) >/dev/null 2>&1; do "
+            f"if [ \"$i\" -ge {polls} ]; then echo {failure}; exit 1; fi; "
+            f"i=$((i+1)); sleep {READY_POLL_SECONDS}; done; }}")
+
+
+def because(notifiers: Sequence[str]) -> str:
+    """Why a handler runs, for its report line."""
+    named = ", ".join(notifiers[:NAMED_NOTIFIERS])
+    more = len(notifiers) - NAMED_NOTIFIERS
+    return f"notified by {named}" + (f" and {more} more" if more > 0 else "")

@@ -1,0 +1,249 @@
+"""Handlers: decided notifications, precedence, readiness, and records that outlive a failed run.
+
+The walks run against the local shell; the handler records go to a temporary directory
+(conftest.private_handler_records).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from provisioner.commands import quote
+from provisioner.content.roles import check_handler_names, check_notifications
+from provisioner.errors import RoleError
+from provisioner.run import handlers
+from provisioner.step import Handler, Plan, Probed, Refused, Step
+from tests.unit.fakes import LocalShell, role_of, walk_roles
+
+
+def marker_step(path: Path, notify: tuple[str, ...] = (),
+                chosen: tuple[str, ...] | None = None) -> Step:
+    """Wants ``path`` to hold 'yes'; its change notifies ``chosen`` (None: all it declares)."""
+    def decide(probed: Probed) -> Plan:
+        if probed.output.strip() == "yes":
+            return Plan("already yes")
+        return Plan("set to yes", action=f"echo yes > {quote(str(path))}", notify=chosen)
+
+    return Step(f"marker {path.name}", f"cat {quote(str(path))} 2>/dev/null", decide, notify)
+
+
+def logging_handler(name: str, log: Path, **options: object) -> Handler:
+    return Handler(name, f"echo {quote(name)} >> {quote(str(log))}", **options)  # type: ignore[arg-type]
+
+
+def failing_step() -> Step:
+    return Step("fails", "true", lambda probed: Plan("breaks", action="exit 3"))
+
+
+def ran(log: Path) -> list[str]:
+    return log.read_text().splitlines() if log.exists() else []
+
+
+# --- decided notifications ------------------------------------------------------------------
+
+
+def test_decide_chooses_which_declared_handler_a_change_notifies(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    step = marker_step(tmp_path / "conf", ("pg:restart", "pg:reload"), chosen=("pg:reload",))
+    walk_roles([role_of([step], [logging_handler("pg:restart", log),
+                                 logging_handler("pg:reload", log)])])
+    assert ran(log) == ["pg:reload"]
+
+
+def test_a_plan_notifying_a_handler_its_step_does_not_declare_fails_the_step(
+        tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    step = marker_step(tmp_path / "conf", ("pg:reload",), chosen=("pg:restart",))
+    changes, _ = walk_roles([role_of([step], [logging_handler("pg:restart", log),
+                                              logging_handler("pg:reload", log)])])
+    assert changes[0].failed and "does not declare" in changes[0].reason
+    assert ran(log) == [] and not (tmp_path / "conf").exists()
+
+
+def test_a_step_notifying_a_handler_the_role_lacks_is_refused_before_anything_runs(
+        tmp_path: Path) -> None:
+    role = role_of([marker_step(tmp_path / "conf", ("nginx:reload",))],
+                   [logging_handler("nginx:restart", tmp_path / "log")], name="web")
+    with pytest.raises(RoleError, match="'nginx:reload', which the role does not define"):
+        check_notifications(role, list(role.steps(None)))  # type: ignore[arg-type]
+
+
+def test_a_handler_name_that_cannot_be_a_file_name_is_refused_when_the_role_loads() -> None:
+    with pytest.raises(RoleError, match=r"handler name '\.\./x'"):
+        check_handler_names("web", {"../x": Handler("../x", "true")})
+
+
+def test_a_handler_superseding_an_unknown_handler_is_refused_when_the_role_loads() -> None:
+    with pytest.raises(RoleError, match="supersedes 'pg:reloda'"):
+        check_handler_names("db", {"pg:restart": Handler("pg:restart", "true",
+                                                          supersedes=("pg:reloda",))})
+
+
+# --- precedence -----------------------------------------------------------------------------
+
+
+def test_a_restart_supersedes_the_reload_of_the_same_service(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    steps = [marker_step(tmp_path / "a", ("pg:reload",)),
+             marker_step(tmp_path / "b", ("pg:restart",))]
+    changes, _ = walk_roles([role_of(steps, [
+        logging_handler("pg:restart", log, supersedes=("pg:reload",)),
+        logging_handler("pg:reload", log)])])
+    assert ran(log) == ["pg:restart"]
+    skipped = next(c for c in changes if c.label == "handler pg:reload")
+    assert not skipped.changed and "pg:restart runs instead" in skipped.reason
+
+
+def test_supersession_follows_chains() -> None:
+    chain = {"restart": Handler("restart", "true", supersedes=("reload",)),
+             "reload": Handler("reload", "true", supersedes=("test",)),
+             "test": Handler("test", "true")}
+    chosen, superseded = handlers.choose(chain, {"test": ["a"], "restart": ["b"]})
+    assert [n.handler.name for n in chosen] == ["restart"]
+    assert superseded == {"test": "restart"}
+    assert chosen[0].clears == ("restart", "test")
+
+
+def test_handlers_run_in_the_order_the_role_defines_them() -> None:
+    defined = {"first": Handler("first", "true"), "second": Handler("second", "true")}
+    chosen, _ = handlers.choose(defined, {"second": ["a"], "first": ["b"]})
+    assert [n.handler.name for n in chosen] == ["first", "second"]
+
+
+# --- readiness and why ----------------------------------------------------------------------
+
+
+def test_a_handler_reports_which_steps_notified_it(tmp_path: Path) -> None:
+    steps = [marker_step(tmp_path / "a", ("svc:reload",)),
+             marker_step(tmp_path / "b", ("svc:reload",))]
+    changes, _ = walk_roles([role_of(steps, [logging_handler("svc:reload", tmp_path / "log")])])
+    assert changes[-1].reason == "ran (notified by marker a, marker b)"
+
+
+def test_a_handler_waits_until_its_service_is_ready(tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    handler = Handler("svc:restart", f"(sleep 0.6; touch {quote(str(ready))}) &",
+                      ready=f"test -e {quote(str(ready))}", ready_timeout=10)
+    changes, _ = walk_roles([role_of([marker_step(tmp_path / "a", ("svc:restart",))],
+                                     [handler])])
+    assert changes[-1].status == "changed" and "is ready" in changes[-1].reason
+    assert ready.exists()
+
+
+def test_a_handler_whose_service_never_gets_ready_fails_after_its_timeout(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(handlers, "READY_POLL_SECONDS", 0.1)
+    handler = Handler("svc:restart", "true", ready="false", ready_timeout=1)
+    changes, _ = walk_roles([role_of([marker_step(tmp_path / "a", ("svc:restart",))],
+                                     [handler])])
+    assert changes[-1].failed
+    assert "svc:restart: not ready 1 s after it ran (checked with: false)" in changes[-1].reason
+
+
+# --- records: handlers are never lost ---------------------------------------------------------
+
+
+def test_a_run_that_fails_after_a_notifying_change_leaves_the_handler_recorded(
+        tmp_path: Path, private_handler_records: Path) -> None:
+    log = tmp_path / "log"
+    role = role_of([marker_step(tmp_path / "conf", ("svc:reload",)), failing_step()],
+                   [logging_handler("svc:reload", log)], name="svc")
+    changes, _ = walk_roles([role])
+    assert changes[1].failed and ran(log) == []
+    record = private_handler_records / "svc" / "svc:reload"
+    assert record.read_text() == "marker conf\n"
+
+
+def test_the_next_run_runs_a_recorded_handler_though_nothing_changes_any_more(
+        tmp_path: Path, private_handler_records: Path) -> None:
+    log = tmp_path / "log"
+    handler = logging_handler("svc:reload", log)
+    walk_roles([role_of([marker_step(tmp_path / "conf", ("svc:reload",)), failing_step()],
+                        [handler], name="svc")])
+
+    changes, shell = walk_roles([role_of([marker_step(tmp_path / "conf", ("svc:reload",))],
+                                         [handler], name="svc")])
+
+    assert ran(log) == ["svc:reload"]
+    assert [c.status for c in changes] == ["ok", "changed"]
+    assert "an earlier run's change (marker conf)" in changes[-1].reason
+    assert not (private_handler_records / "svc" / "svc:reload").exists()
+    assert shell.round_trips == 2
+
+
+def test_a_recorded_handler_runs_once_then_is_forgotten(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    handler = logging_handler("svc:reload", log)
+    steps = [marker_step(tmp_path / "conf", ("svc:reload",))]
+    walk_roles([role_of([*steps, failing_step()], [handler], name="svc")])
+    walk_roles([role_of(steps, [handler], name="svc")])
+    changes, shell = walk_roles([role_of(steps, [handler], name="svc")])
+    assert ran(log) == ["svc:reload"]
+    assert [c.status for c in changes] == ["ok"] and shell.round_trips == 1
+
+
+def test_check_mode_says_a_recorded_handler_would_run_and_keeps_the_record(
+        tmp_path: Path, private_handler_records: Path) -> None:
+    log = tmp_path / "log"
+    handler = logging_handler("svc:reload", log)
+    steps = [marker_step(tmp_path / "conf", ("svc:reload",))]
+    walk_roles([role_of([*steps, failing_step()], [handler], name="svc")])
+    changes, _ = walk_roles([role_of(steps, [handler], name="svc")], check=True)
+    assert changes[-1].reason.startswith("would run (notified by an earlier run's change")
+    assert ran(log) == [] and (private_handler_records / "svc" / "svc:reload").exists()
+
+
+def test_a_record_of_a_role_not_in_this_run_is_kept_and_named(
+        tmp_path: Path, private_handler_records: Path) -> None:
+    handler = logging_handler("svc:reload", tmp_path / "log")
+    walk_roles([role_of([marker_step(tmp_path / "conf", ("svc:reload",)), failing_step()],
+                        [handler], name="svc")])
+    changes, _ = walk_roles([role_of([], name="other")])
+    assert changes[0].label == "handler svc:reload of role svc"
+    assert "runs when role svc runs" in changes[0].reason
+    assert (private_handler_records / "svc" / "svc:reload").exists()
+
+
+def test_a_superseded_handler_loses_its_record_with_the_one_that_ran(
+        tmp_path: Path, private_handler_records: Path) -> None:
+    log = tmp_path / "log"
+    restart = logging_handler("pg:restart", log, supersedes=("pg:reload",))
+    reload = logging_handler("pg:reload", log)
+    first = [marker_step(tmp_path / "a", ("pg:reload",)), failing_step()]
+    walk_roles([role_of(first, [restart, reload], name="pg")])
+    walk_roles([role_of([marker_step(tmp_path / "b", ("pg:restart",))], [restart, reload],
+                        name="pg")])
+    assert ran(log) == ["pg:restart"]
+    assert list((private_handler_records / "pg").iterdir()) == []
+
+
+def test_pending_records_are_read_with_shell_builtins_only(private_handler_records: Path
+                                                           ) -> None:
+    (private_handler_records / "pg").mkdir(parents=True)
+    (private_handler_records / "pg" / "pg:reload").write_text("config file\n")
+    output = LocalShell().run_script(handlers.pending_probe()).stdout
+    assert handlers.parse_pending(output) == {"pg": {"pg:reload": "config file"}}
+
+
+# --- refusals ---------------------------------------------------------------------------------
+
+
+def refusing_step() -> Step:
+    def decide(probed: Probed) -> Plan:
+        raise Refused("no main mirror in the apt sources; set hardening_apt_security_uri")
+
+    return Step("security source", "true", decide)
+
+
+def test_a_refused_step_stops_the_run_as_refused_not_as_a_failed_action(tmp_path: Path) -> None:
+    changes, _ = walk_roles([role_of([refusing_step(), marker_step(tmp_path / "after")])])
+    assert [c.status for c in changes] == ["refused"]
+    assert changes[0].failed and "no main mirror" in changes[0].reason
+    assert not (tmp_path / "after").exists()
+
+
+def test_check_mode_reports_a_refusal_as_refused_not_would_change() -> None:
+    changes, _ = walk_roles([role_of([refusing_step()])], check=True)
+    assert changes[0].status == "refused" and not changes[0].changed

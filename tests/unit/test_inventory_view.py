@@ -1,0 +1,43 @@
+"""What a role may read of the inventory: the hosts of a group and their addresses."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from provisioner.errors import RoleError
+from provisioner.inventory.view import InventoryView, PeerHost
+from provisioner.run.engine import RunOptions, prepare
+from tests.unit.fakes import host_config
+
+HOSTS = [host_config("api1", "10.0.0.11", groups=("api",)),
+         host_config("api2", "10.0.0.12", groups=("api", "web")),
+         host_config("db1", "10.0.0.21", groups=("db",))]
+
+
+def test_a_group_lists_its_hosts_in_the_inventory_order() -> None:
+    view = InventoryView.of_hosts(HOSTS)
+    assert view.hosts("api") == (PeerHost("api1", "10.0.0.11"), PeerHost("api2", "10.0.0.12"))
+
+
+def test_addresses_of_several_groups_name_each_host_once() -> None:
+    view = InventoryView.of_hosts(HOSTS)
+    assert view.addresses("api", "web") == ("10.0.0.11", "10.0.0.12")
+
+
+def test_a_declared_group_without_hosts_is_empty_not_unknown() -> None:
+    view = InventoryView.of_hosts(HOSTS, group_names=("replicas",))
+    assert view.hosts("replicas") == ()
+
+
+def test_an_unknown_group_is_an_error_naming_the_groups_there_are() -> None:
+    view = InventoryView.of_hosts(HOSTS)
+    with pytest.raises(RoleError, match=r"'apii' is not a group .*groups: api, db, web"):
+        view.addresses("apii")
+
+
+def test_a_job_sees_the_whole_inventory_whatever_the_run_selected() -> None:
+    hosts = [replace(config, roles=()) for config in HOSTS]
+    [job] = prepare([hosts[2]], RunOptions(), InventoryView.of_hosts(hosts))
+    assert job.inventory.addresses("api") == ("10.0.0.11", "10.0.0.12")
