@@ -28,7 +28,7 @@ SHORT_FLAGS = {
     "host": "H", "group": "g", "inventory": "i", "check": "c", "diff": "d", "report": "o",
     "roles": "r", "parallel": "p", "set": "s", "profile": "t", "pytest_args": "p", "json": "j",
     "name": "n", "user": "u", "count": "c", "suite": "s", "reps": "r", "scenarios": "s",
-    "tools": "t", "smoke": "m",
+    "tools": "t", "smoke": "m", "serial": "b",
 }
 
 
@@ -62,12 +62,15 @@ def user_errors(function: F) -> F:
             "roles": "Run only these roles, comma-separated (e.g. hardening,ufw).",
             "parallel": "How many hosts to work on at once (default 10).",
             "set": "Override a variable: --set name=value (repeatable; highest precedence).",
-            "profile": "Print the slowest steps and each host's time after the run."},
+            "profile": "Print the slowest steps and each host's time after the run.",
+            "serial": "Work on N hosts at a time, batch after batch, and start no further "
+                      "batch after one in which a host failed (default 0: all at once)."},
       iterable=["set"])
 @user_errors
 def provision(c: Context, host: str | None = None, group: str | None = None, inventory: str = "",
               check: bool = False, diff: bool = False, report: str = "", roles: str = "",
-              parallel: int = 10, set: list[str] | None = None, profile: bool = False) -> None:
+              parallel: int = 10, set: list[str] | None = None, profile: bool = False,
+              serial: int = 0) -> None:
     """Apply each host's roles from the inventory; a second run changes nothing.
 
     Example: invoke provision --host prod1 --check --diff
@@ -75,9 +78,10 @@ def provision(c: Context, host: str | None = None, group: str | None = None, inv
     from provisioner import cli
     from provisioner.run.engine import RunOptions
 
-    cli.check_run_flags(parallel, report)
+    cli.check_run_flags(parallel, report, serial)
     host, group = cli.selection(host, group)
-    options = RunOptions(check=check, diff=diff, parallel=parallel, roles=cli.split_names(roles))
+    options = RunOptions(check=check, diff=diff, parallel=parallel, roles=cli.split_names(roles),
+                         serial=serial)
     raise Exit(code=cli.provision(cli.load(inventory, set or []), host, group, options, report,
                                   profile))
 

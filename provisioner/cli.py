@@ -69,12 +69,15 @@ def split_names(text: str) -> tuple[str, ...]:
 # --- flags judged before the inventory is read --------------------------------------------------
 
 
-def check_run_flags(parallel: int, report: str) -> None:
+def check_run_flags(parallel: int, report: str, serial: int = 0) -> None:
     """Refuse flags that cannot work before anything else happens: a report path that cannot be
     written used to fail with a traceback after every host had been changed."""
     if parallel < 1:
         raise ProvisionerError(f"--parallel {parallel}: must be at least 1 (how many hosts to "
                                "work on at once; the default is 10).")
+    if serial < 0:
+        raise ProvisionerError(f"--serial {serial}: must be 0 (every host at once) or how many "
+                               "hosts each batch holds.")
     if report:
         check_report_path(Path(report))
 

@@ -23,7 +23,7 @@ from provisioner.change import Change
 from provisioner.output.run_report import profile_lines
 from provisioner.run.results import HostResult, RunResult
 
-_STYLES = {"ok": "green", "changed": "yellow", "failed": "bold red"}
+_STYLES = {"ok": "green", "changed": "yellow", "failed": "bold red", "refused": "bold red"}
 
 
 _PAINTS = (*_STYLES.values(), "dim", "bold", "cyan")
@@ -137,6 +137,8 @@ class ConsoleReport:
         text = ""
         if result.error:
             text = self._painted("bold red", f"{result.name}  failed   {result.error}") + "\n"
+        elif result.skipped:
+            text = self._painted("yellow", f"{result.name}  skipped  {result.skipped}") + "\n"
         with self._lock:
             for key in [key for key in self._pending if key[0] == result.name]:
                 del self._pending[key]
@@ -148,8 +150,9 @@ class ConsoleReport:
         for column in ("host", "ok", "changed", "failed", "round trips", "seconds"):
             table.add_column(column, justify="left" if column == "host" else "right")
         for result in run.hosts.values():
-            failed = result.count("failed") + (1 if result.error else 0)
-            table.add_row(result.name, str(result.count("ok")), str(result.count("changed")),
+            failed = result.count("failed") + result.count("refused") + (1 if result.error else 0)
+            name = f"{result.name} (skipped)" if result.skipped else result.name
+            table.add_row(name, str(result.count("ok")), str(result.count("changed")),
                           Text(str(failed), style="bold red" if failed else ""),
                           str(result.round_trips), f"{result.duration:.2f}")
         with self._lock:

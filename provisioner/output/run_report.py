@@ -21,8 +21,9 @@ def report_data(run: RunResult) -> dict[str, Any]:
     for name, result in run.hosts.items():
         hosts[name] = {
             "ok": result.count("ok"), "changed": result.count("changed"),
-            "failed": result.count("failed") + (1 if result.error else 0),
+            "failed": result.count("failed") + result.count("refused") + (1 if result.error else 0),
             "error": result.error,
+            "skipped": result.skipped,
             "changed_steps": [c.label for c in result.changes if c.changed],
             "failed_steps": [c.label for c in result.changes if c.failed],
             "round_trips": result.round_trips,

@@ -238,7 +238,7 @@ def test_help_of_provision_lists_every_flag_with_its_text() -> None:
     assert completed.returncode == 0
     assert sorted(flag.split("--")[1].split("=")[0] for flag, _, _ in flags) == [
         "check", "diff", "group", "host", "inventory", "parallel", "profile", "report", "roles",
-        "set"]
+        "serial", "set"]
     assert [flag for flag, _, text in flags if not text] == []
 
 
@@ -313,6 +313,11 @@ UNREACHABLE = """\
 def test_parallel_below_one_is_refused(parallel: int) -> None:
     with pytest.raises(ProvisionerError, match=rf"^--parallel {parallel}: must be at least 1"):
         cli.check_run_flags(parallel, "")
+
+
+def test_a_negative_serial_batch_size_is_refused() -> None:
+    with pytest.raises(ProvisionerError, match=r"^--serial -1: must be 0"):
+        cli.check_run_flags(10, "", serial=-1)
 
 
 def test_report_in_a_directory_that_does_not_exist_is_refused(tmp_path: Path) -> None:

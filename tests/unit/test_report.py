@@ -148,6 +148,29 @@ def test_console_names_a_host_that_failed_before_any_step() -> None:
     assert "db1  failed   Cannot reach db1" in printed(lambda r: r.host_finished(result))
 
 
+def test_console_names_a_host_a_serial_run_never_started_and_why() -> None:
+    result = HostResult("web2", skipped="not started: web1 failed in an earlier batch")
+
+    assert "web2  skipped  not started: web1 failed" in printed(lambda r: r.host_finished(result))
+
+
+def test_a_refused_step_counts_as_failed_in_the_summary_and_the_report() -> None:
+    result = HostResult("web1", [Change.refusal("security source", "no main mirror")])
+    run = RunResult({"web1": result})
+    row = next(line for line in printed(lambda r: r.summary(run)).splitlines() if "web1" in line)
+
+    assert [cell.strip() for cell in row.split("│")[1:-1]][3] == "1"
+    assert report_data(run)["hosts"]["web1"]["failed"] == 1
+    assert report_data(run)["hosts"]["web1"]["steps"][0]["status"] == "refused"
+
+
+def test_report_says_why_a_host_was_skipped() -> None:
+    run = RunResult({"web2": HostResult("web2", skipped="not started: web1 failed")})
+
+    assert report_data(run)["hosts"]["web2"]["skipped"] == "not started: web1 failed"
+    assert report_data(run)["exit_code"] == 1
+
+
 def test_written_report_is_readable_by_its_owner_only(tmp_path: Path) -> None:
     path = tmp_path / "report.json"
 
