@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from provisioner.commands import join, quote
 from provisioner.facts import parse_shell_assignments
 from provisioner.host import Host
-from provisioner.ops.files import safeguard_save
+from provisioner.ops.backups import safeguard_save
 from provisioner.step import Plan, Probed, ProbeUnreadable, Safeguard, Step
 
 ACTIONS = ("allow", "limit", "deny", "reject")

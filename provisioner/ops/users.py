@@ -1,4 +1,4 @@
-"""Users with their authorized keys, and sudoers drop-ins that visudo accepts before activation.
+"""Users with their authorized keys, groups, and sudoers drop-ins that visudo accepts first.
 
 Each builder takes an optional Safeguard: a user's shell, groups, keys and sudo rights decide
 whether the controller can still log in, so a role changing those for the login user guards
@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from provisioner.commands import join, quote
 from provisioner.host import Host
-from provisioner.ops.files import ensure_directory, ensure_file, safeguard_save
+from provisioner.ops.backups import safeguard_save
+from provisioner.ops.files import ensure_directory, ensure_file
 from provisioner.step import Plan, Probed, Safeguard, Step
 
 #: What useradd, usermod and gpasswd change; saved before a guarded change to an account.
@@ -73,6 +74,22 @@ def ensure_user(host: Host, name: str, *, shell: str = "/bin/bash", home: str = 
         return Plan(plan.reason, save + plan.action) if plan.action else plan
 
     return Step(label or f"user {name}", probe_user(name), decide, safeguard=safeguard)
+
+
+def plan_group(name: str, output: str) -> Plan:
+    """groupadd unless ``getent group`` found the group; pure."""
+    if output.startswith(f"{name}:"):
+        return Plan("exists")
+    return Plan("created", action=join("groupadd", "--system", name))
+
+
+def ensure_group(host: Host, name: str, *, label: str = "") -> Step:
+    """A system group with this name, nothing else about it managed: roles grant access by
+    membership (sshd's AllowGroups), so the group must exist before its first member."""
+    def decide(probed: Probed) -> Plan:
+        return plan_group(name, probed.output)
+
+    return Step(label or f"group {name}", f"getent group {quote(name)} || true", decide)
 
 
 def plan_group_member(user: str, group: str, current: UserState | None) -> Plan:

@@ -3,7 +3,7 @@
 Arming writes a revert script and schedules it with ``systemd-run --on-active``, a transient timer
 that survives the SSH connection dying; its accuracy is one second (systemd's default of a
 minute made a 120 s safeguard fire up to a minute late). Steps record each file they are about
-to touch in the safeguard's manifest (ops.files.safeguard_save); the revert restores those
+to touch in the safeguard's manifest (ops.backups.safeguard_save); the revert restores those
 files, then runs the safeguard's own undo (e.g. reload sshd, disable ufw).
 
 While a safeguard is armed, the controller's address (as the host sees this login) is exempt
@@ -25,7 +25,7 @@ import secrets
 from dataclasses import dataclass
 
 from provisioner.commands import quote
-from provisioner.ops.files import SAFEGUARD_ROOT
+from provisioner.ops.backups import SAFEGUARD_ROOT
 from provisioner.step import Safeguard, check_safeguard_timeout
 
 

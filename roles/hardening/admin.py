@@ -13,14 +13,16 @@ from collections.abc import Iterator
 
 from provisioner.commands import join, quote
 from provisioner.host import Host
+from provisioner.ops.access import Access, ensure_access
+from provisioner.ops.checks import ensure_command_result
 from provisioner.ops.users import (
     ensure_authorized_keys,
+    ensure_group,
     ensure_group_member,
     ensure_sudoers,
     ensure_user,
 )
 from provisioner.step import Step
-from roles.hardening.custom_steps import Access, ensure_access, ensure_command_result, ensure_group
 from roles.hardening.ssh import access_safeguard
 
 #: Name of the sudoers drop-in (no '.' or '~', which sudo would skip).

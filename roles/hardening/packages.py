@@ -8,88 +8,34 @@ containers, where that kernel belongs to the host.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from provisioner.commands import quote
 from provisioner.facts import Facts
 from provisioner.host import Host
-from provisioner.ops.apt import apt_command, ensure_packages
-from provisioner.ops.files import (
-    DesiredFile,
-    ensure_directory,
-    ensure_template,
-    parse_path_state,
-    plan_file,
-    probe_path,
+from provisioner.ops.apt import ensure_packages
+from provisioner.ops.apt_sources import (
+    AptEntry,
+    archive_keyring,
+    main_mirror,
+    plan_source_file,
+    probe_sources,
+    read_sources,
+    remove_source_action,
+    render_deb822_source,
+    source_mode,
 )
+from provisioner.ops.checks import ensure_command_result
+from provisioner.ops.file_writes import DesiredFile
+from provisioner.ops.files import ensure_directory, ensure_template
 from provisioner.ops.systemd import ensure_service
 from provisioner.step import Plan, Probed, Step
-from roles.hardening.custom_steps import ensure_command_result
 
 SECURITY_SOURCES = "/etc/apt/sources.list.d/provisioner-security.sources"
 JOURNALD_RESTART = "journald:restart"
-#: The lists refreshed after the sources changed, once the dpkg lock is free (ops.apt says who
-#: holds it while it waits).
-_APT_UPDATE = apt_command("update")
-#: Fails on any source it could not fetch (apt >= 2.1.16: Debian 12, Ubuntu 22.04 and later).
-_APT_UPDATE_STRICT = apt_command("update --error-on=any")
-_KEYRINGS = {"debian": "/usr/share/keyrings/debian-archive-keyring.gpg",
-             "ubuntu": "/usr/share/keyrings/ubuntu-archive-keyring.gpg"}
-
-
-@dataclass
-class AptEntry:
-    """One apt source (a one-line ``deb`` entry or a deb822 stanza), as far as it was read."""
-
-    uris: list[str] = field(default_factory=list)
-    suites: list[str] = field(default_factory=list)
-    components: list[str] = field(default_factory=list)
-
-
-def parse_apt_entries(lines: Sequence[str]) -> list[AptEntry]:
-    """Entries from ``deb ...``/``URIs:``/``Suites:``/``Components:`` lines (facts.apt_sources).
-
-    The lines carry no stanza boundaries, so a field seen twice starts a new deb822 entry.
-    """
-    entries: list[AptEntry] = []
-    current: AptEntry | None = None
-    for raw in lines:
-        line = raw.split("#", 1)[0].strip()
-        if line.startswith("deb ") or line.startswith("deb\t"):
-            words = [word for word in _drop_options(line).split() if word]
-            if len(words) >= 3:
-                entries.append(AptEntry([words[1]], [words[2]], words[3:]))
-            current = None
-            continue
-        key, _, value = line.partition(":")
-        name = {"URIs": "uris", "Suites": "suites", "Components": "components"}.get(key.strip())
-        if name is None:
-            continue
-        if current is None or getattr(current, name):
-            current = AptEntry()
-            entries.append(current)
-        getattr(current, name).extend(value.split())
-    return entries
-
-
-def _drop_options(line: str) -> str:
-    """``deb [arch=amd64 signed-by=...] URI ...`` -> ``deb  URI ...``."""
-    start, end = line.find("["), line.find("]")
-    return line[:start] + line[end + 1:] if 0 <= start < end else line
 
 
 def security_suites(entries: Sequence[AptEntry]) -> list[str]:
     return [suite for entry in entries for suite in entry.suites if suite.endswith("-security")]
-
-
-def main_mirror(entries: Sequence[AptEntry], codename: str) -> AptEntry | None:
-    """The first http(s) entry serving the release's main suite."""
-    for entry in entries:
-        web = [uri for uri in entry.uris if uri.startswith(("http://", "https://"))]
-        if codename in entry.suites and web and not web[0].rstrip("/").endswith("-security"):
-            return AptEntry([web[0].rstrip("/")], entry.suites, entry.components)
-    return None
 
 
 def security_uri(mirror_uri: str, os_id: str) -> str:
@@ -104,24 +50,21 @@ def security_uri(mirror_uri: str, os_id: str) -> str:
 
 def render_security_sources(uri: str, codename: str, components: Sequence[str],
                             os_id: str) -> str:
-    keyring = _KEYRINGS.get(os_id, _KEYRINGS["debian"])
-    return ("# Managed by provisioner (hardening role): the security archive (controls.md §1.9).\n"
-            f"Types: deb\nURIs: {uri}\nSuites: {codename}-security\n"
-            f"Components: {' '.join(components or ['main'])}\nSigned-By: {keyring}\n")
+    return render_deb822_source(
+        uri, [f"{codename}-security"], components, archive_keyring(os_id),
+        "Managed by provisioner (hardening role): the security archive (controls.md §1.9).")
 
 
 def plan_security_sources(output: str, variables: Mapping[str, Any], facts: Facts,
                           show_diff: bool = False) -> Plan:
     """Leave a host that already has a -security source alone, else write ours and refresh."""
-    others, _, ours = output.partition("--- ours\n")
-    entries = parse_apt_entries(others.splitlines())
-    current = parse_path_state(ours.strip("\n"))
+    entries, current = read_sources(output)
     present = security_suites(entries)
     if present:
         if current is None:
             return Plan(f"already in the host's apt sources ({present[0]})")
         return Plan(f"removed: the host's own sources now name {present[0]}",
-                    action=f"rm -f {quote(SECURITY_SOURCES)} && {_APT_UPDATE}")
+                    action=remove_source_action(SECURITY_SOURCES))
     mirror = main_mirror(entries, facts.os_codename)
     uri = variables["hardening_apt_security_uri"] or (
         security_uri(mirror.uris[0], facts.os_id) if mirror else "")
@@ -131,26 +74,8 @@ def plan_security_sources(output: str, variables: Mapping[str, Any], facts: Fact
     components = variables["hardening_apt_security_components"] or (
         mirror.components if mirror else [])
     content = render_security_sources(uri, facts.os_codename, components, facts.os_id)
-    # Credentials in the URI (user:password@) make the file nobody else's to read.
-    mode = 0o600 if "@" in uri.split("//", 1)[-1].split("/", 1)[0] else 0o644
-    plan = plan_file(current, DesiredFile(SECURITY_SOURCES, content.encode(), mode=mode),
-                     show_diff)
-    if plan.action is None:
-        return plan
-    # A source apt cannot use would leave the host without security updates while it reports
-    # hardened; apt-get update exits 0 on a failed fetch unless asked not to.
-    undo = quote(f"apt could not use the security archive {SECURITY_SOURCES} names; the file "
-                 "was removed again")
-    return Plan(plan.reason, diff=plan.diff, action=(
-        f"{plan.action}\nif ! {_APT_UPDATE_STRICT}; then rm -f {quote(SECURITY_SOURCES)}; "
-        f"{_APT_UPDATE} >/dev/null 2>&1; echo {undo} >&2; exit 1; fi"))
-
-
-def probe_security_sources(show_diff: bool) -> str:
-    files = "/etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources"
-    return (f"for f in {files}; do if [ -f \"$f\" ] && [ \"$f\" != {quote(SECURITY_SOURCES)} ]; "
-            "then grep -hE '^[[:space:]]*(deb[[:space:]]|URIs:|Suites:|Components:)' \"$f\"; "
-            f"fi; done; echo '--- ours'; {probe_path(SECURITY_SOURCES, with_content=show_diff)}")
+    desired = DesiredFile(SECURITY_SOURCES, content.encode(), mode=source_mode(uri))
+    return plan_source_file(current, desired, show_diff)
 
 
 def security_repository_steps(host: Host) -> Iterator[Step]:
@@ -161,7 +86,8 @@ def security_repository_steps(host: Host) -> Iterator[Step]:
     def decide(probed: Probed) -> Plan:
         return plan_security_sources(probed.output, variables, facts, show_diff)
 
-    yield Step("apt security archive [controls §1.9]", probe_security_sources(show_diff), decide)
+    yield Step("apt security archive [controls §1.9]",
+               probe_sources(SECURITY_SOURCES, with_content=show_diff), decide)
 
 
 def wanted_packages(variables: Mapping[str, Any], facts: Facts) -> list[str]:

@@ -16,10 +16,11 @@ from provisioner.commands import quote
 from provisioner.errors import RoleError
 from provisioner.facts import Facts
 from provisioner.host import Host
-from provisioner.ops.files import backup_command, ensure_file, safeguard_save
+from provisioner.ops.backups import backup_command, safeguard_save
+from provisioner.ops.checks import ensure_command_result
+from provisioner.ops.files import ensure_file
 from provisioner.ops.systemd import reload_service
 from provisioner.step import Handler, Plan, Probed, Safeguard, Step
-from roles.hardening.custom_steps import ensure_command_result
 
 SSH_UNIT = "ssh.service"
 RELOAD = "ssh:reload"

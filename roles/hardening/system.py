@@ -11,15 +11,13 @@ from typing import Any
 
 from provisioner.facts import Facts
 from provisioner.host import Host
-from provisioner.ops.files import ensure_directory, ensure_file, ensure_template, safeguard_save
+from provisioner.ops.access import Access, ensure_access
+from provisioner.ops.backups import safeguard_save
+from provisioner.ops.checks import ensure_command_result
+from provisioner.ops.files import ensure_directory, ensure_file, ensure_template
+from provisioner.ops.lines import ensure_keyed_lines
 from provisioner.ops.sysctl import ensure_sysctl, plan_runtime, probe_runtime
 from provisioner.step import Plan, Probed, Step
-from roles.hardening.custom_steps import (
-    Access,
-    ensure_access,
-    ensure_command_result,
-    ensure_keyed_lines,
-)
 from roles.hardening.ssh import access_safeguard
 
 SYSCTL_FILE = "/etc/sysctl.d/90-provisioner-hardening.conf"

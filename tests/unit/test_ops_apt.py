@@ -23,7 +23,7 @@ from provisioner.ops.apt import (
     wait_for_dpkg_lock,
 )
 from provisioner.step import Probed
-from tests.unit.hosts import make_host
+from tests.unit.fakes import make_host
 
 FIXTURES = Path(__file__).parent / "fixtures"
 WAIT = wait_for_dpkg_lock()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from provisioner.ops.cron import ensure_cron_file, render_cron_file
-from provisioner.ops.files import DesiredFile, write_file_action
+from provisioner.ops.file_writes import DesiredFile, write_file_action
 from provisioner.step import Probed
-from tests.unit.hosts import make_host
+from tests.unit.fakes import make_host
 
 JOB = "17 3 * * * root /usr/local/sbin/backup"
 

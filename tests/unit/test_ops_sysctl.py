@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.ops.files import DesiredFile, write_file_action
+from provisioner.ops.file_writes import DesiredFile, write_file_action
 from provisioner.ops.sysctl import ensure_sysctl, plan_runtime, probe_runtime, render_sysctl_file
 from provisioner.step import Probed
-from tests.unit.hosts import make_host
+from tests.unit.fakes import make_host
 
 SETTINGS = {
     "net.ipv4.ip_forward": 0,

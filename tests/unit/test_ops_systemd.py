@@ -18,7 +18,7 @@ from provisioner.ops.systemd import (
     split_units_output,
 )
 from provisioner.step import Handler, Probed, ProbeUnreadable
-from tests.unit.hosts import make_host
+from tests.unit.fakes import make_host
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

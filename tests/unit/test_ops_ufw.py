@@ -14,7 +14,7 @@ import pytest
 from provisioner.content.roles import PROJECT_ROOT
 from provisioner.errors import RoleError
 from provisioner.inventory.yaml_loader import load_yaml
-from provisioner.ops.files import safeguard_save
+from provisioner.ops.backups import safeguard_save
 from provisioner.ops.ufw import (
     RULES_PROBE,
     Rule,
@@ -28,7 +28,7 @@ from provisioner.ops.ufw import (
     rules_probe,
 )
 from provisioner.step import Probed, ProbeUnreadable, Safeguard
-from tests.unit.hosts import make_host
+from tests.unit.fakes import make_host
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ROLE_DIR = PROJECT_ROOT / "roles" / "ufw"

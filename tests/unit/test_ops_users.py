@@ -6,18 +6,20 @@ import subprocess
 
 import pytest
 
-from provisioner.ops.files import DesiredFile, write_file_action
+from provisioner.ops.file_writes import DesiredFile, write_file_action
 from provisioner.ops.users import (
     UserState,
     ensure_authorized_keys,
+    ensure_group,
     ensure_sudoers,
     ensure_user,
     parse_user,
+    plan_group,
     plan_user,
     probe_user,
 )
-from provisioner.step import Probed
-from tests.unit.hosts import make_host
+from provisioner.step import Plan, Probed
+from tests.unit.fakes import make_host
 
 ADMIN = "admin:x:1000:1000:Admin,,,:/home/admin:/bin/bash\nadmin sudo adm\n"
 
@@ -136,3 +138,24 @@ def test_ensure_sudoers_validates_with_visudo_and_is_read_only_for_root() -> Non
     assert plan.action == write_file_action(DesiredFile(
         "/etc/sudoers.d/90-admin", b"admin ALL=(ALL) ALL\n", mode=0o440,
         validate="visudo -cqf %s"))
+
+
+# --- groups -----------------------------------------------------------------------------------
+
+
+def test_a_group_getent_found_is_left_alone() -> None:
+    assert plan_group("ssh-users", "ssh-users:x:998:admin\n") == Plan("exists")
+
+
+@pytest.mark.parametrize("output", ["", "ssh-users-old:x:997:\n"], ids=["absent", "prefix"])
+def test_a_missing_group_is_created_as_a_system_group(output: str) -> None:
+    assert plan_group("ssh-users", output) == Plan(
+        "created", action="groupadd --system ssh-users")
+
+
+def test_ensure_group_probe_reads_the_group_database_on_this_machine() -> None:
+    step = ensure_group(make_host(), "root")
+    completed = subprocess.run(["sh", "-c", step.probe], capture_output=True, text=True,
+                               timeout=30, check=False)
+
+    assert step.decide(Probed(completed.stdout)) == Plan("exists")

@@ -16,13 +16,11 @@ from provisioner.errors import RoleError
 from provisioner.facts import Facts
 from provisioner.host import Host
 from provisioner.inventory.hosts import HostConfig, SshSettings
+from provisioner.ops.apt_sources import main_mirror, parse_apt_entries
 from provisioner.run.safeguards import Arming
 from provisioner.secrets.values import Secret
-from provisioner.step import Plan, Probed, ProbeUnreadable, Safeguard, Step
-from roles.hardening.custom_steps import Access, plan_access, plan_command_result, plan_keyed_lines
+from provisioner.step import Probed, ProbeUnreadable, Safeguard, Step
 from roles.hardening.packages import (
-    main_mirror,
-    parse_apt_entries,
     plan_security_sources,
     render_security_sources,
     security_uri,
@@ -57,7 +55,7 @@ def make_host(facts: Facts = BOOKWORM, *, show_diff: bool = True, **overrides: A
                       sudo_password=None)
     config = HostConfig("web1", "192.0.2.10", 22, "admin", (), ("hardening",), {}, ssh)
     host = Host(config, merged(**overrides), gather_facts=lambda: facts, show_diff=show_diff)
-    host.template_dir = ROLE_DIR / "templates"
+    host = host.for_role(ROLE_DIR / "templates")
     return host
 
 
@@ -459,42 +457,34 @@ def test_login_defs_lines_carry_the_umask() -> None:
     assert lines["PASS_MAX_DAYS"] == "PASS_MAX_DAYS\t60"
 
 
-def test_keyed_lines_replace_active_keys_and_keep_commented_ones() -> None:
-    text = "#PASS_MAX_DAYS 99999\nPASS_MAX_DAYS\t99999\nUMASK 022\n"
-    new = plan_keyed_lines(text, {"PASS_MAX_DAYS": "PASS_MAX_DAYS\t60", "UMASK": "UMASK\t027"})
-    assert new == "#PASS_MAX_DAYS 99999\nPASS_MAX_DAYS\t60\nUMASK\t027\n"
-    assert plan_keyed_lines(new, {"UMASK": "UMASK\t027"}) is None
-
-
 def test_login_defs_step_waits_for_a_missing_file() -> None:
     with pytest.raises(ProbeUnreadable):
         step_named(make_host(), "/etc/login.defs").decide(Probed("absent"))
 
 
-@pytest.mark.parametrize(("stat", "access", "action"), [
-    ("/etc/cron.d|root|root|755", Access("/etc/cron.d", "root", "root", 0o700, True),
-     "chmod 0700 /etc/cron.d"),
-    ("/home/admin|admin|admin|700", Access("/home/admin", None, None, 0o750, True), None),
-    ("/etc/shadow|root|root|640", Access("/etc/shadow", "root", "shadow", 0o640),
-     "chown root:shadow /etc/shadow"),
-    ("", Access("/etc/crontab", "root", "root", 0o600, True), None),
-])
-def test_modes_are_tightened_never_loosened_and_absent_paths_skipped(
-        stat: str, access: Access, action: str | None) -> None:
-    assert plan_access(stat, [access]).action == action
+def test_account_files_and_cron_are_tightened_and_the_admin_home_closed_to_others() -> None:
+    step = step_named(make_host(), "modes of account files and cron")
+    output = "/etc/shadow|root|root|644\n/etc/cron.d|root|root|755\n/etc/passwd|root|root|644\n"
+
+    assert step.decide(Probed(output)).action == (
+        "chown root:shadow /etc/shadow && chmod 0640 /etc/shadow && chmod 0700 /etc/cron.d")
+    home = step_named(make_host(), "home of admin not readable by others")
+    assert home.decide(Probed("/home/admin|admin|admin|755\n")).action == "chmod 0750 /home/admin"
 
 
-@pytest.mark.parametrize(("output", "plan"), [
-    ("no expiry\n", Plan("already no expiry")),
-    ("expires after 60 days\n", Plan("expires after 60 days -> no expiry", action="chage")),
+@pytest.mark.parametrize(("output", "action"), [
+    ("no expiry\n", None),
+    ("expires after 60 days\n", "chage --maxdays -1 admin"),
 ])
-def test_admin_password_ageing_is_switched_off(output: str, plan: Plan) -> None:
-    assert plan_command_result(output, "no expiry", "chage", "no expiry") == plan
+def test_admin_password_ageing_is_switched_off(output: str, action: str | None) -> None:
+    step = step_named(make_host(), "password of admin never expires")
+    assert step.decide(Probed(output)).action == action
 
 
 def test_password_ageing_waits_for_the_user() -> None:
+    step = step_named(make_host(), "password of admin never expires")
     with pytest.raises(ProbeUnreadable, match="does not exist yet"):
-        plan_command_result("unreadable: the user does not exist yet", "no expiry", "x", "y")
+        step.decide(Probed("unreadable: the user does not exist yet"))
 
 
 def test_kernel_bound_packages_are_skipped_in_containers() -> None:
