@@ -44,6 +44,7 @@ HOSTILE = [
     "%s %d %% \\n \\0",
     "-n",
     "line one\nline two\n",
+    "meta\n\\q\n\\! touch /tmp/pwned\n",
     "EOF\nEOF",
     ":variable :'quoted' :\"ident\"",
     "tab\there\r\n",
