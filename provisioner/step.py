@@ -60,7 +60,7 @@ class ProbeUnreadable(Exception):
 
 #: Seconds a safeguard's revert timer must at least allow: the guarded change, its handlers and
 #: the proof by a new login (up to about 95 s when the host holds new connections back,
-#: login_proof.py) all happen before it may fire.
+#: run/login_proof.py) all happen before it may fire.
 MINIMUM_SAFEGUARD_TIMEOUT = 120
 #: And at most: a host that lost its controller must get its old state back within the hour.
 MAXIMUM_SAFEGUARD_TIMEOUT = 3600

@@ -1,7 +1,7 @@
 """Proving a guarded change: a brand-new SSH login with the inventory's own credentials.
 
-The walk (host_run.py) calls this after a role's handlers ran; a refused login reverts the
-change. How many logins a proof may make is bounded by the host's own ban rules.
+The walk (walk.py, through proofs.py) calls this after a role's handlers ran; a refused login
+reverts the change. How many logins a proof may make is bounded by the host's own ban rules.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The walk over one host's steps: batched probes, actions with re-probes, handlers, safeguards.
 
 Round trips: one for the probes of every step of every role (the facts script in front of them
-when the steps were rendered from the facts the host had last time, see facts_cache.py; a
+when the steps were rendered from the facts the host had last time, see facts/remembered.py; a
 separate one before them when a role reads facts nobody remembers), then one per action (the
 action and the re-probe of the remaining steps travel together, because an action can make later
 probes stale). A converged host therefore costs one round trip, whatever the number of steps.
@@ -11,6 +11,9 @@ a directory) cannot make another step's probe stale, so its action is queued and
 deciding from the same probe results; the queue travels in one round trip (actions in order,
 stopping at the first failure) when a step that may depend on it comes next, when a queued path
 comes up again, or at the end of the role. Ten changed files cost one round trip, not ten.
+
+After a role's steps: its notified handlers (handlers.py: decided by the steps, recorded on the
+host with the change, superseded ones skipped), then the proofs of its safeguards (proofs.py).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Logging in costs more than a converged host's whole check: TCP, key exchange, authentication and
 sshd's PAM session, on both ends, every run. So, like OpenSSH's ControlPersist, the first run
-starts a connection keeper (connection_keeper.py) that logs in and stays for
+starts a connection keeper (keeper.py) that logs in and stays for
 ``ssh.control_persist`` seconds after its last use; later runs send their scripts through it
 over a Unix socket and import no SSH library at all. ``control_persist: 0`` means a new login
 every run.

@@ -1,7 +1,7 @@
 """What the engine needs from a connection to a host, whichever way the connection travels.
 
 A run reaches a host over its own SSH login (connection.py) or through the login a connection
-keeper holds open between runs (connection_reuse.py). Both run a script as root and count their
+keeper holds open between runs (kept_logins.py). Both run a script as root and count their
 round trips; the sudo wrapping lives here so that both wrap, and refuse, alike.
 """
 

@@ -5,7 +5,7 @@ its ssh:// backend with a generated ssh_config that pins the inventory's known_h
 reuses one master connection per host. That master is closed when the specs are done: testinfra
 starts it with ControlPersist=60s, so it would otherwise stay logged in to the host for a minute
 after verify returned, its socket in a temporary directory already deleted. The specs read the
-host's merged variables from a JSON file named by PROVISIONER_VERIFY_VARS (see verify_plugin.py).
+host's merged variables from a JSON file named by PROVISIONER_VERIFY_VARS (see plugin.py).
 """
 
 from __future__ import annotations
