@@ -43,16 +43,3 @@ class SessionNotStarted(ConnectError):
 class ShellGone(ConnectError):
     """A keeper's kept root shell had ended (or never started) before a script was sent:
     nothing ran, so running it another way is safe."""
-
-
-class CommandFailed(ProvisionerError):
-    """A remote command exited non-zero; the message holds the masked command output tail."""
-
-    def __init__(self, what: str, exit_code: int, output: str) -> None:
-        self.exit_code = exit_code
-        tail = "\n".join(output.rstrip().splitlines()[-10:])
-        super().__init__(f"{what} failed with exit code {exit_code}:\n{tail}")
-
-
-class CheckModeViolation(RuntimeError):
-    """A bug: something tried to change a host during a check run. Never caught."""

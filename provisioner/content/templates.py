@@ -46,15 +46,6 @@ def render_template(template_dir: Path, name: str, variables: Mapping[str, Any])
         raise RoleError(f"Template {template_dir / name} does not exist.") from None
 
 
-def render_string(text: str, variables: Mapping[str, Any], origin: str) -> str:
-    """Render a template held in a string (e.g. a benchmark's inline template)."""
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    try:
-        return env.from_string(text).render(variables)
-    except jinja2.UndefinedError as error:
-        raise RoleError(f"Template {origin} uses an undefined variable: {error}.") from None
-
-
 @cache
 def template_variables(template_dir: Path) -> dict[str, frozenset[str]]:
     """Every template in a directory mapped to the top-level names it reads.

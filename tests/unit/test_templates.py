@@ -8,7 +8,6 @@ import pytest
 
 from provisioner.content.templates import (
     MANAGED_BANNER,
-    render_string,
     render_template,
     template_variables,
 )
@@ -160,8 +159,3 @@ def test_template_variables_lists_the_top_level_names_each_template_reads(
         "etc/jail.j2": frozenset({"fail2ban_bantime", "fail2ban_ignoreip", "facts"}),
         "motd.j2": frozenset({"managed_banner"}),
     }
-
-
-def test_render_string_undefined_variable_names_the_origin() -> None:
-    with pytest.raises(RoleError, match=r"Template benchmarks/x\.yml uses an undefined variable"):
-        render_string("{{ nope }}", {}, "benchmarks/x.yml")
