@@ -71,7 +71,7 @@ def split_names(text: str) -> tuple[str, ...]:
 
 def check_run_flags(parallel: int, report: str, serial: int = 0) -> None:
     """Refuse flags that cannot work before anything else happens: a report path that cannot be
-    written used to fail with a traceback after every host had been changed."""
+    written would otherwise fail with a traceback after every host had been changed."""
     if parallel < 1:
         raise ProvisionerError(f"--parallel {parallel}: must be at least 1 (how many hosts to "
                                "work on at once; the default is 10).")

@@ -1,6 +1,6 @@
 """Remembers each host's facts from its last run, so the next run can render before it asks.
 
-A run whose roles read facts used to cost two round trips on a converged host: the facts, then
+A run whose roles read facts would cost two round trips on a converged host: the facts, then
 the probes of steps rendered from them. With the facts the host had last time, the steps are
 rendered at once and the facts script travels in front of their probes, in one round trip; the
 host's answer is compared with what was remembered before anything is decided, and on any

@@ -1,6 +1,6 @@
 """A root shell a connection keeper holds open on its login, so later runs skip sshd and sudo.
 
-Through a keeper, each round trip used to open a new SSH session and run sudo in it: on the host,
+A new SSH session per round trip with sudo in it would cost every round trip this: on the host,
 sshd forks a session and sudo reads its policy and runs PAM, about 8 ms of the host's CPU per
 round trip on the sandbox machines, a quarter of a whole no-op probe, paid by every host of
 every run. A keeper instead starts one root shell on its login at first use and hands it the
