@@ -18,7 +18,7 @@ import yaml
 
 from provisioner.content.roles import PROJECT_ROOT, Role, available_roles, load_role
 from provisioner.content.templates import template_variables
-from provisioner.content.variables import _kind, _same_kind
+from provisioner.content.variables import kind_name, same_kind
 from provisioner.errors import InventoryError, ProvisionerError
 from provisioner.facts import Facts
 from provisioner.inventory.hosts import HostConfig, Inventory
@@ -191,15 +191,16 @@ def check_variable_types(inventory: Inventory, chosen: Sequence[HostConfig],
                 if default is None or key not in config.vars:
                     continue
                 value = config.vars[key]
-                if value is None or not _same_kind(default, value):
+                if value is None or not same_kind(default, value):
                     origin = origins.get(key, f"hosts.{config.name}.vars")
                     raise _wrong_type(inventory.path, origin, key, value, default, role)
 
 
 def _wrong_type(path: Path, origin: str, key: str, value: Any, default: Any,
                 role: Role) -> ProvisionerError:
-    got = "nothing (an empty YAML value?)" if value is None else f"{_kind(value)} {_short(value)}"
-    problem = (f"should be {_kind(default)} like its default in {role.path / 'defaults.yml'} "
+    got = ("nothing (an empty YAML value?)" if value is None
+           else f"{kind_name(value)} {_short(value)}")
+    problem = (f"should be {kind_name(default)} like its default in {role.path / 'defaults.yml'} "
                f"({_short(default)}), got {got}.")
     if origin == "--set":
         return ProvisionerError(f"--set {key}: {problem}")

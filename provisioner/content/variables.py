@@ -74,13 +74,15 @@ def _check_values(role: Role, merged: Mapping[str, Any], origin: str) -> None:
                                 f"not set; define it in the inventory (see "
                                 f"{role.path / 'defaults.yml'} for what it means).")
             continue
-        if default is not None and not _same_kind(default, value):
-            raise RoleError(f"{origin}: variable {key!r} should be {_kind(default)} like its "
-                            f"default in {role.path / 'defaults.yml'}, got {_kind(value)}"
+        if default is not None and not same_kind(default, value):
+            raise RoleError(f"{origin}: variable {key!r} should be {kind_name(default)} like its "
+                            f"default in {role.path / 'defaults.yml'}, got {kind_name(value)}"
                             f"{'' if isinstance(value, dict | list) else f' {value!r}'}.")
 
 
-def _same_kind(default: Any, value: Any) -> bool:
+def same_kind(default: Any, value: Any) -> bool:
+    """Whether ``value`` may stand where a role's default is ``default`` (a Secret for a string,
+    any number for a number, a boolean only for a boolean)."""
     if isinstance(value, Secret):
         return isinstance(default, str)
     if isinstance(default, bool) or isinstance(value, bool):
@@ -90,7 +92,8 @@ def _same_kind(default: Any, value: Any) -> bool:
     return isinstance(value, type(default))
 
 
-def _kind(value: Any) -> str:
+def kind_name(value: Any) -> str:
+    """What a value is, as a message to a person says it ("a list")."""
     names = {bool: "a boolean", int: "a number", float: "a number", str: "a string",
              list: "a list", dict: "a mapping"}
     return names.get(type(value), type(value).__name__)
