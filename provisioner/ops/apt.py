@@ -151,7 +151,7 @@ def wait_for_dpkg_lock(timeout: int = LOCK_TIMEOUT,
     """Shell that returns once no process holds any of ``locks``, saying who does while it waits.
 
     Every LOCK_REPORT_INTERVAL seconds it prints (to stderr, and as progress the run shows at
-    once: batch.py's provisioner_progress) the lock, the holder's PID and command line, how
+    once: run/batch.py's provisioner_progress) the lock, the holder's PID and command line, how
     long that process has run and how long this has waited; after ``timeout``
     seconds it gives up naming the holder (exit 1), before apt ever starts.
     """

@@ -9,7 +9,7 @@ files, then runs the safeguard's own undo (e.g. reload sshd, disable ufw).
 While a safeguard is armed, the controller's address (as the host sees this login) is exempt
 from the host's fail2ban jails, at runtime only: the proof of a bad change is a refused login,
 and refused logins from runs retried on a bad day would add up to a ban that locks the operator
-out for the ban time. The proof itself makes one refused login at most (host_run.py). The
+out for the ban time. The proof itself makes one refused login at most (login_proof.py). The
 exemption ends with the arming, whether disarmed, reverted at once or reverted by the timer,
 and only addresses the arming added are removed again.
 
