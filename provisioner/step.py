@@ -129,6 +129,9 @@ class Step:
     decide: Callable[[Probed], Plan]
     notify: tuple[str, ...] = ()
     safeguard: Safeguard | None = None
+    #: Secret values beyond the host's variables that this step's output may show (a password
+    #: quoted as an SQL literal, a value generated on the host): masked wherever the walk
+    #: reports anything.
     secrets: tuple[Secret, ...] = field(default=())
     #: The one path this step's action changes, set only when the action changes nothing else
     #: and the probe reads only that path (a file, a directory). The engine may then decide the

@@ -94,16 +94,30 @@ def ensure_masked(host: Host, unit: str, *, label: str = "") -> Step:
                 grouped=GroupedProbe(UNITS, unit))
 
 
-def reload_service(unit: str, name: str = "") -> Handler:
-    """Handler: reload a unit's configuration (``reload-or-restart`` when it cannot reload)."""
+def reload_service(unit: str, name: str = "", *, ready: str | None = None,
+                   ready_timeout: int = 60) -> Handler:
+    """Handler: reload a unit's configuration (``reload-or-restart`` when it cannot reload);
+    ``ready``: a check the handler waits for afterwards (step.Handler)."""
     return Handler(name or f"{unit.removesuffix('.service')}:reload",
-                   join("systemctl", "reload-or-restart", unit))
+                   join("systemctl", "reload-or-restart", unit), ready=ready,
+                   ready_timeout=ready_timeout)
 
 
-def restart_service(unit: str, name: str = "") -> Handler:
-    """Handler: restart a unit."""
+def restart_service(unit: str, name: str = "", *, supersedes: Sequence[str] = (),
+                    ready: str | None = None, ready_timeout: int = 60) -> Handler:
+    """Handler: restart a unit; ``supersedes`` the handlers its restart makes unnecessary."""
     return Handler(name or f"{unit.removesuffix('.service')}:restart",
-                   join("systemctl", "restart", unit))
+                   join("systemctl", "restart", unit), tuple(supersedes), ready, ready_timeout)
+
+
+def service_handlers(unit: str, *, ready: str | None = None, ready_timeout: int = 60
+                     ) -> tuple[Handler, Handler]:
+    """The restart and the reload of one unit, the restart superseding the reload: a run whose
+    changes need both restarts the service once (and then waits for ``ready``, if given)."""
+    reload = reload_service(unit, ready=ready, ready_timeout=ready_timeout)
+    restart = restart_service(unit, supersedes=(reload.name,), ready=ready,
+                              ready_timeout=ready_timeout)
+    return restart, reload
 
 
 def daemon_reload() -> str:

@@ -91,6 +91,10 @@ class HostWalk:
         self._pending: list[tuple[str, str]] = []
         #: Handlers an earlier run recorded and never ran: role -> handler -> notifier.
         self._pending_handlers: dict[str, dict[str, str]] = {}
+        #: What is masked in everything shown: the host's secrets and those steps add (a
+        #: password quoted as an SQL literal, which the server's messages echo).
+        self._secrets = tuple(dict.fromkeys(
+            (*host.secrets, *(secret for _, step in self.flat for secret in step.secrets))))
 
     def probe_all(self, lead: str | None = None) -> Probed | None:
         """The first round trip: every step's probe, after the read-only script ``lead``.
@@ -377,11 +381,11 @@ class HostWalk:
         """Hand on a Change with every secret value masked, wherever a role put it."""
         if change.failed:
             self.state.failed = True
-        if self.host.secrets:
+        if self._secrets:
             change = replace(change, label=self._redact(change.label) or "",
                              reason=self._redact(change.reason) or "",
-                             diff=change.diff and redact_diff(change.diff, self.host.secrets))
+                             diff=change.diff and redact_diff(change.diff, self._secrets))
         self.on_change(replace(change, duration=time.monotonic() - started))
 
     def _redact(self, text: str | None) -> str | None:
-        return redact(text, self.host.secrets) if text else text
+        return redact(text, self._secrets) if text else text

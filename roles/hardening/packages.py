@@ -28,7 +28,7 @@ from provisioner.ops.checks import ensure_command_result
 from provisioner.ops.file_writes import DesiredFile
 from provisioner.ops.files import ensure_directory, ensure_template
 from provisioner.ops.systemd import ensure_service
-from provisioner.step import Plan, Probed, Step
+from provisioner.step import Plan, Probed, Refused, Step
 
 SECURITY_SOURCES = "/etc/apt/sources.list.d/provisioner-security.sources"
 JOURNALD_RESTART = "journald:restart"
@@ -69,8 +69,9 @@ def plan_security_sources(output: str, variables: Mapping[str, Any], facts: Fact
     uri = variables["hardening_apt_security_uri"] or (
         security_uri(mirror.uris[0], facts.os_id) if mirror else "")
     if not uri:
-        return Plan("no main mirror to derive the security archive from", action=(
-            "echo 'set hardening_apt_security_uri: no main mirror in the apt sources' >&2; exit 1"))
+        raise Refused("the host's apt sources name no main mirror to derive the security "
+                      "archive from: set hardening_apt_security_uri to the security archive's "
+                      "URI (or hardening_security_repository_enabled: false)")
     components = variables["hardening_apt_security_components"] or (
         mirror.components if mirror else [])
     content = render_security_sources(uri, facts.os_codename, components, facts.os_id)

@@ -392,3 +392,13 @@ def test_a_secret_a_role_formats_itself_reaches_the_host_and_its_label_shows_the
 
     assert target.read_text() == "URIs: http://tok-4242@mirror/\n"
     assert changes[0].label == "source with ***"
+
+
+def test_a_secret_a_step_adds_is_masked_in_what_its_action_printed() -> None:
+    literal = Secret("'pa''ss'", "generated on the host")
+    step = Step("role app", "true",
+                lambda probed: Plan("create role", action="echo \"ERROR: near 'pa''ss'\" >&2; "
+                                    "exit 1"), secrets=(literal,))
+    changes, _ = walk([step])
+    assert changes[0].failed
+    assert "'pa''ss'" not in changes[0].reason and "near ***" in changes[0].reason

@@ -15,6 +15,7 @@ from provisioner.ops.systemd import (
     probe_units,
     reload_service,
     restart_service,
+    service_handlers,
     split_units_output,
 )
 from provisioner.step import Handler, Probed, ProbeUnreadable
@@ -163,3 +164,17 @@ def test_ensure_masked(output: str, reason: str, action: str | None) -> None:
 )
 def test_service_handlers(handler: Handler, expected: Handler) -> None:
     assert handler == expected
+
+
+def test_a_units_restart_and_reload_come_as_a_pair_the_restart_superseding_the_reload() -> None:
+    restart, reload = service_handlers("postgresql@15-main.service", ready="pg_isready -q")
+    assert restart.name == "postgresql@15-main:restart"
+    assert restart.supersedes == ("postgresql@15-main:reload",) == (reload.name,)
+    assert restart.ready == reload.ready == "pg_isready -q"
+
+
+def test_a_restart_names_what_it_supersedes_and_what_it_waits_for() -> None:
+    handler = restart_service("nginx.service", supersedes=("nginx:reload",),
+                              ready="curl -fsS http://127.0.0.1/health", ready_timeout=20)
+    assert (handler.supersedes, handler.ready, handler.ready_timeout) == (
+        ("nginx:reload",), "curl -fsS http://127.0.0.1/health", 20)

@@ -19,7 +19,7 @@ from provisioner.inventory.hosts import HostConfig, SshSettings
 from provisioner.ops.apt_sources import main_mirror, parse_apt_entries
 from provisioner.run.safeguards import Arming
 from provisioner.secrets.values import Secret
-from provisioner.step import Probed, ProbeUnreadable, Safeguard, Step
+from provisioner.step import Probed, ProbeUnreadable, Refused, Safeguard, Step
 from roles.hardening.packages import (
     plan_security_sources,
     render_security_sources,
@@ -368,6 +368,14 @@ def test_missing_security_archive_is_added_and_lists_refreshed() -> None:
     assert "chmod 0644" in action
 
 
+@pytest.mark.parametrize("sources", ["", "deb http://deb.example.org/other stable main\n"],
+                         ids=["no sources", "no main mirror"])
+def test_no_main_mirror_and_no_security_uri_refuses_the_step_naming_the_variable(
+        sources: str) -> None:
+    with pytest.raises(Refused, match="set hardening_apt_security_uri"):
+        plan_security_sources(sources + "--- ours\nabsent\n", merged(), BOOKWORM)
+
+
 def test_a_security_uri_with_credentials_is_written_for_root_alone() -> None:
     output = "\n".join(MIRROR_LINES) + "\n--- ours\nabsent\n"
     plan = plan_security_sources(output, merged(hardening_apt_security_uri="http://u:p@m.example/s"),
@@ -397,11 +405,6 @@ def test_security_uri_variable_overrides_the_derivation() -> None:
         BOOKWORM, show_diff=True)
     assert plan.diff is not None
     assert "+URIs: http://security.example.org/debian-security" in plan.diff
-
-
-def test_no_mirror_and_no_override_fails_with_advice() -> None:
-    plan = plan_security_sources("--- ours\nabsent\n", merged(), BOOKWORM)
-    assert "hardening_apt_security_uri" in (plan.action or "")
 
 
 # --- kernel ------------------------------------------------------------------------------------
