@@ -267,9 +267,11 @@ def _interrupted(number: int, frame: object) -> None:
 
 
 #: What an interrupted run leaves, said as it stops.
-INTERRUPTED = ("interrupted: a host may hold a change that was not proven yet. Its own revert "
+INTERRUPTED = ("interrupted: a host may hold a change that was not proven yet (one made under a "
+               "safeguard: sshd, the firewall, the admin's login); if so, the host's own revert "
                "timer restores it within the safeguard's timeout (120 s by default), and the "
-               "next run reverts it at once and makes it again; run again when you are ready.")
+               "next run reverts it at once and makes it again. Handlers a change notified are "
+               "recorded on the host, so the next run runs them. Run again when you are ready.")
 
 
 def save_report(result: RunResult, path: Path) -> bool:

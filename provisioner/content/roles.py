@@ -94,6 +94,8 @@ def load_role(path: Path) -> Role:
 #: A handler's name becomes a file name on the host (its pending record, run/handlers.py): no
 #: '/', no leading dot or blank.
 HANDLER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+ -]*$")
+#: The longest a handler may wait for its service to be ready again, in seconds.
+MAXIMUM_READY_TIMEOUT = 3600
 
 
 def check_handler_names(role: str, handlers: Mapping[str, Handler]) -> None:
@@ -102,6 +104,12 @@ def check_handler_names(role: str, handlers: Mapping[str, Handler]) -> None:
         if not HANDLER_NAME.match(handler.name):
             raise RoleError(f"Role {role}: handler name {handler.name!r} must start with a letter"
                             " or digit and hold only letters, digits, blanks and _ . : @ + -.")
+        timeout = handler.ready_timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, int) or \
+                not 1 <= timeout <= MAXIMUM_READY_TIMEOUT:
+            raise RoleError(f"Role {role}: handler {handler.name!r} has ready_timeout "
+                            f"{timeout!r}; it must be a whole number of seconds from 1 to "
+                            f"{MAXIMUM_READY_TIMEOUT}.")
         unknown = [name for name in handler.supersedes if name not in handlers]
         if unknown:
             raise RoleError(f"Role {role}: handler {handler.name!r} supersedes "

@@ -9,6 +9,7 @@ host's roles in its own session (session.py), the hosts moved through by a strat
 from __future__ import annotations
 
 import time
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -19,11 +20,13 @@ from provisioner.content.roles import available_roles, load_role
 from provisioner.content.variables import check_login_kept, merge_role_variables
 from provisioner.errors import ProvisionerError, RoleError
 from provisioner.facts import Facts
+from provisioner.host import secrets_in
 from provisioner.inventory.hosts import HostConfig
 from provisioner.inventory.view import InventoryView
 from provisioner.run.results import HostResult, Listener, RunResult
 from provisioner.run.session import HostJob, host_session
 from provisioner.run.strategies import in_parallel, in_serial_batches
+from provisioner.secrets.redaction import redact
 from provisioner.transport.kept_logins import prepare_keepers
 
 
@@ -66,7 +69,7 @@ def run(jobs: Sequence[HostJob], options: RunOptions, listener: Listener) -> Run
     prepare_keepers([job.config for job in jobs], max(1, min(options.parallel, len(jobs))))
     work = partial(_run_host, options=options, listener=listener)
     if options.serial:
-        results = in_serial_batches(jobs, work, options.serial)
+        results = in_serial_batches(jobs, work, options.serial, workers=options.parallel)
         for result in results:
             if result.skipped:
                 listener.host_finished(result)
@@ -83,6 +86,10 @@ def _run_host(job: HostJob, options: RunOptions, listener: Listener) -> HostResu
         _walk_host(job, options, listener, result)
     except ProvisionerError as error:
         result.error = str(error)
+    except Exception:  # a bug, a role's or ours: this host fails with its traceback, the other
+        # hosts go on, and the summary and the report are still written.
+        result.error = ("internal error (a bug: please report it with this traceback):\n"
+                        + redact(traceback.format_exc(), secrets_in(job.variables)))
     result.duration = time.monotonic() - started
     listener.host_finished(result)
     return result

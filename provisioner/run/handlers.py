@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from provisioner.change import Change
 from provisioner.commands import join, quote
 from provisioner.step import Handler
 
@@ -40,20 +41,39 @@ class Notified:
     clears: tuple[str, ...]
 
 
-def record_action(role: str, names: Sequence[str], notifier: str) -> str:
-    """Shell that records ``names`` as pending on the host; it runs before the change itself, so
-    a change is never on the host without its record."""
-    directory = f"{HANDLER_ROOT}/{role}"
-    writes = " && ".join(f"printf '%s\\n' {quote(notifier)} > {quote(directory + '/' + name)}"
-                         for name in names)
-    return f"{{ [ -d {quote(directory)} ] || mkdir -p {quote(directory)}; }} && {writes}"
+def recorded_action(role: str, names: Sequence[str], notifier: str, action: str) -> str:
+    """``action`` with ``names`` recorded as pending before it runs, so the change is never on
+    the host without its record. A record this action creates is removed again when the action
+    fails (no change, no handler owed); one an earlier run left stays. A record path that is a
+    symbolic link or not a plain file is refused, never written through."""
+    directory = quote(f"{HANDLER_ROOT}/{role}")
+    lines = [f"{{ [ -d {directory} ] || mkdir -p {directory}; }} || exit 1",
+             f"if [ -L {directory} ]; then echo {directory}': a symbolic link; no handler "
+             "record is written through one' >&2; exit 1; fi"]
+    undo = []
+    for index, name in enumerate(names):
+        record = quote(f"{HANDLER_ROOT}/{role}/{name}")
+        lines += [f"if [ -L {record} ] || {{ [ -e {record} ] && [ ! -f {record} ]; }}; then "
+                  f"echo {record}': not a plain file; no handler record is written to it' >&2; "
+                  "exit 1; fi",
+                  f"new{index}=; [ -e {record} ] || {{ printf '%s\\n' {quote(notifier)} > "
+                  f"{record} || exit 1; new{index}=1; }}"]
+        undo.append(f"[ -z \"$new{index}\" ] || rm -f {record}")
+    lines += [f"( {action}\n)", "rc=$?",
+              f"if [ \"$rc\" -ne 0 ]; then {'; '.join(undo)}; fi", "exit \"$rc\""]
+    return "\n".join(lines)
+
+
+def clear_action(role: str, names: Sequence[str]) -> str:
+    """Shell that forgets these records (handlers the role no longer has)."""
+    return join("rm", "-f", *(f"{HANDLER_ROOT}/{role}/{name}" for name in names))
 
 
 def pending_probe() -> str:
     """Read-only shell (builtins only, it travels in every first round trip): one line per
-    pending record, ``role<TAB>handler<TAB>notifier``."""
-    return (f"for f in {HANDLER_ROOT}/*/*; do [ -f \"$f\" ] || continue; d=${{f%/*}}; "
-            "n=; IFS= read -r n < \"$f\"; "
+    pending record, ``role<TAB>handler<TAB>notifier``; symbolic links are not records."""
+    return (f"for f in {HANDLER_ROOT}/*/*; do [ -f \"$f\" ] && [ ! -L \"$f\" ] || continue; "
+            "d=${f%/*}; n=; IFS= read -r n < \"$f\"; "
             "printf '%s\\t%s\\t%s\\n' \"${d##*/}\" \"${f##*/}\" \"$n\"; done; true")
 
 
@@ -122,3 +142,21 @@ def because(notifiers: Sequence[str]) -> str:
     named = ", ".join(notifiers[:NAMED_NOTIFIERS])
     more = len(notifiers) - NAMED_NOTIFIERS
     return f"notified by {named}" + (f" and {more} more" if more > 0 else "")
+
+
+def left_pending(pending: Mapping[str, Mapping[str, str]], roles_in_run: set[str]
+                 ) -> list[Change]:
+    """Records this run keeps: their roles are not in it."""
+    return [Change.ok(f"handler {name} of role {role}", "pending from an earlier run; it runs "
+                      f"when role {role} runs")
+            for role, names in pending.items() if role not in roles_in_run for name in names]
+
+
+def stale_records(role: str, names: Sequence[str], check: bool) -> list[Change]:
+    """What the walk says of records whose handler the role no longer has (removed, since
+    nothing can run them)."""
+    verb = "would remove" if check else "removed"
+    return [Change.made(f"handler {name} of role {role}", "an earlier run recorded it as owed, "
+                        f"but role {role} no longer has a handler of that name: {verb} its "
+                        "record; check that the service runs its current configuration")
+            for name in names]

@@ -14,6 +14,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 from provisioner.content.roles import Role, check_notifications
+from provisioner.errors import RoleError
 from provisioner.facts import FACTS_SCRIPT, Facts, facts_complete, parse_facts
 from provisioner.facts import remembered as remembered_facts
 from provisioner.host import Host
@@ -111,7 +112,10 @@ def role_steps(host: Host, roles: Sequence[Role]) -> list[RoleSteps]:
     notifies a handler its role lacks is refused here, before anything runs."""
     plan = []
     for role in roles:
-        steps = list(role.steps(host.for_role(role.template_dir)))
+        try:
+            steps = list(role.steps(host.for_role(role.template_dir)))
+        except RoleError as error:  # e.g. a group of the inventory it reads does not exist
+            raise RoleError(f"role {role.name}: {error}") from None
         check_notifications(role, steps)
         plan.append(RoleSteps(role, steps))
     return plan

@@ -30,8 +30,10 @@ def in_parallel(jobs: Sequence[HostJob], work: HostWork, workers: int) -> list[H
 
 
 def in_serial_batches(jobs: Sequence[HostJob], work: HostWork, batch_size: int,
-                      gate: BatchGate | None = None) -> list[HostResult]:
-    """Hosts ``batch_size`` at a time (in parallel within a batch), in the jobs' order.
+                      gate: BatchGate | None = None, workers: int | None = None
+                      ) -> list[HostResult]:
+    """Hosts ``batch_size`` at a time (within a batch in parallel, at most ``workers`` at once),
+    in the jobs' order.
 
     After a batch in which a host failed, or whose gate says stop, the remaining hosts are not
     started: each gets a result saying why (``skipped``), so the report names every host."""
@@ -40,7 +42,7 @@ def in_serial_batches(jobs: Sequence[HostJob], work: HostWork, batch_size: int,
     results: list[HostResult] = []
     for start in range(0, len(jobs), batch_size):
         batch = jobs[start:start + batch_size]
-        results += in_parallel(batch, work, len(batch))
+        results += in_parallel(batch, work, workers or len(batch))
         rest = jobs[start + batch_size:]
         if not rest:
             break

@@ -189,8 +189,8 @@ class HostWalk:
         if not names or self.host.check or plan.action is None:
             return plan
         role = self.plan[self.flat[position][0]].role.name
-        record = notifications.record_action(role, names, label)
-        return replace(plan, action=f"{record} || exit 1\n{plan.action}")
+        return replace(plan, action=notifications.recorded_action(role, names, label,
+                                                                  plan.action))
 
     @staticmethod
     def _writes_only(step: Step) -> str | None:
@@ -288,16 +288,29 @@ class HostWalk:
                     if name in handlers}
         for name in notified:
             del self.state.notified[name]
+        stale = []
         for name, notifier in self._pending_handlers.pop(part.role.name, {}).items():
             if name in handlers:
                 notified.setdefault(name, []).append(
                     f"an earlier run's change ({notifier}) that stopped before it ran")
+            else:
+                stale.append(name)
         chosen, superseded = notifications.choose(handlers, notified)
         verb = "would not run" if self.host.check else "not run"
         for name, by in superseded.items():
             self._report(Change.ok(f"handler {name}", f"{verb}: {by} runs instead and "
                                    "supersedes it"), time.monotonic())
+        if stale:
+            self._forget_stale_records(part.role.name, stale)
         return chosen
+
+    def _forget_stale_records(self, role: str, names: list[str]) -> None:
+        """Records of handlers the role no longer has: nothing can run them; say so, remove."""
+        started = time.monotonic()
+        if not self.host.check:
+            self._round_trip(notifications.clear_action(role, names), None)
+        for change in notifications.stale_records(role, names, self.host.check):
+            self._report(change, started)
 
     def _run_handler(self, role: str, notified: notifications.Notified,
                      next_position: int | None) -> None:
@@ -323,12 +336,8 @@ class HostWalk:
     def _report_handlers_left_pending(self) -> None:
         """Say which recorded handlers this run will not run: their roles are not in it."""
         ours = {part.role.name for part in self.plan}
-        for role, pending in self._pending_handlers.items():
-            if role not in ours:
-                for name in pending:
-                    self._report(Change.ok(f"handler {name} of role {role}", "pending from an "
-                                           f"earlier run; it runs when role {role} runs"),
-                                 time.monotonic())
+        for change in notifications.left_pending(self._pending_handlers, ours):
+            self._report(change, time.monotonic())
 
     def _confirm(self, arming: Arming, next_position: int | None) -> None:
         started = time.monotonic()

@@ -127,11 +127,12 @@ class Connection:
             return channel
         except (OSError, EOFError, paramiko.SSHException) as error:
             reason = str(error) or type(error).__name__
-            if transport.is_active():  # the login is fine; the host refused another session
+            if transport.is_active():  # the login looks alive, yet no session opened
                 raise SessionNotStarted(
-                    f"{host_label(self.config)} refused a new session on the SSH connection "
-                    f"({reason}); sshd's MaxSessions may be lower than the runs sharing it. "
-                    "Nothing was sent; run again.") from None
+                    f"{host_label(self.config)} opened no new session on the SSH connection "
+                    f"({reason}): either sshd's MaxSessions is lower than the runs sharing the "
+                    "login, or the link went dead without the login noticing yet. Nothing was "
+                    "sent; run again.") from None
             raise SessionNotStarted(f"{lost} ({reason})") from None
 
 

@@ -31,7 +31,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from provisioner.errors import ConnectError
+from provisioner.errors import ConnectError, ProvisionerError
 from provisioner.inventory.hosts import HostConfig
 from provisioner.local_files import cache_directory
 from provisioner.transport.keeper_wire import (
@@ -81,13 +81,19 @@ def runtime_directory() -> Path:
 
 
 def keeper_socket(config: HostConfig) -> Path | None:
-    """Where this host's keeper listens; None when no private directory can hold it, or the
-    system cannot tell who is at the other end of a socket."""
+    """Where this host's keeper listens; None when the system cannot tell who is at the other
+    end of a socket or the path is too long to bind. A directory others could enter is refused
+    (ProvisionerError): quietly logging in afresh every run instead soon meets ufw's limit."""
     directory = runtime_directory()
     path = directory / f"{keeper_name(config)}.sock"
-    if not hasattr(socket, "SO_PEERCRED") or len(str(path)) > MAX_SOCKET_PATH or \
-            not _private_directory(directory):
+    if not hasattr(socket, "SO_PEERCRED") or len(str(path)) > MAX_SOCKET_PATH:
         return None
+    if not _private_directory(directory):
+        raise ProvisionerError(
+            f"{directory}, where kept logins live, is not a private directory of yours (it must "
+            "be a directory you own that nobody else can enter, mode 0700), so logins cannot be "
+            f"kept there safely: `chmod 700 {directory}`, set PROVISIONER_RUNTIME_DIR to another "
+            "directory, or set ssh.control_persist: 0 to log in afresh every run.")
     return path
 
 

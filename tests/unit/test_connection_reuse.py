@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.errors import ConnectError, SessionNotStarted, ShellGone
+from provisioner.errors import ConnectError, ProvisionerError, SessionNotStarted, ShellGone
 from provisioner.inventory.hosts import HostConfig
 from provisioner.secrets.values import Secret
 from provisioner.transport import kept_logins as connection_reuse
@@ -148,13 +148,6 @@ def test_sockets_live_in_a_directory_only_the_user_can_enter(runtime: Path) -> N
 
     assert path is not None and path.parent == runtime
     assert runtime.stat().st_mode & 0o777 == 0o700
-
-
-def test_a_directory_others_can_enter_is_not_used(runtime: Path) -> None:
-    runtime.mkdir(mode=0o755)
-    runtime.chmod(0o755)
-
-    assert keeper_socket(config()) is None
 
 
 def test_a_socket_path_too_long_to_bind_means_no_keeper(monkeypatch: pytest.MonkeyPatch,
@@ -451,3 +444,10 @@ def test_stderr_lines_reach_the_run_while_the_keeper_waits_for_the_answer(runtim
         thread.join(5)
     assert heard == ["half way"]
     assert result.stdout.startswith("ran ") and quiet.exit_code == 0
+
+
+def test_a_directory_others_can_enter_is_refused_with_what_to_do(runtime: Path) -> None:
+    runtime.mkdir(mode=0o755)
+    runtime.chmod(0o755)
+    with pytest.raises(ProvisionerError, match=r"is not a private directory .*chmod 700"):
+        keeper_socket(config())

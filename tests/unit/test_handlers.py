@@ -247,3 +247,79 @@ def test_a_refused_step_stops_the_run_as_refused_not_as_a_failed_action(tmp_path
 def test_check_mode_reports_a_refusal_as_refused_not_would_change() -> None:
     changes, _ = walk_roles([role_of([refusing_step()])], check=True)
     assert changes[0].status == "refused" and not changes[0].changed
+
+
+def test_a_change_whose_action_failed_leaves_no_record_of_its_own(
+        tmp_path: Path, private_handler_records: Path) -> None:
+    def broken(probed: Probed) -> Plan:
+        return Plan("would set", action="echo 'check failed; nothing changed' >&2; exit 1")
+
+    role = role_of([Step("config set", "true", broken, ("svc:reload",))],
+                   [logging_handler("svc:reload", tmp_path / "log")], name="svc")
+    changes, _ = walk_roles([role])
+    assert changes[0].failed
+    assert not (private_handler_records / "svc" / "svc:reload").exists()
+
+
+def test_a_failed_action_keeps_the_record_an_earlier_run_left(
+        tmp_path: Path, private_handler_records: Path) -> None:
+    handler = logging_handler("svc:reload", tmp_path / "log")
+    walk_roles([role_of([marker_step(tmp_path / "conf", ("svc:reload",)), failing_step()],
+                        [handler], name="svc")])
+
+    def broken(probed: Probed) -> Plan:
+        return Plan("would set", action="exit 1")
+
+    walk_roles([role_of([Step("config set", "true", broken, ("svc:reload",))], [handler],
+                        name="svc")])
+    assert (private_handler_records / "svc" / "svc:reload").read_text() == "marker conf\n"
+
+
+def test_a_record_path_that_is_a_symbolic_link_is_refused_not_written_through(
+        tmp_path: Path, private_handler_records: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    (private_handler_records / "svc").mkdir(parents=True)
+    (private_handler_records / "svc" / "svc:reload").symlink_to(victim)
+    changes, _ = walk_roles([role_of([marker_step(tmp_path / "conf", ("svc:reload",))],
+                                     [logging_handler("svc:reload", tmp_path / "log")],
+                                     name="svc")])
+    assert changes[0].failed and "not a plain file" in changes[0].reason
+    assert victim.read_text() == "precious\n" and not (tmp_path / "conf").exists()
+
+
+def test_a_symbolic_link_among_the_records_is_not_read_as_one(private_handler_records: Path
+                                                              ) -> None:
+    (private_handler_records / "pg").mkdir(parents=True)
+    (private_handler_records / "pg" / "pg:reload").symlink_to("/etc/hostname")
+    output = LocalShell().run_script(handlers.pending_probe()).stdout
+    assert handlers.parse_pending(output) == {}
+
+
+def test_a_record_of_a_handler_the_role_no_longer_has_is_named_and_removed(
+        tmp_path: Path, private_handler_records: Path) -> None:
+    walk_roles([role_of([marker_step(tmp_path / "conf", ("svc:reload",)), failing_step()],
+                        [logging_handler("svc:reload", tmp_path / "log")], name="svc")])
+    changes, _ = walk_roles([role_of([], [logging_handler("svc:restart", tmp_path / "log")],
+                                     name="svc")])
+    assert changes[0].label == "handler svc:reload of role svc"
+    assert "no longer has a handler of that name: removed its record" in changes[0].reason
+    assert not (private_handler_records / "svc" / "svc:reload").exists()
+
+
+def test_check_mode_keeps_a_record_of_a_handler_the_role_no_longer_has(
+        tmp_path: Path, private_handler_records: Path) -> None:
+    walk_roles([role_of([marker_step(tmp_path / "conf", ("svc:reload",)), failing_step()],
+                        [logging_handler("svc:reload", tmp_path / "log")], name="svc")])
+    changes, _ = walk_roles([role_of([], name="svc")], check=True)
+    assert "would remove its record" in changes[0].reason
+    assert (private_handler_records / "svc" / "svc:reload").exists()
+
+
+@pytest.mark.parametrize("timeout", [0, 3601, 1.5, "30", None, True],
+                         ids=["zero", "over an hour", "fraction", "text", "none", "boolean"])
+def test_a_ready_timeout_that_is_not_whole_seconds_in_range_is_refused_when_the_role_loads(
+        timeout: object) -> None:
+    handler = Handler("svc:restart", "true", ready="true", ready_timeout=timeout)  # type: ignore[arg-type]
+    with pytest.raises(RoleError, match="ready_timeout"):
+        check_handler_names("svc", {"svc:restart": handler})

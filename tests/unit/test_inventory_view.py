@@ -41,3 +41,13 @@ def test_a_job_sees_the_whole_inventory_whatever_the_run_selected() -> None:
     hosts = [replace(config, roles=()) for config in HOSTS]
     [job] = prepare([hosts[2]], RunOptions(), InventoryView.of_hosts(hosts))
     assert job.inventory.addresses("api") == ("10.0.0.11", "10.0.0.12")
+
+
+def test_a_role_reading_an_unknown_group_fails_naming_the_role_before_any_step() -> None:
+    from provisioner.run.session import role_steps
+    from tests.unit.fakes import make_host, role_of
+
+    role = role_of([], name="postgres")
+    reading = replace(role, steps=lambda host: [host.inventory.addresses("apii")])
+    with pytest.raises(RoleError, match=r"^role postgres: group 'apii' is not a group"):
+        role_steps(make_host(), [reading])

@@ -95,3 +95,9 @@ def test_the_gate_is_not_asked_after_the_last_batch() -> None:
 def test_a_batch_size_below_one_is_a_bug() -> None:
     with pytest.raises(ValueError):
         in_serial_batches(jobs("a"), Recorder(), batch_size=0)
+
+
+def test_serial_batches_run_no_more_hosts_at_once_than_the_workers_allow() -> None:
+    work = Recorder(pause=0.05)
+    in_serial_batches(jobs("a", "b", "c", "d"), work, batch_size=4, workers=2)
+    assert work.most_at_once == 2
