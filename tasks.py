@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import subprocess
 import sys
@@ -28,17 +29,39 @@ SHORT_FLAGS = {
     "host": "H", "group": "g", "inventory": "i", "check": "c", "diff": "d", "report": "o",
     "roles": "r", "parallel": "p", "set": "s", "profile": "t", "pytest_args": "p", "json": "j",
     "name": "n", "user": "u", "count": "c", "suite": "s", "reps": "r", "scenarios": "s",
-    "tools": "t", "smoke": "m", "serial": "b",
+    "tools": "t", "smoke": "m", "serial": "b", "variant": "v",
 }
 
 
 class FlagTask(Task[Any]):
-    """A task whose short flags come from SHORT_FLAGS instead of invoke's first free letter."""
+    """A task whose short flags come from SHORT_FLAGS instead of invoke's first free letter, and
+    whose number flags say in one line what is wrong with ``--parallel x`` (invoke's own
+    conversion fails with a traceback)."""
 
     def arg_opts(self, name: str, default: Any, taken_names: set[str]) -> dict[str, Any]:
         options: dict[str, Any] = super().arg_opts(name, default, taken_names)
         options["names"] = [options["names"][0], SHORT_FLAGS[name]]
+        if options.get("kind") is int:
+            options["kind"] = str  # converted by __call__, which can say what is wrong
         return options
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        for name, parameter in inspect.signature(self.body).parameters.items():
+            given = kwargs.get(name)
+            if isinstance(parameter.default, int) and not isinstance(parameter.default, bool) \
+                    and isinstance(given, str):
+                kwargs[name] = whole_number(name, given)
+        return super().__call__(*args, **kwargs)
+
+
+def whole_number(name: str, text: str) -> int:
+    """A number flag's value; exit 2 with one line when it is not a whole number."""
+    try:
+        return int(text)
+    except ValueError:
+        flag = "--" + name.replace("_", "-")
+        raise Exit(f"error: {flag} {text!r}: must be a whole number, like {flag} 2.",
+                   code=2) from None
 
 
 def user_errors(function: F) -> F:
@@ -148,7 +171,7 @@ def disconnect(c: Context, host: str | None = None, group: str | None = None,
     print(cli.disconnect(selected, host, group))
 
 
-@task(help={"count": "How many machines (default 1; running ones are kept).",
+@task(klass=FlagTask, help={"count": "How many machines (default 1; running ones are kept).",
             "suite": "Debian suite: bookworm (default) or trixie.",
             "variant": "Image: standard (default) or minimal (no kmod, iproute2, python3)."})
 @user_errors

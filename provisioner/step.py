@@ -35,6 +35,10 @@ class Plan:
     #: restart only when a setting needs one, else reload); each must be one the step declares
     #: in Step.notify. None: all of those.
     notify: tuple[str, ...] | None = None
+    #: The action makes the whole change or none of it (a validated write then a rename, a
+    #: config set): when it fails nothing changed, so no handler is owed. Otherwise a failed
+    #: action may have changed something first, and the handlers it notifies stay owed.
+    all_or_nothing: bool = False
 
     @property
     def changes(self) -> bool:

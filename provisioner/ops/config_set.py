@@ -225,7 +225,8 @@ def plan_config_set(config: ConfigSet, state: SetState, show_diff: bool = False,
         return Plan(f"all {len(config.files)} files as desired{stale}")
     reason = "; ".join(f"{change.path} {change.reason}" for change in changes)
     diff = "".join(_diff(change, state) for change in changes) if show_diff else None
-    return Plan(reason, action=config_set_action(config, changes, safeguard), diff=diff or None)
+    return Plan(reason, action=config_set_action(config, changes, safeguard), diff=diff or None,
+                all_or_nothing=True)
 
 
 def _diff(change: FileChange, state: SetState) -> str:

@@ -63,7 +63,8 @@ def plan_file(current: FileState | None, desired: DesiredFile, show_diff: bool =
         diff = unified_diff(desired.path, current.content if current else None,
                             desired.content) if show_diff else None
         reason = created_reason(missing) if current is None else "content changed"
-        return Plan(reason, action=save + write_file_action(desired), diff=diff)
+        return Plan(reason, action=save + write_file_action(desired), diff=diff,
+                    all_or_nothing=True)
     reasons = plan_file_attributes(current, desired.owner, desired.group, desired.mode)
     return _attributes_plan(desired, reasons, save)
 

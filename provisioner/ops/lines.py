@@ -67,7 +67,7 @@ def ensure_line(host: Host, path: str, line: str, *, pattern: str | None = None,
         reason = "line added" if old is None or not pattern else "line set"
         missing = missing_directories(path, probed.output)
         return Plan(f"{reason} ({created_reason(missing)})" if missing else reason,
-                    action=write_file_action(desired),
+                    action=write_file_action(desired), all_or_nothing=True,
                     diff=unified_diff(path, old.encode() if old else None, new.encode()))
 
     return Step(label or f"line in {path}", probe_path(path, with_content=True), decide,
@@ -105,6 +105,7 @@ def ensure_keyed_lines(host: Host, path: str, lines: Mapping[str, str], *,
             return Plan("all values already set")
         desired = DesiredFile(path, new.encode(), current.owner, current.group, current.mode)
         changed = sorted(key for key, line in lines.items() if line not in old.splitlines())
-        return Plan("set " + ", ".join(changed), action=write_file_action(desired))
+        return Plan("set " + ", ".join(changed), action=write_file_action(desired),
+                    all_or_nothing=True)
 
     return Step(label or f"lines in {path}", probe_path(path, with_content=True), decide)

@@ -14,6 +14,7 @@ restart of the same service runs) is skipped, and its record is cleared with the
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -41,15 +42,19 @@ class Notified:
     clears: tuple[str, ...]
 
 
-def recorded_action(role: str, names: Sequence[str], notifier: str, action: str) -> str:
+def recorded_action(role: str, names: Sequence[str], notifier: str, action: str, *,
+                    undo_on_failure: bool = False) -> str:
     """``action`` with ``names`` recorded as pending before it runs, so the change is never on
-    the host without its record. A record this action creates is removed again when the action
-    fails (no change, no handler owed); one an earlier run left stays. A record path that is a
-    symbolic link or not a plain file is refused, never written through."""
+    the host without its record. With ``undo_on_failure`` (an all-or-nothing action: when it
+    fails nothing changed) a record this action created is removed again when it fails; one an
+    earlier run left always stays. A record path that is a symbolic link or not a plain file is
+    refused, never written through, and so is a symbolic link on the way to it."""
     directory = quote(f"{HANDLER_ROOT}/{role}")
-    lines = [f"{{ [ -d {directory} ] || mkdir -p {directory}; }} || exit 1",
-             f"if [ -L {directory} ]; then echo {directory}': a symbolic link; no handler "
-             "record is written through one' >&2; exit 1; fi"]
+    linked = " || ".join(f"[ -L {quote(path)} ]" for path in
+                         (posixpath.dirname(HANDLER_ROOT), HANDLER_ROOT, f"{HANDLER_ROOT}/{role}"))
+    lines = [f"if {linked}; then echo {directory}': a symbolic link on the way; no handler "
+             "record is written through one' >&2; exit 1; fi",
+             f"{{ [ -d {directory} ] || mkdir -p {directory}; }} || exit 1"]
     undo = []
     for index, name in enumerate(names):
         record = quote(f"{HANDLER_ROOT}/{role}/{name}")
@@ -59,6 +64,8 @@ def recorded_action(role: str, names: Sequence[str], notifier: str, action: str)
                   f"new{index}=; [ -e {record} ] || {{ printf '%s\\n' {quote(notifier)} > "
                   f"{record} || exit 1; new{index}=1; }}"]
         undo.append(f"[ -z \"$new{index}\" ] || rm -f {record}")
+    if not undo_on_failure:
+        return "\n".join([*lines, action])
     lines += [f"( {action}\n)", "rc=$?",
               f"if [ \"$rc\" -ne 0 ]; then {'; '.join(undo)}; fi", "exit \"$rc\""]
     return "\n".join(lines)
@@ -81,7 +88,7 @@ def parse_pending(output: str) -> dict[str, dict[str, str]]:
     """Role -> handler -> the label of the step that notified it in an earlier run."""
     pending: dict[str, dict[str, str]] = {}
     for line in output.splitlines():
-        fields = line.split("\t")
+        fields = line.split("\t", 2)  # the notifier's label is last and may hold a tab
         if len(fields) == 3 and fields[0] and fields[1]:
             pending.setdefault(fields[0], {})[fields[1]] = fields[2]
     return pending

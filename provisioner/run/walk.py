@@ -189,8 +189,8 @@ class HostWalk:
         if not names or self.host.check or plan.action is None:
             return plan
         role = self.plan[self.flat[position][0]].role.name
-        return replace(plan, action=notifications.recorded_action(role, names, label,
-                                                                  plan.action))
+        return replace(plan, action=notifications.recorded_action(
+            role, names, label, plan.action, undo_on_failure=plan.all_or_nothing))
 
     @staticmethod
     def _writes_only(step: Step) -> str | None:
@@ -317,10 +317,10 @@ class HostWalk:
         started = time.monotonic()
         label = f"handler {notified.handler.name}"
         why = notifications.because(notified.because)
+        if self.state.failed:  # its records stay: the next run runs it
+            return
         if self.host.check:
             self._report(Change.made(label, f"would run ({why})"), started)
-            return
-        if self.state.failed:
             return
         self.on_action(label)
         result = self._round_trip(notifications.handler_script(role, notified), next_position,

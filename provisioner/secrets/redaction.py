@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 from provisioner.secrets.values import MASK, Secret
@@ -23,13 +24,17 @@ def redact(text: str, secrets: Iterable[Secret]) -> str:
 
     Longer values go first so one secret containing another never leaks its tail, each line
     of a multi-line secret (a private key) is masked on its own, since a diff splits it by lines,
-    and so is a value without the blanks around it, which a template may have trimmed.
+    and so is a value without the blanks around it, which a template may have trimmed, and the
+    value as Python's repr and JSON write it (escaped quotes and backslashes).
     """
     values = {secret.reveal() for secret in secrets}
     values |= {line for value in values if "\n" in value
                for line in value.splitlines() if len(line.strip()) >= 4}
     # A template may trim a value (`| trim`): its core must not show either.
     values |= {value.strip() for value in values if len(value.strip()) >= 4}
+    # Python's repr (a traceback, a message with !r) and JSON escape quotes and backslashes.
+    values |= {escaped for value in values
+               for escaped in (repr(value)[1:-1], json.dumps(value)[1:-1])}
     for value in sorted(values, key=len, reverse=True):
         if value:
             text = text.replace(value, MASK)

@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import socket
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -88,12 +89,13 @@ def keeper_socket(config: HostConfig) -> Path | None:
     path = directory / f"{keeper_name(config)}.sock"
     if not hasattr(socket, "SO_PEERCRED") or len(str(path)) > MAX_SOCKET_PATH:
         return None
-    if not _private_directory(directory):
+    problem = _not_private(directory)
+    if problem is not None:
         raise ProvisionerError(
-            f"{directory}, where kept logins live, is not a private directory of yours (it must "
-            "be a directory you own that nobody else can enter, mode 0700), so logins cannot be "
-            f"kept there safely: `chmod 700 {directory}`, set PROVISIONER_RUNTIME_DIR to another "
-            "directory, or set ssh.control_persist: 0 to log in afresh every run.")
+            f"{directory}, where kept logins live, {problem}; a login kept there would not be "
+            "yours alone. Set PROVISIONER_RUNTIME_DIR to a directory you own that nobody else "
+            "can enter (mode 0700; a missing one is created so), or ssh.control_persist: 0 to "
+            "log in afresh every run.")
     return path
 
 
@@ -105,15 +107,28 @@ def keeper_name(config: HostConfig) -> str:
     return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:24]
 
 
-def _private_directory(directory: Path) -> bool:
-    """Created 0700 if missing; refused if anyone else owns it or can enter it."""
+def _not_private(directory: Path) -> str | None:
+    """What keeps ``directory`` from holding kept logins (created 0700 when missing), or None."""
     try:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        directory.mkdir(mode=0o700, parents=True)
+    except FileExistsError:
+        pass  # looked at below, whatever it is
+    except OSError as error:
+        return f"cannot be made ({error.strerror or error})"
+    try:
         status = directory.lstat()
-    except OSError:
-        return False
-    return status.st_uid == os.getuid() and status.st_mode & 0o077 == 0 and \
-        directory.is_dir() and not directory.is_symlink()
+    except OSError as error:
+        return f"cannot be read ({error.strerror or error})"
+    if stat.S_ISLNK(status.st_mode):
+        return "is a symbolic link"
+    if not stat.S_ISDIR(status.st_mode):
+        return "is not a directory"
+    if status.st_uid != os.getuid():
+        return f"belongs to user id {status.st_uid}, not to you (id {os.getuid()})"
+    if status.st_mode & 0o077:
+        return (f"can be entered by others (mode {stat.S_IMODE(status.st_mode):04o}; "
+                f"`chmod 700 {directory}` makes it private)")
+    return None
 
 
 class KeptConnection:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import time
 
+import pytest
+
+from provisioner.transport import channel as channel_module
 from provisioner.transport.channel import read_channel
 
 
@@ -52,3 +56,21 @@ class LateTailChannel:
 def test_output_that_arrives_after_the_exit_status_is_still_read() -> None:
     out, err = read_channel(LateTailChannel(), timeout=5)  # type: ignore[arg-type]
     assert out == b"head\ntail\n" and err == b""
+
+
+class HeldOpenChannel(LateTailChannel):
+    """A command that exited while a process it left in the background keeps its output open:
+    the exit status comes, the end of output never does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events = ["exit", "tail"]
+
+
+def test_a_command_whose_background_process_holds_the_output_open_ends_after_a_grace(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(channel_module, "TAIL_GRACE", 0.2)
+    started = time.monotonic()
+    out, _ = read_channel(HeldOpenChannel(), timeout=30)  # type: ignore[arg-type]
+    assert out == b"head\ntail\n"
+    assert time.monotonic() - started < 5

@@ -309,6 +309,18 @@ UNREACHABLE = """\
     """
 
 
+@pytest.mark.parametrize(("task", "flag", "value"),
+                         [("provision", "--parallel", "x"), ("provision", "--serial", "1.5"),
+                          ("sandbox.up", "--count", "two"), ("bench", "--reps", "")],
+                         ids=["parallel", "serial", "count", "reps"])
+def test_a_number_flag_that_is_no_whole_number_is_one_line_and_exit_2(task: str, flag: str,
+                                                                       value: str) -> None:
+    completed = invoke(task, flag, value)
+    assert completed.returncode == 2
+    assert completed.stderr.strip() == (f"error: {flag} {value!r}: must be a whole number, "
+                                         f"like {flag} 2.")
+
+
 @pytest.mark.parametrize("parallel", [0, -3], ids=["zero", "negative"])
 def test_parallel_below_one_is_refused(parallel: int) -> None:
     with pytest.raises(ProvisionerError, match=rf"^--parallel {parallel}: must be at least 1"):

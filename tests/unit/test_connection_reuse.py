@@ -449,5 +449,20 @@ def test_stderr_lines_reach_the_run_while_the_keeper_waits_for_the_answer(runtim
 def test_a_directory_others_can_enter_is_refused_with_what_to_do(runtime: Path) -> None:
     runtime.mkdir(mode=0o755)
     runtime.chmod(0o755)
-    with pytest.raises(ProvisionerError, match=r"is not a private directory .*chmod 700"):
+    with pytest.raises(ProvisionerError, match=r"can be entered by others \(mode 0755; "
+                       r"`chmod 700 .*PROVISIONER_RUNTIME_DIR"):
+        keeper_socket(config())
+
+
+def test_a_file_where_the_directory_should_be_is_refused_as_one(runtime: Path) -> None:
+    runtime.write_text("")
+    with pytest.raises(ProvisionerError, match="is not a directory"):
+        keeper_socket(config())
+
+
+def test_a_symbolic_link_to_a_private_directory_is_refused(runtime: Path, tmp_path: Path
+                                                           ) -> None:
+    (tmp_path / "real").mkdir(mode=0o700)
+    runtime.symlink_to(tmp_path / "real")
+    with pytest.raises(ProvisionerError, match="is a symbolic link"):
         keeper_socket(config())

@@ -249,16 +249,34 @@ def test_check_mode_reports_a_refusal_as_refused_not_would_change() -> None:
     assert changes[0].status == "refused" and not changes[0].changed
 
 
-def test_a_change_whose_action_failed_leaves_no_record_of_its_own(
+def test_an_all_or_nothing_change_whose_action_failed_leaves_no_record_of_its_own(
         tmp_path: Path, private_handler_records: Path) -> None:
     def broken(probed: Probed) -> Plan:
-        return Plan("would set", action="echo 'check failed; nothing changed' >&2; exit 1")
+        return Plan("would set", action="echo 'check failed; nothing changed' >&2; exit 1",
+                    all_or_nothing=True)
 
     role = role_of([Step("config set", "true", broken, ("svc:reload",))],
                    [logging_handler("svc:reload", tmp_path / "log")], name="svc")
     changes, _ = walk_roles([role])
     assert changes[0].failed
     assert not (private_handler_records / "svc" / "svc:reload").exists()
+
+
+def test_an_action_that_changed_something_then_failed_keeps_its_handler_owed(
+        tmp_path: Path, private_handler_records: Path) -> None:
+    log, target = tmp_path / "log", tmp_path / "conf"
+
+    def half(probed: Probed) -> Plan:
+        if probed.output.strip() == "g2":
+            return Plan("as wanted")
+        return Plan("write g2", action=f"echo g2 > {quote(str(target))}; exit 1")
+
+    role = role_of([Step("half", f"cat {quote(str(target))} 2>/dev/null", half,
+                         ("svc:reload",))], [logging_handler("svc:reload", log)], name="svc")
+    first, _ = walk_roles([role])
+    second, _ = walk_roles([role])
+    assert first[0].failed and ran(log) == ["svc:reload"]
+    assert [c.status for c in second] == ["ok", "changed"]
 
 
 def test_a_failed_action_keeps_the_record_an_earlier_run_left(
@@ -268,7 +286,7 @@ def test_a_failed_action_keeps_the_record_an_earlier_run_left(
                         [handler], name="svc")])
 
     def broken(probed: Probed) -> Plan:
-        return Plan("would set", action="exit 1")
+        return Plan("would set", action="exit 1", all_or_nothing=True)
 
     walk_roles([role_of([Step("config set", "true", broken, ("svc:reload",))], [handler],
                         name="svc")])
@@ -323,3 +341,32 @@ def test_a_ready_timeout_that_is_not_whole_seconds_in_range_is_refused_when_the_
     handler = Handler("svc:restart", "true", ready="true", ready_timeout=timeout)  # type: ignore[arg-type]
     with pytest.raises(RoleError, match="ready_timeout"):
         check_handler_names("svc", {"svc:restart": handler})
+
+
+def test_check_mode_says_no_handler_would_run_after_a_refused_step(tmp_path: Path) -> None:
+    role = role_of([marker_step(tmp_path / "conf", ("svc:reload",)), refusing_step()],
+                   [logging_handler("svc:reload", tmp_path / "log")])
+    changes, _ = walk_roles([role], check=True)
+    assert [c.status for c in changes] == ["changed", "refused"]
+
+
+def test_a_notifier_label_holding_a_tab_is_read_back_whole(private_handler_records: Path
+                                                           ) -> None:
+    (private_handler_records / "app").mkdir(parents=True)
+    (private_handler_records / "app" / "app:reload").write_text("file of\tapp\n")
+    output = LocalShell().run_script(handlers.pending_probe()).stdout
+    assert handlers.parse_pending(output) == {"app": {"app:reload": "file of\tapp"}}
+
+
+def test_a_symbolic_link_on_the_way_to_the_records_is_refused(
+        tmp_path: Path, private_handler_records: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    linked_root = tmp_path / "linked-records"
+    linked_root.symlink_to(elsewhere)
+    monkeypatch.setattr(handlers, "HANDLER_ROOT", str(linked_root))
+    changes, _ = walk_roles([role_of([marker_step(tmp_path / "conf", ("svc:reload",))],
+                                     [logging_handler("svc:reload", tmp_path / "log")],
+                                     name="svc")])
+    assert changes[0].failed and "a symbolic link on the way" in changes[0].reason
+    assert list(elsewhere.iterdir()) == []

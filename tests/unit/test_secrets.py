@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,9 @@ def test_a_diff_that_held_a_secret_masks_its_removed_lines_too() -> None:
 def test_a_diff_without_a_secret_is_left_whole() -> None:
     diff = "--- a\n+++ b\n-old\n+new\n"
     assert redact_diff(diff, [Secret("elsewhere")]) == diff
+
+
+def test_a_secret_as_a_traceback_or_json_escapes_it_is_masked_too() -> None:
+    secret = Secret("Pa\\ss'w\"rd9")
+    shown = f"ValueError: {secret.reveal()!r}; json {json.dumps(secret.reveal())}"
+    assert redact(shown, [secret]) == "ValueError: '***'; json \"***\""
