@@ -12,8 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 COLOURS = {"floor": "#7f7f7f", "floor-kept": "#c7c7c7", "pyinfra": "#1f77b4",
-           "ansible": "#d62728", "ansible-tuned": "#ff7f0e", "provisioner": "#2ca02c",
-           "provisioner-newlogin": "#98df8a"}
+           "ansible": "#d62728", "ansible-tuned": "#ff7f0e", "provisioner-first": "#17561a",
+           "provisioner": "#2ca02c", "provisioner-newlogin": "#98df8a"}
 
 
 def main(source: str, target: str) -> None:

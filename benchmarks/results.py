@@ -217,6 +217,12 @@ def markdown(results: dict[str, Any]) -> str:
         "(`ssh.control_persist: 0`) log in afresh every run; pyinfra always does. On fresh "
         "machines nothing is kept.",
         "",
+        "provisioner runs as `python -m invoke provision` from a fresh install made for the run "
+        "(a copy of the checkout, `pip install -e` into a venv of its own, no bytecode compiled "
+        "beforehand), so its modules' bytecode is what its own runs wrote. `provisioner-first` "
+        "is a user's first run after installing (the install's bytecode removed before each of "
+        "its reps); the `provisioner` rep right after it is their second run.",
+        "",
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "|".join("---" for _ in COLUMNS) + "|",
     ]

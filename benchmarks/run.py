@@ -10,7 +10,6 @@ marked, and makes the exit code 1. See benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
-import compileall
 import datetime
 import os
 import shutil
@@ -21,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import floor, inventories, machines, measure, results
+from benchmarks.install import Install, fresh_install
 from benchmarks.peers_env import ensure_peers_venv, peer_versions
 from benchmarks.tools import (
+    FIRST_RUN,
     KEPT_ONLY,
     ONE_HOST,
     PROJECT_ROOT,
@@ -38,7 +39,9 @@ from provisioner.sandbox import Machine
 
 WORK_DIR = Path(__file__).resolve().parent / ".work"
 ALL_TOOLS = TOOL_NAMES
-ONE_HOST_TOOLS = tuple(tool for tool in TOOL_NAMES if tool != ONE_HOST)
+#: Every tool but provisioner's first run after installing, which the one-host no-ops add.
+REPEATED_TOOLS = tuple(tool for tool in TOOL_NAMES if tool != FIRST_RUN)
+ONE_HOST_TOOLS = tuple(tool for tool in REPEATED_TOOLS if tool != ONE_HOST)
 FIRST_TOOLS = tuple(tool for tool in ONE_HOST_TOOLS if tool not in KEPT_ONLY)
 STACK_TOOLS = ("floor", "floor-kept", "provisioner", "provisioner-newlogin")
 
@@ -54,32 +57,23 @@ class Scenario:
 
 
 SCENARIOS = {scenario.name: scenario for scenario in (
-    Scenario("noop-1", 1, "workload", "apply", ONE_HOST_TOOLS,
+    Scenario("noop-1", 1, "workload", "apply", (*ONE_HOST_TOOLS, FIRST_RUN),
              "W applied to 1 host that already has it: every tool must report 0 changed"),
-    Scenario("noop-5", 5, "workload", "apply", ALL_TOOLS, "the same on 5 hosts at once"),
+    Scenario("noop-5", 5, "workload", "apply", REPEATED_TOOLS, "the same on 5 hosts at once"),
     Scenario("check-1", 1, "workload", "check", ONE_HOST_TOOLS,
              "check (dry-run) mode on 1 converged host: 0 would-change"),
     Scenario("first-1", 1, "fresh", "apply", FIRST_TOOLS,
              "W on 1 fresh machine (package cache pre-seeded, lists 2 h old)"),
     Scenario("first-5", 5, "fresh", "apply", FIRST_TOOLS, "W on 5 fresh machines at once"),
-    Scenario("stack-noop-1", 1, "stack", "apply", STACK_TOOLS,
+    Scenario("stack-noop-1", 1, "stack", "apply", (*STACK_TOOLS, FIRST_RUN),
              "the project's roles (hardening, ufw, fail2ban) on 1 converged host"),
     Scenario("stack-noop-5", 5, "stack", "apply", (*STACK_TOOLS, ONE_HOST),
              "the same on 5 hosts"),
 )}
 SMOKE_SCENARIO = "noop-1"
-
-
-def compile_project_bytecode() -> None:
-    """Write the project's bytecode, as installing it with pip would.
-
-    This machine sets PYTHONDONTWRITEBYTECODE, so an editable install never gets any and every
-    provisioner run would compile its modules afresh (about 60 ms); the peers, installed from
-    wheels into their venv, have theirs. A user's first run writes it just the same.
-    """
-    for folder in ("provisioner", "roles", "benchmarks/roles"):
-        compileall.compile_dir(PROJECT_ROOT / folder, quiet=1)
-    compileall.compile_file(PROJECT_ROOT / "tasks.py", quiet=1)
+#: The smoke's runs: a first run after the install and the second run, which must read the
+#: bytecode the first one wrote.
+SMOKE_TOOLS = f"{FIRST_RUN},provisioner"
 
 
 def say(line: str) -> None:
@@ -100,7 +94,7 @@ def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
                         help="one rep, provisioner only, 1 host, no-op scenario (CI)")
     arguments = parser.parse_args(argv)
     if arguments.smoke:
-        arguments.reps, arguments.scenarios, arguments.tools = 1, SMOKE_SCENARIO, "provisioner"
+        arguments.reps, arguments.scenarios, arguments.tools = 1, SMOKE_SCENARIO, SMOKE_TOOLS
     for name in split(arguments.scenarios):
         if name not in SCENARIOS:
             parser.error(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
@@ -121,6 +115,7 @@ class Runner:
         self.tools = [name for name in ALL_TOOLS if name in (split(arguments.tools) or ALL_TOOLS)]
         self.state: dict[str, str] = {}
         self.peers_python: Path | None = None
+        self.install: Install | None = None
         self.failures: list[str] = []
         self.notes: list[str] = []
 
@@ -179,7 +174,7 @@ class Runner:
         work = WORK_DIR / "run"
         work.mkdir(parents=True, exist_ok=True)
         return Context(mode, fresh, tuple(booted), inventory, work, self.peers_python,
-                       check_scripts or {})
+                       check_scripts or {}, self.install)
 
     def untimed(self, tool: str, mode: str, fresh: bool, booted: Sequence[Machine],
                 inventory: Path) -> Outcome:
@@ -207,6 +202,12 @@ class Runner:
             return False, f"results for {sorted(outcome.changed)} only"
         if scenario.state != "fresh" and outcome.total_changed:
             return False, f"reported changes on a converged host: {outcome.changed}"
+        written = outcome.extra.get("bytecode_written", 0)
+        if tool == FIRST_RUN and not written:
+            return False, "the first run after installing cached no bytecode"
+        if tool == "provisioner" and FIRST_RUN in self.tools and FIRST_RUN in scenario.tools \
+                and written:
+            return False, f"the second run after installing compiled {written} modules again"
         if scenario.state == "fresh":
             scripts = floor.check_scripts(context.provisioner_inventory,
                                           [PROJECT_ROOT / "roles", ROLES_DIR])
@@ -270,7 +271,7 @@ class Runner:
             machines.mark_lists_fresh(booted)
             outcome, sample = self.timed(tool, context)
             ok, why = self.judge(scenario, tool, outcome, context)
-            say(f"  warm-up {tool:<14} {sample.wall:7.2f} s  {'ok' if ok else 'FAILED: ' + why}")
+            say(f"  warm-up {tool:<20} {sample.wall:7.2f} s  {'ok' if ok else 'FAILED: ' + why}")
         try:
             for rep in range(reps):
                 machines.mark_lists_fresh(booted)
@@ -291,7 +292,7 @@ class Runner:
             sample, outcome.total_changed, sum(outcome.failed.values()), outcome.round_trips,
             ok, why, outcome.extra))
         trips = ", ".join(str(value) for value in outcome.round_trips.values())
-        say(f"  rep {rep + 1} {tool:<14} {sample.wall:7.2f} s  ctl CPU {sample.controller_cpu:5.2f}"
+        say(f"  rep {rep + 1} {tool:<20} {sample.wall:7.2f} s  ctl CPU {sample.controller_cpu:5.2f}"
             f"  target CPU {sample.target_cpu:5.2f}  changed {outcome.total_changed:3d}  "
             f"sessions {trips}{'  NOISY' if sample.noisy else ''}"
             f"{'' if ok else '  FAILED: ' + why}")
@@ -300,7 +301,9 @@ class Runner:
         measure.become_subreaper()
         shutil.rmtree(WORK_DIR, ignore_errors=True)
         WORK_DIR.mkdir(parents=True)
-        compile_project_bytecode()
+        say("installing provisioner afresh (a copy of this checkout, pip install -e, "
+            "nothing precompiled)")
+        self.install = fresh_install(PROJECT_ROOT, WORK_DIR / "install")
         if any(tool in ("pyinfra", "ansible", "ansible-tuned") for tool in self.tools) or \
                 not self.smoke:
             self.peers_python = ensure_peers_venv(say)

@@ -6,8 +6,11 @@
 * ansible / ansible-tuned: benchmarks/peers/ansible/site.yml with ansible.cfg / ansible-tuned.cfg
   (both use ControlPersist masters, 60 s by default, 300 s tuned).
 * provisioner: ``python -m invoke provision --inventory INV --report FILE``, as a user runs it
-  (its kept logins on, the default); provisioner-newlogin: the same with
-  ``ssh.control_persist: 0``, a new login each run.
+  (its kept logins on, the default), in a fresh install made for the benchmark (install.py: a
+  copy of the checkout, ``pip install -e`` into a venv of its own, nothing precompiled);
+  provisioner-newlogin: the same with ``ssh.control_persist: 0``, a new login each run;
+  provisioner-first: the same as provisioner with the install's bytecode removed before each
+  run, a user's first run after installing (the provisioner run after it is their second).
 
 Connections a tool keeps between runs (ControlPersist masters, provisioner's keepers) live on
 across the reps of a no-op or check scenario, as they do for a user running the tool again, and
@@ -28,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import floor, inventories, parsing
+from benchmarks.install import Install, forget_bytecode
 from provisioner.run.session import HostJob
 from provisioner.sandbox import Machine
 
@@ -35,14 +39,17 @@ BENCH_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = BENCH_DIR.parent
 ROLES_DIR = BENCH_DIR / "roles"
 PEERS_DIR = BENCH_DIR / "peers"
-TOOL_NAMES = ("floor", "floor-kept", "pyinfra", "ansible", "ansible-tuned", "provisioner",
-              "provisioner-newlogin", "provisioner-1host")
+TOOL_NAMES = ("floor", "floor-kept", "pyinfra", "ansible", "ansible-tuned", "provisioner-first",
+              "provisioner", "provisioner-newlogin", "provisioner-1host")
 #: Tools that keep a connection between runs only, so they take no part on fresh machines.
 KEPT_ONLY = ("floor-kept", "provisioner-newlogin")
 #: provisioner on the first machine only, alternated with the others on several machines: its
 #: own one-host time measured in the same minutes as its many-host time (the target compares
 #: them, and this machine's speed drifts between scenarios).
 ONE_HOST = "provisioner-1host"
+#: provisioner's first run after a fresh install (no bytecode yet), alternated right before
+#: provisioner, whose run is then the user's second.
+FIRST_RUN = "provisioner-first"
 TIMEOUT = 3600
 
 
@@ -57,6 +64,7 @@ class Context:
     work: Path
     peers_python: Path | None
     check_scripts: dict[str, floor.CheckScript] = field(default_factory=dict)
+    install: Install | None = None  # where provisioner runs; None: this checkout, as it is
 
 
 @dataclass
@@ -162,16 +170,18 @@ def _floor_scripts(context: Context, jobs: dict[str, HostJob]) -> dict[str, str]
 
 
 class Provisioner:
-    def __init__(self, kept: bool, one_host: bool = False) -> None:
-        self.kept, self.one_host = kept, one_host
-        self.name = ONE_HOST if one_host else "provisioner" if kept else "provisioner-newlogin"
+    def __init__(self, kept: bool, one_host: bool = False, first_run: bool = False) -> None:
+        self.kept, self.one_host, self.first_run = kept, one_host, first_run
+        self.name = (ONE_HOST if one_host else FIRST_RUN if first_run
+                     else "provisioner" if kept else "provisioner-newlogin")
 
     def command(self, context: Context, report: Path) -> list[str]:
         """``invoke provision`` as a user types it, for this tool's variant."""
         inventory = context.provisioner_inventory if self.kept else \
             inventories.without_kept_logins(context.provisioner_inventory,
                                             context.work / "inventory-newlogin.yml")
-        argv = [sys.executable, "-m", "invoke", "provision", "--inventory", str(inventory),
+        python = context.install.python if context.install else Path(sys.executable)
+        argv = [str(python), "-m", "invoke", "provision", "--inventory", str(inventory),
                 "--report", str(report)]
         if context.mode == "check":
             argv.append("--check")
@@ -184,25 +194,39 @@ class Provisioner:
         log = context.work / f"{self.name}.log"
         report.unlink(missing_ok=True)
         argv = self.command(context, report)
-        env = {**os.environ, "PROVISIONER_ROLES_PATH": str(ROLES_DIR), "NO_COLOR": "1"}
+        root = context.install.root if context.install else PROJECT_ROOT
+        roles = context.install.roles_dir if context.install else ROLES_DIR
+        env = {**os.environ, "PROVISIONER_ROLES_PATH": str(roles), "NO_COLOR": "1"}
+        if self.first_run and context.install:
+            forget_bytecode(root)
+        before = bytecode_stamps(root)
 
         def execute() -> int:
-            return _run_logged(argv, log, PROJECT_ROOT, env)
+            return _run_logged(argv, log, root, env)
 
         def evaluate(code: int) -> Outcome:
+            after = bytecode_stamps(root)
+            extra: dict[str, Any] = {
+                "bytecode_written": sum(before.get(path) != stamp for path, stamp in after.items())}
             if not report.exists():
-                return Outcome(code, {}, {}, {}, f"no report; see {log}")
+                return Outcome(code, {}, {}, {}, f"no report; see {log}", extra)
             hosts = json.loads(report.read_text())["hosts"]
+            extra.update({"host_seconds": max(data["duration_seconds"] for data in hosts.values()),
+                          "reused_logins": sum(data.get("connection") == "reused"
+                                               for data in hosts.values())})
             return Outcome(
                 code, {name: data["changed"] for name, data in hosts.items()},
                 {name: data["failed"] for name, data in hosts.items()},
                 {name: data["round_trips"] for name, data in hosts.items()},
-                "" if code == 0 else f"exit {code}; see {log}",
-                {"host_seconds": max(data["duration_seconds"] for data in hosts.values()),
-                 "reused_logins": sum(data.get("connection") == "reused"
-                                      for data in hosts.values())})
+                "" if code == 0 else f"exit {code}; see {log}", extra)
 
         return PreparedRun(execute, evaluate)
+
+
+def bytecode_stamps(root: Path) -> dict[Path, int]:
+    """Each cached bytecode file under root with its modification time, to tell which a run
+    wrote."""
+    return {path: path.stat().st_mtime_ns for path in root.rglob("__pycache__/*.pyc")}
 
 
 class Pyinfra:
@@ -320,8 +344,9 @@ def _ansible_outcome(code: int, log: Path, session_log: Path,
 def make_tool(name: str) -> Floor | Provisioner | Pyinfra | Ansible:
     if name in ("floor", "floor-kept"):
         return Floor(kept=name == "floor-kept")
-    if name in ("provisioner", "provisioner-newlogin", ONE_HOST):
-        return Provisioner(kept=name != "provisioner-newlogin", one_host=name == ONE_HOST)
+    if name in ("provisioner", "provisioner-newlogin", ONE_HOST, FIRST_RUN):
+        return Provisioner(kept=name != "provisioner-newlogin", one_host=name == ONE_HOST,
+                           first_run=name == FIRST_RUN)
     if name == "pyinfra":
         return Pyinfra()
     if name in ("ansible", "ansible-tuned"):

@@ -26,7 +26,6 @@ from provisioner.inventory.loader import load_inventory
 from provisioner.inventory.view import InventoryView
 from provisioner.login_keys import key_file_problem
 from provisioner.output.console import ConsoleReport
-from provisioner.output.facts_table import facts_data, facts_table
 from provisioner.output.run_report import write_report
 from provisioner.run.engine import RunOptions, gather_facts, prepare, run
 from provisioner.run.results import RunResult
@@ -291,6 +290,9 @@ def facts_report(inventory: Inventory, hosts: str, group: str,
     """What ``invoke facts`` prints (an aligned table per host, or JSON for machines), and the
     errors of the hosts that could not be asked: one host that is down does not hide the rest."""
     import json
+
+    # Only `invoke facts` shows facts; a provision run does not import their table.
+    from provisioner.output.facts_table import facts_data, facts_table
 
     gathered: dict[str, Facts] = {}
     failures: list[str] = []

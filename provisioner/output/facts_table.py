@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from rich.control import strip_control_codes
-
 from provisioner.facts import Facts
+from provisioner.output.control_codes import strip_control_codes
 
 
 def facts_table(name: str, facts: Facts) -> str:

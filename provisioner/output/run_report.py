@@ -7,9 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from rich.control import strip_control_codes
-
 from provisioner.change import Change
+from provisioner.output.control_codes import strip_control_codes
 from provisioner.run.results import RunResult
 
 

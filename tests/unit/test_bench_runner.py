@@ -15,8 +15,18 @@ import pytest
 import yaml
 
 from benchmarks import floor, inventories, measure, parsing, results
-from benchmarks.run import SCENARIOS, parse_arguments
-from benchmarks.tools import KEPT_ONLY, ONE_HOST, Context, Provisioner, make_tool
+from benchmarks.install import copy_checkout, forget_bytecode
+from benchmarks.run import SCENARIOS, Runner, parse_arguments
+from benchmarks.tools import (
+    FIRST_RUN,
+    KEPT_ONLY,
+    ONE_HOST,
+    TOOL_NAMES,
+    Context,
+    Outcome,
+    Provisioner,
+    make_tool,
+)
 from provisioner.content.roles import load_role
 from provisioner.content.variables import merge_role_variables
 from provisioner.sandbox import Machine
@@ -193,9 +203,10 @@ def test_markdown_names_the_machine_and_every_tool() -> None:
 
 # -- command line ------------------------------------------------------------------------------
 
-def test_smoke_is_one_rep_of_provisioner_on_the_one_host_no_op() -> None:
+def test_smoke_is_a_first_and_a_second_run_of_provisioner_on_the_one_host_no_op() -> None:
     arguments = parse_arguments(["--smoke"])
-    assert (arguments.reps, arguments.scenarios, arguments.tools) == (1, "noop-1", "provisioner")
+    assert (arguments.reps, arguments.scenarios, arguments.tools) == (
+        1, "noop-1", "provisioner-first,provisioner")
     assert SCENARIOS["noop-1"].hosts == 1
 
 
@@ -270,3 +281,79 @@ def test_targets_are_judged_from_the_medians_of_this_run() -> None:
     assert found["first converge (first-5)"]["met"] is None
     assert found["noop-1"]["met"]  # faster than both peers
     assert "NOT met" in "\n".join(results.target_lines(list(found.values())))
+
+
+# -- provisioner as a user installs it -----------------------------------------------------------
+
+def test_the_first_run_after_installing_comes_right_before_the_second_in_one_host_no_ops() -> None:
+    assert TOOL_NAMES.index(FIRST_RUN) + 1 == TOOL_NAMES.index("provisioner")
+    assert [name for name, scenario in SCENARIOS.items() if FIRST_RUN in scenario.tools] == [
+        "noop-1", "stack-noop-1"]
+    assert make_tool(FIRST_RUN).name == FIRST_RUN
+
+
+def git(root: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True)
+
+
+def test_an_install_copies_the_checkouts_files_but_no_bytecode_nor_ignored_files(
+        tmp_path: Path) -> None:
+    checkout, copy = tmp_path / "checkout", tmp_path / "copy"
+    (checkout / "pkg" / "__pycache__").mkdir(parents=True)
+    (checkout / ".gitignore").write_text("__pycache__/\n*.log\n")
+    (checkout / "pkg" / "module.py").write_text("tracked = True\n")
+    (checkout / "pkg" / "__pycache__" / "module.cpython-311.pyc").write_bytes(b"old")
+    git(checkout, "init", "-q")
+    git(checkout, "add", ".gitignore", "pkg/module.py")
+    (checkout / "pkg" / "new.py").write_text("not yet committed = True\n")
+    (checkout / "run.log").write_text("ignored\n")
+
+    copy_checkout(checkout, copy)
+
+    assert sorted(str(path.relative_to(copy)) for path in copy.rglob("*") if path.is_file()) == [
+        ".gitignore", "pkg/module.py", "pkg/new.py"]
+
+
+def test_forgetting_bytecode_takes_an_install_back_to_no_cached_module(tmp_path: Path) -> None:
+    cache = tmp_path / "roles" / "web" / "__pycache__"
+    cache.mkdir(parents=True)
+    (cache / "role.cpython-311.pyc").write_bytes(b"")
+    (tmp_path / "roles" / "web" / "role.py").write_text("")
+
+    forget_bytecode(tmp_path)
+
+    assert not cache.exists() and (tmp_path / "roles" / "web" / "role.py").exists()
+
+
+@pytest.mark.parametrize(("tool", "written", "problem"), [
+    (FIRST_RUN, 0, "cached no bytecode"),
+    ("provisioner", 3, "compiled 3 modules again"),
+    (FIRST_RUN, 40, ""),
+    ("provisioner", 0, ""),
+])
+def test_a_first_run_must_cache_bytecode_and_the_second_must_not_compile(
+        tmp_path: Path, tool: str, written: int, problem: str) -> None:
+    runner = Runner(parse_arguments(["--smoke"]))
+    machines = (Machine("bench1", "10.77.0.11", "bookworm", 1, Path("/")),)
+    context = Context("apply", False, machines, tmp_path / "inventory.yml", tmp_path, None)
+    outcome = Outcome(0, {"bench1": 0}, {"bench1": 0}, {"bench1": 1},
+                      extra={"bytecode_written": written})
+
+    ok, why = runner.judge(SCENARIOS["noop-1"], tool, outcome, context)
+
+    assert ok == (not problem) and problem in why
+
+
+def test_tasks_cache_the_bytecode_invoke_would_not_once_tasks_py_is_imported(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """invoke sets sys.dont_write_bytecode before importing tasks.py and leaves it set; a task
+    that runs the project's code sets it back, so its modules are compiled once, not every run
+    (the smoke proves the same end to end: its first run must write bytecode, its second none)."""
+    spec = importlib.util.spec_from_file_location("tasks_for_bytecode",
+                                                  BENCH.parent / "tasks.py")
+    assert spec is not None and spec.loader is not None
+    tasks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tasks)
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+
+    assert tasks.user_errors(lambda: sys.dont_write_bytecode)() is False

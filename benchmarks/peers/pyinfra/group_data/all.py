@@ -14,7 +14,7 @@ provbench_sysctls = {
     "net.ipv4.conf.all.rp_filter": 1,
     "net.ipv4.conf.all.accept_redirects": 0,
     "net.ipv4.conf.all.send_redirects": 0,
-    "kernel.kptr_restrict": 2,
+    "net.ipv4.icmp_echo_ignore_broadcasts": 1,
 }
 provbench_header = "Managed by the provbench workload"
 provbench_services = ["nginx.service", "cron.service"]
