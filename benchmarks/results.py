@@ -192,6 +192,23 @@ def terminal_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+#: What latest.md says of logins kept between reps and of how provisioner is installed.
+HOW_TOOLS_CONNECT = (
+    "Connections kept between runs live on from rep to rep on converged machines, as for a "
+    "user who runs the tool again within minutes: `floor-kept` (the floor through an OpenSSH "
+    "ControlPersist master), both Ansible configurations (ControlPersist is on by default), "
+    "`provisioner` (its kept logins, on by default). `floor` and `provisioner-newlogin` "
+    "(`ssh.control_persist: 0`) log in afresh every run; pyinfra always does. On fresh "
+    "machines nothing is kept.",
+    "",
+    "provisioner runs as `python -m invoke provision` from a fresh install made for the run "
+    "(a copy of the checkout, `pip install -e` into a venv of its own, no bytecode compiled "
+    "beforehand), so its modules' bytecode is what its own runs wrote. `provisioner-first` "
+    "is a user's first run after installing (the install's bytecode removed before each of "
+    "its reps); the `provisioner` rep right after it is their second run.",
+)
+
+
 def markdown(results: dict[str, Any]) -> str:
     machine = results["machine"]
     versions = ", ".join(f"{key} {value}" for key, value in results["versions"].items())
@@ -210,18 +227,7 @@ def markdown(results: dict[str, Any]) -> str:
         "floor 1; pyinfra exec and sftp channels; Ansible ssh/sftp/scp invocations. A noisy rep "
         "had more than 5% CPU steal or other people's processes busy on this shared machine.",
         "",
-        "Connections kept between runs live on from rep to rep on converged machines, as for a "
-        "user who runs the tool again within minutes: `floor-kept` (the floor through an OpenSSH "
-        "ControlPersist master), both Ansible configurations (ControlPersist is on by default), "
-        "`provisioner` (its kept logins, on by default). `floor` and `provisioner-newlogin` "
-        "(`ssh.control_persist: 0`) log in afresh every run; pyinfra always does. On fresh "
-        "machines nothing is kept.",
-        "",
-        "provisioner runs as `python -m invoke provision` from a fresh install made for the run "
-        "(a copy of the checkout, `pip install -e` into a venv of its own, no bytecode compiled "
-        "beforehand), so its modules' bytecode is what its own runs wrote. `provisioner-first` "
-        "is a user's first run after installing (the install's bytecode removed before each of "
-        "its reps); the `provisioner` rep right after it is their second run.",
+        *HOW_TOOLS_CONNECT,
         "",
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "|".join("---" for _ in COLUMNS) + "|",

@@ -300,17 +300,12 @@ class HostWalk:
         for name, by in superseded.items():
             self._report(Change.ok(f"handler {name}", f"{verb}: {by} runs instead and "
                                    "supersedes it"), time.monotonic())
-        if stale:
-            self._forget_stale_records(part.role.name, stale)
+        if stale:  # handlers the role no longer has: nothing can run them; say so, remove
+            if not self.host.check:
+                self._round_trip(notifications.clear_action(part.role.name, stale), None)
+            for change in notifications.stale_records(part.role.name, stale, self.host.check):
+                self._report(change, time.monotonic())
         return chosen
-
-    def _forget_stale_records(self, role: str, names: list[str]) -> None:
-        """Records of handlers the role no longer has: nothing can run them; say so, remove."""
-        started = time.monotonic()
-        if not self.host.check:
-            self._round_trip(notifications.clear_action(role, names), None)
-        for change in notifications.stale_records(role, names, self.host.check):
-            self._report(change, started)
 
     def _run_handler(self, role: str, notified: notifications.Notified,
                      next_position: int | None) -> None:
