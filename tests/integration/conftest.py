@@ -12,7 +12,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SUITE = os.environ.get("PROVISIONER_TEST_SUITE", "bookworm")
 VARIANT = os.environ.get("PROVISIONER_TEST_VARIANT", "standard")
 CONTROLLER_ADDRESS = "10.77.0.1"
+#: Roles that exist only for the tests, run through PROVISIONER_ROLES_PATH.
+TEST_ROLES = PROJECT_ROOT / "tests" / "integration" / "roles"
 
 
 @dataclass(frozen=True)
@@ -85,19 +88,42 @@ def admin_ssh(machine: sandbox.Machine, command: str, timeout: int = 60
     return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=timeout)
 
 
+def edit_inventory(path: Path, edit: Callable[[dict[str, Any]], None]) -> None:
+    """Change an inventory file's YAML in place."""
+    data = yaml.safe_load(path.read_text())
+    edit(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
 def write_test_inventory(machines: list[sandbox.Machine], path: Path) -> None:
     """The sandbox inventory with the controller exempt from SSH rate limits and bans."""
     sandbox.write_inventory(machines, path)
-    data = yaml.safe_load(path.read_text())
-    data["defaults"]["vars"].update({
+    edit_inventory(path, lambda data: data["defaults"]["vars"].update({
         "ufw_ssh_unlimited_sources": [CONTROLLER_ADDRESS],
         "fail2ban_ignoreip": [CONTROLLER_ADDRESS],
         "ufw_rules": [{"port": 80, "proto": "tcp"}],
         # Fewer tries before a ban than the default 5, so the ban test stays clear of the SSH
         # rate limit (which also counts the other tests' connections from the peer).
         "fail2ban_maxretry": 3,
-    })
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    }))
+
+
+@contextmanager
+def own_machines(tmp_path_factory: pytest.TempPathFactory, prefix: str, count: int = 1,
+                 variant: str = VARIANT) -> Iterator[tuple[list[sandbox.Machine], Path]]:
+    """Machines a module boots for itself, and the sandbox inventory written for them; at the
+    end their kept logins close and they are removed (unless PROVISIONER_KEEP_SANDBOX)."""
+    os.environ.setdefault("PROVISIONER_RUNTIME_DIR", str(tmp_path_factory.mktemp("kept")))
+    os.environ.setdefault("PROVISIONER_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    booted = sandbox.up(count=count, suite=SUITE, prefix=prefix, progress=print, variant=variant)
+    inventory = tmp_path_factory.mktemp(prefix) / "inventory.yml"
+    sandbox.write_inventory(booted, inventory)
+    try:
+        yield booted, inventory
+    finally:
+        close_keepers({machine.address for machine in booted})
+        if not os.environ.get("PROVISIONER_KEEP_SANDBOX"):
+            sandbox.down([machine.name for machine in booted])
 
 
 @pytest.fixture(scope="session")

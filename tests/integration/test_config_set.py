@@ -7,7 +7,6 @@ the tests run in order, each starting from the state the one before left.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 import urllib.error
@@ -17,22 +16,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 
 from provisioner import sandbox
-from provisioner.transport.kept_logins import close_keepers
 from tests.integration.conftest import (
-    PROJECT_ROOT,
-    SUITE,
-    VARIANT,
+    TEST_ROLES,
     Invocation,
     admin_ssh,
+    edit_inventory,
     invoke_task,
+    own_machines,
 )
 
 pytestmark = pytest.mark.integration
 
-TEST_ROLES = PROJECT_ROOT / "tests" / "integration" / "roles"
 MANAGED = "/etc/nginx/configset-common.conf /etc/nginx/conf.d/*"
 
 
@@ -82,20 +78,10 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    os.environ.setdefault("PROVISIONER_RUNTIME_DIR", str(tmp_path_factory.mktemp("kept")))
-    os.environ.setdefault("PROVISIONER_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-    started = time.monotonic()
-    (machine,) = sandbox.up(count=1, suite=SUITE, prefix="cs", progress=print, variant=VARIANT)
-    print(f"cs1 up in {time.monotonic() - started:.1f} s")
-    inventory = tmp_path_factory.mktemp("configset") / "inventory.yml"
-    sandbox.write_inventory([machine], inventory)
-    data = yaml.safe_load(inventory.read_text())
-    data["hosts"][machine.name].update(roles=["configset"], groups=[])
-    inventory.write_text(yaml.safe_dump(data, sort_keys=False))
-    yield Served(machine, inventory)
-    close_keepers({machine.address})
-    if not os.environ.get("PROVISIONER_KEEP_SANDBOX"):
-        sandbox.down([machine.name])
+    with own_machines(tmp_path_factory, "cs") as ((machine,), inventory):
+        edit_inventory(inventory, lambda data: data["hosts"][machine.name].update(
+            roles=["configset"], groups=[]))
+        yield Served(machine, inventory)
 
 
 def test_a_valid_set_goes_live_together_and_nginx_serves_it(served: Served) -> None:

@@ -8,7 +8,6 @@ service takes two seconds after each start to be ready.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,19 +21,17 @@ from provisioner.content.roles import available_roles
 from provisioner.inventory.loader import load_inventory
 from provisioner.run.engine import RunOptions, prepare
 from provisioner.run.session import host_session
-from provisioner.transport.kept_logins import close_keepers
 from tests.integration.conftest import (
-    PROJECT_ROOT,
-    SUITE,
-    VARIANT,
+    TEST_ROLES,
     Invocation,
     admin_ssh,
+    edit_inventory,
     invoke_task,
+    own_machines,
 )
 
 pytestmark = pytest.mark.integration
 
-TEST_ROLES = PROJECT_ROOT / "tests" / "integration" / "roles"
 RECORDS = "/var/lib/provisioner/handlers/contracts"
 LOG = "/var/log/contracts-handlers"
 
@@ -68,21 +65,14 @@ def steps_of(run: Invocation, host: str) -> dict[str, tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hosts]:
-    os.environ.setdefault("PROVISIONER_RUNTIME_DIR", str(tmp_path_factory.mktemp("kept")))
-    os.environ.setdefault("PROVISIONER_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-    first, second = sandbox.up(count=2, suite=SUITE, prefix="ec", progress=print,
-                               variant=VARIANT)
-    inventory = tmp_path_factory.mktemp("contracts") / "inventory.yml"
-    sandbox.write_inventory([first, second], inventory)
-    data = yaml.safe_load(inventory.read_text())
-    data["groups"] = {"contracts": {"roles": ["contracts"]}}
-    for entry in data["hosts"].values():
-        entry["groups"] = ["contracts"]
-    inventory.write_text(yaml.safe_dump(data, sort_keys=False))
-    yield Hosts(first, second, inventory)
-    close_keepers({first.address, second.address})
-    if not os.environ.get("PROVISIONER_KEEP_SANDBOX"):
-        sandbox.down([first.name, second.name])
+    def contracts_only(data: dict[str, Any]) -> None:
+        data["groups"] = {"contracts": {"roles": ["contracts"]}}
+        for entry in data["hosts"].values():
+            entry["groups"] = ["contracts"]
+
+    with own_machines(tmp_path_factory, "ec", count=2) as ((first, second), inventory):
+        edit_inventory(inventory, contracts_only)
+        yield Hosts(first, second, inventory)
 
 
 def main_pid(hosts: Hosts) -> str:

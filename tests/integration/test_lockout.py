@@ -24,19 +24,19 @@ from provisioner.inventory.hosts import HostConfig, SshSettings
 from provisioner.run.safeguards import Arming, arm_action, disarm_action, revert_now_action
 from provisioner.step import Safeguard
 from provisioner.transport.connection import Connection
-from provisioner.transport.kept_logins import close_keepers
 from tests.integration.conftest import (
     CONTROLLER_ADDRESS,
     PROJECT_ROOT,
-    SUITE,
+    TEST_ROLES,
     Invocation,
     admin_ssh,
+    edit_inventory,
     invoke_task,
+    own_machines,
 )
 
 pytestmark = pytest.mark.integration
 
-TEST_ROLES = PROJECT_ROOT / "tests" / "integration" / "roles"
 
 
 @dataclass(frozen=True)
@@ -60,23 +60,14 @@ class Guarded:
 
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guarded]:
-    os.environ.setdefault("PROVISIONER_RUNTIME_DIR", str(tmp_path_factory.mktemp("kept")))
-    os.environ.setdefault("PROVISIONER_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-    (machine,) = sandbox.up(count=1, suite=SUITE, prefix="lk", progress=print)
-    inventory = tmp_path_factory.mktemp("lockout") / "inventory.yml"
-    sandbox.write_inventory([machine], inventory)
-    data = yaml.safe_load(inventory.read_text())
-    # ufw's SSH rate limit is not what these tests are about; fail2ban is, with no exemption.
-    data["defaults"]["vars"].update({"ufw_ssh_unlimited_sources": [CONTROLLER_ADDRESS],
-                                     "fail2ban_maxretry": 3})
-    inventory.write_text(yaml.safe_dump(data, sort_keys=False))
-    host = Guarded(machine, inventory)
-    run = host.invoke("provision")
-    assert run.exit_code == 0, run.output
-    yield host
-    close_keepers({machine.address})
-    if not os.environ.get("PROVISIONER_KEEP_SANDBOX"):
-        sandbox.down([machine.name])
+    with own_machines(tmp_path_factory, "lk", variant="standard") as ((machine,), inventory):
+        # ufw's SSH rate limit is not what these tests are about; fail2ban is, with no exemption.
+        edit_inventory(inventory, lambda data: data["defaults"]["vars"].update(
+            {"ufw_ssh_unlimited_sources": [CONTROLLER_ADDRESS], "fail2ban_maxretry": 3}))
+        host = Guarded(machine, inventory)
+        run = host.invoke("provision")
+        assert run.exit_code == 0, run.output
+        yield host
 
 
 def banned(host: Guarded) -> str:

@@ -11,32 +11,30 @@ marker in all of it. The script reaches the host on a shell's stdin either way a
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
 import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from provisioner import sandbox
-from provisioner.transport.kept_logins import close_keepers
 from tests.integration.conftest import (
-    PROJECT_ROOT,
-    SUITE,
-    VARIANT,
+    TEST_ROLES,
     Invocation,
     admin_ssh,
+    edit_inventory,
     invoke_task,
+    own_machines,
 )
 from tests.integration.roles.payload.role import PAYLOAD_FILE, payload, reader_command
 
 pytestmark = pytest.mark.integration
 
-TEST_ROLES = PROJECT_ROOT / "tests" / "integration" / "roles"
 STOP_FILE = "/tmp/provisioner-sampler-stop"
 #: Every process's argv and environment as root, as fast as the host allows, until told to stop.
 SAMPLER = (
@@ -89,19 +87,13 @@ class PayloadHost:
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PayloadHost]:
-    os.environ.setdefault("PROVISIONER_RUNTIME_DIR", str(tmp_path_factory.mktemp("kept")))
-    os.environ.setdefault("PROVISIONER_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-    (machine,) = sandbox.up(count=1, suite=SUITE, prefix="sp", progress=print, variant=VARIANT)
-    inventory = tmp_path_factory.mktemp("payload") / "inventory.yml"
-    sandbox.write_inventory([machine], inventory)
-    data = yaml.safe_load(inventory.read_text())
-    data["hosts"][machine.name].update({"roles": ["payload"], "groups": []})
-    data["defaults"]["vars"]["payload_marker"] = {"secret": "env:PAYLOAD_MARKER"}
-    inventory.write_text(yaml.safe_dump(data, sort_keys=False))
-    yield PayloadHost(machine, inventory)
-    close_keepers({machine.address})
-    if not os.environ.get("PROVISIONER_KEEP_SANDBOX"):
-        sandbox.down(["sp1"])
+    def payload_only(data: dict[str, Any]) -> None:
+        data["hosts"][machine.name].update({"roles": ["payload"], "groups": []})
+        data["defaults"]["vars"]["payload_marker"] = {"secret": "env:PAYLOAD_MARKER"}
+
+    with own_machines(tmp_path_factory, "sp") as ((machine,), inventory):
+        edit_inventory(inventory, payload_only)
+        yield PayloadHost(machine, inventory)
 
 
 def new_marker() -> str:
