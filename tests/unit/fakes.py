@@ -3,6 +3,9 @@ SSH, a listener that hears nothing. Fakes stand in for the network only; the she
 
 from __future__ import annotations
 
+import grp
+import os
+import pwd
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -21,6 +24,10 @@ from provisioner.transport.remote import Result, StderrLines
 
 DEBIAN12_FACTS = Facts("debian", "12", "bookworm", (), 2, 2 << 30, (), "systemd", "kvm", "web1",
                        "6.1.0-28-amd64", "amd64", False, (9, 2))
+
+#: Who runs the unit tests: the owner and group of the files they make.
+LOCAL_USER = pwd.getpwuid(os.getuid()).pw_name
+LOCAL_GROUP = grp.getgrgid(os.getgid()).gr_name
 
 SSH_SETTINGS = SshSettings(identity_file=None, known_hosts=Path("/dev/null"),
                            trust_on_first_use=False, jump_host=None, connect_timeout=10.0,

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import grp
-import os
-import pwd
 from pathlib import Path
 
 import pytest
 
 from provisioner.ops.access import Access, ensure_access, plan_access, probe_access
 from provisioner.step import Probed
-from tests.unit.fakes import make_host
+from tests.unit.fakes import LOCAL_GROUP, LOCAL_USER, make_host
 from tests.unit.test_ops_path_state import WRITES, run_sh
 
 
@@ -59,7 +56,7 @@ def test_probe_access_reads_existing_paths_and_nothing_for_absent_ones(tmp_path:
     present = tmp_path / "with space"
     present.write_text("")
     present.chmod(0o640)
-    user, group = pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name
+    user, group = LOCAL_USER, LOCAL_GROUP
 
     done = run_sh(probe_access([str(present), str(tmp_path / "missing")]))
 

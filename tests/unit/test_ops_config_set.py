@@ -3,9 +3,7 @@ run by a local shell against a temporary tree with a fake checker."""
 
 from __future__ import annotations
 
-import grp
 import os
-import pwd
 import shutil
 import signal
 import subprocess
@@ -26,10 +24,10 @@ from provisioner.ops.config_set import (
 )
 from provisioner.secrets.values import Secret
 from provisioner.step import Probed, ProbeUnreadable, Refused
+from tests.unit.fakes import LOCAL_GROUP as GROUP
+from tests.unit.fakes import LOCAL_USER as USER
 from tests.unit.fakes import make_host
 
-USER = pwd.getpwuid(os.getuid()).pw_name
-GROUP = grp.getgrgid(os.getgid()).gr_name
 SITE_A = b"server { listen 8081; return 200 'a\\n'; }\n"
 SITE_B = b"server { listen 8082; return 200 'b\\n'; }\n"
 A, B = "/etc/nginx/conf.d/site-a.conf", "/etc/nginx/conf.d/site-b.conf"

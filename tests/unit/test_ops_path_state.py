@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import base64
-import grp
 import hashlib
 import os
-import pwd
 import re
 import subprocess
 from pathlib import Path
@@ -22,12 +20,8 @@ from provisioner.ops.path_state import (
     probe_paths,
     split_paths_output,
 )
-
-USER = pwd.getpwuid(os.getuid()).pw_name
-
-
-GROUP = grp.getgrgid(os.getgid()).gr_name
-
+from tests.unit.fakes import LOCAL_GROUP as GROUP
+from tests.unit.fakes import LOCAL_USER as USER
 
 WRITES = re.compile(r">|\b(mv|rm|cp|chmod|chown|mkdir|touch|tee|sed|truncate|install)\b")
 
