@@ -8,7 +8,6 @@ are checked precisely.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import pwd
@@ -28,6 +27,7 @@ from provisioner.sql import (
     quote_literal,
     quote_secret_literal,
 )
+from tests.unit.throwaway_postgres import Server, throwaway_server
 
 #: Text that breaks naive quoting somewhere: shell, printf formats, SQL, psql, here-documents.
 HOSTILE = [
@@ -249,71 +249,30 @@ def test_a_secret_holding_a_nul_is_refused_by_its_reference_only() -> None:
 
 # --- SQL quoting: through a real PostgreSQL, where this machine has one ------------------------
 
-def postgresql_programs() -> Path | None:
-    """The directory of initdb, pg_ctl and psql, if PostgreSQL's server is installed here."""
-    found = shutil.which("initdb")
-    if found:
-        return Path(found).resolve().parent
-    versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    return Path(versions[-1]).parent if versions else None
-
-
 @pytest.fixture(scope="module")
-def psql() -> Iterator[list[str]]:
-    """psql's argv for a throwaway server on a Unix socket in a temporary directory, run as
-    the ``postgres`` user when the tests run as root (the server refuses root)."""
-    programs = postgresql_programs()
-    if programs is None:
-        pytest.skip("PostgreSQL is not installed on this machine")
-    server_user: list[str] = []
-    data = Path(tempfile.mkdtemp(prefix="provisioner-sql-"))
-    if os.getuid() == 0:
-        owner = pwd.getpwnam("postgres")
-        os.chown(data, owner.pw_uid, owner.pw_gid)
-        server_user = ["runuser", "-u", "postgres", "--"]
-    try:
-        subprocess.run([*server_user, str(programs / "initdb"), "-D", str(data / "db"), "-A",
-                        "trust", "-U", "test", "-E", "UTF8", "--locale=C", "--no-sync"],
-                       check=True, capture_output=True, timeout=120)
-        subprocess.run([*server_user, str(programs / "pg_ctl"), "-D", str(data / "db"), "-w",
-                        "-l", str(data / "log"), "-o",
-                        f"-k {data} -c listen_addresses= -c fsync=off", "start"],
-                       check=True, capture_output=True, timeout=120)
-        yield [str(programs / "psql"), "-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", str(data),
-               "-U", "test", "-d", "postgres"]
-    finally:
-        subprocess.run([*server_user, str(programs / "pg_ctl"), "-D", str(data / "db"),
-                        "-m", "immediate", "stop"], capture_output=True, timeout=60, check=False)
-        shutil.rmtree(data, ignore_errors=True)
+def server() -> Iterator[Server]:
+    with throwaway_server() as started:
+        yield started
 
 
-def run_sql(psql: list[str], sql: str) -> list[str]:
-    """The rows psql prints for ``sql``, sent on its stdin through the shell as a role sends it."""
-    done = subprocess.run(["/bin/sh", "-s"], input=with_stdin(join(*psql), sql).encode(),
-                          capture_output=True, timeout=60, check=False,
-                          env={**os.environ, "PGCLIENTENCODING": "UTF8"})
-    assert done.returncode == 0, done.stderr.decode()
-    return done.stdout.decode().splitlines()
-
-
-def test_postgresql_reads_every_literal_back_as_its_value(psql: list[str]) -> None:
-    rows = run_sql(psql, "".join(f"SELECT to_json({quote_literal(value)}::text);\n"
+def test_postgresql_reads_every_literal_back_as_its_value(server: Server) -> None:
+    rows = server.rows("".join(f"SELECT to_json({quote_literal(value)}::text);\n"
                                  for value in HOSTILE))
 
     assert [json.loads(row) for row in rows] == HOSTILE
 
 
-def test_postgresql_reads_every_identifier_back_as_its_name(psql: list[str]) -> None:
+def test_postgresql_reads_every_identifier_back_as_its_name(server: Server) -> None:
     names = [name for name in HOSTILE if name] + ["€" * 21]
-    rows = run_sql(psql, "".join(f"SELECT to_json(t) FROM (SELECT 1 AS {quote_identifier(name)})"
+    rows = server.rows("".join(f"SELECT to_json(t) FROM (SELECT 1 AS {quote_identifier(name)})"
                                  " AS t;\n" for name in names))
 
     assert [next(iter(json.loads(row))) for row in rows] == names
 
 
-def test_postgresql_reads_a_secret_literal_back_as_the_secret(psql: list[str]) -> None:
+def test_postgresql_reads_a_secret_literal_back_as_the_secret(server: Server) -> None:
     secret = Secret("p'a\\s$$s\nwörd", "env:DB_PASSWORD")
 
-    rows = run_sql(psql, "SELECT to_json(" + quote_secret_literal(secret).reveal() + "::text);")
+    rows = server.rows("SELECT to_json(" + quote_secret_literal(secret).reveal() + "::text);")
 
     assert json.loads(rows[0]) == secret.reveal()
