@@ -85,6 +85,12 @@ class Host:
             variables["facts"] = self.facts
         return render_template(self._template_dir, template, variables)
 
+    def template_reads(self, template: str) -> frozenset[str]:
+        """The top-level names one of the current role's templates reads."""
+        if self._template_dir is None:
+            raise RuntimeError("template_reads() called on a Host not bound to a role")
+        return template_variables(self._template_dir).get(template, frozenset())
+
     @property
     def secrets(self) -> tuple[Secret, ...]:
         """Every secret value this host's variables hold, for redaction of what is shown."""

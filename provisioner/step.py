@@ -39,6 +39,9 @@ class Plan:
     #: config set): when it fails nothing changed, so no handler is owed. Otherwise a failed
     #: action may have changed something first, and the handlers it notifies stay owed.
     all_or_nothing: bool = False
+    #: Values decide read on the host (a host secret in the probe's answer): the engine masks
+    #: them in everything it shows from then on, as it does the inventory's secrets.
+    secrets: tuple[Secret, ...] = ()
 
     @property
     def changes(self) -> bool:

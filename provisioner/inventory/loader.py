@@ -35,6 +35,7 @@ from provisioner.inventory.hosts import (
     SshSettings,
 )
 from provisioner.inventory.yaml_loader import load_yaml_text
+from provisioner.secrets.host_store import DECLARATIONS, HostSecret, parse_declaration
 from provisioner.secrets.values import Secret, resolve_reference
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -47,7 +48,7 @@ VALIDATOR_SOURCES = (Path(__file__), Path(__file__).with_name("schema.py"),
 
 
 #: Reads a secret reference such as "env:NAME"; raises ValueError saying what is wrong.
-SecretResolver = Callable[[str, Path], Secret]
+SecretResolver = Callable[[str, Path], Secret | HostSecret]
 
 
 def load_inventory(path: Path, known_roles: Iterable[str],
@@ -157,8 +158,13 @@ def _host_config(path: Path, name: str, entry: dict[str, Any], document: dict[st
                  cli_vars: dict[str, Any], resolver: SecretResolver) -> HostConfig:
     defaults, groups = document["defaults"], document["groups"]
     merged: dict[str, Any] = {}
+    declared: dict[str, Any] = {}
     for key, layer in _variable_layers(name, entry, document, cli_vars):
         merged.update(_resolve_secrets(path, key, layer, resolver))
+        declared.update(_declared_secrets(path, key, layer))
+    if declared:
+        merged[DECLARATIONS] = declared
+    _check_host_secrets_declared(path, name, entry, document, cli_vars, declared)
     group_roles = [role for g in entry["groups"] for role in groups[g]["roles"]]
     roles = tuple(dict.fromkeys(group_roles + entry["roles"]))
     return HostConfig(
@@ -215,6 +221,51 @@ def _resolve_value(path: Path, key: str, value: Any, resolver: SecretResolver) -
         return [_resolve_value(path, f"{key}[{i}]", inner, resolver)
                 for i, inner in enumerate(value)]
     return value
+
+
+def _declared_secrets(path: Path, key: str, layer: dict[str, Any]) -> dict[str, Any]:
+    """A layer's ``host_secrets``, checked; the layers' declarations add up name by name, so a
+    group can declare the database password and the host its own keys."""
+    raw = layer.get(DECLARATIONS)
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise InventoryError(str(path), f"{key}.{DECLARATIONS}", "give a mapping of secret "
+                             "name -> {kind: hex|base64|password, bits: N | length: N}.")
+    for secret_name, spec in raw.items():
+        try:
+            parse_declaration(secret_name, spec)
+        except ValueError as error:
+            raise InventoryError(str(path), f"{key}.{DECLARATIONS}", f"{error}.") from None
+    return dict(raw)
+
+
+def _check_host_secrets_declared(path: Path, name: str, entry: dict[str, Any],
+                                 document: dict[str, Any], cli_vars: dict[str, Any],
+                                 declared: dict[str, Any]) -> None:
+    """A ``{secret: host:NAME}`` whose NAME the host does not declare would have nothing to
+    read on the host: refused here, naming where it is used."""
+    for key, layer in _variable_layers(name, entry, document, cli_vars):
+        for var, value in layer.items():
+            for secret_name in _host_references(value):
+                if secret_name not in declared:
+                    raise InventoryError(
+                        str(path), f"{key}.{var}",
+                        f"host secret {secret_name!r} is used but host {name!r} does not "
+                        f"declare it; add it under {DECLARATIONS} (e.g. {DECLARATIONS}: "
+                        f"{{{secret_name}: {{kind: password, length: 32}}}}) in defaults.vars, "
+                        "one of the host's groups or the host.")
+
+
+def _host_references(value: Any) -> list[str]:
+    if isinstance(value, dict) and set(value) == {"secret"}:
+        kind, _, target = str(value["secret"]).partition(":")
+        return [target] if kind == "host" else []
+    if isinstance(value, dict):
+        return [found for inner in value.values() for found in _host_references(inner)]
+    if isinstance(value, list):
+        return [found for inner in value for found in _host_references(inner)]
+    return []
 
 
 def _ssh_settings(path: Path, host: str, defaults: dict[str, Any],

@@ -8,7 +8,9 @@ validated, backed-up write; a removed file goes to the backup tree.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
 
 from provisioner.change import unified_diff
 from provisioner.commands import quote
@@ -29,7 +31,13 @@ from provisioner.ops.path_state import (
     parse_path_state,
     probe_path,
 )
-from provisioner.step import Plan, Probed, Safeguard, Step
+from provisioner.ops.secret_store import (
+    reveal_host_secrets,
+    secret_reads_probe,
+    split_secret_reads,
+)
+from provisioner.secrets.host_store import host_secrets_in
+from provisioner.step import Plan, Probed, ProbeUnreadable, Safeguard, Step
 
 
 def plan_file_attributes(current: FileState, owner: str, group: str, mode: int) -> list[str]:
@@ -105,11 +113,47 @@ def ensure_template(host: Host, path: str, template: str, *, owner: str = "root"
                     notify: Sequence[str] = (), safeguard: Safeguard | None = None,
                     label: str = "", directory_mode: int = DIRECTORY_MODE,
                     **extra: object) -> Step:
-    """A file rendered from one of the role's Jinja2 templates."""
+    """A file rendered from one of the role's Jinja2 templates.
+
+    A template reading a host secret (``{secret: host:NAME}``) is rendered when the step
+    decides, from the value its probe read on the host (template_reading_host_secrets)."""
+    reading = {name: value for name in host.template_reads(template)
+               if host_secrets_in(value := {**host.vars, **extra}.get(name))}
+    if reading:
+        desired = DesiredFile(path, None, owner, group, mode, validate, directory_mode)
+        return template_reading_host_secrets(host, desired, template, reading, extra,
+                                             notify=notify, safeguard=safeguard,
+                                             label=label or f"template {path}")
     content = host.render(template, **extra)
     return ensure_file(host, path, content, owner=owner, group=group, mode=mode,
                        validate=validate, notify=notify, safeguard=safeguard,
                        label=label or f"template {path}", directory_mode=directory_mode)
+
+
+def template_reading_host_secrets(host: Host, desired: DesiredFile, template: str,
+                                  reading: Mapping[str, Any], extra: Mapping[str, object], *,
+                                  notify: Sequence[str], safeguard: Safeguard | None,
+                                  label: str) -> Step:
+    """A template step whose probe also reads the host secrets the template uses, rendered in
+    decide with their values; the Plan hands them on so the engine masks them (the diff too)."""
+    names = list(dict.fromkeys(ref.name for value in reading.values()
+                               for ref in host_secrets_in(value)))
+    save = safeguard_save(safeguard.name, desired.path) if safeguard else ""
+    show_diff, path = host.show_diff, desired.path
+
+    def decide(probed: Probed) -> Plan:
+        own, reads = split_secret_reads(probed.output)
+        missing = [name for name in names if name not in reads]
+        if missing:
+            raise ProbeUnreadable(f"host secret {missing[0]} is not on the host yet")
+        values = {var: reveal_host_secrets(value, reads) for var, value in reading.items()}
+        content = host.render(template, **{**extra, **values}).encode()
+        plan = plan_file(parse_path_state(own), replace(desired, content=content), show_diff,
+                         save, missing_directories(path, own))
+        return replace(plan, secrets=tuple(reads[name] for name in names))
+
+    probe = probe_path(path, with_content=show_diff) + "\n" + secret_reads_probe(names)
+    return Step(label, probe, decide, tuple(notify), safeguard, host.secrets, writes_only=path)
 
 
 def ensure_absent(host: Host, path: str, *, notify: Sequence[str] = (),

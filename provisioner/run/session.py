@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from provisioner.content.roles import Role, check_notifications
 from provisioner.errors import RoleError
@@ -20,6 +21,7 @@ from provisioner.facts import remembered as remembered_facts
 from provisioner.host import Host
 from provisioner.inventory.hosts import HostConfig
 from provisioner.inventory.view import InventoryView
+from provisioner.ops.secret_store import ensure_host_secrets
 from provisioner.run.host_lock import host_lock
 from provisioner.run.walk import HostWalk, ProgressCallback, RoleSteps, StepCallback
 from provisioner.transport.kept_logins import open_connection
@@ -107,10 +109,19 @@ def host_session(job: HostJob, *, check: bool = False, diff: bool = False
             connection.close()
 
 
+#: Stands for the host's secret store in reports: the walk of a host that declares
+#: host_secrets starts with the step generating those it lacks (ops/secret_store.py).
+HOST_SECRETS = Role(name="secrets", path=Path(__file__).resolve().parent, defaults={},
+                    handlers={}, steps=lambda host: ())
+
+
 def role_steps(host: Host, roles: Sequence[Role]) -> list[RoleSteps]:
     """Each role's steps, rendered with the host bound to that role's templates; a step that
     notifies a handler its role lacks is refused here, before anything runs."""
     plan = []
+    store = ensure_host_secrets(host)
+    if store is not None:  # before every role, so each finds the secrets it reads
+        plan.append(RoleSteps(HOST_SECRETS, [store]))
     for role in roles:
         try:
             steps = list(role.steps(host.for_role(role.template_dir)))

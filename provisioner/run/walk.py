@@ -224,7 +224,7 @@ class HostWalk:
         if probed is None:
             return Change.failure(step.label, "probe produced no result (host output cut off)")
         try:
-            return step.decide(probed)
+            plan = step.decide(probed)
         except Refused as error:
             return Change.refusal(step.label, str(error))
         except ProbeUnreadable as error:
@@ -232,6 +232,9 @@ class HostWalk:
                 return Change.made(step.label, f"would change after {self.state.last_pending}"
                                    f" ({error})")
             return Change.failure(step.label, str(error))
+        # Values a step read on the host (a host secret) are masked from here on, everywhere.
+        self._secrets = tuple(dict.fromkeys((*self._secrets, *plan.secrets)))
+        return plan
 
     def _act(self, position: int, step: Step, plan: Plan, started: float) -> bool:
         action = plan.action or ""

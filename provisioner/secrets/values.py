@@ -1,7 +1,8 @@
 """Secret values: resolved from references in the inventory, masked wherever they could be shown.
 
 An inventory never holds a secret in plain text; it holds a reference such as
-``{secret: env:DB_PASSWORD}`` or ``{secret: file:~/.secrets/db}``. The resolved value travels as
+``{secret: env:DB_PASSWORD}`` or ``{secret: file:~/.secrets/db}`` (or ``{secret: host:NAME}``,
+a secret that never leaves the host: host_store.py). The resolved value travels as
 a Secret whose str/repr is masked, and every diff and report passes through ``redact``
 (redaction.py). What is sent to the host (templates, command arguments) carries the real
 value (``reveal_all``).
@@ -13,6 +14,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from provisioner.secrets.host_store import SECRET_NAME, HostSecret
 
 MASK = "***"
 
@@ -43,9 +46,16 @@ class Secret:
         return hash(self._value)
 
 
-def resolve_reference(reference: str, base_dir: Path) -> Secret:
-    """Turn ``env:NAME`` or ``file:PATH`` into a Secret; raises ValueError with what is wrong."""
+def resolve_reference(reference: str, base_dir: Path) -> Secret | HostSecret:
+    """Turn ``env:NAME`` or ``file:PATH`` into a Secret, ``host:NAME`` into a reference to the
+    host's store (host_store.py); raises ValueError with what is wrong."""
     kind, _, target = reference.partition(":")
+    if kind == "host":
+        if not SECRET_NAME.match(target):
+            raise ValueError("what follows host: is not a host secret name (lower-case "
+                             "letters, digits, '_' and '-'; not repeated, in case it is the "
+                             "secret itself)")
+        return HostSecret(target)
     if kind == "env":
         if target not in os.environ:
             raise ValueError(f"environment variable {target!r} is not set")
@@ -56,7 +66,7 @@ def resolve_reference(reference: str, base_dir: Path) -> Secret:
             raise ValueError(f"secret file {path} does not exist")
         return Secret(path.read_text().rstrip("\n"), reference)
     raise ValueError("that is not a secret reference (never repeated here, in case it is the "
-                     "secret itself); use env:NAME or file:PATH")
+                     "secret itself); use env:NAME, file:PATH or host:NAME")
 
 
 def reveal_all(value: Any) -> Any:

@@ -62,7 +62,7 @@ def test_file_reference_to_a_missing_file_names_its_resolved_path(tmp_path: Path
 
 @pytest.mark.parametrize("reference", ["vault:db", "DB_PASSWORD", ""])
 def test_unknown_reference_kind_is_refused(reference: str) -> None:
-    with pytest.raises(ValueError, match="use env:NAME or file:PATH"):
+    with pytest.raises(ValueError, match="use env:NAME, file:PATH or host:NAME"):
         resolve_reference(reference, Path("/nowhere"))
 
 
@@ -93,7 +93,7 @@ def test_a_value_given_where_a_reference_belongs_is_never_repeated() -> None:
     with pytest.raises(ValueError) as raised:
         resolve_reference("hunter2secret", Path("."))
     assert "hunter2secret" not in str(raised.value)
-    assert "env:NAME or file:PATH" in str(raised.value)
+    assert "env:NAME, file:PATH or host:NAME" in str(raised.value)
 
 
 def test_a_diff_that_held_a_secret_masks_its_removed_lines_too() -> None:
