@@ -1,0 +1,119 @@
+"""pgbouncer: Debian's PgBouncer in front of the local PostgreSQL, SCRAM end to end.
+
+Implements controls.md §7: pgbouncer.ini on Debian's layout from the inventory (127.0.0.1:6432,
+plus the private address for remote app groups; transaction pooling; pool sizes), and a
+userlist holding the server's own SCRAM verifiers for ``auth_type = scram-sha-256``.
+
+Why a userlist and not ``auth_query``: auth_query needs a login role for PgBouncer itself (its
+password in the userlist anyway), and, to avoid giving it superuser, a SECURITY DEFINER function
+over pg_authid installed into every database, since the query runs in the target database. A
+userlist needs neither: the roles are the inventory's, so the list of users is known here, and
+their verifiers are copied from pg_authid as they are (hashed again they would not let
+PgBouncer log in to the server). The price is that a password change reaches PgBouncer on the
+next run, which rewrites the userlist and reloads; a rotation therefore updates the server
+first and the userlist right after, in the same run.
+
+A change reloads PgBouncer (SIGHUP: same PID, clients stay connected) except to a setting 1.18
+reads only when it starts (settings.RESTART_ONLY: listen_addr, listen_port, unix_socket_dir,
+...), which a reload would ignore without a word; only those restart it. PgBouncer has no config
+test (no ``-t``): the values are checked before contact (settings.py), and the reload handler
+reads PgBouncer's log after the SIGHUP and fails with its words when it refused the file (it
+then keeps running the old one). pgbouncer.socket is left as Debian ships it, disabled:
+socket activation would make systemd hold port 6432 on every address (its ListenStream=6432),
+whatever listen_addr says, and the service does not need it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
+from typing import Any
+
+from provisioner.errors import RoleError
+from provisioner.host import Host
+from provisioner.ops.apt import ensure_packages
+from provisioner.ops.files import ensure_file
+from provisioner.ops.path_state import parse_path_state, probe_path
+from provisioner.ops.systemd import ensure_service
+from provisioner.step import Handler, Plan, Probed, Step
+from roles.pgbouncer.handlers import reload_handler, restart_handler
+from roles.pgbouncer.settings import (
+    auth_users,
+    check_variables,
+    databases,
+    extra_lines,
+    listen_addresses,
+    restart_settings_changed,
+)
+from roles.pgbouncer.userlist import ensure_userlist, ensure_userlist_attributes
+
+INI = "/etc/pgbouncer/pgbouncer.ini"
+UNIT = "pgbouncer.service"
+RELOAD, RESTART = "pgbouncer:reload", "pgbouncer:restart"
+
+HANDLERS: tuple[Handler, ...] = (restart_handler(RESTART, supersedes=(RELOAD,)),
+                                 reload_handler(RELOAD))
+
+TEMPLATE_ARGUMENTS = {"etc/pgbouncer/pgbouncer.ini.j2":
+                      {"database_lines", "listen_addr", "extra_lines"}}
+
+
+def steps(host: Host) -> Iterator[Step]:
+    for group in host.vars["pgbouncer_remote_groups"]:
+        host.inventory.hosts(group)  # an unknown group is a RoleError naming the known ones
+    yield ensure_packages(host, host.vars["pgbouncer_packages"])
+    yield pgbouncer_ini(host)
+    yield ensure_userlist_attributes(host)
+    yield ensure_userlist(host, auth_users(host.vars), notify=[RELOAD])
+    yield ensure_service(host, UNIT, label=f"service {UNIT} enabled and running")
+
+
+def validate(variables: Mapping[str, Any]) -> None:
+    """Refuse, before contact, what PgBouncer could not use and a firewall that would keep the
+    remote groups out."""
+    check_variables(variables)
+    if "ufw_rules" in variables:
+        check_firewall_rules(variables)
+
+
+def check_firewall_rules(variables: Mapping[str, Any]) -> None:
+    """Each remote group needs a ufw rule opening PgBouncer's port to it (ufw drops the rest)."""
+    port = variables["pgbouncer_listen_port"]
+    for group in variables["pgbouncer_remote_groups"]:
+        if not any(_opens(rule, port, group) for rule in variables["ufw_rules"]):
+            raise RoleError(f"pgbouncer_remote_groups names {group!r} but ufw_rules has no rule "
+                            f"opening PgBouncer's port to it, so the firewall would drop its "
+                            f"hosts' connections: add {{port: {port}, proto: tcp, from_group: "
+                            f"{group}}} to ufw_rules.")
+
+
+def _opens(rule: Any, port: int, group: str) -> bool:
+    return isinstance(rule, Mapping) and str(rule.get("port")) == str(port) and \
+        rule.get("proto", "tcp") == "tcp" and rule.get("from_group") == group and \
+        rule.get("action", "allow") in ("allow", "limit")
+
+
+def pgbouncer_ini(host: Host) -> Step:
+    """pgbouncer.ini, root:postgres 0640 (PgBouncer reads it as postgres and cannot change it);
+    a change restarts only for a start-only setting, else reloads."""
+    content = host.render("etc/pgbouncer/pgbouncer.ini.j2",
+                          database_lines=[entry.line() for entry in databases(host.vars)],
+                          listen_addr=",".join(listen_addresses(host.vars, host.config.address)),
+                          extra_lines=extra_lines(host.vars))
+    step = ensure_file(host, INI, content, owner="root", group="postgres", mode=0o640,
+                       notify=[RESTART, RELOAD], label=f"template {INI} [controls §7.2]")
+
+    def decide(probed: Probed) -> Plan:
+        plan = step.decide(probed)
+        current = parse_path_state(probed.output)
+        live = current.content.decode(errors="replace") if current and current.content else None
+        if plan.action is None or live == content:
+            return replace(plan, notify=())
+        changed = restart_settings_changed(live, content)
+        if not changed:
+            return replace(plan, notify=(RELOAD,))
+        return replace(plan, notify=(RESTART,),
+                       reason=f"{plan.reason} (restart: {', '.join(changed)} changed)")
+
+    # The live file's content decides restart or reload, so this probe reads it (not grouped).
+    return replace(step, probe=probe_path(INI, with_content=True), decide=decide, grouped=None)
