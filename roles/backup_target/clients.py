@@ -1,0 +1,68 @@
+"""The backup host's clients: the inventory's list of database hosts, and their key lines.
+
+Kept apart from role.py so the parsing and the authorized_keys line are importable (and
+unit-tested) like any module.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from provisioner.errors import RoleError
+from provisioner.host import Host
+
+USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_CLIENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_PUBLIC_KEY = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+"
+                         r"( [^\s\"]+)?$")
+ABSOLUTE_PATH = re.compile(r"^(/[A-Za-z0-9_][A-Za-z0-9_.-]*)+$")
+
+
+@dataclass(frozen=True)
+class Client:
+    """A database host allowed to copy here."""
+
+    host: str
+    public_key: str
+
+
+def read_clients(entries: Sequence[Any]) -> list[Client]:
+    """backup_target_clients as Clients; RoleError naming the entry that is wrong."""
+    clients: list[Client] = []
+    for index, entry in enumerate(entries):
+        where = f"backup_target_clients[{index}]"
+        if not isinstance(entry, Mapping) or set(entry) != {"host", "public_key"}:
+            raise RoleError(f"{where} must be a mapping of exactly host and public_key, e.g. "
+                            "{host: db1, public_key: 'ssh-ed25519 AAAA...'}.")
+        client = Client(str(entry["host"]), str(entry["public_key"]).strip())
+        if not _CLIENT.match(client.host):
+            raise RoleError(f"{where}.host is {client.host!r}; give the database host's "
+                            "inventory name.")
+        if not _PUBLIC_KEY.match(client.public_key):
+            raise RoleError(f"{where}.public_key must be one OpenSSH public key line "
+                            "('ssh-ed25519 AAAA... comment'), the public half of that host's "
+                            "backups_offhost.private_key.")
+        if any(known.host == client.host for known in clients):
+            raise RoleError(f"{where}.host {client.host!r} is listed twice; one key per host.")
+        clients.append(client)
+    return clients
+
+
+def authorized_line(client: Client, address: str, variables: Mapping[str, Any]) -> str:
+    """One client's key: from its address only, rrsync write-only in its own directory."""
+    directory = f"{variables['backup_target_directory']}/{client.host}"
+    command = f"{variables['backup_target_rrsync']} -wo {directory}"
+    return f'restrict,from="{address}",command="{command}" {client.public_key}\n'
+
+
+def client_address(host: Host, name: str) -> str:
+    """A client's address, from the inventory (a host of some group)."""
+    for peers in host.inventory.groups.values():
+        for peer in peers:
+            if peer.name == name:
+                return peer.address
+    raise RoleError(f"backup_target_clients names host {name!r}, which is no host of the "
+                    "inventory's groups: use the database host's inventory name.")

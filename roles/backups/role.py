@@ -1,0 +1,161 @@
+"""backups: nightly dumps that prove they restore, kept by count and age, copied off the host.
+
+Implements controls.md §10 with one host-side program, /usr/local/sbin/provisioner-backup (bash,
+as the minimal image has no python): ``now`` dumps every managed database (pg_dump
+--format=custom) and the globals (pg_dumpall --globals-only) as postgres into a hidden
+directory, checks each archive with ``pg_restore --list`` and only then renames the directory to
+its UTC start time, so a failed run leaves no half archive; ``flock -n`` keeps runs from
+overlapping; ``verify`` restores the latest archive into a scratch database and compares the row
+counts of its largest tables with those the dump's own snapshot had; ``restore`` refuses a live
+database without ``--replace``. Every run leaves a status record the verify spec reads.
+
+Design choices:
+
+- **A systemd timer, not cron.d.** ``Persistent=true`` runs a backup missed while the host was
+  down at the next boot, where a cron.d job is simply skipped (no anacron for cron.d, §10); the
+  sandbox and minimal images have no cron at all; the journal keeps each run's output; and no
+  file name rule (cron.d ignores names with a dot) or permission rule can silently disable it.
+- **Schedules are checked on the controller** (schedule.py), since the controller may not run
+  systemd: a documented subset of OnCalendar, from which the spec also knows how old the latest
+  backup may be.
+- **Off-host copy** (``backups_offhost``): rsync over SSH with a key pair the user provides, the
+  private half a controller-side secret written here 0600, the public half authorized on the
+  backup host by the backup_target role, where rrsync pins it to one write-only directory and
+  ``from=`` to this host's address. The backup host's host key is pinned from the inventory
+  (``host_key``), or accepted on first contact and pinned from then on when none is given. With
+  ``age_recipient`` every file is encrypted before it leaves, so the backup host never holds a
+  readable dump. The remote directory is trimmed to the archives kept here after each copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from provisioner.commands import quote
+from provisioner.content.templates import MANAGED_BANNER
+from provisioner.errors import RoleError
+from provisioner.host import Host
+from provisioner.ops.apt import ensure_packages
+from provisioner.ops.files import ensure_absent, ensure_directory, ensure_file, ensure_template
+from provisioner.ops.systemd import daemon_reload, ensure_service
+from provisioner.step import Handler, Step
+from roles.backups.settings import Offhost, Settings, read_settings
+
+PROGRAM = "/usr/local/sbin/provisioner-backup"
+CONFIG_DIR = "/etc/provisioner-backup"
+STATUS_DIR = "/var/lib/provisioner-backup"
+OFFHOST_KEY = f"{CONFIG_DIR}/offhost_key"
+PINNED_KNOWN_HOSTS = f"{CONFIG_DIR}/known_hosts"
+#: Where ssh records the backup host's key on first contact when the inventory pins none.
+LEARNED_KNOWN_HOSTS = f"{STATUS_DIR}/known_hosts"
+#: (unit, template) of the dump and the restore test; each service runs the program once.
+UNITS = (("provisioner-backup", "now"), ("provisioner-backup-verify", "verify"))
+DAEMON_RELOAD = "backups:daemon-reload"
+
+HANDLERS = (Handler(DAEMON_RELOAD, daemon_reload()),)
+
+
+def steps(host: Host) -> Iterator[Step]:
+    settings = read_settings(host.vars)
+    packages = list(host.vars["backups_packages"])
+    if settings.offhost is not None and settings.offhost.age_recipient:
+        packages.append("age")
+    yield ensure_packages(host, packages)
+    yield ensure_directory(host, CONFIG_DIR, mode=0o750)
+    yield ensure_directory(host, STATUS_DIR, mode=0o750)
+    yield ensure_directory(host, host.vars["backups_directory"], owner="postgres",
+                           group="postgres", mode=0o750,
+                           label=f"directory {host.vars['backups_directory']} [controls §10]")
+    yield from offhost_steps(host, settings.offhost)
+    yield ensure_file(host, f"{CONFIG_DIR}/config", render_config(host, settings), mode=0o640)
+    yield ensure_template(host, PROGRAM, "usr/local/sbin/provisioner-backup.j2", mode=0o750,
+                          label=f"program {PROGRAM} [controls §10]")
+    yield from timer_steps(host, settings)
+
+
+def validate(variables: Mapping[str, Any]) -> None:
+    """Refuse a schedule that does not parse, a database name the program cannot store, a
+    malformed off-host copy or retention, before any contact."""
+    read_settings(variables)
+
+
+def offhost_steps(host: Host, offhost: Offhost | None) -> Iterator[Step]:
+    """The key (0600, never shown) and the pinned host key, or neither when there is no copy."""
+    if offhost is None:
+        yield ensure_absent(host, OFFHOST_KEY)
+        yield ensure_absent(host, PINNED_KNOWN_HOSTS)
+        return
+    key = offhost.private_key.rstrip("\n") + "\n"
+    yield ensure_file(host, OFFHOST_KEY, key, mode=0o600, label=f"file {OFFHOST_KEY}")
+    if offhost.host_key:
+        yield ensure_file(host, PINNED_KNOWN_HOSTS,
+                          known_hosts_line(offhost_address(host, offhost), offhost) + "\n")
+    else:
+        yield ensure_absent(host, PINNED_KNOWN_HOSTS)
+
+
+def timer_steps(host: Host, settings: Settings) -> Iterator[Step]:
+    schedules = {"now": settings.schedule.on_calendar,
+                 "verify": settings.verify_schedule.on_calendar}
+    for unit, command in UNITS:
+        yield ensure_template(host, f"/etc/systemd/system/{unit}.service",
+                              "etc/systemd/system/provisioner-backup.service.j2",
+                              notify=[DAEMON_RELOAD], command=command)
+        yield ensure_template(host, f"/etc/systemd/system/{unit}.timer",
+                              "etc/systemd/system/provisioner-backup.timer.j2",
+                              notify=[DAEMON_RELOAD], command=command,
+                              on_calendar=schedules[command])
+    for unit, _ in UNITS:
+        yield ensure_service(host, f"{unit}.timer", label=f"timer {unit}.timer [controls §10]")
+
+
+#: Names the role passes to its unit templates on each render.
+TEMPLATE_ARGUMENTS = {
+    "etc/systemd/system/provisioner-backup.service.j2": {"command"},
+    "etc/systemd/system/provisioner-backup.timer.j2": {"command", "on_calendar"},
+}
+
+
+def render_config(host: Host, settings: Settings) -> str:
+    """The program's settings as shell assignments, every value quoted (the program sources
+    it): one place the role's decisions reach the host."""
+    offhost = settings.offhost
+    values: dict[str, str | int] = {
+        "BACKUP_ROOT": host.vars["backups_directory"],
+        "DATABASES": " ".join(settings.databases),
+        "KEEP_DAILY": host.vars["backups_keep_daily"],
+        "KEEP_WEEKLY": host.vars["backups_keep_weekly"],
+        "VERIFY_TABLES": host.vars["backups_verify_tables"],
+        "OFFHOST_TARGET": "", "OFFHOST_PORT": 22, "AGE_RECIPIENT": "",
+        "OFFHOST_KNOWN_HOSTS": LEARNED_KNOWN_HOSTS, "OFFHOST_CHECKING": "accept-new",
+    }
+    if offhost is not None:
+        address = offhost_address(host, offhost)
+        values.update(OFFHOST_TARGET=f"{offhost.user}@{_bracketed(address)}",
+                      OFFHOST_PORT=offhost.port, AGE_RECIPIENT=offhost.age_recipient)
+        if offhost.host_key:
+            values.update(OFFHOST_KNOWN_HOSTS=PINNED_KNOWN_HOSTS, OFFHOST_CHECKING="yes")
+    lines = [f"# {MANAGED_BANNER}", *(f"{name}={quote(value)}" for name, value in values.items())]
+    return "\n".join(lines) + "\n"
+
+
+def offhost_address(host: Host, offhost: Offhost) -> str:
+    """The backup host's address, from the inventory (a host of some group)."""
+    for peers in host.inventory.groups.values():
+        for peer in peers:
+            if peer.name == offhost.host:
+                return peer.address
+    raise RoleError(f"backups_offhost.host is {offhost.host!r}, which is no host of the "
+                    "inventory's groups: name the backup host as the inventory does (and give it "
+                    "a group, e.g. backup, with the backup_target role).")
+
+
+def known_hosts_line(address: str, offhost: Offhost) -> str:
+    """The pinned key as ssh looks it up: ``[address]:port`` unless the port is 22."""
+    name = address if offhost.port == 22 else f"[{address}]:{offhost.port}"
+    return f"{name} {offhost.host_key}"
+
+
+def _bracketed(address: str) -> str:
+    return f"[{address}]" if ":" in address else address

@@ -1,0 +1,118 @@
+"""The backups role's variables, judged before any contact: databases, retention, the off-host copy.
+
+Every mistake is one RoleError naming the variable and the fix, raised from the role's
+``validate`` hook, so a bad inventory costs exit 2 and no half-configured host.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from provisioner.errors import RoleError
+from roles.backups.schedule import Schedule, parse_schedule
+
+#: A database name the host program handles: it becomes a file name (``<name>.dump``) and a
+#: word of a shell list, so no blank, slash, quote or leading dot; PostgreSQL's 63 bytes at most.
+DATABASE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$")
+_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_PUBLIC_KEY = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+$")
+_AGE_RECIPIENT = re.compile(r"^age1[02-9ac-hj-np-z]{58}$")
+OFFHOST_KEYS = frozenset({"host", "user", "port", "private_key", "host_key", "age_recipient"})
+
+
+@dataclass(frozen=True)
+class Offhost:
+    """Where the off-host copy goes and how the db host knows the backup host."""
+
+    host: str
+    user: str
+    port: int
+    private_key: str
+    host_key: str
+    age_recipient: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    databases: tuple[str, ...]
+    schedule: Schedule
+    verify_schedule: Schedule
+    offhost: Offhost | None
+
+
+def read_settings(variables: Mapping[str, Any]) -> Settings:
+    """The role's variables as Settings; RoleError for the first one that is wrong."""
+    for name in ("backups_keep_daily", "backups_keep_weekly", "backups_verify_tables"):
+        _whole_number(name, variables[name], 0 if name == "backups_keep_weekly" else 1)
+    return Settings(
+        databases=database_names(variables),
+        schedule=parse_schedule("backups_schedule", variables["backups_schedule"]),
+        verify_schedule=parse_schedule("backups_verify_schedule",
+                                       variables["backups_verify_schedule"]),
+        offhost=read_offhost(variables["backups_offhost"]))
+
+
+def database_names(variables: Mapping[str, Any]) -> tuple[str, ...]:
+    """backups_databases, or else the names of the postgres role's postgres_databases."""
+    chosen: Sequence[Any] = variables["backups_databases"]
+    origin = "backups_databases"
+    if not chosen:
+        chosen = [entry.get("name") if isinstance(entry, Mapping) else entry
+                  for entry in variables.get("postgres_databases") or []]
+        origin = "postgres_databases"
+    if not chosen:
+        raise RoleError("backups_databases is empty and no postgres_databases are managed on this "
+                        "host: there is nothing to back up. List the databases in "
+                        "backups_databases, or apply the postgres role with postgres_databases.")
+    for name in chosen:
+        if not isinstance(name, str) or not DATABASE_NAME.match(name):
+            raise RoleError(f"{origin} holds the database name {name!r}, which the backup "
+                            "program cannot store as a file: use letters, digits, '_', '.' and "
+                            "'-' (not first), at most 63 characters.")
+    return tuple(dict.fromkeys(chosen))
+
+
+def read_offhost(value: Mapping[str, Any]) -> Offhost | None:
+    """backups_offhost as an Offhost; an empty mapping switches the off-host copy off."""
+    if not value:
+        return None
+    unknown = set(value) - OFFHOST_KEYS
+    if unknown:
+        raise RoleError(f"backups_offhost has unknown key(s) {', '.join(sorted(unknown))}; it "
+                        f"takes {', '.join(sorted(OFFHOST_KEYS))}.")
+    offhost = Offhost(host=str(value.get("host", "")), user=str(value.get("user", "pgbackup")),
+                      port=value.get("port", 22),
+                      private_key=str(value.get("private_key", "")),
+                      host_key=str(value.get("host_key", "")).strip(),
+                      age_recipient=str(value.get("age_recipient", "")).strip())
+    _check_offhost(offhost)
+    return offhost
+
+
+def _check_offhost(offhost: Offhost) -> None:
+    checks = (
+        ("host", _HOST_NAME.match(offhost.host), "the inventory name of the backup host"),
+        ("user", _USER.match(offhost.user), "the backup host's account (backup_target_user)"),
+        ("port", isinstance(offhost.port, int) and not isinstance(offhost.port, bool)
+         and 1 <= offhost.port <= 65535, "the backup host's SSH port, 1 to 65535"),
+        ("private_key", "PRIVATE KEY-----" in offhost.private_key,
+         "the private half of the key pair, as a secret: {secret: file:PATH}"),
+        ("host_key", not offhost.host_key or _PUBLIC_KEY.match(offhost.host_key),
+         "empty (accept the key on first contact) or the backup host's public host key, "
+         "'ssh-ed25519 AAAA...' from its /etc/ssh/ssh_host_ed25519_key.pub"),
+        ("age_recipient", not offhost.age_recipient or _AGE_RECIPIENT.match(
+            offhost.age_recipient), "empty (no encryption) or an age public key, 'age1...'"),
+    )
+    for key, good, what in checks:
+        if not good:
+            shown = "(not shown)" if key == "private_key" else repr(getattr(offhost, key))
+            raise RoleError(f"backups_offhost.{key} is {shown}; it must be {what}.")
+
+
+def _whole_number(name: str, value: object, least: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise RoleError(f"{name} is {value!r}; it must be a whole number, at least {least}.")
