@@ -96,10 +96,7 @@ def _opens(rule: Any, port: int, group: str) -> bool:
 def pgbouncer_ini(host: Host) -> Step:
     """pgbouncer.ini, root:postgres 0640 (PgBouncer reads it as postgres and cannot change it);
     a change restarts only for a start-only setting, else reloads."""
-    content = host.render("etc/pgbouncer/pgbouncer.ini.j2",
-                          database_lines=[entry.line() for entry in databases(host.vars)],
-                          listen_addr=",".join(listen_addresses(host.vars, host.config.address)),
-                          extra_lines=extra_lines(host.vars))
+    content = rendered_ini(host)
     step = ensure_file(host, INI, content, owner="root", group="postgres", mode=0o640,
                        notify=[RESTART, RELOAD], label=f"template {INI} [controls §7.2]")
 
@@ -117,3 +114,11 @@ def pgbouncer_ini(host: Host) -> Step:
 
     # The live file's content decides restart or reload, so this probe reads it (not grouped).
     return replace(step, probe=probe_path(INI, with_content=True), decide=decide, grouped=None)
+
+
+def rendered_ini(host: Host) -> str:
+    """pgbouncer.ini as the inventory describes it for this host."""
+    return host.render("etc/pgbouncer/pgbouncer.ini.j2",
+                       database_lines=[entry.line() for entry in databases(host.vars)],
+                       listen_addr=",".join(listen_addresses(host.vars, host.config.address)),
+                       extra_lines=extra_lines(host.vars))

@@ -22,7 +22,7 @@ POOL_MODES = ("session", "transaction", "statement")
 #: short (63 bytes).
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 #: Options a [databases] entry may carry. user, password and auth_user are left out on purpose.
-DATABASE_OPTIONS = ("dbname", "host", "port", "pool_size", "min_pool_size", "reserve_pool",
+DATABASE_OPTIONS = ("host", "port", "dbname", "pool_size", "min_pool_size", "reserve_pool",
                     "max_db_connections", "pool_mode")
 _SIZE_OPTIONS = ("pool_size", "min_pool_size", "reserve_pool", "max_db_connections")
 #: [pgbouncer] settings 1.18 reads only when it starts (SHOW CONFIG: changeable = no); a
@@ -68,7 +68,8 @@ def check_variables(variables: Mapping[str, Any]) -> None:
         _check_address("pgbouncer_listen_addresses", address)
     if variables["pgbouncer_private_address"]:
         _check_address("pgbouncer_private_address", variables["pgbouncer_private_address"])
-    for name in ("remote_groups", "admin_users", "stats_users", "auth_users"):
+    _check_groups(variables["pgbouncer_remote_groups"])
+    for name in ("admin_users", "stats_users", "auth_users"):
         _check_names(f"pgbouncer_{name}", variables[f"pgbouncer_{name}"])
     _check_names("pgbouncer_ignore_startup_parameters",
                  variables["pgbouncer_ignore_startup_parameters"])
@@ -99,6 +100,15 @@ def _check_address(variable: str, value: Any) -> None:
     except ValueError:
         raise RoleError(f"{variable} holds {value!r}, which is not an IP address; PgBouncer "
                         "listens on addresses, e.g. 127.0.0.1 or 10.0.0.5.") from None
+
+
+def _check_groups(groups: Sequence[Any]) -> None:
+    """Group names only: whether the inventory has them is known once a host's steps are built
+    (host.inventory), since a role's validate sees variables only."""
+    for group in groups:
+        if not isinstance(group, str) or not group:
+            raise RoleError(f"pgbouncer_remote_groups holds {group!r}; it must list the names "
+                            "of inventory groups, e.g. [api].")
 
 
 def _check_names(variable: str, names: Sequence[Any]) -> None:

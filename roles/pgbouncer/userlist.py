@@ -48,9 +48,9 @@ class UserlistState:
     verifiers: dict[str, str]
 
 
-def userlist_query(users: Sequence[str]) -> str:
+def userlist_query(users: Sequence[str], path: str = USERLIST) -> str:
     """One query: the current file's digest and user names, and each wanted role's verifier."""
-    read = f"pg_read_binary_file({quote_literal(USERLIST)}, 0, {READ_LIMIT}, true)"
+    read = f"pg_read_binary_file({quote_literal(path)}, 0, {READ_LIMIT}, true)"
     wanted = ", ".join(quote_literal(user) for user in users) or "NULL"
     return (f"SELECT 'file', '', coalesce(encode(sha256({read}), 'hex'), '')\n"
             "UNION ALL SELECT 'user', substring(line from '^\"((?:[^\"]|\"\")*)\"'), ''\n"
