@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from provisioner.errors import RoleError
+from provisioner.ops.backups import BACKUP_ROOT
 from roles.backups.schedule import Schedule, parse_schedule
 
 #: A database name the host program handles: it becomes a file name (``<name>.dump``) and a
@@ -20,6 +21,7 @@ DATABASE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$")
 _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _PUBLIC_KEY = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+$")
+_ABSOLUTE_PATH = re.compile(r"^(/[A-Za-z0-9_][A-Za-z0-9_.-]*)+$")
 _AGE_RECIPIENT = re.compile(r"^age1[02-9ac-hj-np-z]{58}$")
 OFFHOST_KEYS = frozenset({"host", "user", "port", "private_key", "host_key", "age_recipient"})
 
@@ -48,6 +50,7 @@ def read_settings(variables: Mapping[str, Any]) -> Settings:
     """The role's variables as Settings; RoleError for the first one that is wrong."""
     for name in ("backups_keep_daily", "backups_keep_weekly", "backups_verify_tables"):
         _whole_number(name, variables[name], 0 if name == "backups_keep_weekly" else 1)
+    check_directory(variables["backups_directory"])
     return Settings(
         databases=database_names(variables),
         schedule=parse_schedule("backups_schedule", variables["backups_schedule"]),
@@ -111,6 +114,19 @@ def _check_offhost(offhost: Offhost) -> None:
         if not good:
             shown = "(not shown)" if key == "private_key" else repr(getattr(offhost, key))
             raise RoleError(f"backups_offhost.{key} is {shown}; it must be {what}.")
+
+
+def check_directory(path: object) -> None:
+    """An absolute path of plain names, and not the engine's own backup tree (whose files are
+    earlier versions of the files runs change, 0700 root)."""
+    text = str(path)
+    if not _ABSOLUTE_PATH.match(text):
+        raise RoleError(f"backups_directory is {path!r}; it must be an absolute path of letters, "
+                        "digits, '_', '.' and '-', such as /var/backups/postgresql-dumps.")
+    if text == BACKUP_ROOT or text.startswith(BACKUP_ROOT + "/"):
+        raise RoleError(f"backups_directory is {text}, inside {BACKUP_ROOT}, where provisioner "
+                        "keeps the earlier versions of the files it changes; choose another "
+                        "directory, such as /var/backups/postgresql-dumps.")
 
 
 def _whole_number(name: str, value: object, least: int) -> None:
