@@ -9,9 +9,9 @@ password in the userlist anyway), and, to avoid giving it superuser, a SECURITY 
 over pg_authid installed into every database, since the query runs in the target database. A
 userlist needs neither: the roles are the inventory's, so the list of users is known here, and
 their verifiers are copied from pg_authid as they are (hashed again they would not let
-PgBouncer log in to the server). The price is that a password change reaches PgBouncer on the
-next run, which rewrites the userlist and reloads; a rotation therefore updates the server
-first and the userlist right after, in the same run.
+PgBouncer log in to the server). The price is that PgBouncer learns of a new password only
+from a run: the postgres role changes it on the server, and this role's userlist step, probed
+again after that change, rewrites the file and reloads, in the same run.
 
 A change reloads PgBouncer (SIGHUP: same PID, clients stay connected) except to a setting 1.18
 reads only when it starts (settings.RESTART_ONLY: listen_addr, listen_port, unix_socket_dir,

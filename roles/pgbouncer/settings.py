@@ -62,8 +62,8 @@ def check_variables(variables: Mapping[str, Any]) -> None:
     for name in ("min_pool_size", "reserve_pool_size", "max_db_connections"):
         _check_count(f"pgbouncer_{name}", variables[f"pgbouncer_{name}"], minimum=0)
     _check_seconds("pgbouncer_reserve_pool_timeout", variables["pgbouncer_reserve_pool_timeout"])
-    for name in ("listen_port", "server_port"):
-        _check_port(f"pgbouncer_{name}", variables[f"pgbouncer_{name}"])
+    _check_port("pgbouncer_listen_port", variables["pgbouncer_listen_port"])
+    _check_port("pgbouncer_server_port", server_port(variables))
     for address in variables["pgbouncer_listen_addresses"]:
         _check_address("pgbouncer_listen_addresses", address)
     if variables["pgbouncer_private_address"]:
@@ -127,6 +127,11 @@ def databases(variables: Mapping[str, Any]) -> list[Database]:
     return [_database(name, options or {}, variables) for name, options in entries.items()]
 
 
+def server_port(variables: Mapping[str, Any]) -> Any:
+    """The server's port: the inventory's, else the postgres role's, else PostgreSQL's 5432."""
+    return variables["pgbouncer_server_port"] or variables.get("postgres_port", 5432)
+
+
 def postgres_database_names(variables: Mapping[str, Any]) -> list[str]:
     """The names in postgres_databases (mappings with a name, as the postgres role has them)."""
     names = []
@@ -150,8 +155,8 @@ def _database(name: Any, options: Any, variables: Mapping[str, Any]) -> Database
         raise RoleError(f"{where} has option(s) {', '.join(map(str, unknown))}, which this role "
                         f"does not write (it knows {', '.join(DATABASE_OPTIONS)}); a user or "
                         "password would stop SCRAM passing through to the server.")
-    merged = {"host": variables["pgbouncer_server_host"],
-              "port": variables["pgbouncer_server_port"], "dbname": name, **options}
+    merged = {"host": variables["pgbouncer_server_host"], "port": server_port(variables),
+              "dbname": name, **options}
     _check_names(f"{where} dbname", [merged["dbname"]])
     _check_address(f"{where} host", merged["host"])
     _check_port(f"{where} port", merged["port"])

@@ -167,6 +167,17 @@ def test_databases_default_to_the_postgres_roles_databases_on_the_local_server()
         "reports = host=127.0.0.1 port=5432 dbname=reports"]
 
 
+def test_databases_follow_the_postgres_roles_port() -> None:
+    assert written_databases(postgres_databases=[{"name": "app"}], postgres_port=5433) == [
+        "app = host=127.0.0.1 port=5433 dbname=app"]
+
+
+def test_an_inventory_server_port_wins_over_the_postgres_roles() -> None:
+    assert written_databases(postgres_databases=[{"name": "app"}], postgres_port=5433,
+                             pgbouncer_server_port=6543) == [
+        "app = host=127.0.0.1 port=6543 dbname=app"]
+
+
 def test_an_inventory_database_entry_keeps_its_options_and_names_no_user() -> None:
     lines = written_databases(**POSTGRES_VARS, pgbouncer_databases={
         "reporting": {"dbname": "app", "pool_size": 5, "pool_mode": "session"}})
