@@ -56,6 +56,12 @@ class Rule:
         return "ufw " + " ".join(self.arguments())
 
 
+def group_rules(port: str, proto: str, action: str, addresses: Sequence[str]) -> list[Rule]:
+    """One rule per address of an inventory group's hosts (a ``from_group`` rule): ufw takes
+    one source per rule, and the group's addresses are what pg_hba lets in, too."""
+    return [Rule(port, proto, address, action) for address in addresses]
+
+
 def normalized_source(source: str) -> str:
     """The source as ufw stores it: host bits cleared, a single address without its /32 or /128.
 

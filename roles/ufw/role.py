@@ -12,9 +12,10 @@ from typing import Any
 from provisioner.errors import RoleError
 from provisioner.host import Host
 from provisioner.inventory.hosts import HostConfig
+from provisioner.inventory.view import InventoryView
 from provisioner.ops.apt import ensure_packages
 from provisioner.ops.files import ensure_template
-from provisioner.ops.ufw import Rule, ensure_ufw_enabled, ensure_ufw_rules
+from provisioner.ops.ufw import Rule, ensure_ufw_enabled, ensure_ufw_rules, group_rules
 from provisioner.step import Handler, Safeguard, Step, check_safeguard_timeout
 
 HANDLERS = (
@@ -28,7 +29,7 @@ def steps(host: Host) -> Iterator[Step]:
                           label="template /etc/default/ufw [controls §1.8, §1.11.3]")
     timeout = int(host.vars["ufw_safeguard_timeout"])
     rules_guard = Safeguard("ufw-rules", undo="ufw reload", timeout=timeout)
-    yield ensure_ufw_rules(host, desired_rules(host.vars), safeguard=rules_guard,
+    yield ensure_ufw_rules(host, desired_rules(host.vars, host.inventory), safeguard=rules_guard,
                            label="ufw rules [controls §3.1]")
     enable_guard = Safeguard("ufw", undo="ufw --force disable", timeout=timeout)
     yield ensure_ufw_enabled(host, safeguard=enable_guard, label="ufw enabled [controls §3.1]")
@@ -40,6 +41,11 @@ def validate(variables: Mapping[str, Any]) -> None:
     check_safeguard_timeout("ufw_safeguard_timeout", variables["ufw_safeguard_timeout"])
 
 
+def validate_inventory(variables: Mapping[str, Any], inventory: InventoryView) -> None:
+    """Refuse a rule naming a group the inventory does not have, before any contact."""
+    desired_rules(variables, inventory)
+
+
 def validate_login(config: HostConfig, variables: Mapping[str, Any]) -> None:
     """Refuse a firewall that would close the port the inventory logs in on."""
     if str(variables["ufw_ssh_port"]) != str(config.port):
@@ -49,8 +55,13 @@ def validate_login(config: HostConfig, variables: Mapping[str, Any]) -> None:
                         "port:).")
 
 
-def desired_rules(variables: Mapping[str, Any]) -> list[Rule]:
-    """SSH first (admin networks unlimited, then everyone allowed rate-limited), then the rest."""
+def desired_rules(variables: Mapping[str, Any], inventory: InventoryView | None = None
+                  ) -> list[Rule]:
+    """SSH first (admin networks unlimited, then everyone allowed rate-limited), then the rest.
+
+    A rule with ``from_group`` becomes one rule per address of that group's hosts, in the
+    inventory's order; without ``inventory`` (validation of the variables alone) it is checked
+    for its shape only."""
     try:
         rules = _ssh_rules(variables)
     except (ValueError, TypeError) as error:
@@ -59,10 +70,13 @@ def desired_rules(variables: Mapping[str, Any]) -> list[Rule]:
                         "addresses or networks.") from None
     for index, entry in enumerate(variables["ufw_rules"]):
         try:
-            rules.append(_inventory_rule(entry))
+            rules.extend(_inventory_rules(entry, inventory))
         except (ValueError, KeyError, TypeError, AttributeError) as error:
             raise RoleError(f"ufw_rules[{index}] ({entry!r}) is invalid: {error}. Each rule "
-                            "needs port, and may have proto, from, action.") from None
+                            "needs port, and may have proto, from or from_group, "
+                            "action.") from None
+        except RoleError as error:
+            raise RoleError(f"ufw_rules[{index}] ({entry!r}): {error}") from None
     return rules
 
 
@@ -75,9 +89,20 @@ def _ssh_rules(variables: Mapping[str, Any]) -> list[Rule]:
                     for source in variables["ufw_ssh_sources"] or ["any"]]
 
 
-def _inventory_rule(entry: Mapping[str, Any]) -> Rule:
-    unknown = set(entry) - {"port", "proto", "from", "action"}
+def _inventory_rules(entry: Mapping[str, Any], inventory: InventoryView | None) -> list[Rule]:
+    unknown = set(entry) - {"port", "proto", "from", "from_group", "action"}
     if unknown:
         raise ValueError(f"unknown key(s) {', '.join(sorted(unknown))}")
-    return Rule(str(entry["port"]), entry.get("proto", "tcp"), str(entry.get("from", "any")),
-                entry.get("action", "allow"))
+    port, proto = str(entry["port"]), entry.get("proto", "tcp")
+    action = entry.get("action", "allow")
+    if "from_group" not in entry:
+        return [Rule(port, proto, str(entry.get("from", "any")), action)]
+    if "from" in entry:
+        raise ValueError("from and from_group exclude each other")
+    group = entry["from_group"]
+    if not isinstance(group, str) or not group:
+        raise ValueError("from_group must name an inventory group")
+    Rule(port, proto, "any", action)  # the port, proto and action checked without addresses
+    if inventory is None:
+        return []
+    return group_rules(port, proto, action, inventory.addresses(group))
