@@ -31,6 +31,7 @@ from typing import Any
 
 from provisioner.errors import RoleError
 from provisioner.host import Host
+from provisioner.inventory.view import InventoryView
 from provisioner.ops.apt import ensure_packages
 from provisioner.ops.files import ensure_file
 from provisioner.ops.path_state import parse_path_state, probe_path
@@ -59,8 +60,7 @@ TEMPLATE_ARGUMENTS = {"etc/pgbouncer/pgbouncer.ini.j2":
 
 
 def steps(host: Host) -> Iterator[Step]:
-    for group in host.vars["pgbouncer_remote_groups"]:
-        host.inventory.hosts(group)  # an unknown group is a RoleError naming the known ones
+    validate_inventory(host.vars, host.inventory)
     yield ensure_packages(host, host.vars["pgbouncer_packages"])
     yield pgbouncer_ini(host)
     yield ensure_userlist_attributes(host)
@@ -74,6 +74,13 @@ def validate(variables: Mapping[str, Any]) -> None:
     check_variables(variables)
     if "ufw_rules" in variables:
         check_firewall_rules(variables)
+
+
+def validate_inventory(variables: Mapping[str, Any], inventory: InventoryView) -> None:
+    """Refuse a remote group the inventory does not have (RoleError naming the groups it has):
+    PgBouncer would listen for hosts that are not there."""
+    for group in variables["pgbouncer_remote_groups"]:
+        inventory.hosts(group)
 
 
 def check_firewall_rules(variables: Mapping[str, Any]) -> None:

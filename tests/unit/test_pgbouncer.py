@@ -16,7 +16,7 @@ from provisioner.host import Host
 from provisioner.inventory.view import InventoryView
 from provisioner.ops.path_state import probe_path
 from provisioner.step import Probed, Step
-from roles.pgbouncer.role import rendered_ini
+from roles.pgbouncer.role import rendered_ini, validate_inventory
 from roles.pgbouncer.settings import ini_settings, restart_settings_changed
 from tests.unit.fakes import host_config
 
@@ -125,6 +125,11 @@ def test_remote_groups_need_no_firewall_rule_on_a_host_without_ufw() -> None:
 def test_a_remote_group_the_inventory_lacks_is_a_role_error_naming_the_groups() -> None:
     with pytest.raises(RoleError, match=r"group 'apis' is not a group of the inventory \(groups: "
                                         r"api, db\)"):
+        validate_inventory(merged(pgbouncer_remote_groups=["apis"]), INVENTORY)
+
+
+def test_the_steps_refuse_a_remote_group_the_inventory_lacks_too() -> None:
+    with pytest.raises(RoleError, match=r"group 'apis' is not a group of the inventory"):
         steps_of(make_host(pgbouncer_remote_groups=["apis"]))
 
 
