@@ -1,0 +1,170 @@
+"""The backups role: its variables judged before contact, and what it writes to the host."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from provisioner.content.roles import PROJECT_ROOT, load_role
+from provisioner.content.variables import merge_role_variables
+from provisioner.errors import RoleError
+from provisioner.host import Host
+from provisioner.inventory.view import InventoryView
+from provisioner.secrets.values import Secret
+from provisioner.step import Probed, Step
+from tests.unit.fakes import host_config, no_facts
+
+ROLE = load_role(PROJECT_ROOT / "roles" / "backups")
+KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n" \
+      "-----END OPENSSH PRIVATE KEY-----"
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKto/2Oc8WcpGWsMmiQWxvxnxd8GUr8yNnKWbir/OQPA"
+RECIPIENT = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"
+OFFHOST: dict[str, Any] = {"host": "vault1", "private_key": Secret(KEY, "file:key"),
+                           "host_key": HOST_KEY}
+INVENTORY = InventoryView.of_hosts([host_config("db1", "192.0.2.20", groups=["db"]),
+                                    host_config("vault1", "192.0.2.30", groups=["backup"])])
+
+
+def merged(**inventory: Any) -> dict[str, Any]:
+    return merge_role_variables([ROLE], {"backups_databases": ["app"], **inventory}, "test")
+
+
+def role_steps(**inventory: Any) -> dict[str, Step]:
+    config = host_config("db1", "192.0.2.20", groups=["db"], roles=["backups"])
+    host = Host(config, merged(**inventory), no_facts, inventory=INVENTORY, show_diff=True)
+    return {step.label: step for step in ROLE.steps(host.for_role(ROLE.template_dir))}
+
+
+def written(step: Step) -> str:
+    """What a file step writes to a host that lacks the file (from its diff)."""
+    plan = step.decide(Probed("absent"))
+    assert plan.diff is not None
+    return "".join(line[1:] + "\n" for line in plan.diff.splitlines()[2:]
+                   if line.startswith("+"))
+
+
+@pytest.mark.parametrize(("inventory", "message"), [
+    ({"backups_schedule": "2am"}, "backups_schedule is '2am', which is not a schedule"),
+    ({"backups_verify_schedule": "*-*-31 04:00"}, "backups_verify_schedule is '\\*-\\*-31"),
+    ({"backups_databases": ["app; rm -rf /"]}, "backups_databases holds the database name"),
+    ({"backups_databases": []}, "backups_databases is empty and no postgres_databases"),
+    ({"backups_keep_daily": 0}, "backups_keep_daily is 0; it must be a whole number, at least 1"),
+    ({"backups_keep_weekly": -1}, "backups_keep_weekly is -1"),
+    ({"backups_directory": "/var/backups/provisioner/db"}, "inside /var/backups/provisioner"),
+    ({"backups_directory": "backups"}, "it must be an absolute path"),
+    ({"backups_offhost": {**OFFHOST, "hots": "x"}}, "backups_offhost has unknown key\\(s\\) hots"),
+    ({"backups_offhost": {**OFFHOST, "private_key": "hunter2"}},
+     "backups_offhost.private_key is \\(not shown\\)"),
+    ({"backups_offhost": {**OFFHOST, "host_key": "AAAA"}}, "backups_offhost.host_key is 'AAAA'"),
+    ({"backups_offhost": {**OFFHOST, "port": 0}}, "backups_offhost.port is 0"),
+    ({"backups_offhost": {**OFFHOST, "age_recipient": "age1short"}},
+     "backups_offhost.age_recipient is 'age1short'"),
+])
+def test_a_bad_variable_is_refused_before_contact_naming_it(inventory: dict[str, Any],
+                                                            message: str) -> None:
+    with pytest.raises(RoleError, match=message):
+        merged(**inventory)
+
+
+def test_a_refused_private_key_is_never_repeated() -> None:
+    with pytest.raises(RoleError) as refused:
+        merged(backups_offhost={**OFFHOST, "private_key": Secret("hunter2", "env:K")})
+
+    assert "hunter2" not in str(refused.value)
+
+
+def test_the_managed_databases_of_the_postgres_role_are_dumped_when_none_are_listed() -> None:
+    steps = role_steps(backups_databases=[],
+                       postgres_databases=[{"name": "app"}, {"name": "billing", "owner": "b"}])
+
+    config = written(steps["file /etc/provisioner-backup/config"])
+    assert "DATABASES='app billing'\n" in config
+
+
+def test_the_config_quotes_every_value_for_the_program_to_source() -> None:
+    config = written(role_steps()["file /etc/provisioner-backup/config"])
+
+    assert config.splitlines()[1:] == [
+        "BACKUP_ROOT=/var/backups/postgresql-dumps", "DATABASES=app", "KEEP_DAILY=7",
+        "KEEP_WEEKLY=4", "VERIFY_TABLES=5", "OFFHOST_TARGET=''", "OFFHOST_PORT=22",
+        "AGE_RECIPIENT=''", "OFFHOST_KNOWN_HOSTS=/var/lib/provisioner-backup/known_hosts",
+        "OFFHOST_CHECKING=accept-new"]
+
+
+def test_without_an_offhost_copy_no_key_stays_on_the_host() -> None:
+    steps = role_steps()
+
+    assert steps["absent /etc/provisioner-backup/offhost_key"].decide(
+        Probed("regular file|root|root|600|abc")).action is not None
+
+
+def test_the_offhost_copy_goes_to_the_backup_hosts_inventory_address_with_its_key_pinned(
+        ) -> None:
+    steps = role_steps(backups_offhost=OFFHOST)
+
+    config = written(steps["file /etc/provisioner-backup/config"])
+    assert "OFFHOST_TARGET=pgbackup@192.0.2.30\n" in config
+    assert "OFFHOST_CHECKING=yes\n" in config
+    assert written(steps["file /etc/provisioner-backup/known_hosts"]) == \
+        f"192.0.2.30 {HOST_KEY}\n"
+
+
+def test_a_backup_host_on_another_port_is_pinned_under_that_port() -> None:
+    steps = role_steps(backups_offhost={**OFFHOST, "port": 2222})
+
+    assert written(steps["file /etc/provisioner-backup/known_hosts"]).startswith(
+        "[192.0.2.30]:2222 ")
+
+
+def test_without_a_pinned_host_key_the_first_contact_is_trusted_and_remembered() -> None:
+    steps = role_steps(backups_offhost={**OFFHOST, "host_key": ""})
+
+    config = written(steps["file /etc/provisioner-backup/config"])
+    assert "OFFHOST_CHECKING=accept-new\n" in config
+    assert "absent /etc/provisioner-backup/known_hosts" in steps
+
+
+def test_the_private_key_is_written_root_only_and_never_shown() -> None:
+    step = role_steps(backups_offhost=OFFHOST)["file /etc/provisioner-backup/offhost_key"]
+    plan = step.decide(Probed("absent"))
+
+    assert plan.action is not None and "0600" in plan.action
+    assert KEY in [secret.reveal() for secret in step.secrets]
+
+
+def test_an_age_recipient_installs_age_and_reaches_the_program() -> None:
+    steps = role_steps(backups_offhost={**OFFHOST, "age_recipient": RECIPIENT})
+
+    assert "age" in next(label for label in steps if label.startswith("packages"))
+    assert f"AGE_RECIPIENT={RECIPIENT}\n" in written(steps["file /etc/provisioner-backup/config"])
+
+
+def test_a_backup_host_the_inventory_lacks_is_a_role_error() -> None:
+    with pytest.raises(RoleError, match=r"backups_offhost\.host is 'vault9', which is no host"):
+        role_steps(backups_offhost={**OFFHOST, "host": "vault9"})
+
+
+def test_the_timers_carry_the_inventory_schedules() -> None:
+    steps = role_steps(backups_schedule="Mon..Fri 01:30", backups_verify_schedule="weekly")
+
+    assert "OnCalendar=Mon..Fri *-*-* 01:30:00\n" in written(
+        steps["template /etc/systemd/system/provisioner-backup.timer"])
+    assert "OnCalendar=Mon *-*-* 00:00:00\n" in written(
+        steps["template /etc/systemd/system/provisioner-backup-verify.timer"])
+
+
+def test_each_service_runs_its_own_command_of_the_program() -> None:
+    steps = role_steps()
+
+    assert "ExecStart=/usr/local/sbin/provisioner-backup now\n" in written(
+        steps["template /etc/systemd/system/provisioner-backup.service"])
+    assert "ExecStart=/usr/local/sbin/provisioner-backup verify\n" in written(
+        steps["template /etc/systemd/system/provisioner-backup-verify.service"])
+
+
+def test_the_program_is_a_bash_script_with_no_template_left_in_it() -> None:
+    program = written(role_steps()["program /usr/local/sbin/provisioner-backup [controls §10]"])
+
+    assert program.startswith("#!/bin/bash\n")
+    assert "{%" not in program and "{{" not in program
