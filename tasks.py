@@ -188,6 +188,43 @@ def disconnect(c: Context, host: str | None = None, group: str | None = None,
     print(cli.disconnect(selected, host, group))
 
 
+@task(klass=FlagTask, name="list", help=HOST_HELP)
+@user_errors
+def secrets_list(c: Context, host: str | None = None, group: str | None = None,
+                 inventory: str = "") -> None:
+    """List each host's secrets by name, kind and age; values are never shown.
+
+    Example: invoke secrets.list --host db1
+    """
+    from provisioner import cli, secrets_cli
+
+    host, group = cli.selection(host, group)
+    loaded = cli.load(inventory)
+    for config in cli.selected_hosts(loaded, host, group):
+        print(secrets_cli.list_secrets(config), flush=True)
+
+
+@task(klass=FlagTask, help={"host": "The host whose secret to rotate (one host).",
+                            "name": "The secret's name, as declared under host_secrets.",
+                            "inventory": HOST_HELP["inventory"]})
+@user_errors
+def rotate(c: Context, host: str = "", name: str = "", inventory: str = "") -> None:
+    """Give one host secret a new value on purpose, then update everything that uses it.
+
+    The host is provisioned right after, so its roles (PostgreSQL's role password, PgBouncer's
+    userlist, an app's environment) take the new value in the inventory's order.
+
+    Example: invoke secrets.rotate --host db1 --name db_password
+    """
+    from provisioner import cli, secrets_cli
+    from provisioner.errors import ProvisionerError
+    from provisioner.run.engine import RunOptions
+
+    if not host or not name or "," in host:
+        raise ProvisionerError("secrets.rotate needs --host HOST (one host) and --name SECRET.")
+    raise Exit(code=secrets_cli.rotate(cli.load(inventory), host, name, RunOptions()))
+
+
 @task(klass=FlagTask, help={"count": "How many machines (default 1; running ones are kept).",
             "suite": "Debian suite: bookworm (default) or trixie.",
             "variant": "Image: standard (default) or minimal (no kmod, iproute2, python3)."})
@@ -347,5 +384,7 @@ def bench(c: Context, reps: int = 5, scenarios: str = "", tools: str = "",
 
 
 sandbox_tasks = Collection("sandbox", up, down, ssh_, list_)
+secrets_tasks = Collection("secrets", secrets_list, rotate)
 ns = Collection(provision, verify, facts, disconnect, demo, test, bench)
 ns.add_collection(sandbox_tasks)
+ns.add_collection(secrets_tasks)

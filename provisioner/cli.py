@@ -114,7 +114,7 @@ def selection(host: str | None, group: str | None) -> tuple[str, str]:
 def select_jobs(inventory: Inventory, hosts: str, group: str,
                 options: RunOptions) -> list[HostJob]:
     """The selected hosts' jobs, every variable checked where the user wrote it first."""
-    chosen = _selected(inventory, hosts, group)
+    chosen = selected_hosts(inventory, hosts, group)
     check_identity_files(inventory, chosen)
     roles = _roles_of(chosen, options)
     check_cli_variable_names(inventory, chosen, roles)
@@ -134,7 +134,7 @@ def check_identity_files(inventory: Inventory, chosen: Sequence[HostConfig]) -> 
                                    f"hosts.{config.name}.ssh.")
 
 
-def _selected(inventory: Inventory, hosts: str, group: str) -> list[HostConfig]:
+def selected_hosts(inventory: Inventory, hosts: str, group: str) -> list[HostConfig]:
     chosen = inventory.select(hosts, group)
     if chosen:
         return chosen
@@ -296,7 +296,7 @@ def facts_report(inventory: Inventory, hosts: str, group: str,
 
     gathered: dict[str, Facts] = {}
     failures: list[str] = []
-    for config in _selected(inventory, hosts, group):
+    for config in selected_hosts(inventory, hosts, group):
         try:
             gathered[config.name] = gather_facts(config)
         except ProvisionerError as error:
@@ -315,7 +315,7 @@ def disconnect(inventory: Inventory | None, hosts: str, group: str) -> str:
 
     addresses = None
     if inventory is not None:
-        addresses = {config.address for config in _selected(inventory, hosts, group)}
+        addresses = {config.address for config in selected_hosts(inventory, hosts, group)}
     closed = close_keepers(addresses)
     return f"closed the kept logins to {', '.join(closed)}" if closed else "no kept logins open"
 

@@ -16,6 +16,7 @@ from provisioner.content.templates import BUILTIN_NAMES, template_variables
 from provisioner.errors import RoleError
 from provisioner.host import secrets_in
 from provisioner.inventory.hosts import HostConfig
+from provisioner.secrets.host_store import HostSecret
 from provisioner.secrets.redaction import redact
 from provisioner.secrets.values import Secret, reveal_all
 
@@ -83,7 +84,7 @@ def _check_values(role: Role, merged: Mapping[str, Any], origin: str) -> None:
 def same_kind(default: Any, value: Any) -> bool:
     """Whether ``value`` may stand where a role's default is ``default`` (a Secret for a string,
     any number for a number, a boolean only for a boolean)."""
-    if isinstance(value, Secret):
+    if isinstance(value, Secret | HostSecret):
         return isinstance(default, str)
     if isinstance(default, bool) or isinstance(value, bool):
         return isinstance(default, bool) and isinstance(value, bool)

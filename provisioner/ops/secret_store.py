@@ -92,12 +92,19 @@ def _directory_command() -> str:
 def _generate_command(declaration: SecretDeclaration, path: str) -> str:
     """Generate into a fresh 0600 file and link it into place: ``ln`` fails rather than replace
     a secret another run created meanwhile, so an existing value always wins."""
-    target, staged = quote(path), quote(f"{path}.new.$$")
+    staged = f"{path}.new.$$"
+    return (f"{generation_commands(declaration, staged)}\n"
+            f"ln {quote(staged)} {quote(path)} 2>/dev/null || [ -f {quote(path)} ]\n"
+            f"rm -f {quote(staged)}")
+
+
+def generation_commands(declaration: SecretDeclaration, staged: str) -> str:
+    """Shell writing a fresh value into ``staged`` (0600, no trailing newline); fails without
+    writing anything when the host's tools produced a short value."""
     return (f"v=$({declaration.generate_command()})\n"
             f"[ \"${{#v}}\" -eq {declaration.value_length} ] || "
             f"{{ echo {quote('could not generate ' + declaration.name)} >&2; exit 1; }}\n"
-            f"(umask 077; printf '%s' \"$v\" > {staged})\nunset v\n"
-            f"ln {staged} {target} 2>/dev/null || [ -f {target} ]\nrm -f {staged}")
+            f"(umask 077; printf '%s' \"$v\" > {quote(staged)})\nunset v")
 
 
 def ensure_host_secrets(host: Host) -> Step | None:
