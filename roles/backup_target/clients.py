@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from provisioner.errors import RoleError
-from provisioner.host import Host
+from provisioner.inventory.view import InventoryView
 
 USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _CLIENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -58,9 +58,9 @@ def authorized_line(client: Client, address: str, variables: Mapping[str, Any]) 
     return f'restrict,from="{address}",command="{command}" {client.public_key}\n'
 
 
-def client_address(host: Host, name: str) -> str:
+def client_address(inventory: InventoryView, name: str) -> str:
     """A client's address, from the inventory (a host of some group)."""
-    for peers in host.inventory.groups.values():
+    for peers in inventory.groups.values():
         for peer in peers:
             if peer.name == name:
                 return peer.address

@@ -15,6 +15,7 @@ from typing import Any
 
 from provisioner.errors import RoleError
 from provisioner.host import Host
+from provisioner.inventory.view import InventoryView
 from provisioner.ops.apt import ensure_packages
 from provisioner.ops.files import ensure_directory, ensure_file
 from provisioner.ops.users import ensure_user
@@ -35,7 +36,7 @@ def steps(host: Host) -> Iterator[Step]:
     yield ensure_user(host, user, shell="/bin/sh", home=home, groups=account_groups(host.vars))
     yield ensure_directory(host, home, mode=0o755)
     yield ensure_directory(host, f"{home}/.ssh", mode=0o755)
-    lines = [authorized_line(client, client_address(host, client.host), host.vars)
+    lines = [authorized_line(client, client_address(host.inventory, client.host), host.vars)
              for client in clients]
     yield ensure_file(host, f"{home}/.ssh/authorized_keys", "".join(lines), mode=0o644,
                       label=f"file {home}/.ssh/authorized_keys [controls §10]")
@@ -54,6 +55,12 @@ def validate(variables: Mapping[str, Any]) -> None:
             raise RoleError(f"{name} is {variables[name]!r}; it must be an absolute path of "
                             "letters, digits, '_', '.' and '-'.")
     read_clients(variables["backup_target_clients"])
+
+
+def validate_inventory(variables: Mapping[str, Any], inventory: InventoryView) -> None:
+    """Refuse a client the inventory does not have, before any contact."""
+    for client in read_clients(variables["backup_target_clients"]):
+        client_address(inventory, client.host)
 
 
 def account_groups(variables: Mapping[str, Any]) -> list[str]:

@@ -36,6 +36,7 @@ from provisioner.commands import quote
 from provisioner.content.templates import MANAGED_BANNER
 from provisioner.errors import RoleError
 from provisioner.host import Host
+from provisioner.inventory.view import InventoryView
 from provisioner.ops.apt import ensure_packages
 from provisioner.ops.files import ensure_absent, ensure_directory, ensure_file, ensure_template
 from provisioner.ops.systemd import daemon_reload, ensure_service
@@ -89,8 +90,8 @@ def offhost_steps(host: Host, offhost: Offhost | None) -> Iterator[Step]:
     key = offhost.private_key.rstrip("\n") + "\n"
     yield ensure_file(host, OFFHOST_KEY, key, mode=0o600, label=f"file {OFFHOST_KEY}")
     if offhost.host_key:
-        yield ensure_file(host, PINNED_KNOWN_HOSTS,
-                          known_hosts_line(offhost_address(host, offhost), offhost) + "\n")
+        address = offhost_address(host.inventory, offhost)
+        yield ensure_file(host, PINNED_KNOWN_HOSTS, known_hosts_line(address, offhost) + "\n")
     else:
         yield ensure_absent(host, PINNED_KNOWN_HOSTS)
 
@@ -131,7 +132,7 @@ def render_config(host: Host, settings: Settings) -> str:
         "OFFHOST_KNOWN_HOSTS": LEARNED_KNOWN_HOSTS, "OFFHOST_CHECKING": "accept-new",
     }
     if offhost is not None:
-        address = offhost_address(host, offhost)
+        address = offhost_address(host.inventory, offhost)
         values.update(OFFHOST_TARGET=f"{offhost.user}@{_bracketed(address)}",
                       OFFHOST_PORT=offhost.port, AGE_RECIPIENT=offhost.age_recipient)
         if offhost.host_key:
@@ -140,9 +141,16 @@ def render_config(host: Host, settings: Settings) -> str:
     return "\n".join(lines) + "\n"
 
 
-def offhost_address(host: Host, offhost: Offhost) -> str:
+def validate_inventory(variables: Mapping[str, Any], inventory: InventoryView) -> None:
+    """Refuse a backup host the inventory does not have, before any contact."""
+    offhost = read_settings(variables).offhost
+    if offhost is not None:
+        offhost_address(inventory, offhost)
+
+
+def offhost_address(inventory: InventoryView, offhost: Offhost) -> str:
     """The backup host's address, from the inventory (a host of some group)."""
-    for peers in host.inventory.groups.values():
+    for peers in inventory.groups.values():
         for peer in peers:
             if peer.name == offhost.host:
                 return peer.address

@@ -11,8 +11,9 @@ from provisioner.content.variables import merge_role_variables
 from provisioner.errors import RoleError
 from provisioner.host import Host
 from provisioner.inventory.view import InventoryView
-from provisioner.secrets.values import Secret
+from provisioner.secrets.values import Secret, reveal_all
 from provisioner.step import Probed, Step
+from roles.backups import role as ROLE_MODULE
 from tests.unit.fakes import host_config, no_facts
 
 ROLE = load_role(PROJECT_ROOT / "roles" / "backups")
@@ -168,3 +169,9 @@ def test_the_program_is_a_bash_script_with_no_template_left_in_it() -> None:
 
     assert program.startswith("#!/bin/bash\n")
     assert "{%" not in program and "{{" not in program
+
+
+def test_a_backup_host_the_inventory_lacks_is_refused_before_contact() -> None:
+    with pytest.raises(RoleError, match=r"backups_offhost\.host is 'vault9'"):
+        ROLE_MODULE.validate_inventory(
+            reveal_all(merged(backups_offhost={**OFFHOST, "host": "vault9"})), INVENTORY)

@@ -12,6 +12,7 @@ from provisioner.errors import RoleError
 from provisioner.host import Host
 from provisioner.inventory.view import InventoryView
 from provisioner.step import Probed, Step
+from roles.backup_target.role import validate_inventory
 from tests.unit.fakes import host_config, no_facts
 
 ROLE = load_role(PROJECT_ROOT / "roles" / "backup_target")
@@ -81,3 +82,10 @@ def test_a_client_the_inventory_lacks_is_a_role_error() -> None:
 def test_a_bad_account_or_path_is_refused_naming_it(variable: str, value: str) -> None:
     with pytest.raises(RoleError, match=f"^test: {variable} is"):
         merged(**{variable: value})
+
+
+def test_a_client_the_inventory_lacks_is_refused_before_contact() -> None:
+    variables = merged(backup_target_clients=[{"host": "db9", "public_key": KEY}])
+
+    with pytest.raises(RoleError, match="names host 'db9', which is no host"):
+        validate_inventory(variables, INVENTORY)
