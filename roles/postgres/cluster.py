@@ -207,7 +207,7 @@ PROBLEMS_SQL = (
 
 def _verify() -> str:
     """Shell that fails with the server's own words when the configuration did not apply."""
-    return (f"problems=$({psql_command(PROBLEMS_SQL)}) || exit 1\n"
+    return (f"problems=$( {psql_command(PROBLEMS_SQL)} ) || exit 1\n"
             "if [ -n \"$problems\" ]; then printf 'PostgreSQL did not apply its configuration:"
             "\\n%s\\n' \"$problems\"; grep -E 'invalid value|configuration file|parameter' "
             f"\"/var/log/postgresql/postgresql-$pgver-{CLUSTER}.log\" 2>/dev/null | tail -n 5; "
@@ -223,8 +223,8 @@ def _handler_action(reload: bool) -> str:
     load_time = psql_command("SELECT pg_conf_load_time()")
     unit = f"\"postgresql@$pgver-{CLUSTER}.service\""
     if reload:
-        change = (f"before=$({load_time}) || exit 1\nsystemctl reload {unit} || exit 1\n"
-                  + _wait(f"[ \"$({load_time} 2>/dev/null)\" != \"$before\" ]",
+        change = (f"before=$( {load_time} ) || exit 1\nsystemctl reload {unit} || exit 1\n"
+                  + _wait(f"[ \"$( {load_time} 2>/dev/null )\" != \"$before\" ]",
                           "did not reload"))
     else:
         change = (f"systemctl restart {unit} || exit 1\n"

@@ -1,0 +1,215 @@
+"""The postgres role on real machines: a db host (ufw, postgres) and an api host (ufw).
+
+Its own machines (pgr1 the db host, pgr2 the only host of group api): one boot, one apt install
+of PostgreSQL. The tests run in order, each from the state the one before left: --check on the
+fresh host, the first run and a second with nothing to do, pg_settings against the computed
+tuning, reload versus restart by the postmaster's PID, a value the server refuses, a client on
+the api host with the role's password, refusals by pg_hba and by the firewall, the password
+nowhere in the server's log or the runs' output, and the spec.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from provisioner import sandbox
+from provisioner.content.roles import PROJECT_ROOT
+from provisioner.facts import FACTS_SCRIPT, parse_facts
+from roles.postgres.hba import listen_addresses
+from roles.postgres.settings import desired_settings, same_value
+from tests.integration.conftest import (
+    Invocation,
+    admin_ssh,
+    edit_inventory,
+    invoke_task,
+    own_machines,
+)
+
+pytestmark = pytest.mark.integration
+
+DB_VARS: dict[str, Any] = {
+    "host_secrets": {"app_password": {"kind": "password", "length": 32}},
+    "ufw_rules": [{"port": 5432, "from_group": "api"}],
+    "postgres_remote_groups": ["api"],
+    "postgres_pool_size": 20,
+    "postgres_roles": [{"name": "app", "password": {"secret": "host:app_password"}}],
+    "postgres_databases": [{"name": "app", "owner": "app",
+                            "extensions": ["uuid-ossp", "pgcrypto"]}],
+    "postgres_grants": [{"role": "app", "database": "app", "privileges": ["CONNECT"]}],
+}
+
+
+@dataclass
+class Cluster:
+    db: sandbox.Machine
+    api: sandbox.Machine
+    inventory: Path
+    outputs: list[str] = field(default_factory=list)
+
+    def provision(self, *arguments: str) -> Invocation:
+        run = invoke_task("provision", "--host", self.db.name, *arguments,
+                          inventory=self.inventory, report=self.inventory.parent / "report.json")
+        self.outputs.append(run.output + yaml.safe_dump(run.report))
+        return run
+
+    def ssh(self, machine: sandbox.Machine, command: str) -> str:
+        done = admin_ssh(machine, command, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    def sql(self, query: str) -> str:
+        return self.ssh(self.db, f"printf '%s' {_quote(query)} | sudo -u postgres psql -X -q "
+                        "-A -t -d postgres").strip()
+
+    def postmaster_pid(self) -> str:
+        return self.ssh(self.db, "sudo head -n 1 /var/lib/postgresql/*/main/postmaster.pid"
+                        ).strip()
+
+    def set_settings(self, settings: dict[str, Any]) -> None:
+        edit_inventory(self.inventory, lambda data: data["groups"]["db"]["vars"].update(
+            {"postgres_settings": settings}))
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "'\"'\"'") + "'"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    with own_machines(tmp_path_factory, "pgr", count=2) as (booted, inventory):
+        db, api = booted
+
+        def edit(data: dict[str, Any]) -> None:
+            data["defaults"]["vars"]["ufw_ssh_unlimited_sources"] = ["10.77.0.1"]
+            data["groups"] = {"db": {"roles": ["ufw", "postgres"], "vars": DB_VARS},
+                              "api": {"roles": ["ufw"]}}
+            data["hosts"][db.name]["groups"] = ["db"]
+            data["hosts"][api.name]["groups"] = ["api"]
+
+        edit_inventory(inventory, edit)
+        yield Cluster(db, api, inventory)
+
+
+def test_check_on_a_fresh_host_changes_nothing(cluster: Cluster) -> None:
+    run = cluster.provision("--check")
+
+    assert run.exit_code == 0, run.output
+    assert cluster.ssh(cluster.db, "test -e /etc/postgresql && echo present || echo absent; "
+                       "test -e /etc/provisioner/secrets && echo present || echo absent"
+                       ).split() == ["absent", "absent"]
+
+
+def test_first_run_converges_and_a_second_changes_nothing(cluster: Cluster) -> None:
+    first = cluster.provision()
+    second = cluster.provision()
+
+    assert first.exit_code == 0, first.output
+    assert second.exit_code == 0, second.output
+    assert second.report["hosts"][cluster.db.name]["changed"] == 0, second.output
+    assert second.report["hosts"][cluster.db.name]["round_trips"] == 1
+
+
+def test_pg_settings_equal_the_computed_tuning(cluster: Cluster) -> None:
+    facts = parse_facts(cluster.ssh(cluster.db, f"sh -c {_quote(FACTS_SCRIPT)}"))
+    variables = {**yaml.safe_load((PROJECT_ROOT / "roles/postgres/defaults.yml").read_text()),
+                 **DB_VARS}
+    version = int(cluster.sql("SELECT current_setting('server_version_num')::int / 10000"))
+    wanted = desired_settings(variables, facts, version,
+                              listen_addresses(variables, cluster.db.address))
+    rows = {line.split("|")[0]: line.split("|") for line in cluster.sql(
+        "SELECT name, setting, coalesce(unit, ''), vartype FROM pg_settings").splitlines()}
+
+    assert {name: (value, rows[name][1]) for name, value in wanted.items()
+            if not same_value(value, *rows[name][1:])} == {}
+    assert wanted["max_connections"] == "30"  # PgBouncer's pool of 20 + 10 reserved
+
+
+def test_a_reload_only_change_keeps_the_postmaster_pid(cluster: Cluster) -> None:
+    before = cluster.postmaster_pid()
+    cluster.set_settings({"work_mem": "32MB"})
+
+    run = cluster.provision()
+
+    assert run.exit_code == 0, run.output
+    assert "postgresql:reload" in run.output
+    assert cluster.postmaster_pid() == before
+    assert cluster.sql("SHOW work_mem") == "32MB"
+
+
+def test_a_restart_context_change_restarts_exactly_once(cluster: Cluster) -> None:
+    before = cluster.postmaster_pid()
+    cluster.set_settings({"work_mem": "16MB", "max_connections": 40})
+
+    run = cluster.provision()
+
+    assert run.exit_code == 0, run.output
+    assert run.output.count("handler postgresql:restart") == 1
+    assert "handler postgresql:reload" not in run.output
+    assert cluster.postmaster_pid() != before
+    assert (cluster.sql("SHOW max_connections"), cluster.sql("SHOW work_mem")) == ("40", "16MB")
+
+
+def test_a_value_the_server_rejects_fails_with_its_message_and_it_keeps_serving(
+        cluster: Cluster) -> None:
+    before = cluster.postmaster_pid()
+    cluster.set_settings({"work_mem": "banana"})
+
+    run = cluster.provision()
+    cluster.set_settings({})
+
+    assert run.exit_code == 1
+    assert 'invalid value for parameter "work_mem": "banana"' in run.output
+    assert cluster.sql("SELECT 1") == "1"
+    assert cluster.postmaster_pid() == before
+    assert cluster.provision().exit_code == 0
+
+
+def test_the_api_host_logs_in_with_the_roles_password_over_tcp(cluster: Cluster) -> None:
+    password = cluster.ssh(cluster.db, "sudo cat /etc/provisioner/secrets/app_password")
+    cluster.ssh(cluster.api, "sudo DEBIAN_FRONTEND=noninteractive apt-get -q -y install "
+                "postgresql-client >/dev/null")
+    pgpass = f"{cluster.db.address}:5432:app:app:{password}\n"
+    cluster.ssh(cluster.api, f"umask 077; printf '%s' {_quote(pgpass)} > ~/.pgpass")
+
+    answer = cluster.ssh(cluster.api, f"psql -X -A -t -w 'host={cluster.db.address} user=app "
+                         "dbname=app sslmode=disable' -c 'SELECT current_user'")
+
+    assert answer.strip() == "app"
+
+
+def test_a_host_outside_the_group_is_refused_by_pg_hba(cluster: Cluster) -> None:
+    done = admin_ssh(cluster.db, f"PGPASSWORD=wrong psql -X -w 'host={cluster.db.address} "
+                     "user=app dbname=app sslmode=disable' -c 'SELECT 1'")
+
+    assert done.returncode != 0
+    assert "no pg_hba.conf entry" in done.stderr
+
+
+def test_a_host_outside_the_group_is_dropped_by_the_firewall(cluster: Cluster) -> None:
+    with pytest.raises(TimeoutError):
+        socket.create_connection((cluster.db.address, 5432), timeout=3).close()
+
+
+def test_the_password_is_in_no_log_and_no_output(cluster: Cluster) -> None:
+    password = cluster.ssh(cluster.db, "sudo cat /etc/provisioner/secrets/app_password").strip()
+    verifier = cluster.sql("SELECT rolpassword FROM pg_authid WHERE rolname = 'app'")
+    log = cluster.ssh(cluster.db, "sudo cat /var/log/postgresql/*.log")
+
+    assert len(password) == 32 and verifier.startswith("SCRAM-SHA-256$")
+    for text in [log, *cluster.outputs]:
+        assert password not in text
+        assert verifier.split("$", 2)[2] not in text
+
+
+def test_the_spec_passes(cluster: Cluster) -> None:
+    run = invoke_task("verify", "--host", cluster.db.name, inventory=cluster.inventory,
+                      report=cluster.inventory.parent / "verify.json")
+
+    assert run.exit_code == 0, run.output
