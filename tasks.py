@@ -196,7 +196,8 @@ def secrets_list(c: Context, host: str | None = None, group: str | None = None,
 
     Example: invoke secrets.list --host db1
     """
-    from provisioner import cli, secrets_cli
+    from provisioner import cli
+    from provisioner.cli import secrets as secrets_cli
 
     host, group = cli.selection(host, group)
     loaded = cli.load(inventory)
@@ -216,7 +217,8 @@ def rotate(c: Context, host: str = "", name: str = "", inventory: str = "") -> N
 
     Example: invoke secrets.rotate --host db1 --name db_password
     """
-    from provisioner import cli, secrets_cli
+    from provisioner import cli
+    from provisioner.cli import secrets as secrets_cli
     from provisioner.errors import ProvisionerError
     from provisioner.run.engine import RunOptions
 

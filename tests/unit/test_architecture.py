@@ -255,7 +255,7 @@ def assert_kept(found: list[str]) -> None:
 # --- the contracts ------------------------------------------------------------------------------
 
 #: The content API (step, change, host, commands, errors, login_keys, sql; facts/): what roles,
-#: ops and specs import. Every module directly in provisioner/ but the command layer, cli.py, is
+#: ops and specs import. Every module directly in provisioner/ but the command layer (the cli/ package) is
 #: held to its contract (local_files.py too), so a new one cannot escape the rules.
 CONTENT_API = (*(f"provisioner.{path.stem}" for path in sorted((ROOT / "provisioner").glob("*.py"))
                  if path.stem not in {"__init__", "cli"}), "provisioner.facts")
@@ -293,7 +293,7 @@ ENGINE_KNOWS_NO_ROLE = NamingRule("the engine knows no role by name", ("provisio
 #: Who may print: the command layer and the output listeners; and the connection keeper, a
 #: program of its own whose stderr is keepers.log.
 PRINTERS = ("provisioner.cli", OUTPUT, "provisioner.transport.keeper")
-NOTHING_BELOW_CLI_PRINTS = "nothing below tasks.py and cli.py prints (output/ listens and prints)"
+NOTHING_BELOW_CLI_PRINTS = "nothing below tasks.py and cli/ prints (output/ listens and prints)"
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from provisioner import secrets_cli
+from provisioner.cli import secrets as secrets_cli
+from provisioner.cli.secrets import StoredSecret, age_text, listing_table, parse_listing
 from provisioner.secrets.host_store import SecretDeclaration
-from provisioner.secrets_cli import StoredSecret, age_text, listing_table, parse_listing
 
 NOW = 1_800_000_000
 
