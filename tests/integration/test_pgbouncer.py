@@ -190,12 +190,11 @@ def test_the_stats_user_reads_the_console_but_cannot_reload(tier: DataTier) -> N
     assert reload.returncode != 0 and "admin access needed" in reload.stderr, reload.stderr
 
 
-def test_a_second_run_changes_nothing_in_one_round_trip(tier: DataTier) -> None:
+def test_a_second_run_changes_nothing(tier: DataTier) -> None:
     run = tier.provision()
 
     assert run.exit_code == 0, run.output
     assert run.report["hosts"][tier.db.name]["changed"] == 0, run.output
-    assert run.report["hosts"][tier.db.name]["round_trips"] == 1
 
 
 def test_the_spec_passes(tier: DataTier) -> None:
@@ -213,7 +212,7 @@ def test_a_pool_size_change_reloads_under_the_same_pid(tier: DataTier) -> None:
     assert run.exit_code == 0, run.output
     steps = steps_of(run, tier.db.name)
     assert steps["handler pgbouncer:reload"]["status"] == "changed"
-    assert steps["handler pgbouncer:restart"]["reason"].startswith("not run")
+    assert "handler pgbouncer:restart" not in steps
     assert tier.pgbouncer_pid() == before
     assert tier.console("SHOW CONFIG")["default_pool_size"].split("|")[1] == "30"
 
@@ -241,6 +240,14 @@ def test_the_next_good_run_reloads_what_the_failed_one_left(tier: DataTier) -> N
     assert run.exit_code == 0, run.output
     assert steps_of(run, tier.db.name)["handler pgbouncer:reload"]["status"] == "changed"
     assert tier.console("SHOW CONFIG")["default_pool_size"].split("|")[1] == "25"
+
+
+def test_a_converged_host_costs_one_round_trip(tier: DataTier) -> None:
+    run = tier.provision()
+
+    assert run.exit_code == 0, run.output
+    assert run.report["hosts"][tier.db.name]["changed"] == 0, run.output
+    assert run.report["hosts"][tier.db.name]["round_trips"] == 1
 
 
 def test_the_start_only_settings_are_those_pgbouncer_marks_unchangeable(tier: DataTier) -> None:
