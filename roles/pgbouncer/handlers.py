@@ -23,10 +23,9 @@ SOCKET_DIR = "/var/run/postgresql"
 _WAIT_TENTHS = 100
 
 #: The admin console as the OS user PgBouncer runs as: over the Unix socket, user pgbouncer
-#: needs no password (port read from the live ini, which a reload does not change).
-_CONSOLE = run_as("postgres", "psql", "-X", "-q", "-A", "-t", "-h", SOCKET_DIR, "-p", "$port",
-                  "-U", "pgbouncer", "-d", "pgbouncer", "-c", "SHOW VERSION").replace(
-                      "'$port'", '"$port"')
+#: needs no password (on the port in $PGPORT, read from the live ini: a reload keeps it).
+_CONSOLE = run_as("postgres", "psql", "-X", "-q", "-A", "-t", "-h", SOCKET_DIR, "-U",
+                  "pgbouncer", "-d", "pgbouncer", "-c", "SHOW VERSION")
 
 _RELOAD = f"""log={quote(LOG)}
 start=$(stat -c %s "$log" 2>/dev/null || echo 0)
@@ -42,7 +41,7 @@ while :; do
   fi
   sleep 0.1
 done
-port=$(sed -n 's/^listen_port *= *//p' {quote(INI)} | tail -n 1)
+PGPORT=$(sed -n 's/^listen_port *= *//p' {quote(INI)} | tail -n 1); export PGPORT
 {_CONSOLE} >/dev/null 2>&1 || sleep 1
 refused=$(tail -c +$((start + 1)) "$log" | sed -n '/got SIGHUP, re-reading config/,$p' |
   grep -E '\\] (ERROR|WARNING|FATAL) ' | grep -vE '\\] (ERROR|WARNING|FATAL) [CS]-0x' || :)

@@ -145,5 +145,5 @@ def ensure_userlist_attributes(host: Host) -> Step:
                   f"chmod {MODE:04o} {quote(USERLIST)}")
         return Plan(", ".join(reasons), action=action)
 
-    return Step(f"file mode {USERLIST}", probe_path(USERLIST), decide,
+    return Step(f"owner and mode of {USERLIST}", probe_path(USERLIST), decide,
                 grouped=grouped_path_probe(USERLIST))

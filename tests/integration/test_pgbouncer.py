@@ -250,6 +250,13 @@ def test_a_converged_host_costs_one_round_trip(tier: DataTier) -> None:
     assert run.report["hosts"][tier.db.name]["round_trips"] == 1
 
 
+def test_check_mode_on_the_converged_host_changes_nothing(tier: DataTier) -> None:
+    run = tier.provision("--check")
+
+    assert run.exit_code == 0, run.output
+    assert run.report["hosts"][tier.db.name]["changed"] == 0, run.output
+
+
 def test_the_start_only_settings_are_those_pgbouncer_marks_unchangeable(tier: DataTier) -> None:
     rows = tier.console("SHOW CONFIG").values()
     assert {row.split("|")[0] for row in rows if row.split("|")[3] == "no"} == RESTART_ONLY

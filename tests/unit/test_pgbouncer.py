@@ -251,7 +251,7 @@ def test_comments_and_layout_do_not_count_as_a_start_only_change() -> None:
 def test_steps_install_configure_copy_the_verifiers_and_run_the_service() -> None:
     assert [step.label for step in steps_of(make_host())] == [
         "packages pgbouncer", "template /etc/pgbouncer/pgbouncer.ini [controls §7.2]",
-        "file mode /etc/pgbouncer/userlist.txt",
+        "owner and mode of /etc/pgbouncer/userlist.txt",
         "userlist /etc/pgbouncer/userlist.txt [controls §7.2]",
         "service pgbouncer.service enabled and running"]
 
