@@ -23,7 +23,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from provisioner import backup_cli, sandbox
+from provisioner import sandbox
+from provisioner.cli import backup as backup_cli
 from provisioner.cli import load
 from roles.backups.retention import archive_name, kept_archives
 from tests.integration.conftest import (

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioner import backup_cli
+from provisioner.cli import backup as backup_cli
 from provisioner.cli import load
 from provisioner.errors import ProvisionerError
 from provisioner.inventory.hosts import Inventory

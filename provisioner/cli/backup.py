@@ -9,9 +9,6 @@ the archives).
 
 The tasks, as tasks.py would hold them (a ``backup`` collection beside ``sandbox``)::
 
-    def show_backup_output(text: str, error: bool) -> None:
-        print(text, file=sys.stderr if error else sys.stdout, flush=True)
-
     @task(klass=FlagTask, name="now", help=HOST_HELP)
     @user_errors
     def backup_now(c: Context, host: str | None = None, group: str | None = None,
@@ -20,14 +17,15 @@ The tasks, as tasks.py would hold them (a ``backup`` collection beside ``sandbox
 
         Example: invoke backup.now --host db1
         \"\"\"
-        from provisioner import backup_cli, cli
+        from provisioner import cli
+        from provisioner.cli import backup
 
         host, group = cli.selection(host, group)
-        raise Exit(code=backup_cli.now(cli.load(inventory), host, group, show_backup_output))
+        raise Exit(code=backup.now(cli.load(inventory), host, group))
 
-    # backup.list and backup.verify: the same, calling backup_cli.list_archives and
-    # backup_cli.verify ("List the archives, newest first, and the last runs' records." /
-    # "Restore the latest archive into a scratch database and check its row counts now.").
+    # backup.list and backup.verify: the same, calling backup.list_archives ("List each
+    # host's archives, newest first, and its last runs' records.") and backup.verify
+    # ("Restore the latest archive into a scratch database and check its row counts now.").
 
     @task(klass=FlagTask, name="restore",
           help={**HOST_HELP, "file": "The archive, as backup.list names it "
@@ -37,23 +35,24 @@ The tasks, as tasks.py would hold them (a ``backup`` collection beside ``sandbox
     @user_errors
     def backup_restore(c: Context, host: str | None = None, inventory: str = "",
                        file: str = "", into: str = "", replace: bool = False) -> None:
-        \"\"\"Restore one archive; a live database only with --replace.
+        \"\"\"Restore one archive on one host; a live database only with --replace.
 
         Example: invoke backup.restore --host db1 --file 20261202T020000Z/app.dump
         \"\"\"
-        from provisioner import backup_cli, cli
+        from provisioner import cli
+        from provisioner.cli import backup
 
         host, _ = cli.selection(host, None)
-        raise Exit(code=backup_cli.restore(cli.load(inventory), host, file, into, replace,
-                                           show_backup_output))
+        raise Exit(code=backup.restore(cli.load(inventory), host or "", file, into, replace))
 
-with SHORT_FLAGS gaining "file": "f", "into": "I" and "replace": "R", and the collection
+with SHORT_FLAGS gaining "file": "f", "into": "I" and "replace": "R", and
 ``backup = Collection("backup", backup_now, backup_list, backup_verify, backup_restore)``.
 """
 
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable, Sequence
 
 from provisioner.cli import select_jobs
@@ -76,24 +75,29 @@ DATABASE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$")
 Show = Callable[[str, bool], None]
 
 
-def now(inventory: Inventory, hosts: str, group: str, show: Show) -> int:
+def print_output(text: str, error: bool) -> None:
+    """The program's output as a user reads it: its stderr on ours."""
+    print(text, file=sys.stderr if error else sys.stdout, flush=True)
+
+
+def now(inventory: Inventory, hosts: str, group: str, show: Show = print_output) -> int:
     """``backup.now``: a backup on each chosen host, now."""
     return _run_everywhere(backup_jobs(inventory, hosts, group), ["now"], show)
 
 
-def list_archives(inventory: Inventory, hosts: str, group: str, show: Show) -> int:
+def list_archives(inventory: Inventory, hosts: str, group: str, show: Show = print_output) -> int:
     """``backup.list``: each chosen host's archives and the records of its last runs."""
     jobs = backup_jobs(inventory, hosts, group)
     return _run_everywhere(jobs, ["list"], show, then=["status"])
 
 
-def verify(inventory: Inventory, hosts: str, group: str, show: Show) -> int:
+def verify(inventory: Inventory, hosts: str, group: str, show: Show = print_output) -> int:
     """``backup.verify``: the restore test on each chosen host, now."""
     return _run_everywhere(backup_jobs(inventory, hosts, group), ["verify"], show)
 
 
 def restore(inventory: Inventory, host: str, file: str, into: str, replace: bool,
-            show: Show) -> int:
+            show: Show = print_output) -> int:
     """``backup.restore``: one archive into its database (or ``into``) on one host."""
     arguments = restore_arguments(host, file, into, replace)
     (job,) = backup_jobs(inventory, host, "")
