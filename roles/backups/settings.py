@@ -48,8 +48,9 @@ class Settings:
 
 def read_settings(variables: Mapping[str, Any]) -> Settings:
     """The role's variables as Settings; RoleError for the first one that is wrong."""
-    for name in ("backups_keep_daily", "backups_keep_weekly", "backups_verify_tables"):
-        _whole_number(name, variables[name], 0 if name == "backups_keep_weekly" else 1)
+    for name, least in (("backups_keep_daily", 1), ("backups_keep_weekly", 0),
+                        ("backups_verify_tables", 1), ("backups_grace_hours", 0)):
+        _whole_number(name, variables[name], least)
     check_directory(variables["backups_directory"])
     return Settings(
         databases=database_names(variables),

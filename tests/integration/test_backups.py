@@ -153,6 +153,13 @@ def backups(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backups]:
         yield Backups(db, vault, inventory, identity)
 
 
+def test_check_mode_on_fresh_hosts_changes_nothing_and_fails_nothing(backups: Backups) -> None:
+    run = backups.provision("--check")
+
+    assert run.exit_code == 0, run.output
+    assert "provisioner-backup" not in backups.root("ls /usr/local/sbin")
+
+
 def test_the_first_run_converges_both_hosts(backups: Backups) -> None:
     run = backups.provision()
 

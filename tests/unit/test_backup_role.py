@@ -52,6 +52,7 @@ def written(step: Step) -> str:
     ({"backups_databases": []}, "backups_databases is empty and no postgres_databases"),
     ({"backups_keep_daily": 0}, "backups_keep_daily is 0; it must be a whole number, at least 1"),
     ({"backups_keep_weekly": -1}, "backups_keep_weekly is -1"),
+    ({"backups_grace_hours": 1.5}, "backups_grace_hours is 1.5; it must be a whole number"),
     ({"backups_directory": "/var/backups/provisioner/db"}, "inside /var/backups/provisioner"),
     ({"backups_directory": "backups"}, "it must be an absolute path"),
     ({"backups_offhost": {**OFFHOST, "hots": "x"}}, "backups_offhost has unknown key\\(s\\) hots"),
