@@ -4,7 +4,8 @@ A role is a directory ``<roles dir>/<name>/`` with ``role.py`` (``steps(host)`` 
 order, optional ``HANDLERS``, optional ``TEMPLATE_ARGUMENTS``: per template, the names the role
 passes to it on each render, such as a loop index; optional ``validate(vars)``; optional
 ``validate_login(config, vars)``, which refuses settings under which the inventory's own login
-would stop working by design), ``defaults.yml`` (every variable,
+would stop working by design; optional ``validate_inventory(vars, inventory)``, which refuses
+names of groups or hosts the inventory lacks), ``defaults.yml`` (every variable,
 documented), ``templates/`` and ``spec.py`` (testinfra). variables.py checks a host's variables
 against these defaults.
 """
@@ -26,6 +27,7 @@ import yaml
 from provisioner.errors import RoleError
 from provisioner.host import Host
 from provisioner.inventory.hosts import HostConfig
+from provisioner.inventory.view import InventoryView
 from provisioner.inventory.yaml_loader import load_yaml
 from provisioner.step import Handler, Step
 
@@ -54,6 +56,9 @@ class Role:
     template_arguments: Mapping[str, frozenset[str]] = field(default_factory=dict)
     #: Raises RoleError when these variables would end the inventory's own login to the host.
     validate_login: Callable[[HostConfig, Mapping[str, Any]], None] | None = None
+    #: Raises RoleError when the variables name what the inventory lacks (a group whose hosts
+    #: may reach a port, a backup host): judged on the whole inventory, before contact.
+    validate_inventory: Callable[[Mapping[str, Any], InventoryView], None] | None = None
 
     @property
     def template_dir(self) -> Path:
@@ -86,9 +91,11 @@ def load_role(path: Path) -> Role:
     arguments = {template: frozenset(names) for template, names
                  in getattr(module, "TEMPLATE_ARGUMENTS", {}).items()}
     validate_login = getattr(module, "validate_login", None)
+    validate_inventory = getattr(module, "validate_inventory", None)
     return Role(path.name, path, _read_defaults(path), handlers, steps,
                 validate if callable(validate) else None, arguments,
-                validate_login if callable(validate_login) else None)
+                validate_login if callable(validate_login) else None,
+                validate_inventory if callable(validate_inventory) else None)
 
 
 #: A handler's name becomes a file name on the host (its pending record, run/handlers.py): no

@@ -16,6 +16,7 @@ from provisioner.content.templates import BUILTIN_NAMES, template_variables
 from provisioner.errors import RoleError
 from provisioner.host import secrets_in
 from provisioner.inventory.hosts import HostConfig
+from provisioner.inventory.view import InventoryView
 from provisioner.secrets.host_store import HostSecret
 from provisioner.secrets.redaction import redact
 from provisioner.secrets.values import Secret, reveal_all
@@ -30,6 +31,18 @@ def check_login_kept(roles: Sequence[Role], config: HostConfig,
                 role.validate_login(config, reveal_all(variables))
             except RoleError as error:
                 raise RoleError(f"host {config.name}: "
+                                f"{redact(str(error), secrets_in(variables))}") from None
+
+
+def check_inventory_references(roles: Sequence[Role], config: HostConfig,
+                               variables: Mapping[str, Any], inventory: InventoryView) -> None:
+    """Refuse, before any contact, variables naming groups or hosts the inventory lacks."""
+    for role in roles:
+        if role.validate_inventory is not None:
+            try:
+                role.validate_inventory(reveal_all(variables), inventory)
+            except RoleError as error:
+                raise RoleError(f"host {config.name}: role {role.name}: "
                                 f"{redact(str(error), secrets_in(variables))}") from None
 
 

@@ -17,7 +17,11 @@ from pathlib import Path
 
 from provisioner.change import Change
 from provisioner.content.roles import available_roles, load_role
-from provisioner.content.variables import check_login_kept, merge_role_variables
+from provisioner.content.variables import (
+    check_inventory_references,
+    check_login_kept,
+    merge_role_variables,
+)
 from provisioner.errors import ProvisionerError, RoleError
 from provisioner.facts import Facts
 from provisioner.host import secrets_in
@@ -59,6 +63,7 @@ def prepare(hosts: Sequence[HostConfig], options: RunOptions,
         roles = tuple(load_role(known[name]) for name in names)
         variables = merge_role_variables(roles, config.vars, f"host {config.name}")
         check_login_kept(roles, config, variables)
+        check_inventory_references(roles, config, variables, view)
         jobs.append(HostJob(config, roles, variables, view))
     return jobs
 

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from provisioner.run.session import HostJob
+from provisioner.secrets.host_store import HostSecret
 from provisioner.secrets.values import Secret
 
 
@@ -39,6 +40,8 @@ def ssh_config_block(job: HostJob, control_dir: Path) -> str:
 def _plain(value: object) -> object:
     if isinstance(value, Secret):
         return value.reveal()
+    if isinstance(value, HostSecret):  # its value is on the host: a spec reads it there
+        return {"secret": f"host:{value.name}"}
     if isinstance(value, dict):
         return {key: _plain(item) for key, item in value.items()}
     if isinstance(value, list | tuple):

@@ -51,3 +51,26 @@ def test_a_role_reading_an_unknown_group_fails_naming_the_role_before_any_step()
     reading = replace(role, steps=lambda host: [host.inventory.addresses("apii")])
     with pytest.raises(RoleError, match=r"^role postgres: group 'apii' is not a group"):
         role_steps(make_host(), [reading])
+
+
+def test_a_role_naming_a_group_the_inventory_lacks_is_refused_before_contact() -> None:
+    from provisioner.content.variables import check_inventory_references
+    from tests.unit.fakes import role_of
+
+    def needs_group(variables: object, inventory: InventoryView) -> None:
+        inventory.addresses("apii")
+
+    role = replace(role_of([], name="postgres"), validate_inventory=needs_group)
+    with pytest.raises(RoleError, match=r"^host db1: role postgres: group 'apii' is not a group"):
+        check_inventory_references([role], HOSTS[2], {}, InventoryView.of_hosts(HOSTS))
+
+
+def test_a_role_whose_groups_exist_passes_the_inventory_check() -> None:
+    from provisioner.content.variables import check_inventory_references
+    from tests.unit.fakes import role_of
+
+    seen: list[tuple[str, ...]] = []
+    role = replace(role_of([], name="postgres"), validate_inventory=lambda variables, view:
+                   seen.append(view.addresses("api")))
+    check_inventory_references([role], HOSTS[2], {}, InventoryView.of_hosts(HOSTS))
+    assert seen == [("10.0.0.11", "10.0.0.12")]
