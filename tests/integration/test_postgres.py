@@ -69,8 +69,8 @@ class Cluster:
                         "-A -t -d postgres").strip()
 
     def postmaster_pid(self) -> str:
-        return self.ssh(self.db, "sudo head -n 1 /var/lib/postgresql/*/main/postmaster.pid"
-                        ).strip()
+        return self.ssh(self.db, "sudo sh -c 'head -n 1 /var/lib/postgresql/*/main/"
+                        "postmaster.pid'").strip()
 
     def set_settings(self, settings: dict[str, Any]) -> None:
         edit_inventory(self.inventory, lambda data: data["groups"]["db"]["vars"].update(
@@ -173,8 +173,8 @@ def test_a_value_the_server_rejects_fails_with_its_message_and_it_keeps_serving(
 
 def test_the_api_host_logs_in_with_the_roles_password_over_tcp(cluster: Cluster) -> None:
     password = cluster.ssh(cluster.db, "sudo cat /etc/provisioner/secrets/app_password")
-    cluster.ssh(cluster.api, "sudo DEBIAN_FRONTEND=noninteractive apt-get -q -y install "
-                "postgresql-client >/dev/null")
+    cluster.ssh(cluster.api, "sudo apt-get -q update >/dev/null && sudo "
+                "DEBIAN_FRONTEND=noninteractive apt-get -q -y install postgresql-client >/dev/null")
     pgpass = f"{cluster.db.address}:5432:app:app:{password}\n"
     cluster.ssh(cluster.api, f"umask 077; printf '%s' {_quote(pgpass)} > ~/.pgpass")
 
@@ -200,7 +200,7 @@ def test_a_host_outside_the_group_is_dropped_by_the_firewall(cluster: Cluster) -
 def test_the_password_is_in_no_log_and_no_output(cluster: Cluster) -> None:
     password = cluster.ssh(cluster.db, "sudo cat /etc/provisioner/secrets/app_password").strip()
     verifier = cluster.sql("SELECT rolpassword FROM pg_authid WHERE rolname = 'app'")
-    log = cluster.ssh(cluster.db, "sudo cat /var/log/postgresql/*.log")
+    log = cluster.ssh(cluster.db, "sudo sh -c 'cat /var/log/postgresql/*.log'")
 
     assert len(password) == 32 and verifier.startswith("SCRAM-SHA-256$")
     for text in [log, *cluster.outputs]:
