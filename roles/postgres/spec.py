@@ -54,7 +54,7 @@ def test_pg_hba_is_postgres_owned_and_not_world_readable(host: Any, version: str
 def test_pg_settings_equal_the_computed_settings(host: Any, role_vars: dict[str, Any],
                                                  version: str) -> None:
     facts = parse_facts(host.check_output(f"sh -c {_shell_quote(FACTS_SCRIPT)}"))
-    address = role_vars["postgres_listen_address"] or host.backend.get_hostname()
+    address = role_vars["_host_address"]  # the inventory's address, as the role used it
     wanted = desired_settings(role_vars, facts, int(version),
                               listen_addresses(role_vars, address))
     rows = {row[0]: row for row in psql(
