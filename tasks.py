@@ -29,7 +29,8 @@ SHORT_FLAGS = {
     "host": "H", "group": "g", "inventory": "i", "check": "c", "diff": "d", "report": "o",
     "roles": "r", "parallel": "p", "set": "s", "profile": "t", "pytest_args": "p", "json": "j",
     "name": "n", "user": "u", "count": "c", "suite": "s", "reps": "r", "scenarios": "s",
-    "tools": "t", "smoke": "m", "serial": "b", "variant": "v",
+    "tools": "t", "smoke": "m", "serial": "b", "variant": "v", "file": "f", "into": "I",
+    "replace": "R",
 }
 
 
@@ -227,6 +228,71 @@ def rotate(c: Context, host: str = "", name: str = "", inventory: str = "") -> N
     raise Exit(code=secrets_cli.rotate(cli.load(inventory), host, name, RunOptions()))
 
 
+@task(klass=FlagTask, name="now", help=HOST_HELP)
+@user_errors
+def backup_now(c: Context, host: str | None = None, group: str | None = None,
+               inventory: str = "") -> None:
+    """Dump every managed database and the globals now (and copy them off the host).
+
+    Example: invoke backup.now --host db1
+    """
+    from provisioner import cli
+    from provisioner.cli import backup
+
+    host, group = cli.selection(host, group)
+    raise Exit(code=backup.now(cli.load(inventory), host, group))
+
+
+@task(klass=FlagTask, name="list", help=HOST_HELP)
+@user_errors
+def backup_list(c: Context, host: str | None = None, group: str | None = None,
+                inventory: str = "") -> None:
+    """List each host's archives, newest first, and its last runs' records.
+
+    Example: invoke backup.list --host db1
+    """
+    from provisioner import cli
+    from provisioner.cli import backup
+
+    host, group = cli.selection(host, group)
+    raise Exit(code=backup.list_archives(cli.load(inventory), host, group))
+
+
+@task(klass=FlagTask, name="verify", help=HOST_HELP)
+@user_errors
+def backup_verify(c: Context, host: str | None = None, group: str | None = None,
+                  inventory: str = "") -> None:
+    """Restore the latest archive into a scratch database and check its row counts, now.
+
+    Example: invoke backup.verify --host db1
+    """
+    from provisioner import cli
+    from provisioner.cli import backup
+
+    host, group = cli.selection(host, group)
+    raise Exit(code=backup.verify(cli.load(inventory), host, group))
+
+
+@task(klass=FlagTask, name="restore",
+      help={"host": "The host whose archive to restore (one host).",
+            "inventory": HOST_HELP["inventory"], "file": "The archive, as backup.list names it "
+                                 "(20261202T020000Z/app.dump).",
+            "into": "Restore into this database (default: the one dumped).",
+            "replace": "Replace the database if it exists (its sessions are ended)."})
+@user_errors
+def backup_restore(c: Context, host: str | None = None, inventory: str = "", file: str = "",
+                   into: str = "", replace: bool = False) -> None:
+    """Restore one archive on one host; a live database only with --replace.
+
+    Example: invoke backup.restore --host db1 --file 20261202T020000Z/app.dump
+    """
+    from provisioner import cli
+    from provisioner.cli import backup
+
+    host, _ = cli.selection(host, None)
+    raise Exit(code=backup.restore(cli.load(inventory), host or "", file, into, replace))
+
+
 @task(klass=FlagTask, help={"count": "How many machines (default 1; running ones are kept).",
             "suite": "Debian suite: bookworm (default) or trixie.",
             "variant": "Image: standard (default) or minimal (no kmod, iproute2, python3)."})
@@ -387,6 +453,8 @@ def bench(c: Context, reps: int = 5, scenarios: str = "", tools: str = "",
 
 sandbox_tasks = Collection("sandbox", up, down, ssh_, list_)
 secrets_tasks = Collection("secrets", secrets_list, rotate)
+backup_tasks = Collection("backup", backup_now, backup_list, backup_verify, backup_restore)
 ns = Collection(provision, verify, facts, disconnect, demo, test, bench)
 ns.add_collection(sandbox_tasks)
 ns.add_collection(secrets_tasks)
+ns.add_collection(backup_tasks)

@@ -7,46 +7,7 @@ and return the exit code: 0 done, 1 a host failed or refused (a live database wi
 --replace), 2 bad input (an unknown host, a host without the role, a file that is not one of
 the archives).
 
-The tasks, as tasks.py would hold them (a ``backup`` collection beside ``sandbox``)::
-
-    @task(klass=FlagTask, name="now", help=HOST_HELP)
-    @user_errors
-    def backup_now(c: Context, host: str | None = None, group: str | None = None,
-                   inventory: str = "") -> None:
-        \"\"\"Dump every managed database and the globals now (and copy them off the host).
-
-        Example: invoke backup.now --host db1
-        \"\"\"
-        from provisioner import cli
-        from provisioner.cli import backup
-
-        host, group = cli.selection(host, group)
-        raise Exit(code=backup.now(cli.load(inventory), host, group))
-
-    # backup.list and backup.verify: the same, calling backup.list_archives ("List each
-    # host's archives, newest first, and its last runs' records.") and backup.verify
-    # ("Restore the latest archive into a scratch database and check its row counts now.").
-
-    @task(klass=FlagTask, name="restore",
-          help={**HOST_HELP, "file": "The archive, as backup.list names it "
-                                     "(20261202T020000Z/app.dump).",
-                "into": "Restore into this database (default: the one dumped).",
-                "replace": "Replace the database if it exists (its sessions are ended)."})
-    @user_errors
-    def backup_restore(c: Context, host: str | None = None, inventory: str = "",
-                       file: str = "", into: str = "", replace: bool = False) -> None:
-        \"\"\"Restore one archive on one host; a live database only with --replace.
-
-        Example: invoke backup.restore --host db1 --file 20261202T020000Z/app.dump
-        \"\"\"
-        from provisioner import cli
-        from provisioner.cli import backup
-
-        host, _ = cli.selection(host, None)
-        raise Exit(code=backup.restore(cli.load(inventory), host or "", file, into, replace))
-
-with SHORT_FLAGS gaining "file": "f", "into": "I" and "replace": "R", and
-``backup = Collection("backup", backup_now, backup_list, backup_verify, backup_restore)``.
+The tasks themselves are in tasks.py (the ``backup`` collection).
 """
 
 from __future__ import annotations

@@ -24,8 +24,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from provisioner import sandbox
-from provisioner.cli import backup as backup_cli
-from provisioner.cli import load
 from roles.backups.retention import archive_name, kept_archives
 from tests.integration.conftest import (
     Invocation,
@@ -92,12 +90,16 @@ class Backups:
         return run
 
     def task(self, name: str, *arguments: Any) -> tuple[int, str]:
-        """A backup task as invoke runs it: (exit code, what it showed)."""
-        shown: list[str] = []
-        work = getattr(backup_cli, name)
-        code = work(load(str(self.inventory)), *arguments,
-                    lambda text, error: shown.append(text))
-        return code, "\n".join(shown)
+        """A backup task run as a user runs it, ``invoke backup.NAME``: (exit code, output)."""
+        host = arguments[0]
+        command = [f"backup.{name}", "--host", host]
+        if name == "restore":
+            file, into, replace = arguments[1:]
+            command += ["--file", file, *(["--into", into] if into else []),
+                        *(["--replace"] if replace else [])]
+        run = invoke_task(*command, inventory=self.inventory, timeout=600,
+                          report=self.inventory.parent / "report.json")
+        return run.exit_code, run.output
 
     def root(self, command: str, machine: sandbox.Machine | None = None,
              stdin: str | None = None) -> str:
