@@ -24,6 +24,7 @@ from provisioner import sandbox
 from roles.pgbouncer.settings import RESTART_ONLY
 from tests.integration.conftest import (
     CONTROLLER_ADDRESS,
+    TEST_ROLES,
     Invocation,
     admin_ssh,
     edit_inventory,
@@ -260,6 +261,55 @@ def test_check_mode_on_the_converged_host_changes_nothing(tier: DataTier) -> Non
 def test_the_start_only_settings_are_those_pgbouncer_marks_unchangeable(tier: DataTier) -> None:
     rows = tier.console("SHOW CONFIG").values()
     assert {row.split("|")[0] for row in rows if row.split("|")[3] == "no"} == RESTART_ONLY
+
+
+#: On the db host, as root: reconnect through PgBouncer every 0.1 s with the password the app's
+#: environment file holds at that moment, one line per attempt (host clock, ok/fail), until
+#: the stop file appears. The host's clock is the controller's (the sandbox shares its kernel).
+RECONNECT_LOOP = (
+    "rm -f /tmp/loop.stop; while [ ! -e /tmp/loop.stop ]; do "
+    "pw=$(sed -n 's|^DATABASE_URL=postgresql://app:\\(.*\\)@.*|\\1|p' /etc/secretuser/app.env); "
+    "if PGPASSWORD=$pw psql -X -A -t -w 'host=127.0.0.1 port=6432 user=app dbname=app "
+    "connect_timeout=5' -c 'SELECT 1' >/dev/null 2>&1; then r=ok; else r=fail; fi; "
+    "echo \"$(date +%s.%N) $r\"; sleep 0.1; done > /tmp/loop.log 2>&1")
+
+
+def test_a_rotation_keeps_clients_through_pgbouncer_connecting_once_it_is_done(
+        tier: DataTier) -> None:
+    rotation = tier.inventory.parent / "rotation.yml"
+    rotation.write_text(tier.inventory.read_text())
+    edit_inventory(rotation, lambda data: (
+        data["groups"]["db"]["roles"].append("secretuser"),
+        data["hosts"][tier.db.name]["vars"].update(
+            secretuser_db_password={"secret": "host:db_password"},
+            secretuser_signing_key={"secret": "host:db_password"})))
+    roles = {"PROVISIONER_ROLES_PATH": str(TEST_ROLES)}
+    converge = invoke_task("provision", "--host", tier.db.name, inventory=rotation,
+                           report=tier.inventory.parent / "r.json", environment=roles)
+    assert converge.exit_code == 0, converge.output
+    old = tier.password()
+    loop = subprocess.Popen([*sandbox.ssh_argv(tier.db, "admin"), "-o", "BatchMode=yes",
+                             f"sudo -n sh -c {_quoted(RECONNECT_LOOP)}"])
+    time.sleep(3)
+    started = time.time()
+    rotated = invoke_task("secrets.rotate", "--host", tier.db.name, "--name", "db_password",
+                          inventory=rotation, report=tier.inventory.parent / "r.json",
+                          environment=roles)
+    finished = time.time()
+    time.sleep(5)
+    tier.root("touch /tmp/loop.stop")
+    loop.wait(timeout=60)
+    attempts = [line.split() for line in tier.root("cat /tmp/loop.log").splitlines()]
+    tier.shown += [rotated.output, converge.output]
+
+    assert rotated.exit_code == 0, rotated.output
+    assert tier.password() != old
+    before = [result for moment, result in attempts if float(moment) < started]
+    after = [result for moment, result in attempts if float(moment) > finished]
+    print(f"rotation {finished - started:.1f} s; attempts before {len(before)}, during "
+          f"{len(attempts) - len(before) - len(after)}, after {len(after)}")
+    assert before and set(before) == {"ok"}
+    assert len(after) >= 10 and set(after) == {"ok"}, attempts
 
 
 def test_the_password_and_its_verifier_never_appear_in_any_output(tier: DataTier) -> None:
