@@ -255,8 +255,8 @@ def assert_kept(found: list[str]) -> None:
 # --- the contracts ------------------------------------------------------------------------------
 
 #: The content API (step, change, host, commands, errors, login_keys, sql; facts/): what roles,
-#: ops and specs import. Every module directly in provisioner/ but the command layer (the cli/ package) is
-#: held to its contract (local_files.py too), so a new one cannot escape the rules.
+#: ops and specs import. Every module directly in provisioner/ (the command layer is the cli/
+#: package) is held to its contract (local_files.py too), so a new one cannot escape the rules.
 CONTENT_API = (*(f"provisioner.{path.stem}" for path in sorted((ROOT / "provisioner").glob("*.py"))
                  if path.stem not in {"__init__", "cli"}), "provisioner.facts")
 RUN, TRANSPORT, OUTPUT = "provisioner.run", "provisioner.transport", "provisioner.output"
