@@ -21,10 +21,8 @@ HOST_HELP = {
 }
 
 
-#: Each flag's short form, the same in every task that has the flag, and never -h, so that
-#: ``invoke TASK -h`` always shows the task's help (invoke's own choice gave --host -h, and
-#: --roles -o in provision but -r in verify). sandbox.up and test keep invoke's choice, which
-#: agrees: -c count, -s suite; -p pytest-args, -u unit.
+#: Each flag's short form, the same in every task that has it, never -h (so ``invoke TASK -h``
+#: shows the help; invoke's own choice gave --host -h, and --roles -o here but -r there).
 SHORT_FLAGS = {
     "host": "H", "group": "g", "inventory": "i", "check": "c", "diff": "d", "report": "o",
     "roles": "r", "parallel": "p", "set": "s", "profile": "t", "pytest_args": "p", "json": "j",
@@ -68,14 +66,11 @@ def whole_number(name: str, text: str) -> int:
 def write_bytecode() -> None:
     """Let Python cache the bytecode of the modules a task imports from here on.
 
-    invoke turns bytecode writing off (``sys.dont_write_bytecode = not --write-pyc``) before it
-    imports tasks.py, so that no ``tasks.pyc`` lands beside tasks.py (pyinvoke issue 68), and
-    leaves it off for the whole process. An editable install has no bytecode for provisioner/
-    and roles/ (imported with spec_from_file_location, which follows the same flag), so without
-    this every ``invoke provision`` compiles them afresh: tens of milliseconds of a 0.25 s
-    no-op. tasks.py is imported by then, so invoke's reason still holds. PYTHONDONTWRITEBYTECODE
-    (set on some machines and images) is overridden too: pip compiles every package it installs
-    whatever that variable says, and the project's own modules should be no slower than those.
+    invoke turns bytecode writing off before it imports tasks.py (so no ``tasks.pyc`` lands
+    beside it, pyinvoke issue 68) and leaves it off: an editable install would then compile
+    provisioner/ and roles/ afresh on every run, tens of milliseconds of a 0.25 s no-op.
+    PYTHONDONTWRITEBYTECODE is overridden too: pip compiles every package it installs whatever
+    it says, and the project's own modules should be no slower than those.
     """
     sys.dont_write_bytecode = False
 
@@ -228,49 +223,31 @@ def rotate(c: Context, host: str = "", name: str = "", inventory: str = "") -> N
     raise Exit(code=secrets_cli.rotate(cli.load(inventory), host, name, RunOptions()))
 
 
-@task(klass=FlagTask, name="now", help=HOST_HELP)
-@user_errors
-def backup_now(c: Context, host: str | None = None, group: str | None = None,
-               inventory: str = "") -> None:
-    """Dump every managed database and the globals now (and copy them off the host).
+def host_program_task(name: str, work: str, summary: str, example: str) -> Task[Any]:
+    """A task running one subcommand of a role's host program on the selected hosts (the
+    backup tasks: ``work`` names the function of provisioner/cli/backup.py that does it)."""
+    def body(c: Context, host: str | None = None, group: str | None = None,
+             inventory: str = "") -> None:
+        from provisioner import cli
+        from provisioner.cli import backup
 
-    Example: invoke backup.now --host db1
-    """
-    from provisioner import cli
-    from provisioner.cli import backup
+        host, group = cli.selection(host, group)
+        raise Exit(code=getattr(backup, work)(cli.load(inventory), host, group))
 
-    host, group = cli.selection(host, group)
-    raise Exit(code=backup.now(cli.load(inventory), host, group))
-
-
-@task(klass=FlagTask, name="list", help=HOST_HELP)
-@user_errors
-def backup_list(c: Context, host: str | None = None, group: str | None = None,
-                inventory: str = "") -> None:
-    """List each host's archives, newest first, and its last runs' records.
-
-    Example: invoke backup.list --host db1
-    """
-    from provisioner import cli
-    from provisioner.cli import backup
-
-    host, group = cli.selection(host, group)
-    raise Exit(code=backup.list_archives(cli.load(inventory), host, group))
+    body.__doc__ = f"{summary}\n\n    Example: {example}\n    "
+    body.__name__ = f"backup_{name}"
+    return task(klass=FlagTask, name=name, help=HOST_HELP)(user_errors(body))
 
 
-@task(klass=FlagTask, name="verify", help=HOST_HELP)
-@user_errors
-def backup_verify(c: Context, host: str | None = None, group: str | None = None,
-                  inventory: str = "") -> None:
-    """Restore the latest archive into a scratch database and check its row counts, now.
-
-    Example: invoke backup.verify --host db1
-    """
-    from provisioner import cli
-    from provisioner.cli import backup
-
-    host, group = cli.selection(host, group)
-    raise Exit(code=backup.verify(cli.load(inventory), host, group))
+backup_now = host_program_task(
+    "now", "now", "Dump every managed database and the globals now (and copy them off the host).",
+    "invoke backup.now --host db1")
+backup_list = host_program_task(
+    "list", "list_archives", "List each host's archives, newest first, and its last runs' "
+    "records.", "invoke backup.list --host db1")
+backup_verify = host_program_task(
+    "verify", "verify", "Restore the latest archive into a scratch database and check its row "
+    "counts, now.", "invoke backup.verify --host db1")
 
 
 @task(klass=FlagTask, name="restore",
@@ -302,38 +279,18 @@ def up(c: Context, count: int = 1, suite: str = "bookworm", variant: str = "stan
 
     Example: invoke sandbox.up --count 3 --suite trixie --variant minimal
     """
-    from provisioner import sandbox
-    from provisioner.cli import DEFAULT_INVENTORY
+    from provisioner.cli import sandbox
 
-    machines = sandbox.up(count=count, suite=suite, progress=print, variant=variant)
-    sandbox.write_inventory(machines, DEFAULT_INVENTORY)
-    for machine in machines:
-        print(f"{machine.name}  {machine.address}  {machine.suite}  {machine.variant}")
-    print(f"inventory written to {DEFAULT_INVENTORY}")
+    sandbox.up(count, suite, variant)
 
 
 @task(klass=FlagTask, help={"name": "Stop only these machines, comma-separated (default: all)."})
 @user_errors
 def down(c: Context, name: str = "") -> None:
     """Stop and delete sandbox machines, their network and state (the image cache stays)."""
-    from provisioner import sandbox
-    from provisioner.cli import DEFAULT_INVENTORY, sandbox_down_message, split_names
-    from provisioner.transport.kept_logins import close_keepers
+    from provisioner.cli import sandbox
 
-    names = split_names(name)
-    leaving = [machine for machine in sandbox.list_machines() if not names or machine.name in names]
-    close_keepers({machine.address for machine in leaving})
-    sandbox.down(list(names) or None)
-    remaining = [machine for machine in sandbox.list_machines()
-                 if machine.name.startswith("sandbox")]
-    removed = not remaining and DEFAULT_INVENTORY.exists()
-    if remaining:
-        sandbox.write_inventory(remaining, DEFAULT_INVENTORY)
-    elif removed:
-        DEFAULT_INVENTORY.unlink()
-    print(sandbox_down_message(names, [machine.name for machine in leaving],
-                               [machine.name for machine in remaining], DEFAULT_INVENTORY,
-                               removed))
+    print(sandbox.down(name))
 
 
 @task(klass=FlagTask, name="ssh", help={"name": "Machine name (default sandbox1).",
@@ -355,12 +312,9 @@ def ssh_(c: Context, name: str = "sandbox1", user: str = "admin") -> None:
 @user_errors
 def list_(c: Context) -> None:
     """List running sandbox machines, or say that none is running."""
-    from provisioner import sandbox
-    from provisioner.cli import sandbox_list_lines
+    from provisioner.cli import sandbox
 
-    rows = [(machine.name, machine.address, machine.suite, machine.pid)
-            for machine in sandbox.list_machines()]
-    print("\n".join(sandbox_list_lines(rows)))
+    print("\n".join(sandbox.list_lines()))
 
 
 @task(klass=FlagTask, help={"count": "How many sandbox machines (default 1).",
@@ -368,40 +322,26 @@ def list_(c: Context) -> None:
 @user_errors
 def demo(c: Context, count: int = 1, suite: str = "bookworm") -> None:
     """Boot sandbox machines, provision them, provision again (0 changed), and verify them."""
-    from provisioner import cli
-    from provisioner.run.engine import RunOptions
-    from provisioner.verify.runner import verify_host
+    from provisioner.cli import sandbox
 
-    up(c, count=count, suite=suite)
-    inventory = cli.load(str(cli.DEFAULT_INVENTORY))
-    print("\n== first run: converge the fresh machines")
-    first = cli.run_hosts(inventory, "", "", RunOptions())
-    print("\n== second run: nothing should change")
-    second = cli.run_hosts(inventory, "", "", RunOptions())
-    print("\n== verify: testinfra specs of every role")
-    codes = [verify_host(job) for job in cli.select_jobs(inventory, "", "", RunOptions())]
-    changed = sum(result.count("changed") for result in second.hosts.values())
-    print(f"\nfirst run exit {first.exit_code}; second run changed {changed} step(s); "
-          f"verify {'passed' if not any(codes) else 'FAILED'}. "
-          f"Log in with: invoke sandbox.ssh; remove with: invoke sandbox.down")
-    raise Exit(code=max(first.exit_code, second.exit_code, 1 if any(codes) else 0))
+    raise Exit(code=sandbox.demo(count, suite))
 
 
 SESSION_MACHINE_TESTS = ("tests/integration/test_connection.py",
                          "tests/integration/test_connection_reuse.py",
                          "tests/integration/test_provision.py")
-"""The integration tests that run on the session's two machines, whose Debian suite and image
-variant PROVISIONER_TEST_SUITE and PROVISIONER_TEST_VARIANT choose. The other modules boot
-machines of their own: the sandbox and fresh-host tests boot Debian 13 and minimal ones
-themselves, the lockout tests a standard one."""
+"""The integration tests on the session's two machines, whose suite and image variant
+PROVISIONER_TEST_SUITE and PROVISIONER_TEST_VARIANT choose; the other modules boot their own."""
 
 INTEGRATION_TARGETS: tuple[tuple[dict[str, str], tuple[str, ...]], ...] = (
     ({"PROVISIONER_TEST_SUITE": "bookworm"}, ("tests/integration",)),
-    ({"PROVISIONER_TEST_SUITE": "trixie"}, SESSION_MACHINE_TESTS),
+    ({"PROVISIONER_TEST_SUITE": "trixie"},
+     (*SESSION_MACHINE_TESTS, "tests/integration/test_postgres.py")),
     ({"PROVISIONER_TEST_VARIANT": "minimal"}, SESSION_MACHINE_TESTS),
 )
 """Where `invoke test` runs the integration tests and what it runs there (README, Tests): all of
-them on Debian 12, then the session-machine tests on Debian 13 and on the minimal image."""
+them on Debian 12; the session-machine tests (and PostgreSQL 17's) on Debian 13; the
+session-machine tests on the minimal image."""
 
 
 @task(help={"unit": "Only the unit tests (no sandbox machines).",

@@ -321,31 +321,3 @@ def disconnect(inventory: Inventory | None, hosts: str, group: str) -> str:
 
 
 # --- the sandbox's messages ---------------------------------------------------------------------
-
-
-def sandbox_down_message(asked: Sequence[str], stopped: Sequence[str], remaining: Sequence[str],
-                         inventory: Path, inventory_removed: bool) -> str:
-    """What ``invoke sandbox.down`` did, or that there was nothing to do."""
-    if not stopped:
-        if asked:
-            running = ", ".join(remaining) or "none"
-            return (f"no sandbox machine named {', '.join(asked)} is running (running: "
-                    f"{running}); nothing stopped.")
-        return "no sandbox machines are running; nothing to stop."
-    lines = [f"stopped and deleted {', '.join(stopped)}"]
-    if remaining:
-        lines.append(f"still running: {', '.join(remaining)} ({inventory} lists them)")
-    elif inventory_removed:
-        lines.append(f"removed {inventory}")
-    return "\n".join(lines)
-
-
-def sandbox_list_lines(rows: Sequence[tuple[str, str, str, int]]) -> list[str]:
-    """``invoke sandbox.list``: an aligned table of (name, address, suite, pid), or a sentence
-    saying there is none and how to start one."""
-    if not rows:
-        return ["no sandbox machines are running (start one with: invoke sandbox.up)"]
-    table = [("name", "address", "suite", "pid"), *((n, a, s, str(p)) for n, a, s, p in rows)]
-    widths = [max(len(row[column]) for row in table) for column in range(3)]
-    return ["  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True))
-            + "  " + row[3] for row in table]

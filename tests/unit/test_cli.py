@@ -18,6 +18,7 @@ from invoke import Collection
 
 from provisioner import cli
 from provisioner.cli import DEFAULT_INVENTORY, inventory_path, parse_cli_vars
+from provisioner.cli import sandbox as sandbox_cli
 from provisioner.content.roles import PROJECT_ROOT
 from provisioner.errors import InventoryError, ProvisionerError
 from provisioner.login_keys import private_key_is_encrypted
@@ -515,13 +516,14 @@ def test_disconnect_works_without_the_secrets_environment_variables(tmp_path: Pa
 
 
 def test_sandbox_down_names_what_it_stopped_and_the_inventory_it_removed() -> None:
-    message = cli.sandbox_down_message((), ["sandbox1", "sandbox2"], [], DEFAULT_INVENTORY, True)
+    message = sandbox_cli.sandbox_down_message((), ["sandbox1", "sandbox2"], [],
+                                               DEFAULT_INVENTORY, True)
 
     assert message == f"stopped and deleted sandbox1, sandbox2\nremoved {DEFAULT_INVENTORY}"
 
 
 def test_sandbox_down_of_some_machines_names_those_still_running() -> None:
-    message = cli.sandbox_down_message(("sandbox2",), ["sandbox2"], ["sandbox1"],
+    message = sandbox_cli.sandbox_down_message(("sandbox2",), ["sandbox2"], ["sandbox1"],
                                        DEFAULT_INVENTORY, False)
 
     assert message == ("stopped and deleted sandbox2\n"
@@ -529,23 +531,23 @@ def test_sandbox_down_of_some_machines_names_those_still_running() -> None:
 
 
 def test_sandbox_down_with_nothing_running_says_there_is_nothing_to_stop() -> None:
-    assert cli.sandbox_down_message((), [], [], DEFAULT_INVENTORY, False) == (
+    assert sandbox_cli.sandbox_down_message((), [], [], DEFAULT_INVENTORY, False) == (
         "no sandbox machines are running; nothing to stop.")
 
 
 def test_sandbox_down_of_a_machine_that_is_not_running_says_so() -> None:
-    assert cli.sandbox_down_message(("sandbox7",), [], ["sandbox1"], DEFAULT_INVENTORY,
+    assert sandbox_cli.sandbox_down_message(("sandbox7",), [], ["sandbox1"], DEFAULT_INVENTORY,
                                     False) == ("no sandbox machine named sandbox7 is running "
                                                "(running: sandbox1); nothing stopped.")
 
 
 def test_sandbox_list_with_nothing_running_says_how_to_start_one() -> None:
-    assert cli.sandbox_list_lines([]) == [
+    assert sandbox_cli.sandbox_list_lines([]) == [
         "no sandbox machines are running (start one with: invoke sandbox.up)"]
 
 
 def test_sandbox_list_aligns_name_address_suite_and_pid() -> None:
-    lines = cli.sandbox_list_lines([("sandbox1", "10.77.0.2", "bookworm", 812),
+    lines = sandbox_cli.sandbox_list_lines([("sandbox1", "10.77.0.2", "bookworm", 812),
                                     ("sandbox10", "10.77.0.11", "trixie", 90210)])
 
     assert lines == ["name       address     suite     pid",
