@@ -25,12 +25,12 @@ IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 DATABASE_OPTIONS = ("host", "port", "dbname", "pool_size", "min_pool_size", "reserve_pool",
                     "max_db_connections", "pool_mode")
 _SIZE_OPTIONS = ("pool_size", "min_pool_size", "reserve_pool", "max_db_connections")
-#: [pgbouncer] settings 1.18 reads only when it starts (SHOW CONFIG: changeable = no); a
+#: [pgbouncer] settings read only at start (SHOW CONFIG: changeable = no; 1.24 adds the last); a
 #: reload ignores a change to them, silently, so changing one restarts the service.
 RESTART_ONLY = frozenset({
     "disable_pqexec", "job_name", "listen_addr", "listen_backlog", "listen_port", "pidfile",
     "pkt_buf", "resolv_conf", "so_reuseport", "unix_socket_dir", "unix_socket_group",
-    "unix_socket_mode", "user"})
+    "unix_socket_mode", "user", "track_extra_parameters"})
 #: [pgbouncer] settings the template writes; pgbouncer_extra_settings may not repeat them.
 MANAGED_SETTINGS = frozenset({
     "logfile", "pidfile", "listen_addr", "listen_port", "unix_socket_dir", "auth_type",

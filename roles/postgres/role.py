@@ -62,7 +62,7 @@ def steps(host: Host) -> Iterator[Step]:
     yield cluster.ensure_settings_in_effect(host, settings_for(host), setting_names(host),
                                             applying)
     yield from object_steps(host)
-    yield maintenance_step(host)
+    yield from maintenance_steps(host)
 
 
 def object_steps(host: Host) -> Iterator[Step]:
@@ -87,17 +87,22 @@ def object_steps(host: Host) -> Iterator[Step]:
         yield objects.ensure_schema_grants(host, database, wanted)
 
 
-def maintenance_step(host: Host) -> Step:
-    """VACUUM ANALYZE of each managed database at the schedule, as postgres (controls §10:
-    a cron.d name without dots, root-owned, newline-terminated)."""
+def maintenance_steps(host: Host) -> Iterator[Step]:
+    """VACUUM ANALYZE of each managed database at the schedule, as postgres, from cron.d
+    (controls §10: a name without dots, root-owned, newline-terminated), with cron itself
+    installed and running: images without it (the sandbox's, minimal cloud images) would
+    otherwise hold a job nothing ever runs."""
     variables = host.vars
     databases = [str(database["name"]) for database in variables["postgres_databases"]]
     if not variables["postgres_maintenance"] or not databases:
-        return ensure_absent(host, f"/etc/cron.d/{MAINTENANCE_CRON}",
-                             label=f"cron.d {MAINTENANCE_CRON} absent")
+        yield ensure_absent(host, f"/etc/cron.d/{MAINTENANCE_CRON}",
+                            label=f"cron.d {MAINTENANCE_CRON} absent")
+        return
+    yield ensure_packages(host, ["cron"], label="package cron (runs the maintenance job)")
+    yield ensure_service(host, "cron.service")
     schedule, port = variables["postgres_maintenance_schedule"], variables["postgres_port"]
     jobs = [f"{schedule} postgres /usr/bin/vacuumdb --port {port} --analyze --quiet "
             f"--dbname {name}" for name in databases]
-    return ensure_cron_file(host, MAINTENANCE_CRON, jobs,
-                            header="VACUUM ANALYZE of the managed databases (role postgres)",
-                            label=f"cron.d {MAINTENANCE_CRON} [controls §10]")
+    yield ensure_cron_file(host, MAINTENANCE_CRON, jobs,
+                           header="VACUUM ANALYZE of the managed databases (role postgres)",
+                           label=f"cron.d {MAINTENANCE_CRON} [controls §10]")

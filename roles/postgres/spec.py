@@ -106,3 +106,15 @@ def test_it_listens_where_the_inventory_says(host: Any, role_vars: dict[str, Any
     assert host.socket(f"tcp://127.0.0.1:{port}").is_listening
     if not role_vars["postgres_remote_groups"]:
         assert not host.socket(f"tcp://0.0.0.0:{port}").is_listening
+
+
+def test_the_maintenance_job_is_there_and_cron_runs_it(host: Any,
+                                                      role_vars: dict[str, Any]) -> None:
+    job = host.file("/etc/cron.d/postgres-maintenance")
+    if not role_vars["postgres_maintenance"] or not role_vars["postgres_databases"]:
+        assert not job.exists
+        return
+    assert job.exists and job.user == "root" and not job.mode & 0o022
+    for database in role_vars["postgres_databases"]:
+        assert f"--dbname {database['name']}" in job.content_string
+    assert host.service("cron").is_running and host.service("cron").is_enabled

@@ -222,7 +222,7 @@ def test_a_setting_pgbouncer_refuses_fails_the_reload_with_its_words(tier: DataT
     refused = tier.inventory.parent / "refused.yml"
     refused.write_text(tier.inventory.read_text())
     edit_inventory(refused, lambda data: data["hosts"][tier.db.name]["vars"].update(
-        pgbouncer_extra_settings={"max_prepared_statements": 100}))
+        pgbouncer_extra_settings={"max_prepared_statement": 100}))
 
     run = tier.provision(inventory=refused)
 
@@ -231,7 +231,7 @@ def test_a_setting_pgbouncer_refuses_fails_the_reload_with_its_words(tier: DataT
     assert reload["status"] == "failed"
     assert "PgBouncer refused the new configuration and keeps running the old one" \
         in reload["reason"]
-    assert "unknown parameter: pgbouncer/max_prepared_statements" in reload["reason"]
+    assert "unknown parameter: pgbouncer/max_prepared_statement" in reload["reason"]
     assert psql_via(tier.db, "127.0.0.1", tier.password(), "SELECT 1").returncode == 0
 
 
@@ -258,9 +258,10 @@ def test_check_mode_on_the_converged_host_changes_nothing(tier: DataTier) -> Non
     assert run.report["hosts"][tier.db.name]["changed"] == 0, run.output
 
 
-def test_the_start_only_settings_are_those_pgbouncer_marks_unchangeable(tier: DataTier) -> None:
+def test_every_setting_pgbouncer_marks_unchangeable_restarts_it(tier: DataTier) -> None:
     rows = tier.console("SHOW CONFIG").values()
-    assert {row.split("|")[0] for row in rows if row.split("|")[3] == "no"} == RESTART_ONLY
+    # 1.18 (Debian 12) marks 13 such settings; 1.24 (Debian 13) one more, which 1.18 lacks.
+    assert {row.split("|")[0] for row in rows if row.split("|")[3] == "no"} <= RESTART_ONLY
 
 
 #: On the db host, as root: reconnect through PgBouncer every 0.1 s with the password the app's
