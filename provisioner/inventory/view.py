@@ -28,6 +28,8 @@ class InventoryView:
     this run selected."""
 
     groups: Mapping[str, tuple[PeerHost, ...]] = field(default_factory=dict)
+    #: Every host by name, in a group or not (a backup host names its clients).
+    by_name: Mapping[str, PeerHost] = field(default_factory=dict)
 
     @classmethod
     def of(cls, inventory: Inventory) -> InventoryView:
@@ -37,10 +39,16 @@ class InventoryView:
     def of_hosts(cls, hosts: Iterable[HostConfig], group_names: Iterable[str] = ()
                  ) -> InventoryView:
         members: dict[str, list[PeerHost]] = {name: [] for name in group_names}
+        by_name = {}
         for config in hosts:
+            peer = by_name[config.name] = PeerHost(config.name, config.address)
             for group in config.groups:
-                members.setdefault(group, []).append(PeerHost(config.name, config.address))
-        return cls({name: tuple(peers) for name, peers in members.items()})
+                members.setdefault(group, []).append(peer)
+        return cls({name: tuple(peers) for name, peers in members.items()}, by_name)
+
+    def host(self, name: str) -> PeerHost | None:
+        """The inventory's host of this name, or None when it has none."""
+        return self.by_name.get(name)
 
     def hosts(self, group: str) -> tuple[PeerHost, ...]:
         """The hosts of ``group``; RoleError naming the groups there are when it is unknown (a

@@ -59,10 +59,9 @@ def authorized_line(client: Client, address: str, variables: Mapping[str, Any]) 
 
 
 def client_address(inventory: InventoryView, name: str) -> str:
-    """A client's address, from the inventory (a host of some group)."""
-    for peers in inventory.groups.values():
-        for peer in peers:
-            if peer.name == name:
-                return peer.address
-    raise RoleError(f"backup_target_clients names host {name!r}, which is no host of the "
-                    "inventory's groups: use the database host's inventory name.")
+    """A client's address, from the inventory."""
+    peer = inventory.host(name)
+    if peer is None:
+        raise RoleError(f"backup_target_clients names host {name!r}, which is no host of the "
+                        "inventory: use the database host's inventory name.")
+    return peer.address

@@ -149,14 +149,13 @@ def validate_inventory(variables: Mapping[str, Any], inventory: InventoryView) -
 
 
 def offhost_address(inventory: InventoryView, offhost: Offhost) -> str:
-    """The backup host's address, from the inventory (a host of some group)."""
-    for peers in inventory.groups.values():
-        for peer in peers:
-            if peer.name == offhost.host:
-                return peer.address
-    raise RoleError(f"backups_offhost.host is {offhost.host!r}, which is no host of the "
-                    "inventory's groups: name the backup host as the inventory does (and give it "
-                    "a group, e.g. backup, with the backup_target role).")
+    """The backup host's address, from the inventory."""
+    peer = inventory.host(offhost.host)
+    if peer is None:
+        raise RoleError(f"backups_offhost.host is {offhost.host!r}, which is no host of the "
+                        "inventory: name the backup host as the inventory does (and give it the "
+                        "backup_target role).")
+    return peer.address
 
 
 def known_hosts_line(address: str, offhost: Offhost) -> str:

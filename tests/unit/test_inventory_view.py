@@ -74,3 +74,11 @@ def test_a_role_whose_groups_exist_passes_the_inventory_check() -> None:
                    seen.append(view.addresses("api")))
     check_inventory_references([role], HOSTS[2], {}, InventoryView.of_hosts(HOSTS))
     assert seen == [("10.0.0.11", "10.0.0.12")]
+
+
+def test_a_host_is_found_by_name_even_in_no_group() -> None:
+    loner = host_config("backup1", "10.0.0.31", groups=())
+    view = InventoryView.of_hosts([*HOSTS, loner])
+
+    assert view.host("backup1") == PeerHost("backup1", "10.0.0.31")
+    assert view.host("backup2") is None
