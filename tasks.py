@@ -339,9 +339,8 @@ INTEGRATION_TARGETS: tuple[tuple[dict[str, str], tuple[str, ...]], ...] = (
      (*SESSION_MACHINE_TESTS, "tests/integration/test_postgres.py")),
     ({"PROVISIONER_TEST_VARIANT": "minimal"}, SESSION_MACHINE_TESTS),
 )
-"""Where `invoke test` runs the integration tests and what it runs there (README, Tests): all of
-them on Debian 12; the session-machine tests (and PostgreSQL 17's) on Debian 13; the
-session-machine tests on the minimal image."""
+"""Where `invoke test` runs which integration tests (README, Tests): all on Debian 12; the
+session-machine tests (and PostgreSQL 17's) on Debian 13 and (without it) the minimal image."""
 
 
 @task(help={"unit": "Only the unit tests (no sandbox machines).",
