@@ -1,0 +1,76 @@
+"""Every data-tier mistake the issue lists is refused before any host is contacted, in one
+message naming what is wrong: the run's own checks (cli.select_jobs, what provision does before
+it logs in) against a db host and an api group at TEST-NET addresses nothing answers."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from provisioner import cli
+from provisioner.errors import ProvisionerError
+from provisioner.run.engine import RunOptions
+
+GOOD: dict[str, Any] = {
+    "defaults": {"user": "admin", "ssh": {"identity_file": "key"}},
+    "groups": {"api": {"roles": ["ufw"]},
+               "db": {"roles": ["ufw", "postgres", "pgbouncer", "backups"], "vars": {
+                   "host_secrets": {"db_password": {"kind": "password", "length": 32}},
+                   "postgres_roles": [{"name": "app", "password": {"secret": "host:db_password"}}],
+                   "postgres_databases": [{"name": "app", "owner": "app"}],
+                   "postgres_remote_groups": ["api"],
+                   "pgbouncer_remote_groups": ["api"],
+                   "ufw_rules": [{"port": 5432, "proto": "tcp", "from_group": "api"},
+                                 {"port": 6432, "proto": "tcp", "from_group": "api"}]}}},
+    "hosts": {"db1": {"address": "192.0.2.20", "groups": ["db"]},
+              "api1": {"address": "192.0.2.10", "groups": ["api"]}},
+}
+
+
+def jobs_for(tmp_path: Path, document: dict[str, Any]) -> int:
+    (tmp_path / "key").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nx\n"
+                                  "-----END OPENSSH PRIVATE KEY-----\n")
+    path = tmp_path / "inventory.yml"
+    path.write_text(yaml.safe_dump(document))
+    return len(cli.select_jobs(cli.load(str(path)), "", "", RunOptions()))
+
+
+def with_db_vars(**changes: Any) -> dict[str, Any]:
+    document = copy.deepcopy(GOOD)
+    document["groups"]["db"]["vars"].update(changes)
+    return document
+
+
+def test_the_good_inventory_passes(tmp_path: Path) -> None:
+    assert jobs_for(tmp_path, GOOD) == 2
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"postgres_memory_share": 0}, "postgres_memory_share"),
+    ({"postgres_memory_share": 1.5}, "postgres_memory_share"),
+    ({"postgres_workload": "desktop"}, "postgres_workload"),
+    ({"postgres_databases": [{"name": "App-DB", "owner": "app"}]}, "App-DB"),
+    ({"postgres_roles": [{"name": "app\"; DROP", "password": {"secret": "host:db_password"}}]},
+     "postgres_roles"),
+    ({"postgres_remote_groups": ["apii"],
+      "ufw_rules": [{"port": 5432, "proto": "tcp", "from_group": "apii"},
+                    {"port": 6432, "proto": "tcp", "from_group": "api"}]},
+     "'apii' is not a group"),
+    ({"pgbouncer_remote_groups": ["web"]}, "add {port: 6432, proto: tcp, from_group: web}"),
+    ({"ufw_rules": [{"port": 6432, "proto": "tcp", "from_group": "api"}]}, "5432"),
+    ({"backups_schedule": "25:00"}, "backups_schedule"),
+    ({"backups_schedule": "every day"}, "backups_schedule"),
+    ({"postgres_roles": [{"name": "app", "password": {"secret": "host:db_pasword"}}]},
+     "host secret 'db_pasword' is used but host 'db1' does not declare it"),
+])
+def test_a_mistake_is_refused_before_contact_naming_it(tmp_path: Path, changes: dict[str, Any],
+                                                      message: str) -> None:
+    with pytest.raises(ProvisionerError) as refused:
+        jobs_for(tmp_path, with_db_vars(**changes))
+
+    assert message in str(refused.value)
+    assert "\n" not in str(refused.value).strip()
