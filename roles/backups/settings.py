@@ -117,6 +117,11 @@ def _check_offhost(offhost: Offhost) -> None:
             raise RoleError(f"backups_offhost.{key} is {shown}; it must be {what}.")
 
 
+#: Where a dump directory may be: the role chowns it to postgres, so /etc, a home or the secret
+#: store given here would be handed over (a breaker locked the admin out with /home/admin).
+BACKUP_PARENTS = ("/var/backups/", "/srv/", "/mnt/", "/opt/", "/data/")
+
+
 def check_directory(path: object) -> None:
     """An absolute path of plain names, and not the engine's own backup tree (whose files are
     earlier versions of the files runs change, 0700 root)."""
@@ -124,6 +129,12 @@ def check_directory(path: object) -> None:
     if not _ABSOLUTE_PATH.match(text):
         raise RoleError(f"backups_directory is {path!r}; it must be an absolute path of letters, "
                         "digits, '_', '.' and '-', such as /var/backups/postgresql-dumps.")
+    if not text.startswith(BACKUP_PARENTS) or text.rstrip("/") in {p.rstrip("/") for p in
+                                                                   BACKUP_PARENTS}:
+        raise RoleError(f"backups_directory is {text}; the role makes it postgres's (0750), so "
+                        "it must be a directory of its own below "
+                        f"{', '.join(BACKUP_PARENTS)} (such as /var/backups/postgresql-dumps), "
+                        "never a system directory or a home.")
     if text == BACKUP_ROOT or text.startswith(BACKUP_ROOT + "/"):
         raise RoleError(f"backups_directory is {text}, inside {BACKUP_ROOT}, where provisioner "
                         "keeps the earlier versions of the files it changes; choose another "

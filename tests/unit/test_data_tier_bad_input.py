@@ -74,3 +74,11 @@ def test_a_mistake_is_refused_before_contact_naming_it(tmp_path: Path, changes: 
 
     assert message in str(refused.value)
     assert "\n" not in str(refused.value).strip()
+
+
+@pytest.mark.parametrize("directory", ["/etc", "/home/admin", "/etc/provisioner/secrets", "/tmp",
+                                       "/root", "/var/backups", "/var/lib/postgresql"])
+def test_a_dump_directory_the_role_would_take_from_the_system_is_refused(
+        tmp_path: Path, directory: str) -> None:
+    with pytest.raises(ProvisionerError, match="never a system directory or a home"):
+        jobs_for(tmp_path, with_db_vars(backups_directory=directory))
