@@ -33,12 +33,32 @@ def workload_inventory(machines: Sequence[Machine], path: Path) -> Path:
     return path
 
 
+#: The data tier on every stack host, as the STET guide's database host has it: PostgreSQL tuned
+#: for a web workload with a quarter of the RAM, one database and its owner role whose password
+#: is a host secret, PgBouncer in front, nightly dumps kept 7 daily / 4 weekly.
+DATA_TIER_VARS = {
+    "host_secrets": {"app_db_password": {"kind": "password", "length": 32}},
+    "postgres_memory_share": 0.25,
+    "postgres_pool_size": 25,
+    "postgres_roles": [{"name": "app", "password": {"secret": "host:app_db_password"}}],
+    "postgres_databases": [{"name": "app", "owner": "app", "extensions": ["pgcrypto"]}],
+    "backups_keep_daily": 7,
+    "backups_keep_weekly": 4,
+}
+DATA_TIER_ROLES = ["postgres", "pgbouncer", "backups"]
+
+
 def stack_inventory(machines: Sequence[Machine], path: Path) -> Path:
-    """``sandbox.write_inventory``'s file (hardening, ufw, fail2ban), the controller exempt."""
+    """``sandbox.write_inventory``'s file (hardening, ufw, fail2ban) with the data tier's roles
+    after them (DATA_TIER_VARS), the controller exempt from SSH rate limits and bans."""
     sandbox.write_inventory(machines, path)
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     data["defaults"]["vars"].update({"ufw_ssh_unlimited_sources": [CONTROLLER_ADDRESS],
-                                     "fail2ban_ignoreip": [CONTROLLER_ADDRESS]})
+                                     "fail2ban_ignoreip": [CONTROLLER_ADDRESS],
+                                     **DATA_TIER_VARS})
+    data["groups"]["data"] = {"roles": DATA_TIER_ROLES}
+    for host in data["hosts"].values():
+        host["groups"] = [*host["groups"], "data"]
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path
 
