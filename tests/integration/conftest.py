@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from provisioner import sandbox
+from provisioner.commands import quote
 from provisioner.transport.kept_logins import close_keepers
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -86,6 +87,18 @@ def admin_ssh(machine: sandbox.Machine, command: str, timeout: int = 60
     argv = [*sandbox.ssh_argv(machine, "admin"), "-o", "BatchMode=yes",
             "-o", "ConnectTimeout=10", command]
     return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=timeout)
+
+
+def root_output(machine: sandbox.Machine, command: str, stdin: str | None = None,
+                timeout: int = 120) -> str:
+    """What a shell command run as root on a machine (admin's sudo over OpenSSH) printed; it
+    must succeed. ``stdin`` keeps what must not be in a command line (sudo logs those)."""
+    argv = [*sandbox.ssh_argv(machine, "admin"), "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
+            f"sudo -n sh -c {quote(command)}"]
+    done = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 def edit_inventory(path: Path, edit: Callable[[dict[str, Any]], None]) -> None:

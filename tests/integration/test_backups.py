@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from provisioner import sandbox
+from provisioner.commands import quote
 from roles.backups.retention import archive_name, kept_archives
 from tests.integration.conftest import (
     Invocation,
@@ -31,6 +32,7 @@ from tests.integration.conftest import (
     edit_inventory,
     invoke_task,
     own_machines,
+    root_output,
 )
 
 pytestmark = pytest.mark.integration
@@ -103,16 +105,11 @@ class Backups:
 
     def root(self, command: str, machine: sandbox.Machine | None = None,
              stdin: str | None = None) -> str:
-        argv = [*sandbox.ssh_argv(machine or self.db, "admin"), "-o", "BatchMode=yes",
-                f"sudo -n sh -c {_quoted(command)}"]
-        done = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=120,
-                              check=False)
-        assert done.returncode == 0, done.stderr
-        return done.stdout.strip()
+        return root_output(machine or self.db, command, stdin).strip()
 
     def sql(self, statement: str, database: str = "app") -> str:
         return self.root(f"cd / && runuser -u postgres -- psql -X -A -t -v ON_ERROR_STOP=1 "
-                         f"-d {database} -c {_quoted(statement)}")
+                         f"-d {database} -c {quote(statement)}")
 
     def archives(self) -> list[str]:
         return sorted(self.root(f"ls -1 {ARCHIVES}").split())
@@ -120,10 +117,6 @@ class Backups:
     def status(self, kind: str) -> dict[str, str]:
         text = self.root(f"cat /var/lib/provisioner-backup/last-{kind}")
         return dict(line.split("=", 1) for line in text.splitlines())
-
-
-def _quoted(command: str) -> str:
-    return "'" + command.replace("'", "'\\''") + "'"
 
 
 @pytest.fixture(scope="module")

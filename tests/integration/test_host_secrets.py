@@ -19,10 +19,10 @@ from provisioner import sandbox
 from tests.integration.conftest import (
     TEST_ROLES,
     Invocation,
-    admin_ssh,
     edit_inventory,
     invoke_task,
     own_machines,
+    root_output,
 )
 from tests.integration.roles.secretuser.role import ENV_FILE
 
@@ -43,9 +43,7 @@ class SecretHost:
                            environment={"PROVISIONER_ROLES_PATH": str(TEST_ROLES)})
 
     def root(self, command: str) -> str:
-        done = admin_ssh(self.machine, f"sudo -n sh -c '{command}'")
-        assert done.returncode == 0, done.stderr
-        return done.stdout
+        return root_output(self.machine, command)
 
     def secret(self, name: str) -> str:
         return self.root(f"cat {STORE}/{name}")

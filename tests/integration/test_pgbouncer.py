@@ -21,15 +21,16 @@ from typing import Any
 import pytest
 
 from provisioner import sandbox
+from provisioner.commands import quote
 from roles.pgbouncer.settings import RESTART_ONLY
 from tests.integration.conftest import (
     CONTROLLER_ADDRESS,
     TEST_ROLES,
     Invocation,
-    admin_ssh,
     edit_inventory,
     invoke_task,
     own_machines,
+    root_output,
 )
 
 pytestmark = pytest.mark.integration
@@ -72,9 +73,7 @@ class DataTier:
         assert self.client_install.returncode == 0, output
 
     def root(self, command: str) -> str:
-        done = admin_ssh(self.db, f"sudo -n sh -c {_quoted(command)}")
-        assert done.returncode == 0, done.stderr
-        return done.stdout.strip()
+        return root_output(self.db, command).strip()
 
     def password(self) -> str:
         return self.root("cat /etc/provisioner/secrets/db_password")
@@ -89,17 +88,13 @@ class DataTier:
         return {line.split("|")[0]: line for line in rows.splitlines() if "|" in line}
 
 
-def _quoted(command: str) -> str:
-    return "'" + command.replace("'", "'\\''") + "'"
-
-
 def psql_via(machine: sandbox.Machine | None, address: str, password: str, sql: str,
              database: str = "app") -> subprocess.CompletedProcess[str]:
     """A real psql client logging in as app through PgBouncer, on ``machine`` (None: the
     controller); the password goes on stdin, never in argv."""
     client = (f"read -r PGPASSWORD; export PGPASSWORD; psql -X -A -t -w "
               f"'host={address} port={PORT} user=app dbname={database} connect_timeout=5' "
-              f"-c {_quoted(sql)}")
+              f"-c {quote(sql)}")
     argv = ["sh", "-c", client] if machine is None else \
         [*sandbox.ssh_argv(machine, "admin"), "-o", "BatchMode=yes", client]
     return subprocess.run(argv, input=password + "\n", capture_output=True, text=True,
@@ -290,7 +285,7 @@ def test_a_rotation_keeps_clients_through_pgbouncer_connecting_once_it_is_done(
     assert converge.exit_code == 0, converge.output
     old = tier.password()
     loop = subprocess.Popen([*sandbox.ssh_argv(tier.db, "admin"), "-o", "BatchMode=yes",
-                             f"sudo -n sh -c {_quoted(RECONNECT_LOOP)}"])
+                             f"sudo -n sh -c {quote(RECONNECT_LOOP)}"])
     time.sleep(3)
     started = time.time()
     rotated = invoke_task("secrets.rotate", "--host", tier.db.name, "--name", "db_password",
