@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from provisioner.commands import quote
 from provisioner.errors import ProvisionerError
 from provisioner.inventory.hosts import HostConfig, Inventory
+from provisioner.ops.secret_store import generation_commands
 from provisioner.output.console import plain_table
 from provisioner.run.engine import RunOptions
 from provisioner.run.session import HostJob, host_session
@@ -87,8 +88,6 @@ def list_secrets(config: HostConfig) -> str:
 def rotation_script(declaration: SecretDeclaration) -> str:
     """Replace one secret: the old value kept as NAME.previous, the new one generated on the
     host and renamed into place (a consumer reading it sees the old or the new, never half)."""
-    from provisioner.ops.secret_store import generation_commands
-
     path = f"{STORE_DIR}/{declaration.name}"
     target, previous, staged = quote(path), quote(path + PREVIOUS_SUFFIX), quote(path + ".new")
     return ("set -e\numask 077\n"

@@ -117,8 +117,9 @@ def ensure_template(host: Host, path: str, template: str, *, owner: str = "root"
 
     A template reading a host secret (``{secret: host:NAME}``) is rendered when the step
     decides, from the value its probe read on the host (template_reading_host_secrets)."""
-    reading = {name: value for name in host.template_reads(template)
-               if host_secrets_in(value := {**host.vars, **extra}.get(name))}
+    variables = {**host.vars, **extra}
+    reading = {name: variables[name] for name in host.template_reads(template)
+               if host_secrets_in(variables.get(name))}
     if reading:
         desired = DesiredFile(path, None, owner, group, mode, validate, directory_mode)
         return template_reading_host_secrets(host, desired, template, reading, extra,
