@@ -99,6 +99,7 @@ def wanted_packages(variables: Mapping[str, Any], facts: Facts) -> list[str]:
         "hardening_time_sync_enabled": [str(variables["hardening_time_sync_service"])],
         "hardening_process_accounting_enabled": ["acct"],
         "hardening_aide_enabled": ["aide", "aide-common"],
+        "hardening_cron_enabled": ["cron"],
     }
     if not facts.is_container:
         switches.update({"hardening_auditd_enabled": ["auditd"],
@@ -134,6 +135,8 @@ def service_steps(host: Host) -> Iterator[Step]:
                              label=f"time sync {unit} [controls §12]")
     if variables["hardening_process_accounting_enabled"]:
         yield ensure_service(host, "acct.service", label="process accounting [controls §12]")
+    if variables["hardening_cron_enabled"]:
+        yield ensure_service(host, "cron.service", label="cron daemon [controls §1.4]")
     yield from _kernel_bound_services(host)
     if variables["hardening_aide_enabled"]:
         yield ensure_command_result(

@@ -376,3 +376,10 @@ def test_kernel_auditing_and_apparmor_run_outside_containers(host: Host, role_va
         assert host.service("auditd").is_running
     if role_vars["hardening_apparmor_enabled"]:
         assert host.service("apparmor").is_enabled
+
+
+def test_cron_runs(host: Host, role_vars: Vars) -> None:
+    if not role_vars["hardening_cron_enabled"]:
+        pytest.skip("cron is left as the host has it")
+    assert host.service("cron").is_enabled
+    assert host.service("cron").is_running

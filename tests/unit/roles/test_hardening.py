@@ -575,3 +575,15 @@ def test_a_role_checks_a_secret_by_its_value_and_never_names_it() -> None:
     with pytest.raises(RoleError) as raised:
         merge_role_variables([ufw], {"ufw_ssh_sources": [Secret("not-a-net-77")]}, "t")
     assert "not-a-net-77" not in str(raised.value) and "***" in str(raised.value)
+
+
+def test_cron_is_installed_before_its_file_modes_are_tightened() -> None:
+    """A later role installing cron would bring /etc/crontab 0644 after the modes step ran, and
+    the next run would change it again: hardening installs cron itself, ahead of that step."""
+    labels = [step.label for step in role_steps(make_host())]
+    packages = next(index for index, label in enumerate(labels) if label.startswith("packages"))
+    modes = next(index for index, label in enumerate(labels) if "modes of account files" in label)
+    assert "cron" in wanted_packages(merged(), BOOKWORM)
+    assert packages < modes
+    assert any(label.startswith("cron daemon") for label in labels)
+    assert "cron" not in wanted_packages(merged(hardening_cron_enabled=False), BOOKWORM)
