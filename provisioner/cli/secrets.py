@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from provisioner.commands import quote
 from provisioner.errors import ProvisionerError
 from provisioner.inventory.hosts import HostConfig, Inventory
-from provisioner.ops.secret_store import generation_commands
+from provisioner.ops.secret_store import PREVIOUS_SUFFIX, generation_commands
 from provisioner.output.console import plain_table
 from provisioner.run.engine import RunOptions
 from provisioner.run.session import HostJob, host_session
 from provisioner.secrets.host_store import STORE_DIR, SecretDeclaration, declarations_of
 
-PREVIOUS_SUFFIX = ".previous"
+#: rotation_script's exit codes before it changed anything.
+NOTHING_TO_ROTATE, EARLIER_ROTATION_OPEN = 3, 4
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,9 @@ def listing_table(host: str, stored: list[StoredSecret],
                      age_text(found.age_seconds) if found else "-",
                      f"0{found.mode}" if found else "missing (the next provision generates it)"))
     for name, found in sorted(by_name.items()):
-        what = ("the value before the last rotation" if name.endswith(PREVIOUS_SUFFIX)
-                else "not declared in the inventory")
+        what = ("the value before a rotation that has not finished (the next rotate or a "
+                "provision that succeeds through secrets.rotate finishes it)"
+                if name.endswith(PREVIOUS_SUFFIX) else "not declared in the inventory")
         rows.append((name, what, age_text(found.age_seconds), f"0{found.mode}"))
     if not rows:
         return f"{host}: no host secrets declared or stored ({STORE_DIR})"
@@ -87,11 +89,15 @@ def list_secrets(config: HostConfig) -> str:
 
 def rotation_script(declaration: SecretDeclaration) -> str:
     """Replace one secret: the old value kept as NAME.previous, the new one generated on the
-    host and renamed into place (a consumer reading it sees the old or the new, never half)."""
+    host and renamed into place (a consumer reading it sees the old or the new, never half).
+
+    A NAME.previous already there belongs to a rotation whose consumers may not all have
+    followed: it is never overwritten, the script stops before changing anything."""
     path = f"{STORE_DIR}/{declaration.name}"
     target, previous, staged = quote(path), quote(path + PREVIOUS_SUFFIX), quote(path + ".new")
     return ("set -e\numask 077\n"
-            f"[ -f {target} ] || {{ echo 'missing'; exit 3; }}\n"
+            f"[ -f {target} ] || {{ echo 'missing'; exit {NOTHING_TO_ROTATE}; }}\n"
+            f"[ ! -e {previous} ] || {{ echo 'open'; exit {EARLIER_ROTATION_OPEN}; }}\n"
             f"cp -p {target} {previous}\n"
             f"{generation_commands(declaration, path + '.new')}\n"
             f"mv -f {staged} {target}\necho rotated")
@@ -120,26 +126,46 @@ def chosen_declaration(inventory: Inventory, host: str, name: str) -> SecretDecl
 def rotate(inventory: Inventory, host: str, name: str, options: RunOptions) -> int:
     """``invoke secrets.rotate``: the new value, then a provision of the host for the consumers.
 
-    Everything the provision run checks (roles, variables) is checked before the value changes."""
+    Everything the provision run checks (roles, variables) is checked before the value changes.
+    An earlier rotation that did not finish is finished first (a provision, then its old value
+    goes), so no value a consumer may still hold is ever lost."""
     from provisioner import cli
 
     declaration = chosen_declaration(inventory, host, name)
     jobs = cli.select_jobs(inventory, host, "", options)
     with host_session(jobs[0]) as session:
         answer = session.run_script(rotation_script(declaration))
-    if answer.exit_code == 3:
+    if answer.exit_code == EARLIER_ROTATION_OPEN:
+        print(f"{host}: an earlier rotation of {name} did not finish ({STORE_DIR}/{name}"
+              f"{PREVIOUS_SUFFIX} is still there); finishing it first", flush=True)
+        code = _provision_and_finish(inventory, host, name, options)
+        if code != 0:
+            return code
+        with host_session(jobs[0]) as session:
+            answer = session.run_script(rotation_script(declaration))
+    if answer.exit_code == NOTHING_TO_ROTATE:
         raise ProvisionerError(f"host {host} has no secret {name} yet; run invoke provision "
                                f"--host {host} first (it generates it), then rotate.")
     if answer.exit_code != 0:
         raise ProvisionerError(f"host {host}: rotating {name} failed, nothing changed: "
                                f"{answer.stderr.strip() or answer.stdout.strip()}")
     print(f"{host}: {name} rotated; updating what uses it", flush=True)
+    return _provision_and_finish(inventory, host, name, options)
+
+
+def _provision_and_finish(inventory: Inventory, host: str, name: str,
+                          options: RunOptions) -> int:
+    """Bring every consumer to the current value; only then does the old value go."""
+    from provisioner import cli
+
     code = cli.provision(inventory, host, "", options)
     if code != 0:
-        print(f"{host}: {name} has its new value but not every consumer took it; run invoke "
-              f"provision --host {host} to finish (the old value is in "
-              f"{STORE_DIR}/{name}{PREVIOUS_SUFFIX}).", flush=True)
+        print(f"{host}: {name} has its new value but not every consumer took it; fix what "
+              f"failed and run invoke provision --host {host}. The old value stays in "
+              f"{STORE_DIR}/{name}{PREVIOUS_SUFFIX}; the next secrets.rotate of {name} first "
+              "provisions the host again and removes it only once that succeeded.", flush=True)
         return code
+    jobs = cli.select_jobs(inventory, host, "", options)
     with host_session(jobs[0]) as session:
         session.run_script(finish_script(name))
     return 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from provisioner.commands import quote
@@ -24,12 +25,14 @@ from provisioner.secrets.host_store import (
     declarations_of,
 )
 from provisioner.secrets.values import Secret
-from provisioner.step import Plan, Probed, Step
+from provisioner.step import Plan, Probed, Refused, Step
 
 #: Begins the section secret_reads_probe prints after a consumer's own probe output.
 READS_MARKER = "== provisioner host secrets"
 FILE_MODE = "600"
 DIRECTORY_MODE = "700"
+#: What secrets.rotate keeps the old value as until every consumer has the new one.
+PREVIOUS_SUFFIX = ".previous"
 
 
 def store_probe(names: Sequence[str]) -> str:
@@ -52,12 +55,19 @@ def parse_store(output: str) -> dict[str, tuple[str, str]]:
 
 
 def plan_store(current: Mapping[str, tuple[str, str]],
-               declarations: Sequence[SecretDeclaration]) -> Plan:
-    """Create the store and the missing secrets, tighten what is too open; pure."""
+               declarations: Sequence[SecretDeclaration],
+               values: Mapping[str, Secret] | None = None) -> Plan:
+    """Create the store and the missing secrets, tighten what is too open; pure.
+
+    values are the secrets as read in the same probe: one too short for its declaration (an
+    emptied file, a hand-written value) is refused rather than handed to a consumer, which would
+    set a database password to NULL or to something guessable. A store or secret that is not a
+    plain directory or file is refused too, in check mode as well, since no run could proceed.
+    """
     directory = current.get(STORE_DIR)
     if directory is not None and directory[0] != "directory":
-        return Plan(f"{STORE_DIR} is a {directory[0]}, refusing to keep secrets there",
-                    action=f"echo {quote(STORE_DIR + ' is not a directory')} >&2; exit 1")
+        raise Refused(f"{STORE_DIR} is a {directory[0]}, not a directory: secrets are kept only "
+                      "in a directory of root's own; move it away and run again")
     reasons, commands = [], []
     if directory is None:
         reasons.append(f"created {STORE_DIR}")
@@ -70,15 +80,33 @@ def plan_store(current: Mapping[str, tuple[str, str]],
         if state is None:
             reasons.append(f"generated {declaration.name} ({declaration.description})")
             commands.append(_generate_command(declaration, path))
-        elif state[0] not in ("regular file", "regular empty file"):
-            return Plan(f"{path} is a {state[0]}, not a secret file",
-                        action=f"echo {quote(path + ' is not a regular file')} >&2; exit 1")
-        elif state[1] != f"root:root {FILE_MODE}":
+            continue
+        if state[0] not in ("regular file", "regular empty file"):
+            raise Refused(f"{path} is a {state[0]}, not a secret file: move it away (the next "
+                          "run generates a new value) or put the value in a regular file")
+        _check_strength(declaration, path, (values or {}).get(declaration.name))
+        if state[1] != f"root:root {FILE_MODE}":
             reasons.append(f"{declaration.name} {state[1]} -> root:root {FILE_MODE}")
             commands.append(f"chown root:root {quote(path)} && chmod {FILE_MODE} {quote(path)}")
     if not reasons:
         return Plan("already as desired")
     return Plan(", ".join(reasons), action="set -e\n" + "\n".join(commands))
+
+
+def _check_strength(declaration: SecretDeclaration, path: str, value: Secret | None) -> None:
+    """Refuse a stored value shorter than a generated one would be, or with whitespace in it."""
+    text = "" if value is None else value.reveal()
+    if len(text) >= declaration.value_length and not any(char.isspace() for char in text):
+        return
+    found = "empty" if not text else (
+        "has whitespace in it" if any(char.isspace() for char in text)
+        else f"{len(text)} characters long")
+    raise Refused(
+        f"{path} is {found}, but {declaration.name} is declared as a "
+        f"{declaration.description} ({declaration.value_length} characters): a consumer would get "
+        "a weak or empty value. Put the full value back, or delete the file and run "
+        f"`invoke secrets.rotate --name {declaration.name}` so it is generated again and every "
+        "consumer follows")
 
 
 def _directory_command() -> str:
@@ -114,10 +142,17 @@ def ensure_host_secrets(host: Host) -> Step | None:
         return None
     names = [declaration.name for declaration in declarations]
 
-    def decide(probed: Probed) -> Plan:
-        return plan_store(parse_store(probed.output), declarations)
+    previous = [f"{name}{PREVIOUS_SUFFIX}" for name in names]
 
-    return Step(f"host secrets {', '.join(names)} in {STORE_DIR}", store_probe(names), decide)
+    def decide(probed: Probed) -> Plan:
+        own, values = split_secret_reads(probed.output)
+        plan = plan_store(parse_store(own), declarations, values)
+        # Every value the host has, and a rotated-out one, is masked from here on: a file that
+        # still holds an old value, or no longer uses one, would otherwise show it in a diff.
+        return replace(plan, secrets=(*plan.secrets, *values.values()))
+
+    probe = store_probe(names) + "\n" + secret_reads_probe([*names, *previous])
+    return Step(f"host secrets {', '.join(names)} in {STORE_DIR}", probe, decide)
 
 
 def secret_reads_probe(names: Sequence[str]) -> str:

@@ -237,3 +237,60 @@ def test_a_host_declaring_no_secrets_gets_no_store_step(tmp_path: Path, store: P
     host = make_host(facts=no_facts, config=host_config("local", "127.0.0.1"))
 
     assert role_steps(host, []) == []
+
+
+@pytest.mark.parametrize(("content", "found"), [("", "is empty"), ("short", "5 characters"),
+                                                ("x" * 20 + "\n" + "y" * 10, "whitespace")])
+@pytest.mark.parametrize("check", [False, True])
+def test_a_stored_value_weaker_than_its_declaration_is_refused_before_any_consumer(
+        tmp_path: Path, store: Path, content: str, found: str, check: bool) -> None:
+    role, target = template_role(tmp_path)
+    walk(secret_host(), [role])
+    (store / "db_password").write_text(content)
+    target.unlink()
+
+    changes, _ = walk(secret_host(check=check), [role])
+
+    assert [c.refused for c in changes] == [True]
+    assert found in changes[0].reason and "password, 24 characters" in changes[0].reason
+    assert "secrets.rotate --name db_password" in changes[0].reason
+    assert not target.exists()
+
+
+def test_a_symlinked_store_is_refused_in_check_mode_too(tmp_path: Path, store: Path) -> None:
+    role, _ = template_role(tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    store.parent.mkdir(parents=True)
+    store.symlink_to(tmp_path / "elsewhere")
+
+    changes, _ = walk(secret_host(check=True), [role])
+
+    assert [c.refused for c in changes] == [True]
+    assert "symbolic link, not a directory" in changes[0].reason
+
+
+def test_a_value_is_masked_in_a_diff_after_the_template_stopped_using_it(
+        tmp_path: Path, store: Path) -> None:
+    role, _ = template_role(tmp_path)
+    walk(secret_host(), [role])
+    password = (store / "db_password").read_text()
+    (tmp_path / "role" / "templates" / "app.env.j2").write_text("DATABASE_URL=unix:///run\n")
+
+    changes, _ = walk(secret_host(show_diff=True), [role])
+
+    shown = json.dumps([[c.label, c.reason, c.diff] for c in changes])
+    assert changes[1].changed and MASK in shown and password not in shown
+
+
+def test_a_value_rotated_out_is_masked_where_a_file_still_holds_it(
+        tmp_path: Path, store: Path) -> None:
+    role, _ = template_role(tmp_path)
+    walk(secret_host(), [role])
+    old = (store / "db_password").read_text()
+    (store / "db_password.previous").write_text(old)
+    (store / "db_password").write_text("N" * 24)
+
+    changes, _ = walk(secret_host(show_diff=True), [role])
+
+    shown = json.dumps([[c.label, c.reason, c.diff] for c in changes])
+    assert changes[1].changed and old not in shown and "N" * 24 not in shown

@@ -74,3 +74,15 @@ def test_finishing_removes_the_old_value(store: Path) -> None:
     run(secrets_cli.finish_script("k"))
 
     assert not any(store.iterdir())
+
+
+def test_a_rotation_never_overwrites_the_old_value_of_one_that_did_not_finish(store: Path) -> None:
+    (store / "db_password").write_text("current-value-of-24-char")
+    (store / "db_password.previous").write_text("value-a-consumer-may-use")
+
+    done = run(secrets_cli.rotation_script(SecretDeclaration("db_password", "password",
+                                                             length=24)))
+
+    assert done.returncode == secrets_cli.EARLIER_ROTATION_OPEN
+    assert (store / "db_password").read_text() == "current-value-of-24-char"
+    assert (store / "db_password.previous").read_text() == "value-a-consumer-may-use"
