@@ -31,6 +31,7 @@ from provisioner.run.results import HostResult, Listener, RunResult
 from provisioner.run.session import HostJob, host_session
 from provisioner.run.strategies import in_parallel, in_serial_batches
 from provisioner.secrets.redaction import redact
+from provisioner.secrets.values import Secret
 from provisioner.transport.kept_logins import prepare_keepers
 
 
@@ -91,10 +92,10 @@ def _run_host(job: HostJob, options: RunOptions, listener: Listener) -> HostResu
         _walk_host(job, options, listener, result)
     except ProvisionerError as error:
         result.error = str(error)
-    except Exception:  # a bug, a role's or ours: this host fails with its traceback, the other
-        # hosts go on, and the summary and the report are still written.
-        result.error = ("internal error (a bug: please report it with this traceback):\n"
-                        + redact(traceback.format_exc(), secrets_in(job.variables)))
+    except _Bug as bug:
+        result.error = str(bug)
+    except Exception:  # a bug outside the walk: the inventory's secrets are all it knows
+        result.error = _bug_report(secrets_in(job.variables))
     result.duration = time.monotonic() - started
     listener.host_finished(result)
     return result
@@ -110,12 +111,28 @@ def _walk_host(job: HostJob, options: RunOptions, listener: Listener,
         listener.step_finished(name, change)
 
     with host_session(job, check=options.check, diff=options.diff) as session:
+        walk = session.walk(record, partial(listener.action_started, name),
+                            partial(listener.action_progress, name))
         try:
-            session.walk(record, partial(listener.action_started, name),
-                         partial(listener.action_progress, name)).run()
+            walk.run()
+        except ProvisionerError:
+            raise
+        except Exception as error:  # a bug, a role's or ours: this host fails with its
+            # traceback (masked of the values the walk read on the host too), the other hosts
+            # go on, and the summary and the report are still written.
+            raise _Bug(_bug_report(walk.secrets)) from error
         finally:
             result.round_trips = session.round_trips
             result.connection = "reused" if session.reused else "new"
+
+
+class _Bug(Exception):
+    """An unexpected exception during a walk, already turned into its masked report."""
+
+
+def _bug_report(secrets: Sequence[Secret]) -> str:
+    return ("internal error (a bug: please report it with this traceback):\n"
+            + redact(traceback.format_exc(), secrets))
 
 
 def gather_facts(config: HostConfig) -> Facts:

@@ -36,6 +36,7 @@ from provisioner.run.safeguards import (
     pending_probe,
 )
 from provisioner.secrets.redaction import redact, redact_diff
+from provisioner.secrets.values import Secret
 from provisioner.step import GroupedProbe, Plan, Probed, ProbeUnreadable, Refused, Step
 from provisioner.transport.remote import RemoteShell
 
@@ -112,6 +113,11 @@ class HostWalk:
             self._pending_handlers = notifications.parse_pending(result.probes[1].output)
         answers = result.probes[len(leads):]
         return answers[0] if lead is not None and answers else None
+
+    @property
+    def secrets(self) -> tuple[Secret, ...]:
+        """Everything masked so far: the inventory's secrets and what steps read on the host."""
+        return self._secrets
 
     def run(self) -> bool:
         """Walk every role; returns False when a step failed (the walk stops there).

@@ -49,3 +49,25 @@ def test_a_bug_on_one_host_fails_that_host_with_its_traceback_and_the_others_go_
     assert error.startswith("internal error (a bug") and "ValueError: role bug on web2" in error
     assert "hunter2" not in error
     assert sorted(p.name for p in markers.iterdir()) == ["web1", "web3"]
+
+
+def test_a_bugs_traceback_is_masked_of_values_read_on_the_host_too(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(session, "open_connection", lambda config: LocalShell())
+    monkeypatch.setattr(engine, "prepare_keepers", lambda configs, workers: None)
+
+    def crash(probed: Probed) -> Plan:
+        raise ValueError("the server said: password 'read-on-the-host' is wrong")
+
+    def steps(host: object) -> list[Step]:
+        read = Step("reads a host secret", "true",
+                    lambda probed: Plan("ok", secrets=(Secret("read-on-the-host"),)))
+        return [read, Step("crashes", "true", crash)]
+
+    role = role_of([])
+    role = type(role)(role.name, role.path, {}, {}, steps)
+    job = HostJob(host_config("db1", "192.0.2.1"), (role,), {})  # type: ignore[arg-type]
+
+    error = engine.run([job], RunOptions(), Quiet()).hosts["db1"].error or ""
+
+    assert "ValueError: the server said" in error and "read-on-the-host" not in error
