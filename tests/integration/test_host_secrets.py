@@ -161,3 +161,34 @@ def test_no_log_on_the_host_holds_a_secret(host: SecretHost, first_run: Invocati
                             search], input=values, capture_output=True, text=True, timeout=60)
 
     assert found.stdout.split() == ["0"], found.stdout
+
+
+def test_an_emptied_secret_is_refused_and_its_consumer_left_alone(
+        host: SecretHost, first_run: Invocation) -> None:
+    password, env_file = host.secret("db_password"), host.root(f"cat {ENV_FILE}")
+    host.root(f": > {STORE}/db_password")
+    try:
+        refused = host.invoke("provision")
+        checked = host.invoke("provision", "--check")
+    finally:
+        host.root(f"printf %s {password} > {STORE}/db_password")
+
+    for run in (refused, checked):
+        assert run.exit_code == 1, run.output
+        assert f"{STORE}/db_password is empty" in run.output
+    assert host.root(f"cat {ENV_FILE}") == env_file
+    assert host.invoke("provision").exit_code == 0
+
+
+def test_a_rotation_that_did_not_finish_is_finished_before_the_next_one(
+        host: SecretHost, first_run: Invocation) -> None:
+    current = host.secret("db_password")
+    host.root(f"cp -p {STORE}/db_password {STORE}/db_password.previous")
+
+    rotated = host.invoke("secrets.rotate", "--host", host.machine.name, "--name", "db_password")
+
+    assert rotated.exit_code == 0, rotated.output
+    assert "an earlier rotation of db_password did not finish" in rotated.output
+    assert host.secret("db_password") not in (current, "")
+    assert "previous" not in host.root(f"ls -a {STORE}")
+    assert f"app:{host.secret('db_password')}@" in host.root(f"cat {ENV_FILE}")
