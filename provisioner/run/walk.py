@@ -235,8 +235,11 @@ class HostWalk:
             return Change.refusal(step.label, str(error))
         except ProbeUnreadable as error:
             if self.host.check and self.state.last_pending:
-                return Change.made(step.label, f"would change after {self.state.last_pending}"
-                                   f" ({error})")
+                # A step that names what it waits for is right; the last pending step is only
+                # a guess at it.
+                own = str(error).startswith("would change after")
+                return Change.made(step.label, str(error) if own else
+                                   f"would change after {self.state.last_pending} ({error})")
             return Change.failure(step.label, str(error))
         # Values a step read on the host (a host secret) are masked from here on, everywhere.
         self._secrets = tuple(dict.fromkeys((*self._secrets, *plan.secrets)))

@@ -74,6 +74,16 @@ def test_check_mode_step_depending_on_pending_change_says_so(tmp_path: Path) -> 
     assert "would change after marker pkg" in changes[1].reason
 
 
+def test_check_mode_names_the_change_a_step_says_it_waits_for(tmp_path: Path) -> None:
+    def needs_database(probed: Probed) -> Plan:
+        raise ProbeUnreadable("would change after database app is created")
+
+    dependent = Step("grants in app", "true", needs_database)
+    changes, _ = walk([marker_step(tmp_path / "db"), marker_step(tmp_path / "other"),
+                       dependent], check=True)
+    assert changes[2].reason == "would change after database app is created"
+
+
 def test_unreadable_state_without_pending_change_fails_the_step() -> None:
     def needs_tool(probed: Probed) -> Plan:
         raise ProbeUnreadable("tool not installed")
