@@ -64,12 +64,22 @@ class Inventory:
     file_variables: frozenset[str] = frozenset()
     #: The --set assignments merged in, by name.
     cli_variables: Mapping[str, Any] = field(default_factory=dict)
+    #: Hosts whose secret references could not be read (their values are empty stand-ins):
+    #: selecting one raises its error.
+    unreadable_secrets: Mapping[str, ProvisionerError] = field(default_factory=dict)
 
     def select(self, hosts: str = "", group: str = "") -> list[HostConfig]:
         """Hosts named (comma-separated) and/or members of a group; all hosts when neither.
 
         A name that is not in the file is a mistake on the command line, not in the file, so
         it is reported as one (ProvisionerError, exit 2)."""
+        chosen = self._chosen(hosts, group)
+        for config in chosen:
+            if config.name in self.unreadable_secrets:
+                raise self.unreadable_secrets[config.name]
+        return chosen
+
+    def _chosen(self, hosts: str, group: str) -> list[HostConfig]:
         if not hosts and not group:
             return list(self.hosts.values())
         chosen: dict[str, HostConfig] = {}

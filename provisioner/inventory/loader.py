@@ -36,7 +36,7 @@ from provisioner.inventory.hosts import (
 )
 from provisioner.inventory.yaml_loader import load_yaml_text
 from provisioner.secrets.host_store import DECLARATIONS, HostSecret, parse_declaration
-from provisioner.secrets.values import Secret, resolve_reference
+from provisioner.secrets.values import Secret, SecretNotAvailable, resolve_reference
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -66,15 +66,28 @@ def load_inventory(path: Path, known_roles: Iterable[str],
     _check_groups_and_roles(path, document, roles)
     cli = dict(cli_vars or {})
     resolver = resolve_reference if resolve_secrets else _unread_secret
-    hosts = {name: _host_config(path, name, entry, document, cli, resolver)
-             for name, entry in document["hosts"].items()}
+    hosts, unreadable = {}, {}
+    for name, entry in document["hosts"].items():
+        try:
+            hosts[name] = _host_config(path, name, entry, document, cli, resolver)
+        except SecretUnreadable as error:
+            # Only a run that selects this host needs its secrets (the web hosts' deploy needs
+            # no database key file): the error waits for Inventory.select.
+            unreadable[name] = error
+            hosts[name] = _host_config(path, name, entry, document, cli, _unread_secret)
     _check_one_entry_per_machine(path, hosts)
     groups = {name: tuple(group["roles"]) for name, group in document["groups"].items()}
     origins = {name: {var: origin for origin, layer in _variable_layers(name, entry, document, cli)
                       for var in layer}
                for name, entry in document["hosts"].items()}
     return Inventory(path=path, hosts=hosts, groups=groups, variable_origins=origins,
-                     file_variables=_file_variables(document), cli_variables=cli)
+                     file_variables=_file_variables(document), cli_variables=cli,
+                     unreadable_secrets=unreadable)
+
+
+class SecretUnreadable(InventoryError):
+    """A secret reference that is well formed but cannot be read here (a variable not set, a
+    file not there): an error only for a run that selects its host."""
 
 
 def _unread_secret(reference: str, base_dir: Path) -> Secret:
@@ -212,6 +225,8 @@ def _resolve_value(path: Path, key: str, value: Any, resolver: SecretResolver) -
     if isinstance(value, dict) and set(value) == {"secret"}:
         try:
             return resolver(str(value["secret"]), path.parent)
+        except SecretNotAvailable as error:
+            raise SecretUnreadable(str(path), key, f"{error}.") from None
         except ValueError as error:
             raise InventoryError(str(path), key, f"{error}.") from None
     if isinstance(value, dict):

@@ -46,9 +46,15 @@ class Secret:
         return hash(self._value)
 
 
+class SecretNotAvailable(ValueError):
+    """A well-formed reference whose value is not here: the variable is not set, the file is
+    not there or not readable."""
+
+
 def resolve_reference(reference: str, base_dir: Path) -> Secret | HostSecret:
     """Turn ``env:NAME`` or ``file:PATH`` into a Secret, ``host:NAME`` into a reference to the
-    host's store (host_store.py); raises ValueError with what is wrong."""
+    host's store (host_store.py); raises ValueError with what is wrong (SecretNotAvailable when
+    the reference is right but its value cannot be read here)."""
     kind, _, target = reference.partition(":")
     if kind == "host":
         if not SECRET_NAME.match(target):
@@ -58,13 +64,17 @@ def resolve_reference(reference: str, base_dir: Path) -> Secret | HostSecret:
         return HostSecret(target)
     if kind == "env":
         if target not in os.environ:
-            raise ValueError(f"environment variable {target!r} is not set")
+            raise SecretNotAvailable(f"environment variable {target!r} is not set")
         return Secret(os.environ[target], reference)
     if kind == "file":
         path = (base_dir / Path(target).expanduser()).resolve()
         if not path.is_file():
-            raise ValueError(f"secret file {path} does not exist")
-        return Secret(path.read_text().rstrip("\n"), reference)
+            raise SecretNotAvailable(f"secret file {path} does not exist")
+        try:
+            return Secret(path.read_text().rstrip("\n"), reference)
+        except (OSError, UnicodeDecodeError) as error:
+            raise SecretNotAvailable(f"secret file {path} cannot be read "
+                                     f"({getattr(error, 'strerror', None) or error})") from None
     raise ValueError("that is not a secret reference (never repeated here, in case it is the "
                      "secret itself); use env:NAME, file:PATH or host:NAME")
 

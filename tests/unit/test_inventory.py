@@ -359,10 +359,35 @@ def test_missing_env_secret_names_the_key_and_the_variable(
         vars={"db_password": {"secret": "env:PROVISIONER_TEST_UNSET"}}))
 
     with pytest.raises(InventoryError) as caught:
-        load_inventory(path, ROLES)
+        load_inventory(path, ROLES).select("web1")
 
     assert caught.value.key == "hosts.web1.vars.db_password"
     assert "'PROVISIONER_TEST_UNSET' is not set" in str(caught.value)
+
+
+def test_a_secret_that_cannot_be_read_stops_only_a_run_that_selects_its_host(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The web hosts' run needs no database key file: a host's unreadable secret is an error
+    for the runs that select it, and only for those."""
+    monkeypatch.delenv("PROVISIONER_TEST_UNSET", raising=False)
+    data = minimal()
+    data["hosts"]["db1"] = {"address": "10.0.0.9", "roles": ["ufw"], "vars": {
+        "backup_key": {"secret": "file:keys/db1_backup"},
+        "db_password": {"secret": "env:PROVISIONER_TEST_UNSET"}}}
+    inventory = load_inventory(write_data(tmp_path, data), ROLES)
+
+    assert [config.name for config in inventory.select("web1")] == ["web1"]
+    for selection in ("db1", "web1,db1", ""):
+        with pytest.raises(InventoryError, match=r"hosts\.db1\.vars\.backup_key: secret file"):
+            inventory.select(selection)
+
+
+def test_an_unreadable_secret_file_is_an_error_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "key").write_bytes(b"\xff\xfe not text")
+    path = write_data(tmp_path, minimal(vars={"db_password": {"secret": "file:key"}}))
+
+    with pytest.raises(InventoryError, match=r"secret file .*key cannot be read"):
+        load_inventory(path, ROLES).select()
 
 
 def test_file_secret_is_read_relative_to_the_inventory(tmp_path: Path) -> None:
@@ -393,7 +418,7 @@ def test_missing_env_secret_in_defaults_names_the_defaults_key(
         "vars": {"db_password": {"secret": "env:PROVISIONER_TEST_UNSET"}}}})
 
     with pytest.raises(InventoryError) as caught:
-        load_inventory(path, ROLES)
+        load_inventory(path, ROLES).select()
 
     assert caught.value.key == "defaults.vars.db_password"
 

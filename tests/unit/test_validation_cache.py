@@ -65,7 +65,7 @@ def test_cached_inventory_still_resolves_secrets_on_every_load(
     monkeypatch.delenv("CACHE_TOKEN")
 
     with pytest.raises(InventoryError, match="CACHE_TOKEN"):
-        load_inventory(path, ROLES)
+        load_inventory(path, ROLES).select()
 
 
 def test_cached_inventory_still_checks_role_names(inventory_path: Path) -> None:
