@@ -69,18 +69,24 @@ def steps(host: Host) -> Iterator[Step]:
 
 
 def validate(variables: Mapping[str, Any]) -> None:
-    """Refuse, before contact, what PgBouncer could not use and a firewall that would keep the
-    remote groups out."""
+    """Refuse, before contact, what PgBouncer could not use, and a port the host's PostgreSQL
+    already listens on (one of them would fail to bind it)."""
     check_variables(variables)
-    if "ufw_rules" in variables:
-        check_firewall_rules(variables)
+    port = variables["pgbouncer_listen_port"]
+    if "postgres_port" in variables and port == variables["postgres_port"]:
+        raise RoleError(f"pgbouncer_listen_port is {port}, the port this host's PostgreSQL "
+                        "listens on (postgres_port): only one of them can bind it; give "
+                        "PgBouncer another (6432 is its usual one).")
 
 
 def validate_inventory(variables: Mapping[str, Any], inventory: InventoryView) -> None:
-    """Refuse a remote group the inventory does not have (RoleError naming the groups it has):
-    PgBouncer would listen for hosts that are not there."""
+    """Refuse a remote group the inventory does not have (RoleError naming the groups it has,
+    and only that: PgBouncer would listen for hosts that are not there), then a firewall that
+    would keep an existing group out."""
     for group in variables["pgbouncer_remote_groups"]:
         inventory.hosts(group)
+    if "ufw_rules" in variables:
+        check_firewall_rules(variables)
 
 
 def check_firewall_rules(variables: Mapping[str, Any]) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from roles.pgbouncer.settings import auth_users, databases, listen_addresses
+from roles.postgres.listening import listening, listens
 
 USERLIST = "/etc/pgbouncer/userlist.txt"
 
@@ -31,16 +32,15 @@ def test_pgbouncer_is_running_and_enabled(host: Any) -> None:
 def test_pgbouncer_listens_on_every_configured_address(host: Any,
                                                        role_vars: dict[str, Any]) -> None:
     port = role_vars["pgbouncer_listen_port"]
+    sockets = listening(host)  # /proc/net/tcp: the minimal image has no ss nor netstat
     for address in listen_addresses(role_vars, role_vars["_host_address"]):
-        assert host.socket(f"tcp://{address}:{port}").is_listening, address
+        assert listens(sockets, address, port), address
 
 
 def test_nothing_else_listens_on_the_pgbouncer_port(host: Any, role_vars: dict[str, Any]) -> None:
     port = role_vars["pgbouncer_listen_port"]
-    wanted = {f"{address}:{port}" for address in
-              listen_addresses(role_vars, role_vars["_host_address"])}
-    listening = host.check_output(f"ss -Hltn 'sport = :{port}' | awk '{{print $4}}'").split()
-    assert set(listening) == wanted
+    wanted = set(listen_addresses(role_vars, role_vars["_host_address"]))
+    assert {address for address, bound in listening(host) if bound == port} == wanted
 
 
 def test_clients_must_authenticate_with_scram(host: Any, role_vars: dict[str, Any]) -> None:

@@ -36,12 +36,20 @@ from provisioner.ops.postgres import (
     CLUSTER_SHELL,
     grouped_sql_probe,
     parse,
-    psql_command,
     sql_probe,
 )
 from provisioner.ops.systemd import parse_unit, plan_service
 from provisioner.sql import quote_literal
 from provisioner.step import Handler, Plan, Probed, ProbeUnreadable, Refused, Step
+from roles.postgres.handlers import (
+    RELOAD,
+    RESTART,
+    clear_previous_command,
+    reload_action,
+    restart_action,
+    save_previous_command,
+    start_action,
+)
 from roles.postgres.settings import (
     DROPIN_NAME,
     changed_names,
@@ -50,11 +58,15 @@ from roles.postgres.settings import (
     same_value,
 )
 
-RESTART = "postgresql:restart"
-RELOAD = "postgresql:reload"
 _PLACEHOLDER = "@PGVER@"
 _VERSION = "pg-version "
 _CONFIG = "pg-config\n"
+_AUTO = "pg-auto "
+#: Prints ``pg-auto NAME`` for each setting ALTER SYSTEM put in postgresql.auto.conf: it is
+#: read after conf.d, so each of them wins over the drop-in (a file read: no server needed).
+_AUTO_CONF = ("awk '/^[ \\t]*[A-Za-z_][A-Za-z0-9_.]*[ \\t]*=/ { sub(/^[ \\t]*/, \"\"); "
+              "sub(/[ \\t]*=.*/, \"\"); print \"pg-auto \" tolower($0) }' "
+              "\"$pgdata/postgresql.auto.conf\" 2>/dev/null")
 
 
 @dataclass
@@ -89,7 +101,7 @@ def config_probe() -> str:
             f"echo \"{_VERSION}$pgver\"\n"
             "\"$pgbin/postgres\" --describe-config | "
             "awk -F '\\t' '$2 == \"postmaster\" { print \"pg-restart \" $1 }'\n"
-            f"printf '{_CONFIG.strip()}\\n'\n{files}")
+            f"{_AUTO_CONF}\nprintf '{_CONFIG.strip()}\\n'\n{files}")
 
 
 def read_version(output: str) -> str:
@@ -111,17 +123,34 @@ def plan_config(output: str, settings_for: Callable[[int], dict[str, str]], hba:
     restart_names = {line.split(" ", 1)[1] for line in head.splitlines()
                      if line.startswith("pg-restart ")}
     settings = settings_for(int(version.split(".")[0]))
+    refuse_auto_conf_overrides(head, settings)
     config = _config_set(version, settings, hba)
     state = parse_config_set(files, config)
     plan = plan_config_set(config, state, show_diff)
-    if not plan.changes:
+    if not plan.changes or plan.action is None:
         return plan
+    saved = save_previous_command([dropin_path(version), f"{config_root(version)}/pg_hba.conf"])
+    plan = replace(plan, action=f"{saved}\n{plan.action}")
     before = parse_dropin(state.contents.get(dropin_path(version), b"").decode(errors="replace"))
     restart = [name for name in changed_names(before, settings) if name in restart_names]
     if restart:
         return replace(plan, reason=f"{plan.reason}; restart for {', '.join(restart)}",
                        notify=(RESTART,))
     return replace(plan, reason=f"{plan.reason}; reload", notify=(RELOAD,))
+
+
+def refuse_auto_conf_overrides(head: str, settings: dict[str, str]) -> None:
+    """Refused, before anything is written or restarted, when ALTER SYSTEM set any setting the
+    drop-in manages: postgresql.auto.conf wins over conf.d, so the inventory's value would not
+    apply (and a restart of ours would make someone else's restart-only change live)."""
+    auto = {line[len(_AUTO):].strip() for line in head.splitlines() if line.startswith(_AUTO)}
+    overridden = sorted(auto & set(settings))
+    if overridden:
+        resets = "; ".join(f"ALTER SYSTEM RESET {name}" for name in overridden)
+        raise Refused(f"postgresql.auto.conf (ALTER SYSTEM) sets {', '.join(overridden)}, which "
+                      f"the inventory manages in conf.d/{DROPIN_NAME}; it would win over the "
+                      f"inventory's value, so nothing was changed or restarted: clear them as "
+                      f"the postgres superuser ({resets};) or drop them from the inventory")
 
 
 def ensure_cluster_config(host: Host, settings_for: Callable[[int], dict[str, str]], hba: str,
@@ -140,11 +169,17 @@ def ensure_cluster_config(host: Host, settings_for: Callable[[int], dict[str, st
 
 def ensure_cluster_running(host: Host) -> Step:
     """postgresql@<ver>-main active; Debian's generator enables it at boot from start.conf
-    (enabled-runtime), and the postgresql umbrella unit is enabled by its own step."""
+    (enabled-runtime), and the postgresql umbrella unit is enabled by its own step. Anything
+    but active (activating included) gets the handlers' bounded start."""
     def decide(probed: Probed) -> Plan:
         version = read_version(probed.output)
         unit = f"postgresql@{version}-{CLUSTER}.service"
-        return plan_service(unit, parse_unit(probed.output.split("\n", 1)[1]), None, True)
+        state = parse_unit(probed.output.split("\n", 1)[1])
+        if state.get("LoadState") in (None, "not-found") or state.get("ActiveState") == "active":
+            return plan_service(unit, state, None, True)
+        # "activating" is not running: a start that cannot finish stays there for ever
+        return Plan(f"{state.get('ActiveState')} -> running (bounded start)",
+                    action=start_action())
 
     probe = (f"{CLUSTER_SHELL}\nif [ -z \"$pgver\" ]; then exit 0; fi\n"
              f"echo \"{_VERSION}$pgver\"\nsystemctl show -p LoadState -p UnitFileState -p "
@@ -167,10 +202,11 @@ def plan_in_effect(rows: tuple[tuple[str, ...], ...], wanted: dict[str, str]) ->
                       "there (ALTER SYSTEM RESET name, for postgresql.auto.conf) so the "
                       "inventory's values apply")
     if pending:
-        return Plan(f"{', '.join(pending)} wait for a restart", action=":", notify=(RESTART,))
+        return Plan(f"{', '.join(pending)} wait for a restart", action=clear_previous_command(),
+                    notify=(RESTART,))
     if differ:
-        return Plan(f"{', '.join(differ)} not in effect yet: reload", action=":",
-                    notify=(RELOAD,))
+        return Plan(f"{', '.join(differ)} not in effect yet: reload",
+                    action=clear_previous_command(), notify=(RELOAD,))
     return Plan(f"all {len(wanted)} settings in effect, none waiting for a restart")
 
 
@@ -193,47 +229,7 @@ def ensure_settings_in_effect(host: Host, settings_for: Callable[[int], dict[str
                 notify=(RESTART, RELOAD), grouped=grouped_sql_probe(query))
 
 
-#: Problems the server reports after a reload or restart, one line each (none: all applied).
-PROBLEMS_SQL = (
-    "SELECT sourcefile || ':' || sourceline || ': ' || name || ' = ' || coalesce(setting, '') "
-    "|| ': ' || error FROM pg_file_settings WHERE error IS NOT NULL "
-    "UNION ALL SELECT sourcefile || ':' || sourceline || ': ' || name || ' is overridden by a "
-    f"later file' FROM pg_file_settings WHERE sourcefile LIKE '%/conf.d/{DROPIN_NAME}' AND "
-    "NOT applied AND error IS NULL "
-    "UNION ALL SELECT name || ' waits for a restart' FROM pg_settings WHERE pending_restart "
-    "UNION ALL SELECT 'pg_hba.conf line ' || line_number || ': ' || error FROM "
-    "pg_hba_file_rules WHERE error IS NOT NULL")
-
-
-def _verify() -> str:
-    """Shell that fails with the server's own words when the configuration did not apply."""
-    return (f"problems=$( {psql_command(PROBLEMS_SQL)} ) || exit 1\n"
-            "if [ -n \"$problems\" ]; then printf 'PostgreSQL did not apply its configuration:"
-            "\\n%s\\n' \"$problems\"; grep -E 'invalid value|configuration file|parameter' "
-            f"\"/var/log/postgresql/postgresql-$pgver-{CLUSTER}.log\" 2>/dev/null | tail -n 5; "
-            "exit 1; fi")
-
-
-def _wait(condition: str, what: str) -> str:
-    return (f"i=0; until {condition}; do i=$((i + 1)); if [ \"$i\" -gt 120 ]; then "
-            f"echo 'PostgreSQL {what} within 60 s' >&2; exit 1; fi; sleep 0.5; done")
-
-
-def _handler_action(reload: bool) -> str:
-    load_time = psql_command("SELECT pg_conf_load_time()")
-    unit = f"\"postgresql@$pgver-{CLUSTER}.service\""
-    if reload:
-        change = (f"before=$( {load_time} ) || exit 1\nsystemctl reload {unit} || exit 1\n"
-                  + _wait(f"[ \"$( {load_time} 2>/dev/null )\" != \"$before\" ]",
-                          "did not reload"))
-    else:
-        change = (f"systemctl restart {unit} || exit 1\n"
-                  + _wait(f"{psql_command('SELECT 1')} >/dev/null 2>&1",
-                          "did not answer after its restart"))
-    return f"{CLUSTER_SHELL}\n{change}\n{CLUSTER_SHELL}\n{_verify()}"
-
-
 HANDLERS = (
-    Handler(RELOAD, _handler_action(reload=True)),
-    Handler(RESTART, _handler_action(reload=False), supersedes=(RELOAD,)),
+    Handler(RELOAD, reload_action()),
+    Handler(RESTART, restart_action(), supersedes=(RELOAD,)),
 )

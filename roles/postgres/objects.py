@@ -14,6 +14,7 @@ whose stored verifier still matches the password (scram_matches) is left alone.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,7 +31,9 @@ ROLES_SQL = ("SELECT rolname, rolcanlogin::text, coalesce(rolpassword, '') FROM 
              "ORDER BY rolname")
 DATABASES_SQL = ("SELECT datname, pg_get_userbyid(datdba), pg_encoding_to_char(encoding), "
                  "datcollate FROM pg_database ORDER BY datname")
-EXTENSIONS_SQL = "SELECT extname FROM pg_extension ORDER BY extname"
+#: Installed extensions and those the host's packages ship (one query: the same probe item).
+EXTENSIONS_SQL = ("SELECT extname, 'installed' FROM pg_extension UNION ALL SELECT name, "
+                  "'available' FROM pg_available_extensions ORDER BY 1, 2")
 DATABASE_GRANTS_SQL = ("SELECT d.datname, coalesce(r.rolname, 'PUBLIC'), a.privilege_type FROM "
                        "pg_database d, aclexplode(d.datacl) a LEFT JOIN pg_roles r ON "
                        "r.oid = a.grantee ORDER BY 1, 2, 3")
@@ -139,19 +142,37 @@ def ensure_databases(host: Host, wanted: Sequence[Mapping[str, Any]]) -> Step:
                      DATABASES_SQL, "postgres", decide)
 
 
+def plan_extensions(rows: Sequence[tuple[str, ...]], database: str, extensions: Sequence[str]
+                    ) -> Plan:
+    """CREATE EXTENSION for each one missing; Refused, before any of them is created, when one
+    is not available on the host (a typo, or a package not installed), naming close matches."""
+    present = {row[0] for row in rows if len(row) == 2 and row[1] == "installed"}
+    available = sorted({row[0] for row in rows if len(row) == 2})
+    unknown = [name for name in extensions if name not in available]
+    if unknown:
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, available, n=3, cutoff=0.6)
+            hints.append(f"{name} (did you mean {', '.join(close)}?)" if close else name)
+        raise Refused(f"postgres_databases {database}: extension(s) {'; '.join(hints)} not "
+                      "available on this host (pg_available_extensions); fix the name in the "
+                      "inventory or install the package that ships it; nothing was created")
+    missing = [name for name in extensions if name not in present]
+    if not missing:
+        return Plan(f"{', '.join(extensions)} present")
+    sql = "".join(f"CREATE EXTENSION IF NOT EXISTS {quote_identifier(name)};\n"
+                  for name in missing)
+    return Plan(f"create {', '.join(missing)}", action=psql_command(sql, database=database))
+
+
 def ensure_extensions(host: Host, database: str, extensions: Sequence[str]) -> Step:
     """These extensions in ``database`` (CREATE EXTENSION; the package ships them)."""
     def decide(probed: Probed) -> Plan:
         answer = parse(probed.output)
         if answer.state == "no-database":
             raise ProbeUnreadable(f"would change after database {database} is created")
-        present = {row[0] for row in answer.require(f"the extensions of {database}")}
-        missing = [name for name in extensions if name not in present]
-        if not missing:
-            return Plan(f"{', '.join(extensions)} present")
-        sql = "".join(f"CREATE EXTENSION IF NOT EXISTS {quote_identifier(name)};\n"
-                      for name in missing)
-        return Plan(f"create {', '.join(missing)}", action=psql_command(sql, database=database))
+        return plan_extensions(answer.require(f"the extensions of {database}"), database,
+                               extensions)
 
     return _sql_step(f"PostgreSQL extensions in {database}: {', '.join(extensions)}",
                      EXTENSIONS_SQL, database, decide)

@@ -22,12 +22,13 @@ from provisioner.ops.systemd import ensure_service
 from provisioner.step import Step
 from roles.postgres import cluster, objects, validation
 from roles.postgres.hba import listen_addresses, remote_hosts, render_hba
-from roles.postgres.settings import desired_settings
+from roles.postgres.settings import check_fits_memory, desired_settings
 
 HANDLERS = cluster.HANDLERS
 MAINTENANCE_CRON = "postgres-maintenance"
 validate = validation.validate
 validate_inventory = validation.validate_inventory
+validate_login = validation.validate_login
 
 
 def settings_for(host: Host) -> partial[dict[str, str]]:
@@ -50,6 +51,7 @@ def setting_names(host: Host) -> list[str]:
 
 def steps(host: Host) -> Iterator[Step]:
     variables = host.vars
+    check_fits_memory(variables, host.facts.memory_bytes)
     yield ensure_packages(host, variables["postgres_packages"],
                           label="packages " + " ".join(variables["postgres_packages"])
                           + " [controls §6.2]")

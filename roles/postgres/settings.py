@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from provisioner.errors import RoleError
 from provisioner.facts import Facts
 from roles.postgres.tuning import DISKS, Machine, tune
 
@@ -80,6 +81,22 @@ def desired_settings(variables: Mapping[str, Any], facts: Facts, version: int,
     for source in (variables["postgres_log_settings"], variables["postgres_settings"]):
         settings.update({str(name): conf_value(value) for name, value in source.items()})
     return settings
+
+
+def check_fits_memory(variables: Mapping[str, Any], memory_bytes: int) -> None:
+    """RoleError, once the host's RAM is known and before anything changes, when the
+    inventory's shared_buffers is more than all of it: PostgreSQL could not start with it
+    (``postgres -C`` accepts it; only the start fails)."""
+    value = variables["postgres_settings"].get("shared_buffers")
+    if value is None or isinstance(value, bool) or memory_bytes <= 0:
+        return
+    pages = in_unit(str(value), "8kB")
+    if pages is not None and pages * 8192 > memory_bytes:
+        raise RoleError(f"postgres_settings.shared_buffers is {value}, more than this host's "
+                        f"{memory_bytes / (1 << 30):.1f} GB of RAM, so PostgreSQL could not "
+                        "start with it; nothing was changed: give a smaller value (PGTune's "
+                        "own is a quarter of the RAM share: leave shared_buffers out of "
+                        "postgres_settings to get it).")
 
 
 def render_dropin(settings: Mapping[str, str]) -> str:

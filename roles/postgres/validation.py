@@ -8,13 +8,16 @@ PGXN use: lower-case letters, digits, ``_`` and ``-`` (uuid-ossp).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from provisioner.errors import RoleError
+from provisioner.inventory.hosts import HostConfig
 from provisioner.inventory.view import InventoryView
 from provisioner.secrets.host_store import DECLARATIONS, HostSecret
+from provisioner.secrets.values import Secret
 from roles.postgres.settings import DISK_CHOICES
 from roles.postgres.tuning import DISKS, WORKLOADS
 
@@ -23,6 +26,10 @@ EXTENSION = re.compile(r"^[a-z0-9_][a-z0-9_-]{0,62}$")
 SETTING = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
 DATABASE_PRIVILEGES = ("CONNECT", "CREATE", "TEMPORARY", "TEMP", "ALL")
 SCHEMA_PRIVILEGES = ("USAGE", "CREATE", "ALL")
+#: Role names PostgreSQL reserves or that name its superuser, whose password we never touch.
+RESERVED_ROLES = ("public", "none", "postgres", "current_user", "current_role", "session_user")
+#: Databases of every cluster: never created, owned or dropped by this role.
+SYSTEM_DATABASES = ("postgres", "template0", "template1")
 _NAME_RULE = "a lower-case SQL identifier (letters a-z, digits, '_', not starting with a digit, " \
     "at most 63)"
 
@@ -78,6 +85,11 @@ def check_roles(variables: Mapping[str, Any]) -> None:
     for index, role in enumerate(_entries(variables, "postgres_roles", {"name", "password",
                                                                        "login"})):
         name = check_name(f"postgres_roles[{index}].name", role.get("name"))
+        if name in RESERVED_ROLES or name.startswith("pg_"):
+            raise RoleError(f"postgres_roles[{index}].name is {name!r}, a name PostgreSQL "
+                            "reserves (public, none, the pg_ prefix, current_user and its kin) "
+                            "or its own superuser (postgres, whose password this role never "
+                            "changes: it logs in by peer only); choose another name.")
         password = role.get("password")
         if isinstance(password, HostSecret) and password.name not in declared:
             raise RoleError(f"postgres_roles[{index}] ({name}) takes its password from the host "
@@ -89,12 +101,22 @@ def check_roles(variables: Mapping[str, Any]) -> None:
 
 
 def check_databases(variables: Mapping[str, Any]) -> None:
+    roles = declared_roles(variables)
     for index, database in enumerate(_entries(variables, "postgres_databases", {
             "name", "owner", "encoding", "locale", "extensions"})):
         where = f"postgres_databases[{index}]"
-        check_name(f"{where}.name", database.get("name"))
-        if database.get("owner") is not None:
-            check_name(f"{where}.owner", database["owner"])
+        name = check_name(f"{where}.name", database.get("name"))
+        if name in SYSTEM_DATABASES:
+            raise RoleError(f"{where}.name is {name!r}, one of PostgreSQL's own databases "
+                            f"({', '.join(SYSTEM_DATABASES)}), which this role never manages; "
+                            "give your database its own name.")
+        owner = database.get("owner")
+        if owner is not None:
+            check_name(f"{where}.owner", owner)
+            if owner not in roles and owner != "postgres":
+                raise RoleError(f"{where} ({name}) has the owner {owner!r}, which is not a "
+                                f"role of postgres_roles ({_listed(roles)}) nor postgres; "
+                                "declare it there or name one of those.")
         extensions = database.get("extensions", [])
         if not isinstance(extensions, list):
             raise RoleError(f"{where}.extensions must be a list, e.g. [uuid-ossp, pgcrypto].")
@@ -102,6 +124,7 @@ def check_databases(variables: Mapping[str, Any]) -> None:
             if not isinstance(extension, str) or not EXTENSION.match(extension):
                 raise RoleError(f"{where}.extensions has {extension!r}, which is not an "
                                 "extension name (lower-case letters, digits, '_' and '-').")
+        _check_unique(f"{where}.extensions", extensions)
         for key in ("encoding", "locale"):
             if not re.match(r"^[A-Za-z0-9_.@-]*$", str(database.get(key) or "")):
                 raise RoleError(f"{where}.{key} is {database[key]!r}: not an encoding or "
@@ -109,11 +132,19 @@ def check_databases(variables: Mapping[str, Any]) -> None:
 
 
 def check_grants(variables: Mapping[str, Any]) -> None:
+    roles, databases = declared_roles(variables), declared_databases(variables)
     for index, grant in enumerate(_entries(variables, "postgres_grants", {
             "role", "database", "schema", "privileges"})):
         where = f"postgres_grants[{index}]"
-        check_name(f"{where}.role", grant.get("role"))
-        check_name(f"{where}.database", grant.get("database"))
+        role = check_name(f"{where}.role", grant.get("role"))
+        database = check_name(f"{where}.database", grant.get("database"))
+        if role not in roles:
+            raise RoleError(f"{where}.role is {role!r}, which is not a role of postgres_roles "
+                            f"({_listed(roles)}); declare it there or grant to one of those.")
+        if database not in databases:
+            raise RoleError(f"{where}.database is {database!r}, which is not a database of "
+                            f"postgres_databases ({_listed(databases)}); declare it there or "
+                            "name one of those.")
         allowed: tuple[str, ...] = DATABASE_PRIVILEGES
         if grant.get("schema") is not None:
             check_name(f"{where}.schema", grant["schema"])
@@ -139,11 +170,16 @@ def _entries(variables: Mapping[str, Any], variable: str, keys: set[str]
     return list(entries)
 
 
-def check_firewall(variables: Mapping[str, Any]) -> None:
-    """With the ufw role on the host, each remote group needs its rule opening the port."""
+def check_remote_groups(variables: Mapping[str, Any]) -> None:
     groups = variables["postgres_remote_groups"]
     if not isinstance(groups, list) or not all(isinstance(group, str) for group in groups):
         raise RoleError("postgres_remote_groups must be a list of inventory group names.")
+
+
+def check_firewall(variables: Mapping[str, Any]) -> None:
+    """With the ufw role on the host, each remote group needs its rule opening the port (asked
+    only once the groups are known to exist: validate_inventory)."""
+    groups = variables["postgres_remote_groups"]
     if "ufw_rules" not in variables:
         return
     port = str(variables["postgres_port"])
@@ -158,12 +194,79 @@ def check_firewall(variables: Mapping[str, Any]) -> None:
                             f"from_group: {group}}}.")
 
 
+#: Cron's five time fields: name, lowest, highest value (day of week 7 is Sunday too).
+CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12),
+               ("day of week", 0, 7))
+_CRON_ITEM = re.compile(r"^(\*|(\d+)(?:-(\d+))?)(?:/(\d+))?$")
+
+
+def cron_field_problem(text: str, low: int, high: int) -> str | None:
+    """Why one cron time field is not one cron runs as written (None: it is)."""
+    for item in text.split(","):
+        match = _CRON_ITEM.match(item)
+        if match is None:
+            return f"{item!r} is not *, a number, a range a-b, or one of them with /step"
+        first, last, step = match.group(2), match.group(3), match.group(4)
+        for number in (first, last):
+            if number is not None and not low <= int(number) <= high:
+                return f"{number} is outside {low}-{high}"
+        if first is not None and last is not None and int(first) > int(last):
+            return f"the range {first}-{last} runs backwards"
+        if step is not None and int(step) == 0:
+            return "a step of 0 never runs"
+    return None
+
+
 def check_schedule(variables: Mapping[str, Any]) -> None:
-    fields = str(variables["postgres_maintenance_schedule"]).split()
-    if len(fields) != 5 or not all(re.match(r"^[0-9*/,-]+$", field) for field in fields):
-        raise RoleError(f"postgres_maintenance_schedule is "
-                        f"{variables['postgres_maintenance_schedule']!r}: give cron's five time "
-                        "fields, e.g. '0 2 * * *' (daily at 02:00).")
+    schedule = variables["postgres_maintenance_schedule"]
+    fields = str(schedule).split()
+    problem = "it needs cron's five time fields" if len(fields) != 5 else None
+    for field, (what, low, high) in zip(fields, CRON_FIELDS, strict=False):
+        if problem is None and (found := cron_field_problem(field, low, high)):
+            problem = f"its {what} field {field!r}: {found}"
+    if problem:
+        raise RoleError(f"postgres_maintenance_schedule is {schedule!r}: {problem}; give "
+                        "minute hour day-of-month month day-of-week as numbers, e.g. "
+                        "'0 2 * * *' (daily at 02:00).")
+
+
+def check_listen_address(variables: Mapping[str, Any]) -> None:
+    """postgres_listen_address: an IP address (the server binds it), or * or localhost."""
+    address = variables["postgres_listen_address"]
+    if address in ("", "*", "localhost"):
+        return
+    try:
+        ipaddress.ip_address(str(address))
+    except ValueError:
+        raise RoleError(f"postgres_listen_address is {address!r}, which is not an IP address; "
+                        "give the address PostgreSQL listens on besides localhost (e.g. "
+                        "10.0.2.10), * for every address, or leave it empty for the host's "
+                        "inventory address.") from None
+
+
+def declared_roles(variables: Mapping[str, Any]) -> list[str]:
+    return [str(role.get("name")) for role in variables["postgres_roles"]
+            if isinstance(role, Mapping)]
+
+
+def declared_databases(variables: Mapping[str, Any]) -> list[str]:
+    return [str(database.get("name")) for database in variables["postgres_databases"]
+            if isinstance(database, Mapping)]
+
+
+def _listed(names: list[str]) -> str:
+    return ", ".join(names) or "none declared"
+
+
+def _check_unique(variable: str, names: list[Any]) -> None:
+    twice = sorted({str(name) for name in names if names.count(name) > 1})
+    if twice:
+        raise RoleError(f"{variable} names {', '.join(twice)} more than once; list each once.")
+
+
+def check_unique_objects(variables: Mapping[str, Any]) -> None:
+    _check_unique("postgres_roles", declared_roles(variables))
+    _check_unique("postgres_databases", declared_databases(variables))
 
 
 def validate(variables: Mapping[str, Any]) -> None:
@@ -171,18 +274,44 @@ def validate(variables: Mapping[str, Any]) -> None:
     check_tuning(variables)
     check_settings("postgres_log_settings", variables["postgres_log_settings"])
     check_settings("postgres_settings", variables["postgres_settings"])
-    check_firewall(variables)
+    check_remote_groups(variables)
+    check_listen_address(variables)
     check_roles(variables)
+    check_unique_objects(variables)
     check_databases(variables)
     check_grants(variables)
     check_schedule(variables)
 
 
+def check_passwords_are_references(inventory_vars: Mapping[str, Any]) -> None:
+    """A role's password must be a secret reference (host:, env: or file:), never the password
+    itself in the inventory: the inventory is a file in git, and its text is shown in diffs."""
+    for index, role in enumerate(inventory_vars.get("postgres_roles") or []):
+        if not isinstance(role, Mapping):
+            continue
+        password = role.get("password")
+        if password is not None and not isinstance(password, Secret | HostSecret):
+            raise RoleError(
+                f"postgres_roles[{index}] ({role.get('name')}) has its password in plain text; "
+                "a password must be a secret reference: declare a host secret, generated on "
+                "the host and never leaving it (host_secrets: {NAME: {kind: password, length: "
+                "32}}, then password: {secret: host:NAME}; README, Host secrets), or read it "
+                "on the controller with {secret: env:VARIABLE} or {secret: file:PATH}.")
+
+
+def validate_login(config: HostConfig, variables: Mapping[str, Any]) -> None:
+    """Not about the login: this is the one hook that sees the inventory's own values
+    (``config.vars``), where a secret reference is still a Secret, not its text."""
+    check_passwords_are_references(config.vars)
+
+
 def validate_inventory(variables: Mapping[str, Any], inventory: InventoryView) -> None:
     """The remote groups exist in the inventory (an unknown one would open PostgreSQL to no
-    one, silently); a RoleError naming the groups there are."""
+    one, silently; a RoleError naming the groups there are, and only that), then each has its
+    firewall rule."""
     for group in variables["postgres_remote_groups"]:
         if group not in inventory.groups:
             known = ", ".join(sorted(inventory.groups)) or "none"
             raise RoleError(f"postgres_remote_groups names {group!r}, which is not a group of "
                             f"the inventory (groups: {known}).")
+    check_firewall(variables)

@@ -109,13 +109,31 @@ def test_remote_groups_without_their_firewall_rule_are_refused_with_the_rule_to_
     with pytest.raises(RoleError, match=r"pgbouncer_remote_groups names 'api' but ufw_rules has "
                                         r"no rule opening PgBouncer's port to it.*add \{port: "
                                         r"6432, proto: tcp, from_group: api\} to ufw_rules"):
-        merged(with_ufw=True, pgbouncer_remote_groups=["api"], ufw_rules=[{"port": 6432}])
+        validate_inventory(merged(with_ufw=True, pgbouncer_remote_groups=["api"],
+                                  ufw_rules=[{"port": 6432}]), INVENTORY)
 
 
 def test_remote_groups_with_their_firewall_rule_pass() -> None:
     variables = merged(with_ufw=True, pgbouncer_remote_groups=["api"],
                        ufw_rules=[{"port": 6432, "proto": "tcp", "from_group": "api"}])
+    validate_inventory(variables, INVENTORY)
     assert variables["pgbouncer_remote_groups"] == ["api"]
+
+
+def test_an_unknown_remote_group_is_named_as_unknown_not_given_firewall_advice() -> None:
+    variables = merged(with_ufw=True, pgbouncer_remote_groups=["apis"], ufw_rules=[])
+
+    with pytest.raises(RoleError) as refused:
+        validate_inventory(variables, INVENTORY)
+
+    assert "'apis' is not a group of the inventory (groups: api, db)" in str(refused.value)
+    assert "ufw" not in str(refused.value)
+
+
+def test_pgbouncer_on_postgresqls_port_is_refused_before_contact() -> None:
+    with pytest.raises(RoleError, match=r"pgbouncer_listen_port is 5432, the port this host's "
+                                        r"PostgreSQL listens on \(postgres_port\)"):
+        merged(pgbouncer_listen_port=5432, postgres_port=5432)
 
 
 def test_remote_groups_need_no_firewall_rule_on_a_host_without_ufw() -> None:

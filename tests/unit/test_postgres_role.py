@@ -253,17 +253,24 @@ def test_only_the_grants_the_acls_lack_are_granted() -> None:
     ({"postgres_settings": ["work_mem"]}, "postgres_settings must be a mapping"),
     ({"postgres_roles": [{"name": "app", "password": HostSecret("nope")}]},
      "host secret 'nope', which host_secrets does not declare"),
-    ({"postgres_remote_groups": ["api"], "ufw_rules": []},
-     r"add to ufw_rules: \{port: 5432, proto: tcp, from_group: api\}"),
 ])
 def test_bad_input_is_refused_before_contact(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(RoleError, match=message):
         validation.validate(variables(**overrides))
 
 
+def test_a_remote_group_without_its_ufw_rule_is_refused_with_the_rule_to_add() -> None:
+    with pytest.raises(RoleError, match=r"add to ufw_rules: \{port: 5432, proto: tcp, "
+                                        r"from_group: api\}"):
+        validation.validate_inventory(variables(postgres_remote_groups=["api"], ufw_rules=[]),
+                                      INVENTORY)
+
+
 def test_a_remote_group_with_its_ufw_rule_is_accepted() -> None:
-    validation.validate(variables(postgres_remote_groups=["api"],
-                                  ufw_rules=[{"port": 5432, "from_group": "api"}]))
+    accepted = variables(postgres_remote_groups=["api"],
+                         ufw_rules=[{"port": 5432, "from_group": "api"}])
+    validation.validate(accepted)
+    validation.validate_inventory(accepted, INVENTORY)
 
 
 def test_a_remote_group_the_inventory_lacks_is_refused_naming_it() -> None:

@@ -1,0 +1,163 @@
+"""The reload and restart handlers: bounded, proven, and rolled back when the server refuses.
+
+Why not a plain ``systemctl restart``: Debian's postgresql@.service is Type=forking with
+``TimeoutStartSec=0`` and an ExecStart whose failure is ignored (``-pg_ctlcluster``), so a
+server that cannot start (``shared_buffers`` beyond what the host can map, ``huge_pages = on``
+without huge pages) can leave the unit "activating" for ever, and the run hangs until the
+command timeout. So the restart is queued (``--no-block``) and polled: done when a NEW
+postmaster (another PID) answers and the unit is active, failed at once when systemd says the
+start failed, failed after START_SECONDS otherwise.
+
+Never a half-applied config (DESIGN.md): the config step saves the live drop-in and pg_hba.conf
+into PREVIOUS before it swaps them (save_previous_command). When the reload or restart fails,
+or the server then reports a problem, the handler prints the server's own words (the new lines
+of its log, else the unit's journal), puts the saved files back, reloads or restarts with them
+so the host keeps serving, and fails. The next run finds the inventory's values missing from
+the drop-in again and reports the same failure, never "ok". A handler that succeeded removes
+the save, and so does a restart or reload asked for by the settings-in-effect step (a save from
+an older change must never be restored over a newer one).
+"""
+
+from __future__ import annotations
+
+from provisioner.commands import quote
+from provisioner.ops.postgres import CLUSTER, CLUSTER_SHELL, psql_command
+from roles.postgres.settings import DROPIN_NAME
+
+RESTART = "postgresql:restart"
+RELOAD = "postgresql:reload"
+#: Where the config step keeps the files it replaces until a handler proved the new ones.
+PREVIOUS = "/var/lib/provisioner/postgres-previous"
+#: How long a start may take before the handler gives up (well under any command timeout).
+START_SECONDS = 60
+
+#: Problems the server reports after a reload or restart, one line each (none: all applied).
+#: A restart only someone else's change waits for (ALTER SYSTEM of a setting we do not manage)
+#: is not ours to make, nor a failure of our change.
+PROBLEMS_SQL = (
+    "SELECT sourcefile || ':' || sourceline || ': ' || name || ' = ' || coalesce(setting, '') "
+    "|| ': ' || error FROM pg_file_settings WHERE error IS NOT NULL "
+    "UNION ALL SELECT sourcefile || ':' || sourceline || ': ' || name || ' is overridden by a "
+    f"later file' FROM pg_file_settings WHERE sourcefile LIKE '%/conf.d/{DROPIN_NAME}' AND "
+    "NOT applied AND error IS NULL "
+    "UNION ALL SELECT name || ' waits for a restart' FROM pg_settings WHERE pending_restart "
+    "AND name IN (SELECT name FROM pg_file_settings WHERE sourcefile LIKE "
+    f"'%/conf.d/{DROPIN_NAME}') "
+    "UNION ALL SELECT 'pg_hba.conf line ' || line_number || ': ' || error FROM "
+    "pg_hba_file_rules WHERE error IS NOT NULL")
+
+
+def save_previous_command(paths: list[str]) -> str:
+    """Shell saving each path (or that it is absent) into PREVIOUS, replacing an older save;
+    a failed save stops the action before anything is swapped."""
+    lines = [f"rm -rf {PREVIOUS} && ( umask 077 && mkdir -p {PREVIOUS} ) || "
+             "{ echo 'could not save the previous PostgreSQL configuration' >&2; exit 1; }"]
+    for index, path in enumerate(paths):
+        lines.append(f"printf '%s\\n' {quote(f'{index} {path}')} >> {PREVIOUS}/paths && "
+                     f"{{ [ ! -e {quote(path)} ] || cp -p {quote(path)} {PREVIOUS}/{index}; }} || "
+                     "{ echo 'could not save the previous PostgreSQL configuration' >&2; "
+                     "exit 1; }")
+    return "\n".join(lines)
+
+
+def clear_previous_command() -> str:
+    return f"rm -rf {PREVIOUS}"
+
+
+#: Shell functions the handlers use; $unit, $pglog and $logsize are set before them.
+_FUNCTIONS = f"""\
+pg_answers() {{ {psql_command('SELECT 1')} >/dev/null 2>&1; }}
+pg_pid() {{ head -n 1 "$pgdata/postmaster.pid" 2>/dev/null; }}
+pg_restarted() {{
+  old=$(pg_pid); timeout 30 systemctl restart --no-block "$unit" || return 1
+  i=0; while [ "$i" -lt {START_SECONDS * 2} ]; do
+    state=$(systemctl show -p ActiveState --value "$unit")
+    if [ "$state" = failed ]; then return 1; fi
+    new=$(pg_pid)
+    if [ "$state" = active ] && [ -n "$new" ] && [ "$new" != "$old" ] && pg_answers; then
+      return 0; fi
+    i=$((i + 1)); sleep 0.5
+  done
+  return 1
+}}
+pg_reloaded() {{
+  before=$( {psql_command("SELECT pg_conf_load_time()")} ) || return 1
+  timeout 30 systemctl reload "$unit" || return 1
+  i=0; while [ "$i" -lt {START_SECONDS * 2} ]; do
+    after=$( {psql_command("SELECT pg_conf_load_time()")} 2>/dev/null )
+    if [ -n "$after" ] && [ "$after" != "$before" ]; then return 0; fi
+    i=$((i + 1)); sleep 0.5
+  done
+  return 1
+}}
+pg_problems() {{ {psql_command(PROBLEMS_SQL)}; }}
+pg_log_tail() {{
+  found=$(tail -c +"$((logsize + 1))" "$pglog" 2>/dev/null | grep -E \
+'FATAL|ERROR|PANIC|HINT|DETAIL|invalid|parameter|could not' | tail -n 8)
+  if [ -z "$found" ]; then
+    found=$(journalctl -u "$unit" -n 8 --no-pager -o cat 2>/dev/null); fi
+  printf '%s\\n' "$found"
+}}
+pg_restore_previous() {{
+  [ -f {PREVIOUS}/paths ] || return 1
+  while read -r index path; do
+    if [ -e "{PREVIOUS}/$index" ]; then
+      cp -p "{PREVIOUS}/$index" "$path.provisioner-restore" && \
+mv -f "$path.provisioner-restore" "$path" || return 1
+    else rm -f "$path" || return 1; fi
+  done < {PREVIOUS}/paths
+  rm -rf {PREVIOUS}
+}}"""
+
+
+def _action(verb: str) -> str:
+    """The handler's shell: change, prove, else roll back; ``verb`` restarted or reloaded."""
+    kind = "restart" if verb == "restarted" else "reload"
+    return f"""{CLUSTER_SHELL}
+unit="postgresql@$pgver-{CLUSTER}.service"
+pglog="/var/log/postgresql/postgresql-$pgver-{CLUSTER}.log"
+logsize=$(stat -c %s "$pglog" 2>/dev/null || echo 0)
+{_FUNCTIONS}
+if pg_{verb}; then
+  problems=$(pg_problems) && [ -z "$problems" ] && {{ {clear_previous_command()}; exit 0; }}
+  printf 'PostgreSQL did not apply its configuration:\\n%s\\n' "$problems"
+else
+  echo "PostgreSQL was not {verb} with the new configuration within {START_SECONDS} s \
+(unit $unit: $(systemctl show -p ActiveState --value "$unit")); the server says:"
+fi
+pg_log_tail
+if pg_restore_previous; then
+  if pg_{verb}; then
+    echo "The previous conf.d/{DROPIN_NAME} and pg_hba.conf are back and PostgreSQL runs \
+with them; fix the inventory's value and run again."
+  else
+    echo "The previous conf.d/{DROPIN_NAME} and pg_hba.conf are back, but the {kind} with \
+them failed too: see $pglog"
+  fi
+else
+  echo "No previous configuration was saved to go back to: see $pglog"
+fi
+exit 1"""
+
+
+def start_action() -> str:
+    """A bounded (re)start of a cluster that is not active (stopped, failed, or "activating"
+    for ever), failing with the server's words."""
+    return f"""{CLUSTER_SHELL}
+unit="postgresql@$pgver-{CLUSTER}.service"
+pglog="/var/log/postgresql/postgresql-$pgver-{CLUSTER}.log"
+logsize=$(stat -c %s "$pglog" 2>/dev/null || echo 0)
+{_FUNCTIONS}
+pg_restarted && exit 0
+echo "PostgreSQL did not start within {START_SECONDS} s (unit $unit: \
+$(systemctl show -p ActiveState --value "$unit")); the server says:"
+pg_log_tail
+exit 1"""
+
+
+def restart_action() -> str:
+    return _action("restarted")
+
+
+def reload_action() -> str:
+    return _action("reloaded")
