@@ -3,9 +3,11 @@
 The work happens on the host, in /usr/local/sbin/provisioner-backup (which the backups role
 installs); these functions choose the hosts from the inventory, judge the command line before
 any contact, run the program as root in one round trip per host, hand its output to ``show``
-and return the exit code: 0 done, 1 a host failed or refused (a live database without
---replace), 2 bad input (an unknown host, a host without the role, a file that is not one of
-the archives).
+and return the exit code: 0 done, 1 whatever a host said no to or failed at, once contacted
+(a live database without --replace, a file that is not one of its archives, no archive to
+verify yet, a backup already running), 2 bad input found before any contact (an unknown host,
+a host without the role, a file name that cannot be an archive's). PostgreSQL's own databases
+as --into are refused by the host program (the engine names no role, nor its databases).
 
 The tasks themselves are in tasks.py (the ``backup`` collection).
 """
@@ -28,8 +30,9 @@ PROGRAM = "/usr/local/sbin/provisioner-backup"
 #: A variable only the role that installs the program declares: how a job is known to have it
 #: without naming the role (the engine knows no role by name).
 ROLE_VARIABLE = "backups_schedule"
-#: An archive as ``list`` names it: its run's UTC time, then one database's dump.
-ARCHIVE_FILE = re.compile(r"^\d{8}T\d{6}Z/[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}\.dump$")
+#: An archive as ``list`` names it: its run's UTC time (-ondemand when backup.now made it),
+#: then one database's dump.
+ARCHIVE_FILE = re.compile(r"^\d{8}T\d{6}Z(-ondemand)?/[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}\.dump$")
 DATABASE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$")
 
 #: Hears the program's output: (text, True when it is the program's stderr).
@@ -42,8 +45,11 @@ def print_output(text: str, error: bool) -> None:
 
 
 def now(inventory: Inventory, hosts: str, group: str, show: Show = print_output) -> int:
-    """``backup.now``: a backup on each chosen host, now."""
-    return _run_everywhere(backup_jobs(inventory, hosts, group), ["now"], show)
+    """``backup.now``: a backup on each chosen host, now, as an on-demand archive.
+
+    The host runs it as a systemd unit (``run-now``) and this waits for it: a Ctrl-C or a
+    dropped connection ends the waiting, never the backup."""
+    return _run_everywhere(backup_jobs(inventory, hosts, group), ["run-now"], show)
 
 
 def list_archives(inventory: Inventory, hosts: str, group: str, show: Show = print_output) -> int:
@@ -132,8 +138,8 @@ def _run(job: HostJob, arguments: Sequence[str], show: Show, *, lock: bool = Fal
 
 
 def exit_code(program_exit: int) -> int:
-    """The task's code for the program's: its usage errors stay 2, every other failure is 1
-    (its refusal, 3, included: the host said no, after contact)."""
-    if program_exit in (0, 2):
-        return program_exit
-    return 1
+    """The task's code for the program's: every failure is 1, since the host was contacted
+    (2 is the tasks' code for what is wrong before any contact; the program's own 2, such as
+    a file that is none of its archives, 3 refused and 4 nothing to verify are all the host
+    saying no)."""
+    return 0 if program_exit == 0 else 1

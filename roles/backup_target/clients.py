@@ -51,11 +51,14 @@ def read_clients(entries: Sequence[Any]) -> list[Client]:
     return clients
 
 
+#: The forced command of every client key: rrsync, add-only (role.py's docstring says how).
+RECEIVE = "/usr/local/sbin/provisioner-backup-target receive"
+
+
 def authorized_line(client: Client, address: str, variables: Mapping[str, Any]) -> str:
-    """One client's key: from its address only, rrsync write-only in its own directory."""
+    """One client's key: from its address only, able only to add files to its own directory."""
     directory = f"{variables['backup_target_directory']}/{client.host}"
-    command = f"{variables['backup_target_rrsync']} -wo {directory}"
-    return f'restrict,from="{address}",command="{command}" {client.public_key}\n'
+    return f'restrict,from="{address}",command="{RECEIVE} {directory}" {client.public_key}\n'
 
 
 def client_address(inventory: InventoryView, name: str) -> str:

@@ -2,10 +2,15 @@
 
 One account (``backup_target_user``) whose authorized_keys accepts each client's key only from
 that client's inventory address (``from=``), with every forwarding, pty and rc file off
-(``restrict``), and only to run rrsync write-only in the client's own directory: a database host
-can add and trim its own archives and can neither read them back, nor reach another client's,
-nor get a shell. The home and its ``.ssh`` belong to root, so no client can change the keys.
-With age on the database host's side, what lands here is ciphertext only.
+(``restrict``), and only to run ``provisioner-backup-target receive``: rrsync write-only in the
+client's own directory with ``-no-del`` (every --delete and --remove option refused) and
+``--ignore-existing`` put first in the server's options (no file already here is replaced). A
+database host can only add archives: it can neither delete nor overwrite one, read them back,
+reach another client's, nor get a shell, so a compromised database host cannot erase its
+backups (a breaker's ``rsync --delete`` with the client key did). Retention is this host's
+own: a timer runs ``provisioner-backup-target prune``, the backups role's rule with this host's
+counts. The home and its ``.ssh`` belong to root, so no client can change the keys. With age on
+the database host's side, what lands here is ciphertext only.
 """
 
 from __future__ import annotations
@@ -13,13 +18,16 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from provisioner.commands import quote
+from provisioner.content.templates import MANAGED_BANNER
 from provisioner.errors import RoleError
 from provisioner.host import Host
 from provisioner.inventory.view import InventoryView
 from provisioner.ops.apt import ensure_packages
-from provisioner.ops.files import ensure_directory, ensure_file
+from provisioner.ops.files import ensure_directory, ensure_file, ensure_template
+from provisioner.ops.systemd import daemon_reload, ensure_service
 from provisioner.ops.users import ensure_user
-from provisioner.step import Step
+from provisioner.step import Handler, Step
 from roles.backup_target.clients import (
     ABSOLUTE_PATH,
     USER_NAME,
@@ -27,6 +35,17 @@ from roles.backup_target.clients import (
     client_address,
     read_clients,
 )
+from roles.backups.schedule import parse_schedule
+
+PROGRAM = "/usr/local/sbin/provisioner-backup-target"
+CONFIG = "/etc/provisioner-backup-target/config"
+PRUNE_UNIT = "provisioner-backup-target-prune"
+DAEMON_RELOAD = "backup_target:daemon-reload"
+HANDLERS = (Handler(DAEMON_RELOAD, daemon_reload()),)
+#: Names the role passes to its unit templates on each render.
+TEMPLATE_ARGUMENTS = {
+    f"etc/systemd/system/{PRUNE_UNIT}.timer.j2": {"on_calendar"},
+}
 
 
 def steps(host: Host) -> Iterator[Step]:
@@ -43,6 +62,35 @@ def steps(host: Host) -> Iterator[Step]:
     for client in clients:
         yield ensure_directory(host, f"{home}/{client.host}", owner=user, group=user,
                                mode=0o700)
+    yield from pruning_steps(host, [client.host for client in clients])
+
+
+def pruning_steps(host: Host, clients: list[str]) -> Iterator[Step]:
+    """The program (forced command and pruning), its settings and the pruning timer."""
+    yield ensure_template(host, PROGRAM, "usr/local/sbin/provisioner-backup-target.j2",
+                          mode=0o755, label=f"program {PROGRAM} [controls §10]")
+    yield ensure_file(host, CONFIG, render_config(host.vars, clients), mode=0o640)
+    calendar = parse_schedule("backup_target_prune_schedule",
+                              host.vars["backup_target_prune_schedule"]).on_calendar
+    unit = f"etc/systemd/system/{PRUNE_UNIT}"
+    yield ensure_template(host, f"/{unit}.service", f"{unit}.service.j2", notify=[DAEMON_RELOAD])
+    yield ensure_template(host, f"/{unit}.timer", f"{unit}.timer.j2", notify=[DAEMON_RELOAD],
+                          on_calendar=calendar)
+    yield ensure_service(host, f"{PRUNE_UNIT}.timer",
+                         label=f"timer {PRUNE_UNIT}.timer [controls §10]")
+
+
+def render_config(variables: Mapping[str, Any], clients: list[str]) -> str:
+    """The pruning's settings as shell assignments, every value quoted (the program sources
+    them as root)."""
+    values: dict[str, str | int] = {
+        "ROOT": variables["backup_target_directory"], "CLIENTS": " ".join(clients),
+        "KEEP_DAILY": variables["backup_target_keep_daily"],
+        "KEEP_WEEKLY": variables["backup_target_keep_weekly"],
+        "KEEP_ON_DEMAND": variables["backup_target_keep_on_demand"],
+    }
+    lines = [f"# {MANAGED_BANNER}", *(f"{name}={quote(value)}" for name, value in values.items())]
+    return "\n".join(lines) + "\n"
 
 
 def validate(variables: Mapping[str, Any]) -> None:
@@ -54,6 +102,12 @@ def validate(variables: Mapping[str, Any]) -> None:
         if not ABSOLUTE_PATH.match(str(variables[name])):
             raise RoleError(f"{name} is {variables[name]!r}; it must be an absolute path of "
                             "letters, digits, '_', '.' and '-'.")
+    for name, least in (("backup_target_keep_daily", 1), ("backup_target_keep_weekly", 0),
+                        ("backup_target_keep_on_demand", 1)):
+        value = variables[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise RoleError(f"{name} is {value!r}; it must be a whole number, at least {least}.")
+    parse_schedule("backup_target_prune_schedule", variables["backup_target_prune_schedule"])
     read_clients(variables["backup_target_clients"])
 
 

@@ -1,4 +1,5 @@
-"""backup_target spec: each client's key is pinned to its address, rrsync and its own directory."""
+"""backup_target spec: each client's key is pinned to its address and to adding files to its own
+directory; the copies are pruned by this host's own timer."""
 
 from __future__ import annotations
 
@@ -16,14 +17,26 @@ def test_only_root_can_change_the_accepted_keys(host: Any, role_vars: dict[str, 
         assert (entry.user, entry.mode & 0o022) == ("root", 0), path
 
 
-def test_every_key_is_restricted_to_rrsync_write_only(host: Any,
-                                                      role_vars: dict[str, Any]) -> None:
+def test_every_key_is_restricted_to_adding_files_in_its_directory(
+        host: Any, role_vars: dict[str, Any]) -> None:
     home = role_vars["backup_target_directory"]
     lines = host.file(f"{home}/.ssh/authorized_keys").content_string.splitlines()
     assert len(lines) == len(role_vars["backup_target_clients"])
     for line in lines:
         assert line.startswith('restrict,from="')
-        assert f'command="{role_vars["backup_target_rrsync"]} -wo {home}/' in line
+        assert f'command="/usr/local/sbin/provisioner-backup-target receive {home}/' in line
+
+
+def test_the_forced_command_refuses_deletes_and_keeps_existing_files(host: Any) -> None:
+    program = host.file("/usr/local/sbin/provisioner-backup-target")
+    assert (program.user, program.mode) == ("root", 0o755)
+    assert program.contains("--ignore-existing")
+    assert program.contains("-wo -no-del -munge")
+
+
+def test_the_copies_are_pruned_by_this_hosts_own_timer(host: Any) -> None:
+    timer = host.service("provisioner-backup-target-prune.timer")
+    assert timer.is_enabled and timer.is_running
 
 
 def test_every_client_has_a_private_directory(host: Any, role_vars: dict[str, Any]) -> None:

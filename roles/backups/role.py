@@ -36,12 +36,13 @@ from provisioner.commands import quote
 from provisioner.content.templates import MANAGED_BANNER
 from provisioner.errors import RoleError
 from provisioner.host import Host
+from provisioner.inventory.hosts import HostConfig
 from provisioner.inventory.view import InventoryView
 from provisioner.ops.apt import ensure_packages
 from provisioner.ops.files import ensure_absent, ensure_directory, ensure_file, ensure_template
 from provisioner.ops.systemd import daemon_reload, ensure_service
 from provisioner.step import Handler, Step
-from roles.backups.settings import Offhost, Settings, read_settings
+from roles.backups.settings import Offhost, Settings, check_key_is_a_secret, read_settings
 
 PROGRAM = "/usr/local/sbin/provisioner-backup"
 CONFIG_DIR = "/etc/provisioner-backup"
@@ -50,8 +51,15 @@ OFFHOST_KEY = f"{CONFIG_DIR}/offhost_key"
 PINNED_KNOWN_HOSTS = f"{CONFIG_DIR}/known_hosts"
 #: Where ssh records the backup host's key on first contact when the inventory pins none.
 LEARNED_KNOWN_HOSTS = f"{STATUS_DIR}/known_hosts"
-#: (unit, template) of the dump and the restore test; each service runs the program once.
+#: (unit, command) of the scheduled dump and the restore test; each service runs the program
+#: once, started by its timer.
 UNITS = (("provisioner-backup", "now"), ("provisioner-backup-verify", "verify"))
+#: The dump ``invoke backup.now`` starts (no timer): a systemd service, so the run belongs to
+#: systemd and finishes however the SSH session that asked for it ends (a breaker's Ctrl-C left
+#: an archive unpruned, uncopied and unrecorded when the program died of SIGPIPE).
+ON_DEMAND_UNIT = ("provisioner-backup-ondemand", "now --on-demand")
+#: Where the on-demand run's output goes (the unit truncates it at each start), for the task.
+ON_DEMAND_LOG = f"{STATUS_DIR}/ondemand.log"
 DAEMON_RELOAD = "backups:daemon-reload"
 
 HANDLERS = (Handler(DAEMON_RELOAD, daemon_reload()),)
@@ -81,6 +89,14 @@ def validate(variables: Mapping[str, Any]) -> None:
     read_settings(variables)
 
 
+def validate_login(config: HostConfig, variables: Mapping[str, Any]) -> None:
+    """Refuse a private key written into the inventory as text, before any contact.
+
+    Not about the login: this is the one hook that sees the inventory's own values
+    (``config.vars``), where a secret reference is still a Secret."""
+    check_key_is_a_secret(config.vars)
+
+
 def offhost_steps(host: Host, offhost: Offhost | None) -> Iterator[Step]:
     """The key (0600, never shown) and the pinned host key, or neither when there is no copy."""
     if offhost is None:
@@ -107,6 +123,10 @@ def timer_steps(host: Host, settings: Settings) -> Iterator[Step]:
                               "etc/systemd/system/provisioner-backup.timer.j2",
                               notify=[DAEMON_RELOAD], command=command,
                               on_calendar=schedules[command])
+    unit, command = ON_DEMAND_UNIT
+    yield ensure_template(host, f"/etc/systemd/system/{unit}.service",
+                          "etc/systemd/system/provisioner-backup.service.j2",
+                          notify=[DAEMON_RELOAD], command=command)
     for unit, _ in UNITS:
         yield ensure_service(host, f"{unit}.timer", label=f"timer {unit}.timer [controls §10]")
 
@@ -127,9 +147,11 @@ def render_config(host: Host, settings: Settings) -> str:
         "DATABASES": " ".join(settings.databases),
         "KEEP_DAILY": host.vars["backups_keep_daily"],
         "KEEP_WEEKLY": host.vars["backups_keep_weekly"],
+        "KEEP_ON_DEMAND": host.vars["backups_keep_on_demand"],
         "VERIFY_TABLES": host.vars["backups_verify_tables"],
         "OFFHOST_TARGET": "", "OFFHOST_PORT": 22, "AGE_RECIPIENT": "",
         "OFFHOST_KNOWN_HOSTS": LEARNED_KNOWN_HOSTS, "OFFHOST_CHECKING": "accept-new",
+        "PGBOUNCER_PORT": pgbouncer_port(host),
     }
     if offhost is not None:
         address = offhost_address(host.inventory, offhost)
@@ -139,6 +161,15 @@ def render_config(host: Host, settings: Settings) -> str:
             values.update(OFFHOST_KNOWN_HOSTS=PINNED_KNOWN_HOSTS, OFFHOST_CHECKING="yes")
     lines = [f"# {MANAGED_BANNER}", *(f"{name}={quote(value)}" for name, value in values.items())]
     return "\n".join(lines) + "\n"
+
+
+def pgbouncer_port(host: Host) -> str:
+    """PgBouncer's port when the pgbouncer role is on this host too, else empty: a restore
+    with --replace then tells PgBouncer, so its clients wait for the new database instead of
+    failing to log in and waiting out server_login_retry (15 s)."""
+    if "pgbouncer" not in host.config.roles:
+        return ""
+    return str(host.vars.get("pgbouncer_listen_port", 6432))
 
 
 def validate_inventory(variables: Mapping[str, Any], inventory: InventoryView) -> None:

@@ -48,6 +48,8 @@ class Schedule:
 
 def parse_schedule(variable: str, text: object) -> Schedule:
     """The Schedule ``text`` stands for; RoleError naming ``variable`` and the accepted forms."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        raise unquoted_time(variable, text)
     if not isinstance(text, str):
         raise _refused(variable, text)
     words = text.split()
@@ -102,6 +104,16 @@ def longest_weekday_gap(days: frozenset[int]) -> int:
     ordered = sorted(days)
     following = [*ordered[1:], ordered[0] + 7]
     return max(after - before for before, after in zip(ordered, following, strict=True))
+
+
+def unquoted_time(variable: str, minutes: int) -> RoleError:
+    """The error for a time YAML read as a number: YAML 1.1 reads an unquoted 02:00 as the
+    sexagesimal 2*60+0 = 120, and "120 is not a schedule" left a breaker puzzled."""
+    hours, rest = divmod(minutes, 60)
+    guess = f"'{hours:02d}:{rest:02d}'" if 0 <= hours < 24 else "'02:00'"
+    return RoleError(f"{variable} is the number {minutes}: YAML reads an unquoted time such as "
+                     f"{guess[1:-1]} as a number of minutes. Write it quoted: {variable}: "
+                     f"{guess}.")
 
 
 def _refused(variable: str, text: object) -> RoleError:

@@ -13,6 +13,9 @@ from typing import Any
 
 from provisioner.errors import RoleError
 from provisioner.ops.backups import BACKUP_ROOT
+from provisioner.secrets.host_store import HostSecret
+from provisioner.secrets.values import Secret
+from roles.backups.age_keys import age_recipient_problem
 from roles.backups.schedule import Schedule, parse_schedule
 
 #: A database name the host program handles: it becomes a file name (``<name>.dump``) and a
@@ -22,7 +25,6 @@ _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _PUBLIC_KEY = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+$")
 _ABSOLUTE_PATH = re.compile(r"^(/[A-Za-z0-9_][A-Za-z0-9_.-]*)+$")
-_AGE_RECIPIENT = re.compile(r"^age1[02-9ac-hj-np-z]{58}$")
 OFFHOST_KEYS = frozenset({"host", "user", "port", "private_key", "host_key", "age_recipient"})
 
 
@@ -49,7 +51,8 @@ class Settings:
 def read_settings(variables: Mapping[str, Any]) -> Settings:
     """The role's variables as Settings; RoleError for the first one that is wrong."""
     for name, least in (("backups_keep_daily", 1), ("backups_keep_weekly", 0),
-                        ("backups_verify_tables", 1), ("backups_grace_hours", 0)):
+                        ("backups_keep_on_demand", 1), ("backups_verify_tables", 1),
+                        ("backups_grace_hours", 0)):
         _whole_number(name, variables[name], least)
     check_directory(variables["backups_directory"])
     return Settings(
@@ -88,6 +91,10 @@ def read_offhost(value: Mapping[str, Any]) -> Offhost | None:
     if unknown:
         raise RoleError(f"backups_offhost has unknown key(s) {', '.join(sorted(unknown))}; it "
                         f"takes {', '.join(sorted(OFFHOST_KEYS))}.")
+    if isinstance(value.get("private_key"), HostSecret):
+        raise RoleError("backups_offhost.private_key names a host secret, which is a random "
+                        "value the host generates, never an SSH key pair; keep the key on the "
+                        f"controller and reference it: {KEY_REFERENCE}.")
     offhost = Offhost(host=str(value.get("host", "")), user=str(value.get("user", "pgbackup")),
                       port=value.get("port", 22),
                       private_key=str(value.get("private_key", "")),
@@ -104,17 +111,41 @@ def _check_offhost(offhost: Offhost) -> None:
         ("port", isinstance(offhost.port, int) and not isinstance(offhost.port, bool)
          and 1 <= offhost.port <= 65535, "the backup host's SSH port, 1 to 65535"),
         ("private_key", "PRIVATE KEY-----" in offhost.private_key,
-         "the private half of the key pair, as a secret: {secret: file:PATH}"),
+         f"the private half of the key pair, as a secret: {KEY_REFERENCE}"),
         ("host_key", not offhost.host_key or _PUBLIC_KEY.match(offhost.host_key),
          "empty (accept the key on first contact) or the backup host's public host key, "
          "'ssh-ed25519 AAAA...' from its /etc/ssh/ssh_host_ed25519_key.pub"),
-        ("age_recipient", not offhost.age_recipient or _AGE_RECIPIENT.match(
-            offhost.age_recipient), "empty (no encryption) or an age public key, 'age1...'"),
     )
     for key, good, what in checks:
         if not good:
             shown = "(not shown)" if key == "private_key" else repr(getattr(offhost, key))
             raise RoleError(f"backups_offhost.{key} is {shown}; it must be {what}.")
+    problem = offhost.age_recipient and age_recipient_problem(offhost.age_recipient)
+    if problem:
+        raise RoleError(f"backups_offhost.age_recipient is {offhost.age_recipient!r}, which is "
+                        f"no age recipient: {problem}. Copy the public key age-keygen printed "
+                        "('age1...', 62 characters), or leave it empty for no encryption.")
+
+
+#: How the private key is given: a controller-side secret, never its text in the inventory.
+KEY_REFERENCE = "{secret: file:keys/db1_backup} (or {secret: env:NAME})"
+
+
+def check_key_is_a_secret(inventory_vars: Mapping[str, Any]) -> None:
+    """Refuse backups_offhost.private_key written into the inventory as text.
+
+    Needs the inventory's own values (HostConfig.vars), where a reference is still a Secret: the
+    ``validate`` hook sees the revealed text and cannot tell. A key in plain text would be in
+    every copy of the inventory, and nothing would mask it in --diff or a report."""
+    offhost = inventory_vars.get("backups_offhost")
+    if not isinstance(offhost, Mapping) or not offhost:
+        return
+    key = offhost.get("private_key")
+    if key is not None and not isinstance(key, Secret | HostSecret):
+        raise RoleError("backups_offhost.private_key is written in the inventory as text (not "
+                        "shown); a private key must be a secret reference, so it is never in "
+                        f"the inventory's file and is masked in every diff and report: "
+                        f"{KEY_REFERENCE}, the file holding the key ssh-keygen wrote.")
 
 
 #: Where a dump directory may be: the role chowns it to postgres, so /etc, a home or the secret

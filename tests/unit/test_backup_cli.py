@@ -83,6 +83,24 @@ def test_a_restore_asks_the_program_for_exactly_what_was_given() -> None:
         "restore", "20261202T020000Z/app.dump", "--into", "app_copy", "--replace"]
 
 
-@pytest.mark.parametrize(("program", "task"), [(0, 0), (1, 1), (2, 2), (3, 1), (127, 1)])
+def test_an_on_demand_archive_can_be_restored() -> None:
+    assert backup_cli.restore_arguments("db1", "20261202T143000Z-ondemand/app.dump", "",
+                                        False) == ["restore", "20261202T143000Z-ondemand/app.dump"]
+
+
+def test_backup_now_asks_the_host_to_run_its_on_demand_unit(
+        inventory: Inventory, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[list[str]] = []
+    monkeypatch.setattr(backup_cli, "_run", lambda job, arguments, show, **_: asked.append(
+        list(arguments)) or 0)
+
+    assert backup_cli.now(inventory, "db1", "", never_shown) == 0
+    assert asked == [["run-now"]]
+
+
+# 2 is the tasks' code for what is wrong before any contact; whatever the host says after it
+# (its own usage error 2, 3 refused, 4 no archive to verify yet, 127 no program) is 1.
+@pytest.mark.parametrize(("program", "task"), [(0, 0), (1, 1), (2, 1), (3, 1), (4, 1),
+                                               (127, 1)])
 def test_the_programs_exit_becomes_the_tasks(program: int, task: int) -> None:
     assert backup_cli.exit_code(program) == task

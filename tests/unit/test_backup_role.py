@@ -7,10 +7,12 @@ from typing import Any
 import pytest
 
 from provisioner.content.roles import PROJECT_ROOT, load_role
-from provisioner.content.variables import merge_role_variables
+from provisioner.content.variables import check_login_kept, merge_role_variables
 from provisioner.errors import RoleError
 from provisioner.host import Host
 from provisioner.inventory.view import InventoryView
+from provisioner.secrets.host_store import HostSecret
+from provisioner.secrets.redaction import redact_diff
 from provisioner.secrets.values import Secret, reveal_all
 from provisioner.step import Probed, Step
 from roles.backups import role as ROLE_MODULE
@@ -62,6 +64,14 @@ def written(step: Step) -> str:
     ({"backups_offhost": {**OFFHOST, "port": 0}}, "backups_offhost.port is 0"),
     ({"backups_offhost": {**OFFHOST, "age_recipient": "age1short"}},
      "backups_offhost.age_recipient is 'age1short'"),
+    # One character of a real recipient changed: the shape is right, the checksum is not.
+    ({"backups_offhost": {**OFFHOST, "age_recipient": RECIPIENT[:20] + "q" + RECIPIENT[21:]}},
+     r"which is no age recipient: its checksum does not match \(a mistyped or changed "
+     r"character\)\. Copy the public key age-keygen printed"),
+    ({"backups_offhost": {**OFFHOST, "private_key": HostSecret("backup_key")}},
+     "backups_offhost.private_key names a host secret, which is a random value"),
+    ({"backups_keep_on_demand": 0}, "backups_keep_on_demand is 0; it must be a whole number, "
+     "at least 1"),
 ])
 def test_a_bad_variable_is_refused_before_contact_naming_it(inventory: dict[str, Any],
                                                             message: str) -> None:
@@ -74,6 +84,45 @@ def test_a_refused_private_key_is_never_repeated() -> None:
         merged(backups_offhost={**OFFHOST, "private_key": Secret("hunter2", "env:K")})
 
     assert "hunter2" not in str(refused.value)
+
+
+def test_a_private_key_written_as_text_is_refused_before_contact_saying_how_to_reference_it(
+        ) -> None:
+    variables = {"backups_databases": ["app"], "backups_offhost": {**OFFHOST, "private_key": KEY}}
+    config = host_config("db1", "192.0.2.20", groups=["db"], roles=["backups"],
+                         variables=variables)
+
+    with pytest.raises(RoleError) as refused:
+        check_login_kept([ROLE], config, merged(**variables))
+
+    message = str(refused.value)
+    assert message.startswith("host db1: backups_offhost.private_key is written in the "
+                              "inventory as text (not shown); a private key must be a secret "
+                              "reference")
+    assert "{secret: file:keys/db1_backup} (or {secret: env:NAME})" in message
+    assert "PRIVATE KEY" not in message and "b3Bl" not in message
+
+
+def test_a_private_key_given_as_a_secret_reference_is_accepted() -> None:
+    variables = {"backups_databases": ["app"], "backups_offhost": OFFHOST}
+    config = host_config("db1", "192.0.2.20", groups=["db"], roles=["backups"],
+                         variables=variables)
+
+    check_login_kept([ROLE], config, merged(**variables))
+
+
+def test_a_changed_private_key_shows_no_key_material_in_the_diff() -> None:
+    new_key = KEY.replace("b3BlbnNzaC1rZXktdjEAAAAA", "c2VjcmV0LW5ldy1rZXktbWF0ZXJpYWw")
+    step = role_steps(backups_offhost={**OFFHOST, "private_key": Secret(new_key, "file:key")})[
+        "file /etc/provisioner-backup/offhost_key"]
+    old = KEY + "\n"
+
+    plan = step.decide(Probed(f"regular file|root|root|600|{len(old)}\n{old}"))
+    shown = redact_diff(plan.diff or "", step.secrets)  # as the engine shows a diff
+
+    assert plan.action is not None and plan.diff
+    for line in (*KEY.splitlines(), *new_key.splitlines()):
+        assert line not in shown
 
 
 def test_the_managed_databases_of_the_postgres_role_are_dumped_when_none_are_listed() -> None:
@@ -89,9 +138,10 @@ def test_the_config_quotes_every_value_for_the_program_to_source() -> None:
 
     assert config.splitlines()[1:] == [
         "BACKUP_ROOT=/var/backups/postgresql-dumps", "DATABASES=app", "KEEP_DAILY=7",
-        "KEEP_WEEKLY=4", "VERIFY_TABLES=5", "OFFHOST_TARGET=''", "OFFHOST_PORT=22",
-        "AGE_RECIPIENT=''", "OFFHOST_KNOWN_HOSTS=/var/lib/provisioner-backup/known_hosts",
-        "OFFHOST_CHECKING=accept-new"]
+        "KEEP_WEEKLY=4", "KEEP_ON_DEMAND=3", "VERIFY_TABLES=5", "OFFHOST_TARGET=''",
+        "OFFHOST_PORT=22", "AGE_RECIPIENT=''",
+        "OFFHOST_KNOWN_HOSTS=/var/lib/provisioner-backup/known_hosts",
+        "OFFHOST_CHECKING=accept-new", "PGBOUNCER_PORT=''"]
 
 
 def test_without_an_offhost_copy_no_key_stays_on_the_host() -> None:
@@ -154,6 +204,29 @@ def test_the_timers_carry_the_inventory_schedules() -> None:
         steps["template /etc/systemd/system/provisioner-backup.timer"])
     assert "OnCalendar=Mon *-*-* 00:00:00\n" in written(
         steps["template /etc/systemd/system/provisioner-backup-verify.timer"])
+
+
+def test_backup_now_has_its_own_unit_marking_its_archives_on_demand() -> None:
+    unit = written(role_steps()["template /etc/systemd/system/provisioner-backup-ondemand.service"])
+
+    assert "ExecStart=/usr/local/sbin/provisioner-backup now --on-demand\n" in unit
+    assert "StandardOutput=truncate:/var/lib/provisioner-backup/ondemand.log\n" in unit
+    assert "provisioner-backup-ondemand.timer" not in " ".join(role_steps())
+
+
+def test_the_restore_test_with_no_archive_yet_is_no_failure_of_its_unit() -> None:
+    unit = written(role_steps()["template /etc/systemd/system/provisioner-backup-verify.service"])
+
+    assert "SuccessExitStatus=4\n" in unit
+
+
+def test_a_restore_on_a_host_with_pgbouncer_reaches_its_console_port() -> None:
+    config = host_config("db1", "192.0.2.20", groups=["db"], roles=["backups", "pgbouncer"])
+    host = Host(config, {**merged(), "pgbouncer_listen_port": 6433}, no_facts,
+                inventory=INVENTORY, show_diff=True)
+    steps = {step.label: step for step in ROLE.steps(host.for_role(ROLE.template_dir))}
+
+    assert "PGBOUNCER_PORT=6433\n" in written(steps["file /etc/provisioner-backup/config"])
 
 
 def test_each_service_runs_its_own_command_of_the_program() -> None:

@@ -30,7 +30,7 @@ ACCEPTED = [
 
 REFUSED = ["", "2am", "25:00", "02:60", "nightly", "Mon..Fri", "Fri..Mon 02:00",
            "Mon *-*-01 02:00", "*-*-31 02:00", "*-*-00 02:00", "*-02-01 02:00",
-           "02:00 Europe/Berlin", "Mon Tue 02:00", "02:00; rm -rf /", 2]
+           "02:00 Europe/Berlin", "Mon Tue 02:00", "02:00; rm -rf /", 2.5, ["02:00"], True]
 
 
 @pytest.mark.parametrize(("text", "calendar", "gap"), ACCEPTED)
@@ -39,6 +39,19 @@ def test_an_accepted_form_gives_its_timer_expression_and_longest_gap(
     schedule = parse_schedule("backups_schedule", text)
 
     assert (schedule.on_calendar, schedule.longest_gap) == (calendar, gap)
+
+
+@pytest.mark.parametrize(("number", "quoted"), [(120, "'02:00'"), (0, "'00:00'"),
+                                               (1439, "'23:59'"), (930, "'15:30'")])
+def test_a_time_yaml_read_as_a_number_is_refused_saying_to_quote_it(number: int,
+                                                                    quoted: str) -> None:
+    # YAML 1.1 reads an unquoted 02:00 as the sexagesimal number 2 * 60 + 0 = 120.
+    with pytest.raises(RoleError) as refused:
+        parse_schedule("backups_schedule", number)
+
+    assert str(refused.value) == (
+        f"backups_schedule is the number {number}: YAML reads an unquoted time such as "
+        f"{quoted[1:-1]} as a number of minutes. Write it quoted: backups_schedule: {quoted}.")
 
 
 @pytest.mark.parametrize("text", REFUSED)
