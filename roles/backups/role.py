@@ -24,7 +24,15 @@ Design choices:
   ``from=`` to this host's address. The backup host's host key is pinned from the inventory
   (``host_key``), or accepted on first contact and pinned from then on when none is given. With
   ``age_recipient`` every file is encrypted before it leaves, so the backup host never holds a
-  readable dump. The remote directory is trimmed to the archives kept here after each copy.
+  readable dump. The copy only adds: the backup host's forced command refuses deletions and
+  keeps every file it has, and prunes by its own timer, so a compromised database host cannot
+  erase its backups. The private key must be a secret reference (``validate_login``), so the
+  engine masks it in every diff.
+- **Two kinds of archive.** The timer's are scheduled (``20261202T020000Z``); ``invoke
+  backup.now`` starts ``provisioner-backup-ondemand.service`` (``run-now`` waits for it), whose
+  archives are ``...Z-ondemand`` and kept by their own count, so one never costs a scheduled
+  archive its day (retention.py), and whose run is systemd's: a dropped SSH session cannot end
+  it half way.
 """
 
 from __future__ import annotations

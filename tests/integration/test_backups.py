@@ -2,16 +2,23 @@
 
 Real PostgreSQL, real pg_dump and pg_restore, real rsync over SSH into rrsync, real age. Rows
 written are back after a backup, a dropped database and a restore; a live database is not
-overwritten without --replace; the restore test records its success; retention keeps exactly
-what roles/backups/retention.py says over forty simulated days; a dump that fails leaves no
-half archive; the copy on the backup host is age ciphertext that decrypts to the dump; a second
-run changes nothing and both roles' specs pass. The tests run in order, each from the state the
-one before left.
+overwritten without --replace; the restore test records its success (and, with no archive yet,
+records nothing); a failed restore leaves no scratch database; retention keeps exactly what
+roles/backups/retention.py says over forty simulated days with backup.now runs among them, on
+the db host and (by its own timer's program) on the backup host; the db host's key can neither
+delete nor overwrite anything there; a backup.now whose controller is killed mid-run still
+completes, is copied and recorded; a dump that fails leaves no half archive; the copy on the
+backup host is age ciphertext that decrypts to the dump; --diff never shows the private key; a
+second run changes nothing and both roles' specs pass. The tests run in order, each from the
+state the one before left.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,7 +32,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from provisioner import sandbox
 from provisioner.commands import quote
-from roles.backups.retention import archive_name, kept_archives
+from provisioner.transport.kept_logins import close_keepers
+from roles.backups.retention import archive_name, archive_time, kept_archives
 from tests.integration.conftest import (
     Invocation,
     admin_ssh,
@@ -81,6 +89,7 @@ class Backups:
     vault: sandbox.Machine
     inventory: Path
     identity: str
+    keys: Path
     shown: list[str] = field(default_factory=list)
 
     def provision(self, *arguments: str) -> Invocation:
@@ -114,6 +123,24 @@ class Backups:
     def archives(self) -> list[str]:
         return sorted(self.root(f"ls -1 {ARCHIVES}").split())
 
+    def copies(self) -> list[str]:
+        """The archives on the backup host, in this db host's directory."""
+        return sorted(self.root(f"ls -1 {TARGET_DIRECTORY}/{self.db.name}",
+                                machine=self.vault).split())
+
+    def as_client(self, command: str) -> subprocess.CompletedProcess[str]:
+        """A shell command on the db host as root, with $SSH set to ssh with the client key as
+        the backup program uses it and $TARGET to the backup host's account: what an intruder
+        on the db host could do to the backups there."""
+        script = (". /etc/provisioner-backup/config && TARGET=$OFFHOST_TARGET && "
+                  "SSH=\"ssh -i /etc/provisioner-backup/offhost_key -o IdentitiesOnly=yes "
+                  "-o BatchMode=yes -o UserKnownHostsFile=$OFFHOST_KNOWN_HOSTS "
+                  "-o StrictHostKeyChecking=$OFFHOST_CHECKING -p $OFFHOST_PORT\" && cd /tmp && "
+                  f"{command}")
+        argv = [*sandbox.ssh_argv(self.db, "admin"), "-o", "BatchMode=yes",
+                f"sudo -n bash -c {quote(script)}"]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+
     def status(self, kind: str) -> dict[str, str]:
         text = self.root(f"cat /var/lib/provisioner-backup/last-{kind}")
         return dict(line.split("=", 1) for line in text.splitlines())
@@ -145,7 +172,7 @@ def backups(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backups]:
                     keys / "offhost.pub").read_text().strip()}]})
 
         edit_inventory(inventory, describe)
-        yield Backups(db, vault, inventory, identity)
+        yield Backups(db, vault, inventory, identity, keys)
 
 
 def test_check_mode_on_fresh_hosts_changes_nothing_and_fails_nothing(backups: Backups) -> None:
@@ -168,6 +195,37 @@ def test_a_second_run_changes_nothing(backups: Backups) -> None:
     for name in (backups.db.name, backups.vault.name):
         assert run.report["hosts"][name]["changed"] == 0, run.output
         assert run.report["hosts"][name]["round_trips"] == 1, run.report["hosts"][name]
+
+
+def test_verify_with_no_archive_yet_says_so_and_records_no_failure(backups: Backups) -> None:
+    code, shown = backups.task("verify", backups.db.name, "")
+
+    assert code == 1
+    assert "no archive to verify yet; run backup.now first" in shown
+    assert "last-verify" not in backups.root("ls -A /var/lib/provisioner-backup")
+    # The timer's run of it is no failed unit either.
+    assert backups.root("systemctl start provisioner-backup-verify.service && systemctl "
+                        "show -p Result --value provisioner-backup-verify.service") == "success"
+    assert "last-verify" not in backups.root("ls -A /var/lib/provisioner-backup")
+
+
+def test_diff_of_a_changed_private_key_shows_no_key_material(backups: Backups) -> None:
+    new_key = backups.keys / "replacement"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(new_key)],
+                   check=True)
+    original = backups.inventory.read_text()
+    edit_inventory(backups.inventory, lambda data: data["hosts"][backups.db.name]["vars"][
+        "backups_offhost"].update(private_key={"secret": f"file:{new_key}"}))
+    try:
+        run = backups.provision("--check", "--diff", "--host", backups.db.name)
+    finally:
+        backups.inventory.write_text(original)
+
+    assert run.exit_code == 0, run.output
+    assert "offhost_key" in run.output
+    for key in (new_key, backups.keys / "offhost"):
+        body = key.read_text().splitlines()[1:-1]
+        assert body and not [line for line in body if line in run.output], run.output
 
 
 def test_rows_are_back_after_a_backup_a_dropped_database_and_a_restore(
@@ -214,8 +272,38 @@ def test_a_file_that_is_not_an_archive_is_refused_by_the_host(backups: Backups) 
     code, shown = backups.task("restore", backups.db.name, "20000101T000000Z/app.dump", "",
                                False)
 
-    assert code == 2
+    assert code == 1  # after contact: 2 is for what is wrong before it
     assert "there is no archive 20000101T000000Z/app.dump; the archives:" in shown
+
+
+@pytest.mark.parametrize("system", ["postgres", "template1"])
+def test_a_restore_into_a_system_database_is_refused_and_leaves_nothing(
+        backups: Backups, system: str) -> None:
+    (archive,) = backups.archives()
+
+    code, shown = backups.task("restore", backups.db.name, f"{archive}/app.dump", system, True)
+
+    assert code == 1
+    assert f"--into {system} is a system database of PostgreSQL: nothing restored" in shown
+    assert backups.sql("SELECT count(*) FROM pg_database WHERE datname LIKE "
+                       "'provisioner\\_restore\\_%'", database="postgres") == "0"
+
+
+def test_a_restore_that_fails_after_its_copy_was_made_drops_the_copy(backups: Backups) -> None:
+    (archive,) = backups.archives()
+    # A template database cannot be dropped: the swap fails after the restored copy exists.
+    backups.sql("CREATE DATABASE frozen IS_TEMPLATE true", database="postgres")
+    try:
+        code, shown = backups.task("restore", backups.db.name, f"{archive}/app.dump", "frozen",
+                                   True)
+    finally:
+        backups.sql("ALTER DATABASE frozen IS_TEMPLATE false", database="postgres")
+        backups.sql("DROP DATABASE frozen", database="postgres")
+
+    assert code == 1
+    assert "the live database frozen could not be dropped (nothing replaced)" in shown
+    assert backups.sql("SELECT count(*) FROM pg_database WHERE datname LIKE "
+                       "'provisioner\\_restore\\_%'", database="postgres") == "0"
 
 
 def test_the_restore_test_restores_counts_records_and_drops_its_scratch_copy(
@@ -262,27 +350,106 @@ def test_a_failed_dump_leaves_no_half_archive_and_says_why(backups: Backups) -> 
     assert backups.status("backup")["result"] == "failed"
 
 
+def simulated_days() -> list[str]:
+    """Forty nights at 02:00 before today, a second scheduled archive on one day, and backup.now
+    runs at noon (after that night's archive) on some days, twice on one."""
+    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    names = [archive_name(midnight - timedelta(days=day, hours=-2)) for day in range(1, 41)]
+    names.append(archive_name(midnight - timedelta(days=3, hours=-14)))
+    names += [archive_name(midnight - timedelta(days=day, hours=-hour), on_demand=True)
+              for day, hour in ((1, 12), (2, 12), (2, 15), (5, 12), (20, 12))]
+    return names
+
+
 def test_retention_over_forty_simulated_days_keeps_what_the_rule_says(
         backups: Backups) -> None:
-    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    simulated = [archive_name(midnight - timedelta(days=day, hours=-2)) for day in range(1, 41)]
-    simulated.append(archive_name(midnight - timedelta(days=3, hours=-14)))  # a second that day
+    simulated = simulated_days()
     backups.root(f"umask 027 && cd {ARCHIVES} && for d in {' '.join(simulated)}; do mkdir $d && "
                  "touch $d/app.dump && chown -R postgres:postgres $d; done")
     everything = backups.archives()
 
     backups.root(f"{PROGRAM} prune")
 
-    assert backups.archives() == sorted(kept_archives(everything, daily=7, weekly=4))
+    assert backups.archives() == sorted(kept_archives(everything, daily=7, weekly=4,
+                                                      on_demand=3))
     assert len(everything) - len(backups.archives()) >= 30
+    assert max(everything, key=archive_time) in backups.archives()
+    scheduled = [name for name in backups.archives() if not name.endswith("-ondemand")]
+    assert sorted(kept_archives([n for n in everything if not n.endswith("-ondemand")],
+                                daily=7, weekly=4, on_demand=3)) == scheduled
 
 
-def test_the_next_backup_mirrors_retention_onto_the_backup_host(backups: Backups) -> None:
-    code, shown = backups.task("now", backups.db.name, "")
+def test_the_backup_hosts_own_pruning_keeps_what_the_rule_says(backups: Backups) -> None:
+    client = f"{TARGET_DIRECTORY}/{backups.db.name}"
+    simulated = simulated_days()
+    backups.root(f"cd {client} && for d in {' '.join(simulated)}; do mkdir $d && "
+                 "touch $d/app.dump.age; done && chown -R pgbackup:pgbackup .",
+                 machine=backups.vault)
+    everything = backups.copies()
 
-    assert code == 0, shown
-    remote = backups.root(f"ls -1 {TARGET_DIRECTORY}/{backups.db.name}", machine=backups.vault)
-    assert sorted(remote.split()) == backups.archives()
+    backups.root("systemctl start provisioner-backup-target-prune.service", machine=backups.vault)
+
+    assert backups.copies() == sorted(kept_archives(everything, daily=7, weekly=4, on_demand=3))
+    assert len(everything) - len(backups.copies()) >= 30
+
+
+def test_the_db_hosts_key_cannot_delete_or_overwrite_the_copies(backups: Backups) -> None:
+    before = backups.copies()
+    victim = f"{TARGET_DIRECTORY}/{backups.db.name}/{before[-1]}/app.dump.age"
+    digest = backups.root(f"sha256sum < {victim}", machine=backups.vault)
+
+    wipe = backups.as_client('mkdir -p empty && rsync -r --delete -e "$SSH" empty/ "$TARGET":')
+    missing = backups.as_client(f'rsync -r --delete-missing-args -e "$SSH" {before[0]} "$TARGET":')
+    overwrite = backups.as_client(
+        f'mkdir -p {before[-1]} && echo forged > {before[-1]}/app.dump.age && '
+        f'rsync -r -e "$SSH" {before[-1]}/ "$TARGET":{before[-1]}/')
+    shell = backups.as_client(f'$SSH "$TARGET" rm -rf {before[-1]}')
+
+    assert wipe.returncode != 0 and "has been disabled on this server" in wipe.stderr, wipe
+    assert missing.returncode != 0, missing
+    assert shell.returncode != 0 and "may only upload backups with rsync" in shell.stderr, shell
+    assert overwrite.returncode == 0, overwrite  # accepted, and the file there kept as it was
+    assert backups.copies() == before
+    assert backups.root(f"sha256sum < {victim}", machine=backups.vault) == digest
+
+
+def test_a_backup_now_whose_controller_dies_mid_run_still_completes(backups: Backups) -> None:
+    before = backups.archives()
+    # A lock on the table makes the dump wait for it, long enough to kill the controller.
+    backups.root("systemd-run --quiet --collect --uid=postgres --unit=bkp-hold-items "
+                 "psql -X -q -d app -c 'BEGIN; LOCK TABLE items IN ACCESS EXCLUSIVE MODE; "
+                 "SELECT pg_sleep(15); COMMIT'")
+    controller = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "backup.now", "--host", backups.db.name,
+         "--inventory", str(backups.inventory)], start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    unit = "provisioner-backup-ondemand.service"
+    try:
+        wait_for(lambda: backups.root(f"systemctl is-active {unit} || true") == "activating", 60)
+    finally:
+        os.killpg(controller.pid, signal.SIGKILL)
+        controller.wait()
+    close_keepers({backups.db.name, backups.db.address})  # and the kept SSH login with it
+    assert backups.root(f"systemctl is-active {unit} || true") == "activating"
+
+    code, shown = backups.task("now", backups.db.name, "")  # while it still runs
+    assert code == 1
+    assert "a backup or restore test is running on this host already" in shown
+
+    wait_for(lambda: backups.root(f"systemctl is-active {unit} || true") != "activating", 90)
+    (new,) = sorted(set(backups.archives()) - set(before))
+    assert new.endswith("-ondemand")
+    assert new in backups.copies()
+    record = backups.status("backup")
+    assert (record["result"], record["archive"]) == ("ok", new), record
+    assert "copied to pgbackup@" in record["reason"]
+
+
+def wait_for(condition: Any, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"still not so after {seconds} s"
+        time.sleep(0.5)
 
 
 def test_the_verify_specs_pass(backups: Backups) -> None:
