@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -236,6 +237,15 @@ def test_each_service_runs_its_own_command_of_the_program() -> None:
         steps["template /etc/systemd/system/provisioner-backup.service"])
     assert "ExecStart=/usr/local/sbin/provisioner-backup verify\n" in written(
         steps["template /etc/systemd/system/provisioner-backup-verify.service"])
+
+
+def test_every_command_the_program_lists_is_one_it_dispatches() -> None:
+    program = written(role_steps()["program /usr/local/sbin/provisioner-backup [controls §10]"])
+
+    listed = re.findall(r"^#   provisioner-backup ([a-z-]+)", program, re.MULTILINE)
+    dispatched = re.findall(r"^        ([a-z-]+)\) cmd_", program, re.MULTILINE)
+    assert "run-now" in listed
+    assert sorted(listed) == sorted(dispatched)
 
 
 def test_the_program_is_a_bash_script_with_no_template_left_in_it() -> None:
