@@ -192,7 +192,12 @@ def plan_in_effect(rows: tuple[tuple[str, ...], ...], wanted: dict[str, str]) ->
     pending_restart, sourcefile); a restart or reload when the server has not taken them yet, a
     refusal when another file (ALTER SYSTEM's postgresql.auto.conf, a later drop-in) wins."""
     current = {row[0]: row for row in rows if len(row) == 6}
-    pending = sorted(name for name, row in current.items() if row[4] == "true")
+    waiting = sorted(name for name, row in current.items() if row[4] == "true")
+    pending = [name for name in waiting if name in wanted]
+    # someone else's change (ALTER SYSTEM of a setting we do not manage): theirs to restart for
+    others = [name for name in waiting if name not in wanted]
+    note = f"; {', '.join(others)} wait for a restart that is not ours (not restarted)" \
+        if others else ""
     differ = [name for name, value in wanted.items() if name in current
               and not same_value(value, current[name][1], current[name][2], current[name][3])]
     foreign = [f"{name} (from {current[name][5] or 'its default'})" for name in differ
@@ -202,12 +207,13 @@ def plan_in_effect(rows: tuple[tuple[str, ...], ...], wanted: dict[str, str]) ->
                       "there (ALTER SYSTEM RESET name, for postgresql.auto.conf) so the "
                       "inventory's values apply")
     if pending:
-        return Plan(f"{', '.join(pending)} wait for a restart", action=clear_previous_command(),
-                    notify=(RESTART,))
+        return Plan(f"{', '.join(pending)} wait for a restart{note}",
+                    action=clear_previous_command(), notify=(RESTART,))
     if differ:
-        return Plan(f"{', '.join(differ)} not in effect yet: reload",
+        return Plan(f"{', '.join(differ)} not in effect yet: reload{note}",
                     action=clear_previous_command(), notify=(RELOAD,))
-    return Plan(f"all {len(wanted)} settings in effect, none waiting for a restart")
+    return Plan(f"all {len(wanted)} settings in effect, none of ours waiting for a restart"
+                f"{note}")
 
 
 def ensure_settings_in_effect(host: Host, settings_for: Callable[[int], dict[str, str]],
@@ -215,7 +221,7 @@ def ensure_settings_in_effect(host: Host, settings_for: Callable[[int], dict[str
     """pg_settings equal to the drop-in and no pending_restart, in the same probe round trip
     (one item of the SQL group): after a change, the handler proves it instead."""
     query = ("SELECT name, setting, coalesce(unit, ''), vartype, pending_restart::text, "
-             "coalesce(sourcefile, '') FROM pg_settings WHERE name IN ("
+             "coalesce(sourcefile, '') FROM pg_settings WHERE pending_restart OR name IN ("
              + ", ".join(quote_literal(name) for name in names) + ") ORDER BY name")
 
     def decide(probed: Probed) -> Plan:

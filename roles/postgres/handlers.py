@@ -5,8 +5,10 @@ Why not a plain ``systemctl restart``: Debian's postgresql@.service is Type=fork
 server that cannot start (``shared_buffers`` beyond what the host can map, ``huge_pages = on``
 without huge pages) can leave the unit "activating" for ever, and the run hangs until the
 command timeout. So the restart is queued (``--no-block``) and polled: done when a NEW
-postmaster (another PID) answers and the unit is active, failed at once when systemd says the
-start failed, failed after START_SECONDS otherwise.
+postmaster (another PID) answers and the unit is active; failed at once when systemd says the
+start failed, or when the unit is still "activating" with pg_ctlcluster gone (ControlPID 0) and
+no postmaster.pid (systemd then waits for a PID file that never comes); failed after
+START_SECONDS otherwise.
 
 Never a half-applied config (DESIGN.md): the config step saves the live drop-in and pg_hba.conf
 into PREVIOUS before it swaps them (save_previous_command). When the reload or restart fails,
@@ -72,8 +74,10 @@ pg_restarted() {{
   old=$(pg_pid); timeout 30 systemctl restart --no-block "$unit" || return 1
   i=0; while [ "$i" -lt {START_SECONDS * 2} ]; do
     state=$(systemctl show -p ActiveState --value "$unit")
-    if [ "$state" = failed ]; then return 1; fi
     new=$(pg_pid)
+    if [ "$state" = failed ]; then return 1; fi
+    if [ "$state" = activating ] && [ -z "$new" ] && \
+       [ "$(systemctl show -p ControlPID --value "$unit")" = 0 ]; then return 1; fi
     if [ "$state" = active ] && [ -n "$new" ] && [ "$new" != "$old" ] && pg_answers; then
       return 0; fi
     i=$((i + 1)); sleep 0.5
@@ -122,8 +126,9 @@ if pg_{verb}; then
   problems=$(pg_problems) && [ -z "$problems" ] && {{ {clear_previous_command()}; exit 0; }}
   printf 'PostgreSQL did not apply its configuration:\\n%s\\n' "$problems"
 else
-  echo "PostgreSQL was not {verb} with the new configuration within {START_SECONDS} s \
-(unit $unit: $(systemctl show -p ActiveState --value "$unit")); the server says:"
+  echo "PostgreSQL was not {verb} with the new configuration (unit $unit is \
+$(systemctl show -p ActiveState --value "$unit"); waited at most {START_SECONDS} s); the \
+server says:"
 fi
 pg_log_tail
 if pg_restore_previous; then
@@ -149,8 +154,8 @@ pglog="/var/log/postgresql/postgresql-$pgver-{CLUSTER}.log"
 logsize=$(stat -c %s "$pglog" 2>/dev/null || echo 0)
 {_FUNCTIONS}
 pg_restarted && exit 0
-echo "PostgreSQL did not start within {START_SECONDS} s (unit $unit: \
-$(systemctl show -p ActiveState --value "$unit")); the server says:"
+echo "PostgreSQL did not start (unit $unit is $(systemctl show -p ActiveState --value \
+"$unit"); waited at most {START_SECONDS} s); the server says:"
 pg_log_tail
 exit 1"""
 

@@ -3,9 +3,11 @@
 Its own machines (pgr1 the db host, pgr2 the only host of group api): one boot, one apt install
 of PostgreSQL. The tests run in order, each from the state the one before left: --check on the
 fresh host, the first run and a second with nothing to do, pg_settings against the computed
-tuning, reload versus restart by the postmaster's PID, a value the server refuses, a client on
-the api host with the role's password, refusals by pg_hba and by the firewall, the password
-nowhere in the server's log or the runs' output, and the spec.
+tuning, reload versus restart by the postmaster's PID, a value the server refuses, one it cannot
+start with (rolled back, serving), shared_buffers beyond the RAM, ALTER SYSTEM overrides, an
+extension typo and a plain-text password refused, a client on the api host with the role's
+password, refusals by pg_hba and by the firewall, the password nowhere in the server's log or
+the runs' output, and the spec.
 """
 
 from __future__ import annotations
@@ -169,6 +171,97 @@ def test_a_value_the_server_rejects_fails_with_its_message_and_it_keeps_serving(
     assert cluster.sql("SELECT 1") == "1"
     assert cluster.postmaster_pid() == before
     assert cluster.provision().exit_code == 0
+
+
+def test_a_value_the_server_cannot_start_with_fails_the_run_and_the_old_settings_serve(
+        cluster: Cluster) -> None:
+    if cluster.ssh(cluster.db, "cat /proc/sys/vm/nr_hugepages").strip() != "0":
+        pytest.skip("this host has huge pages: huge_pages = on would start")
+    before = cluster.sql("SHOW huge_pages")
+    cluster.set_settings({"huge_pages": "on"})  # postgres -C accepts it; the start fails
+
+    failed = cluster.provision()
+    again = cluster.provision()
+    cluster.set_settings({})
+    fixed = cluster.provision()
+
+    for run in (failed, again):  # the next run reports the same problem, never "ok"
+        assert run.exit_code == 1, run.output
+        assert "could not map anonymous shared memory" in run.output
+        assert "The previous conf.d/50-provisioner.conf and pg_hba.conf are back and " \
+            "PostgreSQL runs with them" in run.output
+    assert fixed.exit_code == 0, fixed.output
+    assert cluster.sql("SHOW huge_pages") == before
+    assert cluster.ssh(cluster.db, "systemctl is-active postgresql@$(ls /etc/postgresql)-main"
+                       ).strip() == "active"
+    assert cluster.provision().report["hosts"][cluster.db.name]["changed"] == 0
+
+
+def test_shared_buffers_beyond_the_ram_is_refused_before_anything_changes(
+        cluster: Cluster) -> None:
+    facts = parse_facts(cluster.ssh(cluster.db, f"sh -c {_quote(FACTS_SCRIPT)}"))
+    too_much = f"{2 * facts.memory_bytes // (1 << 30) + 1}GB"
+    before = cluster.ssh(cluster.db, "sudo sh -c 'sha256sum /etc/postgresql/*/main/conf.d/*'")
+    pid = cluster.postmaster_pid()
+    cluster.set_settings({"shared_buffers": too_much})
+
+    run = cluster.provision()
+    cluster.set_settings({})
+
+    assert run.exit_code == 1
+    assert f"postgres_settings.shared_buffers is {too_much}, more than this host's" in run.output
+    assert cluster.ssh(cluster.db, "sudo sh -c 'sha256sum /etc/postgresql/*/main/conf.d/*'") \
+        == before
+    assert cluster.postmaster_pid() == pid
+
+
+def test_settings_alter_system_overrides_are_refused_naming_all_before_a_restart(
+        cluster: Cluster) -> None:
+    pid = cluster.postmaster_pid()
+    cluster.sql("ALTER SYSTEM SET work_mem = '1MB'")
+    cluster.sql("ALTER SYSTEM SET max_connections = '50'")
+    cluster.sql("SELECT pg_reload_conf()")
+    cluster.set_settings({"max_connections": 45})  # a restart-only change of ours is pending
+
+    refused = cluster.provision()
+    cluster.sql("ALTER SYSTEM RESET work_mem")
+    cluster.sql("ALTER SYSTEM RESET max_connections")
+    cluster.sql("SELECT pg_reload_conf()")
+    cluster.set_settings({})
+    cleared = cluster.provision()
+
+    assert refused.exit_code == 1
+    assert "postgresql.auto.conf (ALTER SYSTEM) sets max_connections, work_mem" in refused.output
+    assert "ALTER SYSTEM RESET max_connections; ALTER SYSTEM RESET work_mem;" in refused.output
+    assert cleared.exit_code == 0, cleared.output
+    assert cluster.postmaster_pid() == pid
+
+
+def test_an_extension_the_host_lacks_fails_naming_the_close_match(cluster: Cluster) -> None:
+    def extensions(names: list[str]) -> None:
+        edit_inventory(cluster.inventory, lambda data: data["groups"]["db"]["vars"][
+            "postgres_databases"][0].update({"extensions": names}))
+
+    extensions(["pgcrypto", "uuid-osp"])
+    run = cluster.provision()
+    extensions(["uuid-ossp", "pgcrypto"])
+
+    assert run.exit_code == 1
+    assert "uuid-osp (did you mean uuid-ossp?) not available on this host" in run.output
+    assert cluster.provision().exit_code == 0
+
+
+def test_a_plain_text_password_is_refused_before_contact(cluster: Cluster) -> None:
+    def password(value: Any) -> None:
+        edit_inventory(cluster.inventory, lambda data: data["groups"]["db"]["vars"][
+            "postgres_roles"][0].update({"password": value}))
+
+    password("hunter2hunter2")
+    run = cluster.provision()
+    password({"secret": "host:app_password"})
+
+    assert run.exit_code == 2
+    assert "has its password in plain text" in run.output and "hunter2" not in run.output
 
 
 def test_the_api_host_logs_in_with_the_roles_password_over_tcp(cluster: Cluster) -> None:

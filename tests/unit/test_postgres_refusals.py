@@ -222,6 +222,17 @@ def test_a_restart_the_settings_step_asks_for_forgets_an_older_save() -> None:
     assert plan.action == f"rm -rf {PREVIOUS}"
 
 
+def test_a_restart_someone_elses_change_waits_for_is_reported_not_made() -> None:
+    ours = ("work_mem", "4096", "kB", "integer", "false",
+            "/etc/postgresql/15/main/conf.d/50-provisioner.conf")
+    theirs = ("max_wal_senders", "10", "", "integer", "true", "")
+
+    plan = plan_in_effect((theirs, ours), {"work_mem": "4MB"})
+
+    assert not plan.changes and not plan.notify
+    assert "max_wal_senders wait for a restart that is not ours (not restarted)" in plan.reason
+
+
 def test_the_restart_is_queued_and_polled_for_a_bounded_time_then_rolled_back() -> None:
     action = restart_action()
 
