@@ -327,50 +327,21 @@ def demo(c: Context, count: int = 1, suite: str = "bookworm") -> None:
     raise Exit(code=sandbox.demo(count, suite))
 
 
-SESSION_MACHINE_TESTS = ("tests/integration/test_connection.py",
-                         "tests/integration/test_connection_reuse.py",
-                         "tests/integration/test_provision.py")
-"""The integration tests on the session's two machines, whose suite and image variant
-PROVISIONER_TEST_SUITE and PROVISIONER_TEST_VARIANT choose; the other modules boot their own."""
-
-INTEGRATION_TARGETS: tuple[tuple[dict[str, str], tuple[str, ...]], ...] = (
-    ({"PROVISIONER_TEST_SUITE": "bookworm"}, ("tests/integration",)),
-    ({"PROVISIONER_TEST_SUITE": "trixie"},
-     (*SESSION_MACHINE_TESTS, "tests/integration/test_postgres.py")),
-    ({"PROVISIONER_TEST_VARIANT": "minimal"}, SESSION_MACHINE_TESTS),
-)
-"""Where `invoke test` runs which integration tests (README, Tests): all on Debian 12; the
-session-machine tests (and PostgreSQL 17's) on Debian 13 and (without it) the minimal image."""
-
-
 @task(help={"unit": "Only the unit tests (no sandbox machines).",
             "pytest_args": "Extra arguments for pytest (every integration run)."})
 def test(c: Context, unit: bool = False, pytest_args: str = "") -> None:
     """Run the tests: lint, types, unit tests, integration tests on sandbox machines, bench smoke.
 
-    The integration tests run on Debian 12, Debian 13 and the minimal image in turn
-    (INTEGRATION_TARGETS); with PROVISIONER_TEST_SUITE or PROVISIONER_TEST_VARIANT set they run
-    once, all of them, on that target only.
+    The integration tests run on Debian 12, and beside it on Debian 13 and the minimal image
+    (provisioner/cli/suite.py); with PROVISIONER_TEST_SUITE or PROVISIONER_TEST_VARIANT set
+    they run once, all of them, on that target only.
 
     Example: invoke test --unit
     """
-    python = sys.executable
-    steps: list[tuple[dict[str, str], list[str]]] = [
-        ({}, [python, "-m", "ruff", "check", "."]),
-        ({}, [python, "-m", "mypy"]),
-        ({}, [python, "-m", "pytest", "tests/unit", "-q"]),
-    ]
-    if not unit:
-        integration = [python, "-m", "pytest", "-m", "integration", "-v", *pytest_args.split()]
-        chosen = {"PROVISIONER_TEST_SUITE", "PROVISIONER_TEST_VARIANT"} & set(os.environ)
-        targets = [({}, ("tests/integration",))] if chosen else INTEGRATION_TARGETS
-        steps += [(env, [*integration, *selection]) for env, selection in targets]
-        steps.append(({}, [python, "-m", "benchmarks.run", "--reps", "1", "--smoke"]))
-    for env, command in steps:
-        print("$ " + " ".join([*(f"{key}={value}" for key, value in env.items()), *command]),
-              flush=True)
-        if subprocess.run(command, env={**os.environ, **env}, check=False).returncode != 0:
-            raise Exit(code=1)
+    from provisioner.cli import suite
+
+    if not suite.run_suite(unit, pytest_args):
+        raise Exit(code=1)
 
 
 @task(klass=FlagTask, help={"reps": "Alternated repetitions per scenario (default 5).",

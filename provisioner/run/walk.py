@@ -36,7 +36,6 @@ from provisioner.run.safeguards import (
     pending_probe,
 )
 from provisioner.secrets.redaction import redact, redact_diff
-from provisioner.secrets.values import Secret
 from provisioner.step import GroupedProbe, Plan, Probed, ProbeUnreadable, Refused, Step
 from provisioner.transport.remote import RemoteShell
 
@@ -92,9 +91,9 @@ class HostWalk:
         self._pending: list[tuple[str, str]] = []
         #: Handlers an earlier run recorded and never ran: role -> handler -> notifier.
         self._pending_handlers: dict[str, dict[str, str]] = {}
-        #: What is masked in everything shown: the host's secrets and those steps add (a
-        #: password quoted as an SQL literal, which the server's messages echo).
-        self._secrets = tuple(dict.fromkeys(
+        #: What is masked in everything shown: the host's secrets, those steps add (a password
+        #: quoted as an SQL literal, which the server's messages echo) and what they read.
+        self.secrets = tuple(dict.fromkeys(
             (*host.secrets, *(secret for _, step in self.flat for secret in step.secrets))))
 
     def probe_all(self, lead: str | None = None) -> Probed | None:
@@ -113,11 +112,6 @@ class HostWalk:
             self._pending_handlers = notifications.parse_pending(result.probes[1].output)
         answers = result.probes[len(leads):]
         return answers[0] if lead is not None and answers else None
-
-    @property
-    def secrets(self) -> tuple[Secret, ...]:
-        """Everything masked so far: the inventory's secrets and what steps read on the host."""
-        return self._secrets
 
     def run(self) -> bool:
         """Walk every role; returns False when a step failed (the walk stops there).
@@ -189,7 +183,7 @@ class HostWalk:
                                         f"{', '.join(undeclared)}, which the step does not "
                                         "declare in its notify (a bug in the role)"), started)
             return None
-        label = self._redact(step.label) or ""
+        label = self._redact(step.label)
         for name in names:
             self.state.notified.setdefault(name, []).append(label)
         if not names or self.host.check or plan.action is None:
@@ -235,14 +229,13 @@ class HostWalk:
             return Change.refusal(step.label, str(error))
         except ProbeUnreadable as error:
             if self.host.check and self.state.last_pending:
-                # A step that names what it waits for is right; the last pending step is only
-                # a guess at it.
+                # A step naming what it waits for is right; the last pending one is a guess.
                 own = str(error).startswith("would change after")
                 return Change.made(step.label, str(error) if own else
                                    f"would change after {self.state.last_pending} ({error})")
             return Change.failure(step.label, str(error))
         # Values a step read on the host (a host secret) are masked from here on, everywhere.
-        self._secrets = tuple(dict.fromkeys((*self._secrets, *plan.secrets)))
+        self.secrets = tuple(dict.fromkeys((*self.secrets, *plan.secrets)))
         return plan
 
     def _act(self, position: int, step: Step, plan: Plan, started: float) -> bool:
@@ -261,7 +254,7 @@ class HostWalk:
         if outcome is None or outcome.exit_code != 0:
             code = "no result: host output cut off" if outcome is None else \
                 f"exit {outcome.exit_code}"
-            output = self._redact(outcome.output if outcome else "") or ""
+            output = self._redact(outcome.output if outcome else "")
             tail = "\n".join(output.rstrip().splitlines()[-10:])
             self._report(Change.failure(step.label, f"{plan.reason}: action failed ({code}): "
                                         f"{tail}"), started)
@@ -385,7 +378,7 @@ class HostWalk:
             def heard(line: str) -> None:
                 text = progress_text(script, line)
                 if text is not None:
-                    tell(label, self._redact(text) or "")
+                    tell(label, self._redact(text))
         output = self.connection.run_script(script.text, timeout=timeout,
                                             stderr_lines=heard).stdout
         result = parse_batch(script, output)
@@ -397,11 +390,10 @@ class HostWalk:
         """Hand on a Change with every secret value masked, wherever a role put it."""
         if change.failed:
             self.state.failed = True
-        if self._secrets:
-            change = replace(change, label=self._redact(change.label) or "",
-                             reason=self._redact(change.reason) or "",
-                             diff=change.diff and redact_diff(change.diff, self._secrets))
+        if self.secrets:
+            change = replace(change, label=self._redact(change.label), reason=self._redact(
+                change.reason), diff=change.diff and redact_diff(change.diff, self.secrets))
         self.on_change(replace(change, duration=time.monotonic() - started))
 
-    def _redact(self, text: str | None) -> str | None:
-        return redact(text, self._secrets) if text else text
+    def _redact(self, text: str) -> str:
+        return redact(text, self.secrets) if text else text

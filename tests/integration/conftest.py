@@ -28,6 +28,10 @@ from provisioner.transport.kept_logins import close_keepers
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SUITE = os.environ.get("PROVISIONER_TEST_SUITE", "bookworm")
 VARIANT = os.environ.get("PROVISIONER_TEST_VARIANT", "standard")
+#: Appended to every machine prefix on a target other than Debian 12's standard image, so the
+#: targets `invoke test` runs side by side never boot, use or remove each other's machines.
+TARGET_TAG = ("" if SUITE == "bookworm" else SUITE[0]) + ("" if VARIANT == "standard"
+                                                          else VARIANT[0])
 CONTROLLER_ADDRESS = "10.77.0.1"
 #: Roles that exist only for the tests, run through PROVISIONER_ROLES_PATH.
 TEST_ROLES = PROJECT_ROOT / "tests" / "integration" / "roles"
@@ -128,7 +132,8 @@ def own_machines(tmp_path_factory: pytest.TempPathFactory, prefix: str, count: i
     end their kept logins close and they are removed (unless PROVISIONER_KEEP_SANDBOX)."""
     os.environ.setdefault("PROVISIONER_RUNTIME_DIR", str(tmp_path_factory.mktemp("kept")))
     os.environ.setdefault("PROVISIONER_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-    booted = sandbox.up(count=count, suite=SUITE, prefix=prefix, progress=print, variant=variant)
+    booted = sandbox.up(count=count, suite=SUITE, prefix=prefix + TARGET_TAG, progress=print,
+                        variant=variant)
     inventory = tmp_path_factory.mktemp(prefix) / "inventory.yml"
     sandbox.write_inventory(booted, inventory)
     try:
@@ -145,11 +150,16 @@ def machines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     # hosts' remembered facts (a machine booted again under the same name starts unknown).
     os.environ["PROVISIONER_RUNTIME_DIR"] = str(tmp_path_factory.mktemp("kept"))
     os.environ["PROVISIONER_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
-    booted = sandbox.up(count=2, suite=SUITE, prefix="it", progress=print, variant=VARIANT)
+    booted = sandbox.up(count=2, suite=SUITE, prefix="it" + TARGET_TAG, progress=print,
+                        variant=VARIANT)
     by_name = {machine.name: machine for machine in booted}
+    target, peer = by_name[f"it{TARGET_TAG}1"], by_name[f"it{TARGET_TAG}2"]
     inventory = tmp_path_factory.mktemp("sandbox") / "inventory.yml"
-    write_test_inventory([by_name["it1"], by_name["it2"]], inventory)
-    yield Sandbox(by_name["it1"], by_name["it2"], inventory)
+    write_test_inventory([target, peer], inventory)
+    # The tests name the hosts it1 and it2 on every target, whatever the machines are called.
+    edit_inventory(inventory, lambda data: data.update(hosts={
+        "it1": data["hosts"][target.name], "it2": data["hosts"][peer.name]}))
+    yield Sandbox(target, peer, inventory)
     close_keepers()
     if not os.environ.get("PROVISIONER_KEEP_SANDBOX"):
         sandbox.down(list(by_name))

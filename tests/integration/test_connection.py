@@ -65,7 +65,7 @@ def test_host_is_reached_through_a_jump_host(machines: Sandbox) -> None:
     through_peer = machines.variant("jump.yml", jump_host=f"admin@{machines.peer.address}:22")
     run = machines.invoke("facts", "--host", "it1", inventory=through_peer)
     assert run.exit_code == 0, run.output
-    assert re.search(r"hostname\s+it1", run.output), run.output
+    assert re.search(rf"hostname\s+{machines.target.name}\b", run.output), run.output
 
 
 PASSWORD_USER = (

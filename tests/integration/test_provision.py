@@ -82,7 +82,7 @@ def forge_remembered_memory(machine_name: str) -> None:
 
 def test_facts_that_changed_since_the_last_run_are_gathered_again_before_deciding(
         machines: Sandbox) -> None:
-    forge_remembered_memory("it1")
+    forge_remembered_memory(machines.target.name)
 
     run = machines.invoke("provision", "--host", "it1")
     again = machines.invoke("provision", "--host", "it1")

@@ -1,0 +1,116 @@
+"""What ``invoke test`` runs: lint, types, unit tests, the integration tests on each sandbox
+target, the benchmark smoke.
+
+The integration targets run side by side: Debian 12 (every module) in the foreground, Debian 13
+and the minimal image one after the other beside it, their output kept in a log and shown when
+they end. Most of an integration run is spent waiting on the machines (apt, service starts,
+timers), so two at once share two cores without doubling anyone's time. Each target's machines
+carry a name tag of their own (tests/integration/conftest.py), so they never meet.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SESSION_MACHINE_TESTS = ("tests/integration/test_connection.py",
+                         "tests/integration/test_connection_reuse.py",
+                         "tests/integration/test_provision.py")
+"""The integration tests on the session's two machines, whose suite and image variant
+PROVISIONER_TEST_SUITE and PROVISIONER_TEST_VARIANT choose; the other modules boot their own."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """One integration run: its environment and the test paths it runs."""
+
+    environment: Mapping[str, str]
+    paths: tuple[str, ...]
+
+
+FOREGROUND = Target({"PROVISIONER_TEST_SUITE": "bookworm"}, ("tests/integration",))
+BESIDE = (
+    Target({"PROVISIONER_TEST_SUITE": "trixie"},
+           (*SESSION_MACHINE_TESTS, "tests/integration/test_postgres.py")),
+    Target({"PROVISIONER_TEST_VARIANT": "minimal"}, SESSION_MACHINE_TESTS),
+)
+"""Where `invoke test` runs which integration tests (README, Tests): all on Debian 12; the
+session-machine tests (and PostgreSQL 17's) on Debian 13 and (without it) the minimal image."""
+
+
+@dataclass
+class Outcome:
+    """How the targets run beside the foreground ended."""
+
+    failed: list[str] = field(default_factory=list)
+    logs: list[tuple[str, Path, float]] = field(default_factory=list)
+
+
+def shown(environment: Mapping[str, str], command: Sequence[str]) -> str:
+    return "$ " + " ".join([*(f"{key}={value}" for key, value in environment.items()), *command])
+
+
+def run_step(environment: Mapping[str, str], command: Sequence[str]) -> bool:
+    print(shown(environment, command), flush=True)
+    return subprocess.run(command, env={**os.environ, **environment}, check=False).returncode == 0
+
+
+def run_beside(targets: Sequence[Target], pytest: Sequence[str], logs: Path,
+               outcome: Outcome) -> None:
+    """Each target in turn, its output into a log of its own."""
+    for number, target in enumerate(targets, start=1):
+        command = [*pytest, *target.paths]
+        log = logs / f"integration-{number}.log"
+        started = time.monotonic()
+        with log.open("w") as out:
+            out.write(shown(target.environment, command) + "\n")
+            out.flush()
+            code = subprocess.run(command, env={**os.environ, **target.environment},
+                                  stdout=out, stderr=subprocess.STDOUT, check=False).returncode
+        outcome.logs.append((shown(target.environment, command), log,
+                             time.monotonic() - started))
+        if code != 0:
+            outcome.failed.append(shown(target.environment, command))
+
+
+def run_integration(pytest: Sequence[str]) -> bool:
+    """The foreground target here, the others beside it; every log shown, True when all pass."""
+    with tempfile.TemporaryDirectory(prefix="provisioner-suite-") as directory:
+        outcome = Outcome()
+        names = ", ".join(" ".join(target.environment.values()) for target in BESIDE)
+        print(f"# beside the Debian 12 run: {names} (their output follows it)", flush=True)
+        beside = threading.Thread(target=run_beside,
+                                  args=(BESIDE, pytest, Path(directory), outcome))
+        beside.start()
+        foreground = run_step(FOREGROUND.environment, [*pytest, *FOREGROUND.paths])
+        beside.join()
+        for command, log, seconds in outcome.logs:
+            print(f"{command}   # ran beside, {seconds:.0f} s", flush=True)
+            print(log.read_text(), end="", flush=True)
+        for command in outcome.failed:
+            print(f"FAILED: {command}", flush=True)
+        return foreground and not outcome.failed
+
+
+def run_suite(unit: bool, pytest_args: str) -> bool:
+    """Everything ``invoke test`` runs, in order; stops at the first step that fails."""
+    python = sys.executable
+    for command in ([python, "-m", "ruff", "check", "."], [python, "-m", "mypy"],
+                    [python, "-m", "pytest", "tests/unit", "-q"]):
+        if not run_step({}, command):
+            return False
+    if unit:
+        return True
+    pytest = [python, "-m", "pytest", "-m", "integration", "-v", *pytest_args.split()]
+    if {"PROVISIONER_TEST_SUITE", "PROVISIONER_TEST_VARIANT"} & set(os.environ):
+        passed = run_step({}, [*pytest, "tests/integration"])
+    else:
+        passed = run_integration(pytest)
+    return passed and run_step({}, [python, "-m", "benchmarks.run", "--reps", "1", "--smoke"])
