@@ -1,0 +1,88 @@
+"""The full stack on one machine (fs1), as a database host of a small team would run it: the
+sandbox's base roles (hardening, ufw, fail2ban) and the data tier (postgres, pgbouncer,
+backups) together.
+
+Each role's own module proves it alone; this one proves they live together: the second run
+changes nothing (a breaker found postgres installing cron after hardening had tightened cron's
+modes, so every second run changed /etc/crontab again), a converged no-op costs one round trip,
+and every role's spec passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from provisioner import sandbox
+from tests.integration.conftest import (
+    Invocation,
+    edit_inventory,
+    invoke_task,
+    own_machines,
+    root_output,
+    write_test_inventory,
+)
+
+pytestmark = pytest.mark.integration
+
+DATA_TIER: dict[str, Any] = {
+    "host_secrets": {"app_password": {"kind": "password", "length": 32}},
+    "postgres_roles": [{"name": "app", "password": {"secret": "host:app_password"}}],
+    "postgres_databases": [{"name": "app", "owner": "app"}],
+    "postgres_maintenance": True,
+}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[sandbox.Machine, Path]]:
+    with own_machines(tmp_path_factory, "fs") as ((machine,), inventory):
+        write_test_inventory([machine], inventory)
+        edit_inventory(inventory, lambda data: data["hosts"][machine.name].update(
+            roles=["postgres", "pgbouncer", "backups"], vars=DATA_TIER))
+        yield machine, inventory
+
+
+def provision(stack: tuple[sandbox.Machine, Path], *arguments: str) -> Invocation:
+    machine, inventory = stack
+    return invoke_task("provision", "--host", machine.name, *arguments, inventory=inventory,
+                       report=inventory.parent / "report.json")
+
+
+def outcome(run: Invocation, name: str) -> tuple[int, int]:
+    result = run.report["hosts"][name]
+    return result["changed"], result["round_trips"]
+
+
+def test_the_stack_converges_and_its_second_run_changes_nothing(
+        stack: tuple[sandbox.Machine, Path]) -> None:
+    machine, _ = stack
+    first = provision(stack)
+    assert first.exit_code == 0, first.output
+
+    second = provision(stack)
+
+    assert second.exit_code == 0, second.output
+    changed = [step["label"] for step in second.report["hosts"][machine.name]["steps"]
+               if step["status"] == "changed"]
+    assert changed == [], second.output
+    assert root_output(machine, "stat -c %a /etc/crontab").strip() == "600"
+
+
+def test_a_converged_no_op_costs_one_round_trip(stack: tuple[sandbox.Machine, Path]) -> None:
+    machine, _ = stack
+
+    again = provision(stack)
+
+    assert outcome(again, machine.name) == (0, 1), again.output
+
+
+def test_every_roles_spec_passes_on_the_stack(stack: tuple[sandbox.Machine, Path]) -> None:
+    machine, inventory = stack
+
+    verified = invoke_task("verify", "--host", machine.name, inventory=inventory,
+                           report=inventory.parent / "verify.json", timeout=600)
+
+    assert verified.exit_code == 0, verified.output[-3000:]
