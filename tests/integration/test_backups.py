@@ -157,10 +157,12 @@ def backups(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backups]:
         host_key = admin_ssh(vault, "cat /etc/ssh/ssh_host_ed25519_key.pub").stdout.split()
 
         def describe(data: dict[str, Any]) -> None:
-            data["groups"] = {"db": {"roles": ["postgres", "backups"]},
+            data["groups"] = {"db": {"roles": ["postgres", "pgbouncer", "backups"]},
                               "backup": {"roles": ["backup_target"]}}
             data["hosts"][db.name].update(groups=["db"], vars={
-                "postgres_roles": [{"name": "app", "login": False}],
+                "host_secrets": {"db_password": {"kind": "password", "length": 32}},
+                "postgres_roles": [{"name": "app", "login": True,
+                                    "password": {"secret": "host:db_password"}}],
                 "postgres_databases": [{"name": "app", "owner": "app"}],
                 "postgres_maintenance": False,
                 "backups_offhost": {"host": vault.name,
@@ -266,6 +268,65 @@ def test_replace_swaps_the_live_database_for_the_archive(backups: Backups) -> No
     assert backups.sql("SELECT count(*) FROM items") == "250"
     assert "provisioner_restore" not in backups.sql("SELECT string_agg(datname, ' ') FROM "
                                                     "pg_database", database="postgres")
+
+
+#: On the db host, as root: four clients connecting through PgBouncer as app and counting the
+#: items, one attempt after another without pause (so some land in the moment the database is
+#: swapped), one line each: start and end on the host's clock, which is the controller's (the
+#: sandbox shares its kernel), and ok/fail; until the stop file appears.
+CLIENT_LOOP = (
+    "rm -f /tmp/loop.stop /tmp/loop.log; pw=$(cat /etc/provisioner/secrets/db_password); "
+    "for client in 1 2 3 4; do ( while [ ! -e /tmp/loop.stop ]; do s=$(date +%s.%N); "
+    "if PGPASSWORD=$pw psql -X -A -t -w 'host=127.0.0.1 port=6432 user=app dbname=app "
+    "connect_timeout=30' -c 'SELECT count(*) FROM items' >/dev/null 2>&1; then r=ok; "
+    "else r=fail; fi; echo \"$s $(date +%s.%N) $r\" >> /tmp/loop.log; done ) & done; wait")
+
+
+@dataclass
+class Attempts:
+    """The clients' attempts around one restore: (seconds taken, ok/fail) of those begun once
+    it had ended, and the longest of all that ended after it began."""
+
+    after: list[tuple[float, str]]
+    longest: float
+
+
+def restore_under_clients(backups: Backups, archive: str) -> Attempts:
+    """A restore --replace while clients connect through PgBouncer again and again."""
+    loop = subprocess.Popen([*sandbox.ssh_argv(backups.db, "admin"), "-o", "BatchMode=yes",
+                             f"sudo -n sh -c {quote(CLIENT_LOOP)}"])
+    time.sleep(2)
+    began = time.time()
+    code, shown = backups.task("restore", backups.db.name, f"{archive}/app.dump", "", True)
+    finished = time.time()
+    time.sleep(20)
+    backups.root("touch /tmp/loop.stop")
+    loop.wait(timeout=60)
+    assert code == 0, shown
+    attempts = [(float(start), float(end), result) for start, end, result in (
+        line.split() for line in backups.root("cat /tmp/loop.log").splitlines())]
+    return Attempts([(end - start, result) for start, end, result in attempts
+                     if start > finished],
+                    max(end - start for start, end, _ in attempts if end > began))
+
+
+def test_pgbouncer_clients_are_served_at_once_after_a_replacing_restore(
+        backups: Backups) -> None:
+    (archive,) = backups.archives()
+    config = "/etc/provisioner-backup/config"
+    backups.root(f"sed -i 's/^PGBOUNCER_PORT=.*/PGBOUNCER_PORT=/' {config}")
+    try:
+        untold = restore_under_clients(backups, archive)  # as before: PgBouncer not told
+    finally:
+        backups.root(f"sed -i 's/^PGBOUNCER_PORT=.*/PGBOUNCER_PORT=6432/' {config}")
+    told = restore_under_clients(backups, archive)
+
+    for name, seen in (("not told", untold), ("told", told)):
+        print(f"PgBouncer {name}: longest attempt {seen.longest:.1f} s; after the restore "
+              f"{len(seen.after)} attempts, {sum(r == 'fail' for _, r in seen.after)} failed, "
+              f"longest {max(took for took, _ in seen.after):.1f} s")
+    assert told.after and {result for _, result in told.after} == {"ok"}, told
+    assert told.longest < 3, told
 
 
 def test_a_file_that_is_not_an_archive_is_refused_by_the_host(backups: Backups) -> None:
