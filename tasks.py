@@ -240,7 +240,8 @@ def host_program_task(name: str, work: str, summary: str, example: str) -> Task[
 
 
 backup_now = host_program_task(
-    "now", "now", "Dump every managed database and the globals now (and copy them off the host).",
+    "now", "now", "Dump every managed database and the globals now (and copy them off the host), "
+    "as a systemd unit that finishes even if the connection drops.",
     "invoke backup.now --host db1")
 backup_list = host_program_task(
     "list", "list_archives", "List each host's archives, newest first, and its last runs' "

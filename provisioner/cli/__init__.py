@@ -18,7 +18,7 @@ import yaml
 
 from provisioner.content.roles import PROJECT_ROOT, Role, available_roles, load_role
 from provisioner.content.templates import template_variables
-from provisioner.content.variables import kind_name, same_kind
+from provisioner.content.variables import kind_name, same_kind, unquoted_time_hint
 from provisioner.errors import InventoryError, ProvisionerError
 from provisioner.facts import Facts
 from provisioner.inventory.hosts import HostConfig, Inventory
@@ -200,7 +200,7 @@ def _wrong_type(path: Path, origin: str, key: str, value: Any, default: Any,
     got = ("nothing (an empty YAML value?)" if value is None
            else f"{kind_name(value)} {_short(value)}")
     problem = (f"should be {kind_name(default)} like its default in {role.path / 'defaults.yml'} "
-               f"({_short(default)}), got {got}.")
+               f"({_short(default)}), got {got}.{unquoted_time_hint(key, default, value)}")
     if origin == "--set":
         return ProvisionerError(f"--set {key}: {problem}")
     return InventoryError(str(path), f"{origin}.{key}", problem)

@@ -8,6 +8,7 @@ mistake, a declared default of ``null`` marks a variable the inventory must set.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -91,7 +92,19 @@ def _check_values(role: Role, merged: Mapping[str, Any], origin: str) -> None:
         if default is not None and not same_kind(default, value):
             raise RoleError(f"{origin}: variable {key!r} should be {kind_name(default)} like its "
                             f"default in {role.path / 'defaults.yml'}, got {kind_name(value)}"
-                            f"{'' if isinstance(value, dict | list) else f' {value!r}'}.")
+                            f"{'' if isinstance(value, dict | list) else f' {value!r}'}."
+                            + unquoted_time_hint(key, default, value))
+
+
+def unquoted_time_hint(key: str, default: Any, value: Any) -> str:
+    """YAML 1.1 reads an unquoted 02:00 as the number 120 (base 60): where a time is wanted,
+    say so, with the value written as the user meant it."""
+    if not (isinstance(default, str) and re.fullmatch(r"\d{1,2}:\d{2}(:\d{2})?", default)
+            and isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+        return ""
+    hours, minutes = divmod(value, 60)
+    return (f" YAML reads an unquoted time such as {hours:02d}:{minutes:02d} as a number of "
+            f"minutes: write it quoted, {key}: \"{hours:02d}:{minutes:02d}\".")
 
 
 def same_kind(default: Any, value: Any) -> bool:

@@ -89,3 +89,21 @@ def test_a_dump_directory_the_role_would_take_from_the_system_is_refused(
         tmp_path: Path, directory: str) -> None:
     with pytest.raises(ProvisionerError, match="never a system directory or a home"):
         jobs_for(tmp_path, with_db_vars(backups_directory=directory))
+
+
+
+def test_an_unquoted_time_is_read_back_as_the_time_it_was(tmp_path: Path) -> None:
+    """YAML 1.1 reads `backups_schedule: 3:30` as 210 (base 60): the message says to quote it,
+    in the user's own words, not only that a number is not a string."""
+    (tmp_path / "key").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nx\n"
+                                  "-----END OPENSSH PRIVATE KEY-----\n")
+    path = tmp_path / "inventory.yml"
+    text = yaml.safe_dump(GOOD, sort_keys=False)
+    path.write_text(text.replace("      host_secrets:", "      backups_schedule: 3:30\n"
+                                 "      host_secrets:", 1))
+
+    with pytest.raises(ProvisionerError) as caught:
+        cli.select_jobs(cli.load(str(path)), "", "", RunOptions())
+
+    assert "groups.db.vars.backups_schedule" in str(caught.value)
+    assert 'write it quoted, backups_schedule: "03:30"' in str(caught.value)
