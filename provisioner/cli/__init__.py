@@ -22,7 +22,7 @@ from provisioner.content.variables import kind_name, same_kind, unquoted_time_hi
 from provisioner.errors import InventoryError, ProvisionerError
 from provisioner.facts import Facts
 from provisioner.inventory.hosts import HostConfig, Inventory
-from provisioner.inventory.loader import load_inventory
+from provisioner.inventory.loader import forget_validation, load_inventory
 from provisioner.inventory.view import InventoryView
 from provisioner.login_keys import key_file_problem
 from provisioner.output.console import ConsoleReport
@@ -113,13 +113,18 @@ def selection(host: str | None, group: str | None) -> tuple[str, str]:
 
 def select_jobs(inventory: Inventory, hosts: str, group: str,
                 options: RunOptions) -> list[HostJob]:
-    """The selected hosts' jobs, every variable checked where the user wrote it first."""
-    chosen = selected_hosts(inventory, hosts, group)
-    check_identity_files(inventory, chosen)
-    roles = _roles_of(chosen, options)
-    check_cli_variable_names(inventory, chosen, roles)
-    check_variable_types(inventory, chosen, roles, options.roles)
-    return prepare(chosen, options, InventoryView.of(inventory))
+    """The selected hosts' jobs, every variable checked where the user wrote it first; an
+    inventory refused here is not kept in the validation cache (it may hold a secret as text)."""
+    try:
+        chosen = selected_hosts(inventory, hosts, group)
+        check_identity_files(inventory, chosen)
+        roles = _roles_of(chosen, options)
+        check_cli_variable_names(inventory, chosen, roles)
+        check_variable_types(inventory, chosen, roles, options.roles)
+        return prepare(chosen, options, InventoryView.of(inventory))
+    except ProvisionerError:
+        forget_validation(inventory.path)
+        raise
 
 
 def check_identity_files(inventory: Inventory, chosen: Sequence[HostConfig]) -> None:

@@ -90,6 +90,14 @@ class SecretUnreadable(InventoryError):
     file not there): an error only for a run that selects its host."""
 
 
+def forget_validation(path: Path) -> None:
+    """The inventory at path was refused by a check after the schema: keep no cached copy."""
+    try:
+        validation_cache.forget(path.read_text(encoding="utf-8"), VALIDATOR_SOURCES)
+    except (OSError, UnicodeDecodeError):
+        return
+
+
 def _unread_secret(reference: str, base_dir: Path) -> Secret:
     return Secret("", reference)
 

@@ -7,7 +7,9 @@ the source of everything that decides validity (the schema module, the YAML load
 installed pydantic's version), so any edit to the file or to those misses the cache and is
 validated afresh. Only successful validations are stored: a broken inventory always produces
 its error from the validator itself. Secret values never reach the cache (the file holds only
-references); entries are 0600 in a 0700 directory. The cache is an optimisation only: an
+references), and an inventory a later check refuses before contact (a secret written as text
+among them) is forgotten again, so the cache keeps no copy of it; entries are 0600 in a 0700
+directory. The cache is an optimisation only: an
 unreadable, corrupt or unwritable cache falls back to validating.
 """
 
@@ -51,6 +53,14 @@ def validated(text: str, validator_sources: Sequence[Path],
     document = validate()
     _write(entry, document)
     return document
+
+
+def forget(text: str, validator_sources: Sequence[Path]) -> None:
+    """Remove the entry for this text: its inventory was refused after the schema passed it."""
+    try:
+        _entry_path(fingerprint(text, validator_sources)).unlink(missing_ok=True)
+    except OSError:
+        return
 
 
 def _entry_path(key: str) -> Path:

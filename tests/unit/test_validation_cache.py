@@ -170,3 +170,23 @@ def test_every_module_whose_code_decides_a_cached_document_is_part_of_the_key(
     source = Path(inspect.getsourcefile(decides) or "")  # type: ignore[arg-type]
 
     assert source.resolve() in {path.resolve() for path in inventory_module.VALIDATOR_SOURCES}
+
+
+def test_an_inventory_refused_after_the_schema_leaves_no_cached_copy(
+        tmp_path: Path, private_cache_directory: Path) -> None:
+    """A secret written as text passes the schema but not the role's check: the cache must not
+    keep the copy of it that the schema's pass wrote."""
+    from provisioner import cli
+    from provisioner.errors import ProvisionerError
+    from provisioner.run.engine import RunOptions
+
+    path = tmp_path / "inventory.yml"
+    path.write_text("hosts:\n  web1: {address: 10.0.0.1, roles: [ufw], vars: "
+                    "{ufw_default_incoming: 42}}\n")
+    inventory = load_inventory(path, ("ufw",))
+    assert len(entries(private_cache_directory)) == 1
+
+    with pytest.raises(ProvisionerError):
+        cli.select_jobs(inventory, "", "", RunOptions())
+
+    assert entries(private_cache_directory) == []
