@@ -53,12 +53,17 @@ def read_clients(entries: Sequence[Any]) -> list[Client]:
 
 #: The forced command of every client key: rrsync, add-only (role.py's docstring says how).
 RECEIVE = "/usr/local/sbin/provisioner-backup-target receive"
+#: Where the backup host keeps what only it writes: per client, the ledger of arrivals (the
+#: account's, outside the directory its key reaches), and the last pruning's result (root's).
+STATE = "/var/lib/provisioner-backup-target"
 
 
 def authorized_line(client: Client, address: str, variables: Mapping[str, Any]) -> str:
     """One client's key: from its address only, able only to add files to its own directory."""
     directory = f"{variables['backup_target_directory']}/{client.host}"
-    return f'restrict,from="{address}",command="{RECEIVE} {directory}" {client.public_key}\n'
+    ledger = f"{STATE}/{client.host}/ledger"
+    return (f'restrict,from="{address}",command="{RECEIVE} {directory} {ledger}" '
+            f"{client.public_key}\n")
 
 
 def client_address(inventory: InventoryView, name: str) -> str:

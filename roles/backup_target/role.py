@@ -9,7 +9,12 @@ database host can only add archives: it can neither delete nor overwrite one, re
 reach another client's, nor get a shell, so a compromised database host cannot erase its
 backups (a breaker's ``rsync --delete`` with the client key did). Retention is this host's
 own: a timer runs ``provisioner-backup-target prune``, the backups role's rule with this host's
-counts. The home and its ``.ssh`` belong to root, so no client can change the keys. With age on
+counts, applied to the times archives arrived (a ledger only the forced command writes, outside
+the client's directory), never to the names the client chose: a breaker's uploads named 2099
+made the prune delete every real copy. The forced command takes one archive directory per
+upload, refuses a name that does not parse or is dated in the future, and refuses any write into
+an archive that arrived complete; a half upload is no archive until it completes. The home and
+its ``.ssh`` belong to root, so no client can change the keys. With age on
 the database host's side, what lands here is ciphertext only.
 """
 
@@ -30,6 +35,7 @@ from provisioner.ops.users import ensure_user
 from provisioner.step import Handler, Step
 from roles.backup_target.clients import (
     ABSOLUTE_PATH,
+    STATE,
     USER_NAME,
     authorized_line,
     client_address,
@@ -59,8 +65,11 @@ def steps(host: Host) -> Iterator[Step]:
              for client in clients]
     yield ensure_file(host, f"{home}/.ssh/authorized_keys", "".join(lines), mode=0o644,
                       label=f"file {home}/.ssh/authorized_keys [controls §10]")
+    yield ensure_directory(host, STATE, mode=0o755)
     for client in clients:
         yield ensure_directory(host, f"{home}/{client.host}", owner=user, group=user,
+                               mode=0o700)
+        yield ensure_directory(host, f"{STATE}/{client.host}", owner=user, group=user,
                                mode=0o700)
     yield from pruning_steps(host, [client.host for client in clients])
 

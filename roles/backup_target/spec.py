@@ -39,6 +39,16 @@ def test_the_copies_are_pruned_by_this_hosts_own_timer(host: Any) -> None:
     assert timer.is_enabled and timer.is_running
 
 
+def test_the_last_pruning_succeeded_and_found_nothing_odd(host: Any) -> None:
+    record = host.file("/var/lib/provisioner-backup-target/last-prune")
+    if not record.exists:
+        return  # not run yet
+    fields = dict(line.split("=", 1) for line in record.content_string.splitlines() if "=" in line)
+    assert fields.get("result") == "ok", (
+        f"the backup host's last pruning ({fields.get('time')}) ended {fields.get('result')}: "
+        f"{fields.get('reason')} (journalctl -u provisioner-backup-target-prune.service)")
+
+
 def test_every_client_has_a_private_directory(host: Any, role_vars: dict[str, Any]) -> None:
     for client in role_vars["backup_target_clients"]:
         directory = host.file(f"{role_vars['backup_target_directory']}/{client['host']}")

@@ -123,10 +123,11 @@ def offhost_steps(host: Host, offhost: Offhost | None) -> Iterator[Step]:
 def timer_steps(host: Host, settings: Settings) -> Iterator[Step]:
     schedules = {"now": settings.schedule.on_calendar,
                  "verify": settings.verify_schedule.on_calendar}
+    hours = host.vars["backups_run_timeout_hours"]
     for unit, command in UNITS:
         yield ensure_template(host, f"/etc/systemd/system/{unit}.service",
                               "etc/systemd/system/provisioner-backup.service.j2",
-                              notify=[DAEMON_RELOAD], command=command)
+                              notify=[DAEMON_RELOAD], command=command, timeout_hours=hours)
         yield ensure_template(host, f"/etc/systemd/system/{unit}.timer",
                               "etc/systemd/system/provisioner-backup.timer.j2",
                               notify=[DAEMON_RELOAD], command=command,
@@ -134,14 +135,14 @@ def timer_steps(host: Host, settings: Settings) -> Iterator[Step]:
     unit, command = ON_DEMAND_UNIT
     yield ensure_template(host, f"/etc/systemd/system/{unit}.service",
                           "etc/systemd/system/provisioner-backup.service.j2",
-                          notify=[DAEMON_RELOAD], command=command)
+                          notify=[DAEMON_RELOAD], command=command, timeout_hours=hours)
     for unit, _ in UNITS:
         yield ensure_service(host, f"{unit}.timer", label=f"timer {unit}.timer [controls §10]")
 
 
 #: Names the role passes to its unit templates on each render.
 TEMPLATE_ARGUMENTS = {
-    "etc/systemd/system/provisioner-backup.service.j2": {"command"},
+    "etc/systemd/system/provisioner-backup.service.j2": {"command", "timeout_hours"},
     "etc/systemd/system/provisioner-backup.timer.j2": {"command", "on_calendar"},
 }
 
@@ -157,6 +158,7 @@ def render_config(host: Host, settings: Settings) -> str:
         "KEEP_WEEKLY": host.vars["backups_keep_weekly"],
         "KEEP_ON_DEMAND": host.vars["backups_keep_on_demand"],
         "VERIFY_TABLES": host.vars["backups_verify_tables"],
+        "OFFHOST_TIMEOUT": host.vars["backups_offhost_timeout"],
         "OFFHOST_TARGET": "", "OFFHOST_PORT": 22, "AGE_RECIPIENT": "",
         "OFFHOST_KNOWN_HOSTS": LEARNED_KNOWN_HOSTS, "OFFHOST_CHECKING": "accept-new",
         "PGBOUNCER_PORT": pgbouncer_port(host),

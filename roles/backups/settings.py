@@ -25,6 +25,10 @@ _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _PUBLIC_KEY = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+$")
 _ABSOLUTE_PATH = re.compile(r"^(/[A-Za-z0-9_][A-Za-z0-9_.-]*)+$")
+#: The backup program's own scratch databases (the restore test's provisioner_restore_test and
+#: a restore's temporary copy): dropped WITH (FORCE) by the program, so no managed database may
+#: be called so (a breaker's provisioner_restore_test was dropped by backup.verify).
+SCRATCH_PREFIX = "provisioner_restore_"
 OFFHOST_KEYS = frozenset({"host", "user", "port", "private_key", "host_key", "age_recipient"})
 
 
@@ -52,7 +56,8 @@ def read_settings(variables: Mapping[str, Any]) -> Settings:
     """The role's variables as Settings; RoleError for the first one that is wrong."""
     for name, least in (("backups_keep_daily", 1), ("backups_keep_weekly", 0),
                         ("backups_keep_on_demand", 1), ("backups_verify_tables", 1),
-                        ("backups_grace_hours", 0)):
+                        ("backups_grace_hours", 0), ("backups_offhost_timeout", 15),
+                        ("backups_run_timeout_hours", 1)):
         _whole_number(name, variables[name], least)
     check_directory(variables["backups_directory"])
     return Settings(
@@ -75,6 +80,14 @@ def database_names(variables: Mapping[str, Any]) -> tuple[str, ...]:
         raise RoleError("backups_databases is empty and no postgres_databases are managed on this "
                         "host: there is nothing to back up. List the databases in "
                         "backups_databases, or apply the postgres role with postgres_databases.")
+    managed = [entry.get("name") if isinstance(entry, Mapping) else entry
+               for entry in variables.get("postgres_databases") or []]
+    for origin_name, names in ((origin, chosen), ("postgres_databases", managed)):
+        for name in names:
+            if isinstance(name, str) and name.startswith(SCRATCH_PREFIX):
+                raise RoleError(f"{origin_name} holds the database {name!r}; names beginning "
+                                f"{SCRATCH_PREFIX} are the backup program's scratch databases, "
+                                "which its restore test and restores drop: rename it.")
     for name in chosen:
         if not isinstance(name, str) or not DATABASE_NAME.match(name):
             raise RoleError(f"{origin} holds the database name {name!r}, which the backup "

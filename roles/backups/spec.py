@@ -76,17 +76,38 @@ def test_the_timer_follows_the_inventory_schedule(host: Any, role_vars: dict[str
     assert f"OnCalendar={wanted} ;" in calendar
 
 
+#: How far an archive's name may lie ahead of the host's clock (as the program allows).
+CLOCK_SKEW = timedelta(minutes=15)
+
+
+def archive_names(host: Any, role_vars: dict[str, Any]) -> list[str]:
+    return [name for name in host.check_output(
+        f"ls -1 {role_vars['backups_directory']}").split() if ARCHIVE_NAME.match(name)]
+
+
+def test_no_archive_is_dated_in_the_future(host: Any, role_vars: dict[str, Any]) -> None:
+    limit = host_now(host) + CLOCK_SKEW
+    future = [name for name in archive_names(host, role_vars) if archive_time(name) > limit]
+    assert not future, (f"{', '.join(future)} in {role_vars['backups_directory']} "
+                        "is dated in the future, so made by no backup of this host: look at it "
+                        "and remove it by hand")
+
+
 def test_the_latest_backup_is_as_recent_as_the_schedule_allows(
         host: Any, role_vars: dict[str, Any]) -> None:
-    names = [name for name in host.check_output(
-        f"ls -1 {role_vars['backups_directory']}").split() if ARCHIVE_NAME.match(name)]
+    now = host_now(host)
+    names = [name for name in archive_names(host, role_vars)
+             if archive_time(name) <= now + CLOCK_SKEW]
     allowed = allowed_age(role_vars, "backups_schedule")
     if names:
-        age = host_now(host) - archive_time(max(names))
-        assert age <= allowed, f"the latest archive, {max(names)}, is {age} old"
+        age = now - archive_time(max(names, key=archive_time))
+        assert age <= allowed, (
+            f"the latest archive, {max(names)}, is {age} old; the schedule "
+            f"({role_vars['backups_schedule']}) and backups_grace_hours allow {allowed}: see "
+            "journalctl -u provisioner-backup.service and invoke backup.list")
     else:
         installed = datetime.fromtimestamp(host.file(PROGRAM).mtime.timestamp(), UTC)
-        assert host_now(host) - installed <= allowed, "no backup has run since the role was " \
+        assert now - installed <= allowed, "no backup has run since the role was " \
             f"applied at {installed:%Y-%m-%d %H:%M} UTC"
 
 

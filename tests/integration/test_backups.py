@@ -163,8 +163,14 @@ def backups(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backups]:
                 "host_secrets": {"db_password": {"kind": "password", "length": 32}},
                 "postgres_roles": [{"name": "app", "login": True,
                                     "password": {"secret": "host:db_password"}}],
-                "postgres_databases": [{"name": "app", "owner": "app"}],
+                "postgres_databases": [{"name": "app", "owner": "app"},
+                                       {"name": "legacy", "owner": "app",
+                                        "encoding": "LATIN1", "locale": "C"}],
                 "postgres_maintenance": False,
+                # An alias of app: a replacing restore pauses it too.
+                "pgbouncer_databases": {"app": {}, "reporting": {"dbname": "app"}},
+                # A backup host that stops answering is given up on after 15 s.
+                "backups_offhost_timeout": 15,
                 "backups_offhost": {"host": vault.name,
                                     "private_key": {"secret": f"file:{keys / 'offhost'}"},
                                     "host_key": " ".join(host_key[:2]),
@@ -235,6 +241,10 @@ def test_rows_are_back_after_a_backup_a_dropped_database_and_a_restore(
     backups.sql("CREATE TABLE items (id serial PRIMARY KEY, name text NOT NULL); "
                 "INSERT INTO items (name) SELECT 'item ' || n FROM generate_series(1, 250) n; "
                 "ALTER TABLE items OWNER TO app")
+    # Database-level properties pg_dump leaves out unless told (the breaker's): a restore
+    # --replace must keep them.
+    for statement in PROPERTIES:
+        backups.sql(statement, database="postgres")
     code, shown = backups.task("now", backups.db.name, "")
     assert code == 0, shown
     (archive,) = backups.archives()
@@ -246,6 +256,21 @@ def test_rows_are_back_after_a_backup_a_dropped_database_and_a_restore(
     assert backups.sql("SELECT count(*), min(name) FROM items") == "250|item 1"
     assert backups.sql("SELECT pg_get_userbyid(datdba) FROM pg_database "
                        "WHERE datname = 'app'") == "app"
+
+
+PROPERTIES = ("ALTER DATABASE app SET work_mem = '7MB'",
+              "ALTER DATABASE app SET statement_timeout = '30s'",
+              "REVOKE CONNECT, TEMP ON DATABASE app FROM PUBLIC",
+              "GRANT CONNECT ON DATABASE app TO app", "COMMENT ON DATABASE app IS 'prod'")
+#: datname|datacl|setconfig|comment as PROPERTIES leave app.
+PROPERTIES_SHOWN = "app|{app=CTc/app}|{work_mem=7MB,statement_timeout=30s}|prod"
+
+
+def database_properties(backups: Backups, name: str = "app") -> str:
+    return backups.sql("SELECT d.datname, d.datacl, s.setconfig, shobj_description(d.oid, "
+                       "'pg_database') FROM pg_database d LEFT JOIN pg_db_role_setting s ON "
+                       f"s.setdatabase = d.oid AND s.setrole = 0 WHERE d.datname = '{name}'",
+                       database="postgres")
 
 
 def test_a_live_database_is_not_overwritten_without_replace(backups: Backups) -> None:
@@ -268,6 +293,20 @@ def test_replace_swaps_the_live_database_for_the_archive(backups: Backups) -> No
     assert backups.sql("SELECT count(*) FROM items") == "250"
     assert "provisioner_restore" not in backups.sql("SELECT string_agg(datname, ' ') FROM "
                                                     "pg_database", database="postgres")
+    assert database_properties(backups) == PROPERTIES_SHOWN
+
+
+def test_replace_keeps_the_databases_encoding_and_locale(backups: Backups) -> None:
+    (archive,) = backups.archives()
+    shown_before = backups.sql("SELECT pg_encoding_to_char(encoding), datcollate, datctype "
+                               "FROM pg_database WHERE datname = 'legacy'", database="postgres")
+
+    code, shown = backups.task("restore", backups.db.name, f"{archive}/legacy.dump", "", True)
+
+    assert code == 0, shown
+    assert shown_before == "LATIN1|C|C"
+    assert backups.sql("SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM "
+                       "pg_database WHERE datname = 'legacy'", database="postgres") == shown_before
 
 
 #: On the db host, as root: four clients connecting through PgBouncer as app and counting the
@@ -276,10 +315,14 @@ def test_replace_swaps_the_live_database_for_the_archive(backups: Backups) -> No
 #: sandbox shares its kernel), and ok/fail; until the stop file appears.
 CLIENT_LOOP = (
     "rm -f /tmp/loop.stop /tmp/loop.log; pw=$(cat /etc/provisioner/secrets/db_password); "
-    "for client in 1 2 3 4; do ( while [ ! -e /tmp/loop.stop ]; do s=$(date +%s.%N); "
-    "if PGPASSWORD=$pw psql -X -A -t -w 'host=127.0.0.1 port=6432 user=app dbname=app "
-    "connect_timeout=30' -c 'SELECT count(*) FROM items' >/dev/null 2>&1; then r=ok; "
-    "else r=fail; fi; echo \"$s $(date +%s.%N) $r\" >> /tmp/loop.log; done ) & done; wait")
+    "for db in app app reporting reporting; do ( while [ ! -e /tmp/loop.stop ]; do "
+    "s=$(date +%s.%N); if PGPASSWORD=$pw psql -X -A -t -w \"host=127.0.0.1 port=6432 user=app "
+    "dbname=$db connect_timeout=30\" -c 'SELECT count(*) FROM items' >/dev/null 2>&1; then "
+    "r=ok; else r=fail; fi; echo \"$s $(date +%s.%N) $r\" >> /tmp/loop.log; done ) & done; wait")
+#: One more client through PgBouncer, its query running throughout the restore (PAUSE waits for
+#: running queries: every other client waited out its 10 s timeout).
+SLEEPER = ("pw=$(cat /etc/provisioner/secrets/db_password); PGPASSWORD=$pw psql -X -w "
+           "'host=127.0.0.1 port=6432 user=app dbname=app' -c 'SELECT pg_sleep(60)'; true")
 
 
 @dataclass
@@ -291,10 +334,12 @@ class Attempts:
     longest: float
 
 
-def restore_under_clients(backups: Backups, archive: str) -> Attempts:
-    """A restore --replace while clients connect through PgBouncer again and again."""
+def restore_under_clients(backups: Backups, archive: str, sleeper: bool = False) -> Attempts:
+    """A restore --replace while clients connect through PgBouncer (to app and to its alias
+    reporting) again and again, with a long query running through it when ``sleeper``."""
+    script = f"( {SLEEPER} ) & {CLIENT_LOOP}" if sleeper else CLIENT_LOOP
     loop = subprocess.Popen([*sandbox.ssh_argv(backups.db, "admin"), "-o", "BatchMode=yes",
-                             f"sudo -n sh -c {quote(CLIENT_LOOP)}"])
+                             f"sudo -n bash -c {quote(script)}"])
     time.sleep(2)
     began = time.time()
     code, shown = backups.task("restore", backups.db.name, f"{archive}/app.dump", "", True)
@@ -319,7 +364,7 @@ def test_pgbouncer_clients_are_served_at_once_after_a_replacing_restore(
         untold = restore_under_clients(backups, archive)  # as before: PgBouncer not told
     finally:
         backups.root(f"sed -i 's/^PGBOUNCER_PORT=.*/PGBOUNCER_PORT=6432/' {config}")
-    told = restore_under_clients(backups, archive)
+    told = restore_under_clients(backups, archive, sleeper=True)
 
     for name, seen in (("not told", untold), ("told", told)):
         print(f"PgBouncer {name}: longest attempt {seen.longest:.1f} s; after the restore "
@@ -396,6 +441,60 @@ def test_the_copy_on_the_backup_host_is_age_ciphertext_of_the_dump(backups: Back
     assert decrypted == backups.root(f"sha256sum < {ARCHIVES}/{archive}/app.dump")
 
 
+#: On the backup host, as root: the account's processes stopped as soon as one starts (the
+#: breaker's kill -STOP of its sshd session), so the db host's copy hangs mid-run.
+FREEZE = ("systemd-run --quiet --collect --unit=bkp-freeze sh -c 'while ! pkill -STOP -u "
+          "pgbackup; do sleep 0.05; done; sleep 120'")
+
+
+def test_a_hung_backup_host_fails_the_copy_in_time_and_the_next_run_sends_it(
+        backups: Backups) -> None:
+    before = backups.archives()
+    backups.root(FREEZE, machine=backups.vault)
+    try:
+        started = time.monotonic()
+        code, shown = backups.task("now", backups.db.name, "")
+        took = time.monotonic() - started
+    finally:
+        backups.root("systemctl stop bkp-freeze; pkill -CONT -u pgbackup; true",
+                     machine=backups.vault)
+    print(f"backup.now against a hung backup host: exit {code} after {took:.1f} s")
+    assert code == 1, shown
+    assert "kept here, but the off-host copy failed: rsync of" in shown
+    assert "Debian" not in shown.split("failed: rsync of", 1)[1]  # no login banner
+    assert took < 90
+    (stuck,) = sorted(set(backups.archives()) - set(before))
+    assert backups.status("backup")["result"] == "failed"
+    assert stuck not in backups.copies()
+
+    code, shown = backups.task("now", backups.db.name, "")  # the host answers again
+
+    assert code == 0, shown
+    assert f"also copied {stuck}, whose copy had failed" in shown
+    assert set(backups.archives()) <= set(backups.copies())
+
+
+def test_a_scheduled_run_meeting_another_is_recorded_and_retried_soon(backups: Backups) -> None:
+    unit = "provisioner-backup-verify.service"
+    backups.root(f"mkdir -p /run/systemd/system/{unit}.d && printf '[Service]\\n"
+                 "Environment=PROVISIONER_BACKUP_LOCK_WAIT=2\\nRestartSec=3\\n' > "
+                 f"/run/systemd/system/{unit}.d/bkp.conf && systemctl daemon-reload && "
+                 "systemd-run --quiet --collect --unit=bkp-hold-lock flock "
+                 "/run/lock/provisioner-backup.lock sleep 6")
+    try:
+        backups.root(f"systemctl start --no-block {unit}")
+        wait_for(lambda: "failed" in backups.root(
+            "cat /var/lib/provisioner-backup/last-verify 2>/dev/null || true"), 30)
+        failed = backups.status("verify")
+        wait_for(lambda: backups.status("verify")["result"] == "ok", 60)
+    finally:
+        backups.root(f"rm -rf /run/systemd/system/{unit}.d && systemctl daemon-reload")
+
+    assert "did not end within 2 s; this run is retried" in failed["reason"], failed
+    history = backups.root("tail -n 3 /var/lib/provisioner-backup/history")
+    assert " verify failed - another provisioner-backup run" in history, history
+
+
 def test_a_failed_dump_leaves_no_half_archive_and_says_why(backups: Backups) -> None:
     before = backups.archives()
     backups.sql("ALTER DATABASE app ALLOW_CONNECTIONS false", database="postgres")
@@ -425,8 +524,10 @@ def simulated_days() -> list[str]:
 def test_retention_over_forty_simulated_days_keeps_what_the_rule_says(
         backups: Backups) -> None:
     simulated = simulated_days()
+    # Each as if made then and copied off the host then (so no later run sends it again).
     backups.root(f"umask 027 && cd {ARCHIVES} && for d in {' '.join(simulated)}; do mkdir $d && "
-                 "touch $d/app.dump && chown -R postgres:postgres $d; done")
+                 "touch $d/app.dump && chown -R postgres:postgres $d && "
+                 "echo $d >> /var/lib/provisioner-backup/copied; done")
     everything = backups.archives()
 
     backups.root(f"{PROGRAM} prune")
@@ -443,15 +544,61 @@ def test_retention_over_forty_simulated_days_keeps_what_the_rule_says(
 def test_the_backup_hosts_own_pruning_keeps_what_the_rule_says(backups: Backups) -> None:
     client = f"{TARGET_DIRECTORY}/{backups.db.name}"
     simulated = simulated_days()
+    ledger = f"/var/lib/provisioner-backup-target/{backups.db.name}/ledger"
+    # Each arrived, as the ledger records, at the time its name gives.
     backups.root(f"cd {client} && for d in {' '.join(simulated)}; do mkdir $d && "
-                 "touch $d/app.dump.age; done && chown -R pgbackup:pgbackup .",
-                 machine=backups.vault)
+                 "touch $d/app.dump.age && echo \"$d $(date -u -d \"${d:0:4}-${d:4:2}-${d:6:2} "
+                 f"${{d:9:2}}:${{d:11:2}}:${{d:13:2}}\" +%s) arrived\" >> {ledger}; done && "
+                 "chown -R pgbackup:pgbackup .", machine=backups.vault)
     everything = backups.copies()
 
     backups.root("systemctl start provisioner-backup-target-prune.service", machine=backups.vault)
 
     assert backups.copies() == sorted(kept_archives(everything, daily=7, weekly=4, on_demand=3))
     assert len(everything) - len(backups.copies()) >= 30
+
+
+#: The breaker's attack, as root on the db host with the client key: archives named in the
+#: future, meant to be "the newest" so that pruning deletes every real copy.
+FAKES = ("20991201T020000Z 20991208T020000Z 20991215T020000Z 20991222T020000Z "
+         "20991223T020000Z 20991224T020000Z 20991225T020000Z 20991231T000000Z-ondemand "
+         "20991231T000001Z-ondemand 20991231T000002Z-ondemand")
+
+
+def test_uploads_named_in_the_future_cannot_make_the_prune_delete_the_real_copies(
+        backups: Backups) -> None:
+    real = backups.copies()
+    client = f"{TARGET_DIRECTORY}/{backups.db.name}"
+    fakes = backups.as_client(f"mkdir -p fakes && cd fakes && for d in {FAKES}; do mkdir -p $d "
+                              "&& echo junk > $d/app.dump.age; done && "
+                              'rsync --recursive -e "$SSH" -- ./ "$TARGET:"')
+    one = backups.as_client('rsync --recursive -e "$SSH" -- fakes/20991201T020000Z/ '
+                            '"$TARGET:20991201T020000Z/"')
+    planted = backups.as_client(f'rsync --recursive -e "$SSH" -- fakes/20991201T020000Z/ '
+                                f'"$TARGET:{real[-1]}/"')
+    # And fakes that reached the directory by other means (before this host refused them).
+    backups.root(f"cd {client} && mkdir 20991202T020000Z 20261399T000000Z steal2 && chown "
+                 "pgbackup:pgbackup 20991202T020000Z 20261399T000000Z steal2",
+                 machine=backups.vault)
+
+    pruned = backups.root("systemctl start provisioner-backup-target-prune.service; journalctl "
+                          "-u provisioner-backup-target-prune.service -n 20 -o cat",
+                          machine=backups.vault)
+    last = backups.root("cat /var/lib/provisioner-backup-target/last-prune",
+                        machine=backups.vault)
+    backups.root(f"cd {client} && rm -rf 20991202T020000Z 20261399T000000Z steal2 && "
+                 "systemctl start provisioner-backup-target-prune.service", machine=backups.vault)
+
+    assert fakes.returncode != 0 and "one archive directory at a time" in fakes.stderr, fakes
+    assert one.returncode != 0 and "refused 20991201T020000Z: dated in the future" in one.stderr
+    assert planted.returncode != 0 and "arrived complete already" in planted.stderr, planted
+    assert set(real) <= set(backups.copies())
+    assert not [name for name in backups.copies() if name.startswith("2099")]
+    assert "ignored 20991202T020000Z: dated in the future" in pruned, pruned
+    assert "ignored steal2: not an archive name" in pruned, pruned
+    assert "result=attention" in last and "20261399T000000Z" in last, last
+    assert "result=ok" in backups.root("cat /var/lib/provisioner-backup-target/last-prune",
+                                       machine=backups.vault)
 
 
 def test_the_db_hosts_key_cannot_delete_or_overwrite_the_copies(backups: Backups) -> None:
@@ -495,7 +642,8 @@ def test_a_backup_now_whose_controller_dies_mid_run_still_completes(backups: Bac
 
     code, shown = backups.task("now", backups.db.name, "")  # while it still runs
     assert code == 1
-    assert "a backup or restore test is running on this host already" in shown
+    assert "a backup, restore test or restore is running on this host already" in shown
+    assert "(provisioner-backup-ondemand.service)" in shown, shown
 
     wait_for(lambda: backups.root(f"systemctl is-active {unit} || true") != "activating", 90)
     (new,) = sorted(set(backups.archives()) - set(before))

@@ -73,6 +73,16 @@ def written(step: Step) -> str:
      "backups_offhost.private_key names a host secret, which is a random value"),
     ({"backups_keep_on_demand": 0}, "backups_keep_on_demand is 0; it must be a whole number, "
      "at least 1"),
+    ({"backups_offhost_timeout": 5}, "backups_offhost_timeout is 5; it must be a whole number, "
+     "at least 15"),
+    ({"backups_run_timeout_hours": 0}, "backups_run_timeout_hours is 0"),
+    # The restore test's scratch database is dropped WITH (FORCE): no managed one may be it.
+    ({"backups_databases": ["provisioner_restore_test"]},
+     "backups_databases holds the database 'provisioner_restore_test'; names beginning "
+     "provisioner_restore_ are the backup program's scratch databases"),
+    ({"backups_databases": ["app"], "postgres_databases": [
+        {"name": "app"}, {"name": "provisioner_restore_x", "owner": "app"}]},
+     "postgres_databases holds the database 'provisioner_restore_x'"),
 ])
 def test_a_bad_variable_is_refused_before_contact_naming_it(inventory: dict[str, Any],
                                                             message: str) -> None:
@@ -139,7 +149,8 @@ def test_the_config_quotes_every_value_for_the_program_to_source() -> None:
 
     assert config.splitlines()[1:] == [
         "BACKUP_ROOT=/var/backups/postgresql-dumps", "DATABASES=app", "KEEP_DAILY=7",
-        "KEEP_WEEKLY=4", "KEEP_ON_DEMAND=3", "VERIFY_TABLES=5", "OFFHOST_TARGET=''",
+        "KEEP_WEEKLY=4", "KEEP_ON_DEMAND=3", "VERIFY_TABLES=5", "OFFHOST_TIMEOUT=300",
+            "OFFHOST_TARGET=''",
         "OFFHOST_PORT=22", "AGE_RECIPIENT=''",
         "OFFHOST_KNOWN_HOSTS=/var/lib/provisioner-backup/known_hosts",
         "OFFHOST_CHECKING=accept-new", "PGBOUNCER_PORT=''"]
@@ -259,3 +270,25 @@ def test_a_backup_host_the_inventory_lacks_is_refused_before_contact() -> None:
     with pytest.raises(RoleError, match=r"backups_offhost\.host is 'vault9'"):
         ROLE_MODULE.validate_inventory(
             reveal_all(merged(backups_offhost={**OFFHOST, "host": "vault9"})), INVENTORY)
+
+
+def test_a_hung_run_is_ended_and_a_scheduled_one_meeting_another_waits_then_is_retried() -> None:
+    steps = role_steps(backups_run_timeout_hours=3)
+
+    for unit in ("provisioner-backup", "provisioner-backup-verify"):
+        service = written(steps[f"template /etc/systemd/system/{unit}.service"])
+        assert "TimeoutStartSec=3h\n" in service
+        assert "Environment=PROVISIONER_BACKUP_LOCK_WAIT=1800\n" in service
+        assert "RestartForceExitStatus=75\nRestartSec=20min\n" in service
+    on_demand = written(steps["template /etc/systemd/system/provisioner-backup-ondemand.service"])
+    assert "TimeoutStartSec=3h\n" in on_demand
+    assert "LOCK_WAIT" not in on_demand  # backup.now is refused at once, and says so
+
+
+def test_the_offhost_copy_gives_up_on_a_backup_host_that_stops_answering() -> None:
+    steps = role_steps(backups_offhost={**OFFHOST}, backups_offhost_timeout=60)
+
+    assert "OFFHOST_TIMEOUT=60\n" in written(steps["file /etc/provisioner-backup/config"])
+    program = written(steps[f"program {ROLE_MODULE.PROGRAM} [controls §10]"])
+    assert '--timeout="$OFFHOST_TIMEOUT"' in program
+    assert "-o ServerAliveInterval=$alive -o ServerAliveCountMax=3" in program

@@ -48,7 +48,7 @@ def authorized_keys(steps: dict[str, Step]) -> str:
 def test_a_clients_key_works_only_from_its_address_only_to_add_files_to_its_directory() -> None:
     assert authorized_keys(role_steps()) == (
         'restrict,from="192.0.2.20",command="/usr/local/sbin/provisioner-backup-target receive '
-        f'/srv/provisioner-backups/db1" {KEY}\n')
+        f'/srv/provisioner-backups/db1 /var/lib/provisioner-backup-target/db1/ledger" {KEY}\n')
 
 
 def test_each_client_gets_a_directory_only_the_account_can_enter() -> None:
@@ -107,9 +107,11 @@ def written(step: Step) -> str:
 
 
 def program(tmp_path: Path) -> Path:
-    """The role's host program, rendered with a stand-in rrsync that prints what it was given."""
+    """The role's host program, rendered with a stand-in rrsync that prints what it was given
+    and makes the directory the upload names (exit status $RRSYNC_EXIT, as rsync's)."""
     stand_in = tmp_path / "rrsync"
-    stand_in.write_text('#!/bin/sh\nprintf \'%s|\' "$@" "$SSH_ORIGINAL_COMMAND"\n')
+    stand_in.write_text('#!/bin/sh\nprintf \'%s|\' "$@" "$SSH_ORIGINAL_COMMAND"\n'
+                        'mkdir -p "$4/${SSH_ORIGINAL_COMMAND##* }"\nexit "${RRSYNC_EXIT:-0}"\n')
     stand_in.chmod(0o755)
     steps = role_steps(backup_target_rrsync=str(stand_in))
     path = tmp_path / "provisioner-backup-target"
@@ -117,19 +119,84 @@ def program(tmp_path: Path) -> Path:
     return path
 
 
-def receive(tmp_path: Path, asked: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", str(program(tmp_path)), "receive", "/srv/b/db1"],
-                          env={"PATH": os.environ["PATH"], "SSH_ORIGINAL_COMMAND": asked},
+NOW = datetime.now(UTC)
+RECENT = archive_name(NOW - timedelta(hours=1))
+
+
+def receive(tmp_path: Path, asked: str, exit_code: int = 0) -> subprocess.CompletedProcess[str]:
+    """The forced command run as sshd runs it, for client db1 (directory and ledger in tmp)."""
+    (tmp_path / "db1").mkdir(exist_ok=True)
+    return subprocess.run(["bash", str(program(tmp_path)), "receive", str(tmp_path / "db1"),
+                           str(tmp_path / "ledger")],
+                          env={"PATH": os.environ["PATH"], "SSH_ORIGINAL_COMMAND": asked,
+                               "RRSYNC_EXIT": str(exit_code)},
                           capture_output=True, text=True, check=False)
+
+
+def ledger(tmp_path: Path) -> list[list[str]]:
+    return [line.split() for line in (tmp_path / "ledger").read_text().splitlines()]
+
+
+def upload(name: str) -> str:
+    return f"rsync --server -logDtpre.iLsfxCIvu --chmod=D0700,F0600 . {name}/"
 
 
 def test_an_upload_runs_rrsync_write_only_without_deletes_never_replacing_a_file(
         tmp_path: Path) -> None:
-    done = receive(tmp_path, "rsync --server -logDtpre.iLsfxCIvu --chmod=D0700,F0600 . 2026/")
+    done = receive(tmp_path, upload(RECENT))
 
     assert done.returncode == 0, done.stderr
-    assert done.stdout == ("-wo|-no-del|-munge|/srv/b/db1|rsync --server --ignore-existing "
-                           "-logDtpre.iLsfxCIvu --chmod=D0700,F0600 . 2026/|")
+    assert done.stdout == (f"-wo|-no-del|-munge|{tmp_path / 'db1'}|rsync --server "
+                           f"--ignore-existing -logDtpre.iLsfxCIvu --chmod=D0700,F0600 . "
+                           f"{RECENT}/|")
+
+
+def test_the_ledger_records_an_arrival_with_this_hosts_time_once_the_upload_completed(
+        tmp_path: Path) -> None:
+    failed = receive(tmp_path, upload(RECENT), exit_code=12)
+    assert failed.returncode == 12
+    assert [entry[2] for entry in ledger(tmp_path)] == ["partial"]  # a half upload: no archive
+
+    done = receive(tmp_path, upload(RECENT))  # the next run completes it
+
+    assert done.returncode == 0, done.stderr
+    (name, _, partial), (again, arrived, state) = ledger(tmp_path)
+    assert (name, partial, again, state) == (RECENT, "partial", RECENT, "arrived")
+    assert abs(int(arrived) - NOW.timestamp()) < 60
+
+
+def test_nothing_is_added_to_an_archive_that_arrived_complete(tmp_path: Path) -> None:
+    assert receive(tmp_path, upload(RECENT)).returncode == 0
+
+    planted = receive(tmp_path, upload(RECENT))
+
+    assert (planted.returncode, planted.stdout) == (1, "")
+    assert f"refused {RECENT}: it arrived complete already" in planted.stderr
+
+
+@pytest.mark.parametrize(("name", "why"), [
+    ("20991201T020000Z", "dated in the future"),
+    ("20991231T000000Z-ondemand", "dated in the future"),
+    ("20261399T000000Z", "not a valid date and time"),
+    ("steal2", "not an archive name"),
+])
+def test_an_upload_named_in_the_future_or_not_as_an_archive_is_refused(
+        tmp_path: Path, name: str, why: str) -> None:
+    done = receive(tmp_path, upload(name))
+
+    assert (done.returncode, done.stdout) == (1, "")
+    assert f"refused {name}: {why}" in done.stderr
+    assert not (tmp_path / "ledger").exists()
+
+
+@pytest.mark.parametrize("asked", ["rsync --server -logDtpre.iLsfxCIvu . x/ y/",
+                                   "rsync --server -logDtpre.iLsfxCIvu . .",
+                                   "rsync --server -logDtpre.iLsfxCIvu . ./"])
+def test_an_upload_of_the_whole_directory_at_once_is_refused(tmp_path: Path, asked: str) -> None:
+    done = receive(tmp_path, asked)
+
+    assert (done.returncode, done.stdout) == (1, "")
+    assert "may only upload one archive directory at a time" in done.stderr
 
 
 @pytest.mark.parametrize("asked", ["", "sh", "rm -rf /srv/b", "rsync --version"])
@@ -140,23 +207,90 @@ def test_a_client_key_runs_nothing_but_an_rsync_upload(tmp_path: Path, asked: st
     assert "this key may only upload backups with rsync" in done.stderr
 
 
+def prune(tmp_path: Path, client: Path, *counts: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", str(program(tmp_path)), "prune-directory", str(client),
+                           str(tmp_path / "ledger"), *counts],
+                          capture_output=True, text=True, check=False)
+
+
+def arrive(tmp_path: Path, client: Path, arrivals: dict[str, datetime]) -> None:
+    """Archive directories in ``client`` and their arrival lines in the ledger."""
+    with (tmp_path / "ledger").open("a") as ledger_file:
+        for name, moment in arrivals.items():
+            (client / name).mkdir(parents=True, exist_ok=True)
+            (client / name / "app.dump.age").write_text("ciphertext")
+            ledger_file.write(f"{name} {int(moment.timestamp())} arrived\n")
+
+
 def test_the_backup_host_prunes_by_the_same_rule_as_the_database_host(tmp_path: Path) -> None:
-    start = datetime(2026, 11, 1, 2, 0, tzinfo=UTC)
-    names = [archive_name(start + timedelta(days=day)) for day in range(40)]
-    names += [archive_name(start + timedelta(days=day, hours=10), on_demand=True)
-              for day in (39, 38, 30, 12)]
+    start = datetime(2025, 11, 2, 2, 0, tzinfo=UTC)  # in the past: no name is in the future
+    moments = [start + timedelta(days=day) for day in range(40)]
+    moments += [start + timedelta(days=day, hours=10) for day in (39, 38, 30, 12)]
+    names = [archive_name(moment, on_demand=moment.hour == 12) for moment in moments]
     client = tmp_path / "db1"
-    for name in names:
-        (client / name).mkdir(parents=True)
-        (client / name / "app.dump.age").write_text("ciphertext")
+    arrive(tmp_path, client, dict(zip(names, moments, strict=True)))
     (client / ".app.dump.age.Xy12").write_text("an upload under way")
 
-    done = subprocess.run(["bash", str(program(tmp_path)), "prune-directory", str(client), "7",
-                           "4", "2"], capture_output=True, text=True, check=False)
+    done = prune(tmp_path, client, "7", "4", "2")
 
     assert done.returncode == 0, done.stderr
     left = {entry.name for entry in client.iterdir()}
     assert left == kept_archives(names, daily=7, weekly=4, on_demand=2) | {".app.dump.age.Xy12"}
+
+
+def test_pruning_ranks_by_arrival_so_names_a_client_chose_cannot_push_real_copies_out(
+        tmp_path: Path) -> None:
+    # The breaker's attack: real copies arrived over three days, then uploads named in 2099 (and
+    # one planted by other means, so not refused on arrival) and one dated last year.
+    client = tmp_path / "db1"
+    real = {archive_name(NOW - timedelta(days=day)): NOW - timedelta(days=day, minutes=-5)
+            for day in (2, 1, 0)}
+    real[archive_name(NOW, on_demand=True)] = NOW
+    arrive(tmp_path, client, real)
+    (client / "20991201T020000Z").mkdir()
+    (client / "20261399T000000Z").mkdir()
+    arrive(tmp_path, client, {archive_name(NOW - timedelta(days=400)): NOW})
+
+    done = prune(tmp_path, client, "7", "4", "1")
+
+    assert done.returncode == 0, done.stderr
+    assert set(real) <= {entry.name for entry in client.iterdir()}
+    assert "db1: ignored 20991201T020000Z: dated in the future" in done.stdout
+    assert "db1: ignored 20261399T000000Z: not a valid date and time" in done.stdout
+    assert "20991201T020000Z" in {entry.name for entry in client.iterdir()}  # left for a look
+
+
+def test_a_half_upload_is_no_archive_and_goes_after_three_days(tmp_path: Path) -> None:
+    client = tmp_path / "db1"
+    arrive(tmp_path, client, {archive_name(NOW - timedelta(days=1)): NOW - timedelta(days=1)})
+    stale, fresh = (archive_name(NOW - timedelta(days=days)) for days in (5, 0))
+    for name, days in ((stale, 5), (fresh, 0)):
+        (client / name).mkdir()
+        with (tmp_path / "ledger").open("a") as ledger_file:
+            moment = int((NOW - timedelta(days=days)).timestamp())
+            ledger_file.write(f"{name} {moment} partial\n")
+
+    done = prune(tmp_path, client, "1", "0", "1")
+
+    assert done.returncode == 0, done.stderr
+    assert f"db1: removed {stale} (an upload that never completed)" in done.stdout
+    assert {entry.name for entry in client.iterdir()} == {
+        archive_name(NOW - timedelta(days=1)), fresh}
+
+
+def test_copies_that_arrived_before_there_was_a_ledger_are_adopted_by_their_names(
+        tmp_path: Path) -> None:
+    client = tmp_path / "db1"
+    names = [archive_name(NOW - timedelta(days=day)) for day in range(10)]
+    for name in [*names, "20991201T020000Z"]:
+        (client / name).mkdir(parents=True)
+
+    done = prune(tmp_path, client, "3", "0", "1")
+
+    assert done.returncode == 0, done.stderr
+    left = {entry.name for entry in client.iterdir()}
+    assert left == set(names[:3]) | {"20991201T020000Z"}
+    assert "20991201T020000Z" not in (tmp_path / "ledger").read_text()
 
 
 def test_pruning_runs_on_the_backup_hosts_own_timer_with_its_own_counts() -> None:
