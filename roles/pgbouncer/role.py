@@ -31,11 +31,14 @@ from typing import Any
 
 from provisioner.errors import RoleError
 from provisioner.host import Host
+from provisioner.inventory.hosts import HostConfig
 from provisioner.inventory.view import InventoryView
 from provisioner.ops.apt import ensure_packages
 from provisioner.ops.files import ensure_file
 from provisioner.ops.path_state import parse_path_state, probe_path
 from provisioner.ops.systemd import ensure_service
+from provisioner.secrets.host_store import HostSecret
+from provisioner.secrets.values import Secret
 from provisioner.step import Handler, Plan, Probed, Step
 from roles.pgbouncer.handlers import reload_handler, restart_handler
 from roles.pgbouncer.settings import (
@@ -45,6 +48,7 @@ from roles.pgbouncer.settings import (
     extra_lines,
     listen_addresses,
     restart_settings_changed,
+    secret_setting_refusal,
 )
 from roles.pgbouncer.userlist import ensure_userlist, ensure_userlist_attributes
 
@@ -77,6 +81,23 @@ def validate(variables: Mapping[str, Any]) -> None:
         raise RoleError(f"pgbouncer_listen_port is {port}, the port this host's PostgreSQL "
                         "listens on (postgres_port): only one of them can bind it; give "
                         "PgBouncer another (6432 is its usual one).")
+
+
+def validate_login(config: HostConfig, variables: Mapping[str, Any]) -> None:
+    """Not about the login: the one hook that sees the inventory's own values (``config.vars``),
+    where a secret reference is still one. pgbouncer.ini is no place for a secret: PgBouncer
+    shows every setting to its stats users (SHOW CONFIG) and the engine keeps a copy of the
+    file; the passwords PgBouncer needs are the verifiers of the userlist, copied from the
+    server."""
+    port = variables.get("pgbouncer_listen_port")
+    if port == config.port:
+        raise RoleError(f"pgbouncer_listen_port is {port}, the port this host's SSH server "
+                        "listens on (the inventory logs in there): PgBouncer could not bind it; "
+                        "give PgBouncer another (6432 is its usual one).")
+    extra = config.vars.get("pgbouncer_extra_settings")
+    for name, value in (extra.items() if isinstance(extra, Mapping) else ()):
+        if isinstance(value, Secret | HostSecret):
+            raise RoleError(secret_setting_refusal(name))
 
 
 def validate_inventory(variables: Mapping[str, Any], inventory: InventoryView) -> None:

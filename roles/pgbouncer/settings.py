@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from provisioner.errors import RoleError
+from provisioner.secrets.host_store import HostSecret
 
 POOL_MODES = ("session", "transaction", "statement")
 #: A name this role puts in the ini or the userlist unquoted: PostgreSQL's plain identifier,
@@ -63,6 +64,10 @@ def check_variables(variables: Mapping[str, Any]) -> None:
         _check_count(f"pgbouncer_{name}", variables[f"pgbouncer_{name}"], minimum=0)
     _check_seconds("pgbouncer_reserve_pool_timeout", variables["pgbouncer_reserve_pool_timeout"])
     _check_port("pgbouncer_listen_port", variables["pgbouncer_listen_port"])
+    if variables["pgbouncer_listen_port"] < 1024:
+        raise RoleError(f"pgbouncer_listen_port is {variables['pgbouncer_listen_port']}, a "
+                        "privileged port (below 1024) that PgBouncer, running as postgres, "
+                        "cannot bind; give it one from 1024 up (6432 is its usual one).")
     _check_port("pgbouncer_server_port", server_port(variables))
     for address in variables["pgbouncer_listen_addresses"]:
         _check_address("pgbouncer_listen_addresses", address)
@@ -74,6 +79,7 @@ def check_variables(variables: Mapping[str, Any]) -> None:
     _check_names("pgbouncer_ignore_startup_parameters",
                  variables["pgbouncer_ignore_startup_parameters"])
     databases(variables)
+    check_auth_users(variables)
     check_stats_users(variables)
     extra_lines(variables)
 
@@ -147,6 +153,11 @@ def _database(name: Any, options: Any, variables: Mapping[str, Any]) -> Database
     if not isinstance(name, str) or not IDENTIFIER.match(name):
         raise RoleError(f"{where}: the database name is not a plain identifier (a letter or _, "
                         "then letters, digits or _, at most 63); rename it.")
+    if name == "pgbouncer":
+        raise RoleError(f"{where}: pgbouncer is the name of PgBouncer's own admin console "
+                        "database, which PgBouncer refuses in [databases] (and would then keep "
+                        "running its old file until a restart takes it down); give the "
+                        "database another name.")
     if not isinstance(options, Mapping):
         raise RoleError(f"{where} must map to options (a mapping, {{}} for none), got "
                         f"{options!r}.")
@@ -183,6 +194,27 @@ def auth_users(variables: Mapping[str, Any]) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+def check_auth_users(variables: Mapping[str, Any]) -> None:
+    """pgbouncer_auth_users are login roles the postgres role declares (when it runs on this
+    host), never postgres: the superuser logs in by peer only and has no verifier to copy, and
+    an undeclared role has none either, so the userlist step could never converge."""
+    users = variables["pgbouncer_auth_users"]
+    if "postgres" in users:
+        raise RoleError("pgbouncer_auth_users names postgres, the superuser, which logs in by "
+                        "peer only and has no password for PgBouncer to pass on; name the "
+                        "application's roles (postgres_roles) instead.")
+    if "postgres_roles" not in variables:
+        return
+    declared = [str(role.get("name")) for role in variables["postgres_roles"]
+                if isinstance(role, Mapping) and role.get("password") is not None]
+    missing = [name for name in users if name not in declared]
+    if missing:
+        raise RoleError(f"pgbouncer_auth_users names {', '.join(missing)}, which postgres_roles "
+                        f"does not declare with a password (roles with one: "
+                        f"{', '.join(declared) or 'none'}); declare it there with a password, "
+                        "or leave it out of pgbouncer_auth_users.")
+
+
 def check_stats_users(variables: Mapping[str, Any]) -> None:
     """A stats user must be in the userlist: PgBouncer authenticates the console from it."""
     users = auth_users(variables)
@@ -212,12 +244,22 @@ def extra_lines(variables: Mapping[str, Any]) -> list[str]:
             raise RoleError(f"pgbouncer_extra_settings sets {name}, which this role writes "
                             "itself: use its pgbouncer_ variable (see roles/pgbouncer/"
                             "defaults.yml) instead.")
+        if isinstance(value, HostSecret):
+            raise RoleError(secret_setting_refusal(name))
         if isinstance(value, bool) or not isinstance(value, str | int | float) or \
                 "\n" in str(value):
             raise RoleError(f"pgbouncer_extra_settings {name} is {value!r}; a setting's value "
                             "must be one line of text or a number.")
         lines.append(f"{name} = {value}")
     return lines
+
+
+def secret_setting_refusal(name: str) -> str:
+    """Why pgbouncer_extra_settings cannot hold a secret reference (host:, env:, file:)."""
+    return (f"pgbouncer_extra_settings.{name} is a secret reference, but pgbouncer.ini is no "
+            "place for a secret (PgBouncer shows every setting to its stats users, SHOW "
+            "CONFIG); leave it out: PgBouncer logs in to PostgreSQL with the verifiers of its "
+            "userlist, which this role copies from the server.")
 
 
 def ini_settings(text: str) -> dict[str, str]:

@@ -63,6 +63,10 @@ def check_tuning(variables: Mapping[str, Any]) -> None:
     port = variables["postgres_port"]
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         raise RoleError(f"postgres_port is {port!r}: it must be a port number (1-65535).")
+    if port < 1024:
+        raise RoleError(f"postgres_port is {port}, a privileged port (below 1024) that "
+                        "PostgreSQL, running as postgres, cannot bind; give it one from 1024 "
+                        "up (5432 is its usual one).")
 
 
 def check_settings(variable: str, settings: Any) -> None:
@@ -73,6 +77,8 @@ def check_settings(variable: str, settings: Any) -> None:
         if not isinstance(name, str) or not SETTING.match(name):
             raise RoleError(f"{variable} has the key {name!r}, which is not a PostgreSQL "
                             "setting name (lower-case letters, digits and '_').")
+        if isinstance(value, HostSecret):
+            raise RoleError(secret_setting_refusal(variable, str(name)))
         if isinstance(value, dict | list) or value is None:
             raise RoleError(f"{variable}.{name} must be a single value (a string, number or "
                             f"boolean), got {value!r}.")
@@ -299,10 +305,62 @@ def check_passwords_are_references(inventory_vars: Mapping[str, Any]) -> None:
                 "on the controller with {secret: env:VARIABLE} or {secret: file:PATH}.")
 
 
+#: The shortest password a role may get from the controller (env:, file:): a host secret is
+#: generated at its declared length, but an emptied variable or a truncated file would give the
+#: role no password (or a guessable one) on every run.
+MIN_PASSWORD_LENGTH = 20
+
+
+def check_password_lengths(inventory_vars: Mapping[str, Any]) -> None:
+    """A controller secret (env:, file:) used as a role's password has 20 characters or more;
+    refused naming the reference, never the value (an empty one would leave the role with no
+    password, and the run would never converge)."""
+    for index, role in enumerate(inventory_vars.get("postgres_roles") or []):
+        password = role.get("password") if isinstance(role, Mapping) else None
+        if isinstance(password, Secret) and len(password.reveal()) < MIN_PASSWORD_LENGTH:
+            size = len(password.reveal())
+            what = "is empty" if size == 0 else f"has only {size} characters"
+            raise RoleError(
+                f"postgres_roles[{index}] ({role.get('name')}) takes its password from "
+                f"{password.reference or 'a controller secret'}, which {what}; a role password "
+                f"needs at least {MIN_PASSWORD_LENGTH} characters: set it to a long random value "
+                "(e.g. openssl rand -base64 32), or use a host secret generated on the host "
+                "(host_secrets: {NAME: {kind: password, length: 32}}, password: {secret: "
+                "host:NAME}).")
+
+
+def secret_setting_refusal(variable: str, name: str) -> str:
+    """Why a server setting cannot hold a secret reference (host:, env:, file:)."""
+    return (f"{variable}.{name} is a secret reference, but PostgreSQL's settings are no place "
+            "for a secret: conf.d/50-provisioner.conf is readable by every user of the host "
+            "and the server logs each changed value; leave the secret out of the setting (for "
+            "primary_conninfo, put the password in the postgres user's ~/.pgpass on the host "
+            "and keep only host, port and user here).")
+
+
+def check_no_secret_settings(inventory_vars: Mapping[str, Any]) -> None:
+    """No secret reference among the server's settings: the drop-in is world-readable (0644,
+    and so is the copy the engine keeps of it), and the server logs every changed value
+    ("parameter ... changed to ..."), so a secret there would be written and logged in clear."""
+    for variable in ("postgres_settings", "postgres_log_settings"):
+        settings = inventory_vars.get(variable)
+        if not isinstance(settings, Mapping):
+            continue
+        for name, value in settings.items():
+            if isinstance(value, Secret | HostSecret):
+                raise RoleError(secret_setting_refusal(variable, str(name)))
+
+
 def validate_login(config: HostConfig, variables: Mapping[str, Any]) -> None:
     """Not about the login: this is the one hook that sees the inventory's own values
     (``config.vars``), where a secret reference is still a Secret, not its text."""
     check_passwords_are_references(config.vars)
+    if variables.get("postgres_port") == config.port:
+        raise RoleError(f"postgres_port is {config.port}, the port this host's SSH server "
+                        "listens on (the inventory logs in there): PostgreSQL could not bind "
+                        "it; give it another (5432 is its usual one).")
+    check_password_lengths(config.vars)
+    check_no_secret_settings(config.vars)
 
 
 def validate_inventory(variables: Mapping[str, Any], inventory: InventoryView) -> None:

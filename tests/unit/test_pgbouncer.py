@@ -10,11 +10,13 @@ from typing import Any
 import pytest
 
 from provisioner.content.roles import PROJECT_ROOT, load_role
-from provisioner.content.variables import merge_role_variables
+from provisioner.content.variables import check_login_kept, merge_role_variables
 from provisioner.errors import RoleError
 from provisioner.host import Host
 from provisioner.inventory.view import InventoryView
 from provisioner.ops.path_state import probe_path
+from provisioner.secrets.host_store import HostSecret
+from provisioner.secrets.values import Secret
 from provisioner.step import Probed, Step
 from roles.pgbouncer.role import rendered_ini, validate_inventory
 from roles.pgbouncer.settings import ini_settings, restart_settings_changed
@@ -96,6 +98,22 @@ def written_databases(**overrides: Any) -> list[str]:
     ({"pgbouncer_extra_settings": {"auth_type": "md5"}}, r"pgbouncer_extra_settings sets "
                                                          r"auth_type, which this role writes"),
     ({"pgbouncer_extra_settings": {"Server Idle": 1}}, r"has the key 'Server Idle'"),
+    ({"pgbouncer_extra_settings": {"server_reset_query": HostSecret("reset")}},
+     r"pgbouncer_extra_settings.server_reset_query is a secret reference, but pgbouncer.ini is "
+     r"no place for a secret"),
+    ({"pgbouncer_databases": {"pgbouncer": {}}}, r"entry 'pgbouncer': pgbouncer is the name of "
+                                                 r"PgBouncer's own admin console database"),
+    ({"postgres_databases": [{"name": "pgbouncer"}]}, r"entry 'pgbouncer': pgbouncer is the "
+                                                      r"name of PgBouncer's own admin console"),
+    ({"pgbouncer_listen_port": 22}, r"pgbouncer_listen_port is 22, a privileged port \(below "
+                                    r"1024\) that PgBouncer, running as postgres, cannot bind"),
+    ({"pgbouncer_auth_users": ["postgres"]}, r"pgbouncer_auth_users names postgres, the "
+                                             r"superuser, which logs in by peer only"),
+    ({**POSTGRES_VARS, "pgbouncer_auth_users": ["app", "reporting"]},
+     r"pgbouncer_auth_users names reporting, which postgres_roles does not declare with a "
+     r"password \(roles with one: app, readonly\)"),
+    ({**POSTGRES_VARS, "pgbouncer_auth_users": ["nopass"]},
+     r"pgbouncer_auth_users names nopass, which postgres_roles does not declare"),
     ({"pgbouncer_extra_settings": {"server_idle_timeout": "1\nauth_type = any"}},
      r"must be one line"),
 ])
@@ -103,6 +121,28 @@ def test_bad_input_is_refused_before_contact_naming_the_variable(overrides: dict
                                                                  message: str) -> None:
     with pytest.raises(RoleError, match=message):
         merged(**overrides)
+
+
+def test_a_controller_secret_in_extra_settings_is_refused_before_contact() -> None:
+    hidden = Secret("zq-hidden-zq", "env:RESET")
+    overrides = {"pgbouncer_extra_settings": {"server_reset_query": hidden}}
+    config = host_config("db1", "10.0.0.5", roles=("pgbouncer",),
+                         variables={"pgbouncer_auth_users": ["app"], **overrides})
+
+    with pytest.raises(RoleError) as refused:
+        check_login_kept([ROLE], config, merged(**overrides))
+
+    assert "pgbouncer_extra_settings.server_reset_query is a secret reference" in \
+        str(refused.value)
+    assert "zq-hidden-zq" not in str(refused.value)
+
+
+def test_pgbouncer_on_the_hosts_ssh_port_is_refused_before_contact() -> None:
+    config = host_config("db1", "10.0.0.5", port=2222, roles=("pgbouncer",))
+
+    with pytest.raises(RoleError, match=r"pgbouncer_listen_port is 2222, the port this host's "
+                                        r"SSH server listens on"):
+        check_login_kept([ROLE], config, merged(pgbouncer_listen_port=2222))
 
 
 def test_remote_groups_without_their_firewall_rule_are_refused_with_the_rule_to_add() -> None:

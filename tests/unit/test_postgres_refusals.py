@@ -56,12 +56,60 @@ def test_a_plain_text_password_is_refused_saying_how_to_declare_a_host_secret() 
 
 
 @pytest.mark.parametrize("password", [HostSecret("app_password"),
-                                      Secret("from-env", "env:APP_PASSWORD"),
-                                      Secret("from-file", "file:secrets/app")])
+                                      Secret("e" * 20, "env:APP_PASSWORD"),
+                                      Secret("f" * 40, "file:secrets/app")])
 def test_every_secret_reference_is_accepted_as_a_password(password: object) -> None:
     config = host_config("db1", variables={"postgres_roles": [{"name": "app",
                                                                 "password": password}]})
     validation.validate_login(config, {})
+
+
+@pytest.mark.parametrize(("value", "said"), [("", "which is empty"),
+                                             ("short-one", "which has only 9 characters"),
+                                             ("x" * 19, "which has only 19 characters")])
+def test_a_short_or_empty_controller_password_is_refused_naming_the_variable(
+        value: str, said: str) -> None:
+    config = host_config("db1", variables={"postgres_roles": [
+        {"name": "app", "password": Secret(value, "env:APP_PASSWORD")}]})
+
+    with pytest.raises(RoleError) as refused:
+        validation.validate_login(config, {})
+
+    message = str(refused.value)
+    assert f"postgres_roles[0] (app) takes its password from env:APP_PASSWORD, {said}" in message
+    assert "at least 20 characters" in message
+    assert value == "" or value not in message
+
+
+def _checked_before_contact(inventory_vars: dict[str, Any]) -> str:
+    """The engine's order: the role's variables merged and validated, then validate_login."""
+    from provisioner.content.roles import load_role
+    from provisioner.content.variables import check_login_kept, merge_role_variables
+
+    role = load_role(PROJECT_ROOT / "roles" / "postgres")
+    config = host_config("db1", variables=inventory_vars, roles=("postgres",))
+    with pytest.raises(RoleError) as refused:
+        merged = merge_role_variables([role], inventory_vars, "host db1")
+        check_login_kept([role], config, merged)
+    return str(refused.value)
+
+
+@pytest.mark.parametrize("secret", [Secret("password=s3cret-in-the-conninfo", "env:CONNINFO"),
+                                    HostSecret("conninfo")])
+def test_a_secret_in_postgres_settings_is_refused_before_contact(secret: object) -> None:
+    message = _checked_before_contact({"postgres_settings": {"primary_conninfo": secret}})
+
+    assert "postgres_settings.primary_conninfo is a secret reference, but PostgreSQL's " \
+        "settings are no place for a secret" in message
+    assert "s3cret" not in message
+    assert "ensure_template" not in message and "secret_store" not in message
+
+
+def test_a_privileged_or_the_ssh_port_for_postgresql_is_refused_before_contact() -> None:
+    assert "postgres_port is 22, a privileged port (below 1024)" in refusal(postgres_port=22)
+    config = host_config("db1", port=2222)
+    with pytest.raises(RoleError, match="postgres_port is 2222, the port this host's SSH"):
+        validation.validate_login(config, {"postgres_port": 2222})
 
 
 @pytest.mark.parametrize("name", ["postgres", "public", "none", "pg_monitor", "session_user"])
