@@ -101,8 +101,14 @@ def validate_login(config: HostConfig, variables: Mapping[str, Any]) -> None:
     """Refuse a private key written into the inventory as text, before any contact.
 
     Not about the login: this is the one hook that sees the inventory's own values
-    (``config.vars``), where a secret reference is still a Secret."""
+    (``config.vars``), where a secret reference is still a Secret, and this host's name (a copy
+    to itself is refused here too)."""
     check_key_is_a_secret(config.vars)
+    offhost = variables.get("backups_offhost")
+    if isinstance(offhost, Mapping) and offhost.get("host") == config.name:
+        raise RoleError(f"backups_offhost.host is {config.name!r}, this host itself: the copy "
+                        "must go to another host of the inventory (one with the backup_target "
+                        "role), or a lost host takes its copies with it.")
 
 
 def offhost_steps(host: Host, offhost: Offhost | None) -> Iterator[Step]:

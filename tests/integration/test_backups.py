@@ -419,7 +419,7 @@ def test_the_restore_test_restores_counts_records_and_drops_its_scratch_copy(
     assert code == 0, shown
     record = backups.status("verify")
     assert record["result"] == "ok"
-    assert record["reason"] == "app (public.items 250)"
+    assert record["reason"] == "app (public.items 250); legacy (no tables)"
     assert backups.sql("SELECT count(*) FROM pg_database WHERE datname = "
                        "'provisioner_restore_test'", database="postgres") == "0"
 

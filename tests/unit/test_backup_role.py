@@ -279,7 +279,8 @@ def test_a_hung_run_is_ended_and_a_scheduled_one_meeting_another_waits_then_is_r
         service = written(steps[f"template /etc/systemd/system/{unit}.service"])
         assert "TimeoutStartSec=3h\n" in service
         assert "Environment=PROVISIONER_BACKUP_LOCK_WAIT=1800\n" in service
-        assert "RestartForceExitStatus=75\nRestartSec=20min\n" in service
+        assert ("Restart=on-failure\nRestartPreventExitStatus=1 2 3 SIGTERM SIGKILL\n"
+                "RestartSec=20min\n") in service
     on_demand = written(steps["template /etc/systemd/system/provisioner-backup-ondemand.service"])
     assert "TimeoutStartSec=3h\n" in on_demand
     assert "LOCK_WAIT" not in on_demand  # backup.now is refused at once, and says so
@@ -292,3 +293,14 @@ def test_the_offhost_copy_gives_up_on_a_backup_host_that_stops_answering() -> No
     program = written(steps[f"program {ROLE_MODULE.PROGRAM} [controls §10]"])
     assert '--timeout="$OFFHOST_TIMEOUT"' in program
     assert "-o ServerAliveInterval=$alive -o ServerAliveCountMax=3" in program
+
+
+def test_a_copy_to_this_host_itself_is_refused_before_contact() -> None:
+    variables = {"backups_databases": ["app"],
+                 "backups_offhost": {**OFFHOST, "host": "db1"}}
+    config = host_config("db1", "192.0.2.20", groups=["db"], roles=["backups"],
+                         variables=variables)
+
+    with pytest.raises(RoleError, match=r"^host db1: backups_offhost\.host is 'db1', this host "
+                                        r"itself: the copy must go to another host"):
+        check_login_kept([ROLE], config, merged(**variables))
