@@ -36,7 +36,8 @@ from provisioner.ops.secret_store import (
     secret_reads_probe,
     split_secret_reads,
 )
-from provisioner.secrets.host_store import host_secrets_in
+from provisioner.secrets.host_store import HostSecret, host_secrets_in
+from provisioner.secrets.values import MASK, Secret
 from provisioner.step import Plan, Probed, ProbeUnreadable, Safeguard, Step
 
 
@@ -126,9 +127,75 @@ def ensure_template(host: Host, path: str, template: str, *, owner: str = "root"
                                              notify=notify, safeguard=safeguard,
                                              label=label or f"template {path}")
     content = host.render(template, **extra)
-    return ensure_file(host, path, content, owner=owner, group=group, mode=mode,
+    step = ensure_file(host, path, content, owner=owner, group=group, mode=mode,
                        validate=validate, notify=notify, safeguard=safeguard,
                        label=label or f"template {path}", directory_mode=directory_mode)
+    marks = secret_marks(host, template, extra)
+    if not marks or not host.show_diff:
+        return step
+    lines = _secret_lines(content, host.render(template, **{**extra, **marks}))
+    return replace(step, decide=lambda probed: mask_secret_lines(step.decide(probed), lines))
+
+
+#: Stands for every secret in a second render of a template that reads one: the lines that
+#: differ from the real render are the ones a secret went into, in whatever form a filter
+#: gave it (urlencode, upper, a slice), which masking by value cannot recognise.
+SECRET_MARKER = "provisioner-secret-marker"
+
+
+def secret_marks(host: Host, template: str, extra: Mapping[str, object]) -> dict[str, Any]:
+    """Each variable the template reads that holds a secret, with SECRET_MARKER in its place.
+
+    host.vars carries the inventory's secrets revealed (the host must get them), so those are
+    found in the inventory's own values; host secrets stay references in both."""
+    marks = {}
+    for name in host.template_reads(template):
+        value = extra.get(name, host.config.vars.get(name, host.vars.get(name)))
+        if _holds_secret(value):
+            marks[name] = _marked(value)
+    return marks
+
+
+def _holds_secret(value: Any) -> bool:
+    if isinstance(value, Secret | HostSecret):
+        return True
+    if isinstance(value, Mapping):
+        return any(_holds_secret(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return any(_holds_secret(item) for item in value)
+    return False
+
+
+def _marked(value: Any) -> Any:
+    """The value with every secret inside it replaced by SECRET_MARKER."""
+    if isinstance(value, Secret | HostSecret):
+        return SECRET_MARKER
+    if isinstance(value, Mapping):
+        return {key: _marked(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_marked(item) for item in value)
+    return value
+
+
+def _secret_lines(real: str, marked: str) -> frozenset[str]:
+    return frozenset(real.splitlines()) - frozenset(marked.splitlines())
+
+
+def mask_secret_lines(plan: Plan, secret_lines: frozenset[str]) -> Plan:
+    """The plan's diff with each line a secret went into shown as the mask, and every removed
+    line too: the old side may hold an earlier value in any form."""
+    if not plan.diff:
+        return plan
+    shown = []
+    for line in plan.diff.splitlines(keepends=True):
+        sign, text = line[:1], line[1:].rstrip("\n")
+        if line.startswith(("---", "+++")) or sign not in "+- " or not line:
+            shown.append(line)
+        elif sign == "-" or text in secret_lines:
+            shown.append(f"{sign}{MASK}\n")
+        else:
+            shown.append(line)
+    return replace(plan, diff="".join(shown))
 
 
 def template_reading_host_secrets(host: Host, desired: DesiredFile, template: str,
@@ -141,6 +208,7 @@ def template_reading_host_secrets(host: Host, desired: DesiredFile, template: st
                                for ref in host_secrets_in(value)))
     save = safeguard_save(safeguard.name, desired.path) if safeguard else ""
     show_diff, path = host.show_diff, desired.path
+    marks = secret_marks(host, template, extra)
 
     def decide(probed: Probed) -> Plan:
         own, reads = split_secret_reads(probed.output)
@@ -148,9 +216,12 @@ def template_reading_host_secrets(host: Host, desired: DesiredFile, template: st
         if missing:
             raise ProbeUnreadable(f"host secret {missing[0]} is not on the host yet")
         values = {var: reveal_host_secrets(value, reads) for var, value in reading.items()}
-        content = host.render(template, **{**extra, **values}).encode()
-        plan = plan_file(parse_path_state(own), replace(desired, content=content), show_diff,
-                         save, missing_directories(path, own))
+        text = host.render(template, **{**extra, **values})
+        plan = plan_file(parse_path_state(own), replace(desired, content=text.encode()),
+                         show_diff, save, missing_directories(path, own))
+        if show_diff:
+            marked = host.render(template, **{**extra, **marks})
+            plan = mask_secret_lines(plan, _secret_lines(text, marked))
         return replace(plan, secrets=tuple(reads[name] for name in names))
 
     probe = probe_path(path, with_content=show_diff) + "\n" + secret_reads_probe(names)

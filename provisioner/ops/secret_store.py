@@ -149,10 +149,30 @@ def ensure_host_secrets(host: Host) -> Step | None:
         plan = plan_store(parse_store(own), declarations, values)
         # Every value the host has, and a rotated-out one, is masked from here on: a file that
         # still holds an old value, or no longer uses one, would otherwise show it in a diff.
-        return replace(plan, secrets=(*plan.secrets, *values.values()))
+        shown = [value for value in values.values() if len(value.reveal()) >= SHORTEST_MASKED]
+        return replace(plan, secrets=(*plan.secrets, *shown))
 
     probe = store_probe(names) + "\n" + secret_reads_probe([*names, *previous])
     return Step(f"host secrets {', '.join(names)} in {STORE_DIR}", probe, decide)
+
+
+#: Values shorter than this are not masked: the store refuses them as secrets, and masking a
+#: one-letter leftover would garble every line shown (and tell what it is).
+SHORTEST_MASKED = 6
+
+
+def whole_store_probe() -> str:
+    """Read-only: every file in the store, declared or not (a secret the inventory no longer
+    declares is still on the host, and may still be in a file whose diff is shown)."""
+    store = quote(STORE_DIR)
+    return (f"for f in {store}/*; do [ -f \"$f\" ] && [ ! -L \"$f\" ] || continue; "
+            "printf 'secret %s ' \"${f##*/}\"; base64 -w0 < \"$f\"; echo; done; true")
+
+
+def parse_whole_store(output: str) -> list[Secret]:
+    """What whole_store_probe printed, as Secrets to mask (very short ones left out)."""
+    return [secret for secret in parse_secret_reads(output).values()
+            if len(secret.reveal()) >= SHORTEST_MASKED]
 
 
 def secret_reads_probe(names: Sequence[str]) -> str:

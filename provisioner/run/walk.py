@@ -26,15 +26,11 @@ from provisioner.change import Change
 from provisioner.content.roles import Role
 from provisioner.errors import ConnectError
 from provisioner.host import Host
+from provisioner.ops.secret_store import parse_whole_store, whole_store_probe
 from provisioner.run import handlers as notifications
 from provisioner.run import proofs
 from provisioner.run.batch import ActionResult, BatchResult, build_batch, parse_batch, progress_text
-from provisioner.run.safeguards import (
-    Arming,
-    arm_action,
-    parse_pending,
-    pending_probe,
-)
+from provisioner.run.safeguards import Arming, arm_action, parse_pending, pending_probe
 from provisioner.secrets.redaction import redact, redact_diff
 from provisioner.step import GroupedProbe, Plan, Probed, ProbeUnreadable, Refused, Step
 from provisioner.transport.remote import RemoteShell
@@ -103,13 +99,15 @@ class HostWalk:
         run() then starts from these probes instead of probing again. The host is also asked
         for armings an earlier run left unproven (pending_probe, shell builtins only), whatever
         roles this run has: a run of other roles must not report a host whose sshd change is
-        about to be undone by an old timer as converged."""
-        leads = [pending_probe(), notifications.pending_probe()]
+        about to be undone by an old timer as converged; and for its secret store's values,
+        masked from the first step on."""
+        leads = [pending_probe(), notifications.pending_probe(), whole_store_probe()]
         result = self._round_trip(None, 0, leads + ([lead] if lead is not None else []))
         self._probed_all = True
         if len(result.probes) >= len(leads):
             self._pending = parse_pending(result.probes[0].output)
             self._pending_handlers = notifications.parse_pending(result.probes[1].output)
+            self.secrets += tuple(parse_whole_store(result.probes[2].output))
         answers = result.probes[len(leads):]
         return answers[0] if lead is not None and answers else None
 

@@ -294,3 +294,57 @@ def test_a_value_rotated_out_is_masked_where_a_file_still_holds_it(
 
     shown = json.dumps([[c.label, c.reason, c.diff] for c in changes])
     assert changes[1].changed and old not in shown and "N" * 24 not in shown
+
+
+@pytest.mark.parametrize("expression", ["app_db_password | urlencode", "app_db_password | upper",
+                                        "app_db_password[:12]", "app_db_password | reverse"])
+def test_a_secret_a_filter_changed_is_still_masked_in_the_diff(
+        tmp_path: Path, store: Path, expression: str) -> None:
+    role, target = template_role(tmp_path)
+    walk(secret_host(), [role])
+    (tmp_path / "role" / "templates" / "app.env.j2").write_text(
+        "PLAIN=1\nKEY={{ " + expression + " }}\n")
+    target.write_text("PLAIN=0\nKEY=old-form-of-the-old-value\n")
+
+    changes, _ = walk(secret_host(show_diff=True), [role])
+
+    password = (store / "db_password").read_text()
+    diff = changes[1].diff or ""
+    assert "+PLAIN=1" in diff and "old-form" not in diff
+    assert password[:6] not in diff and password[:6].upper() not in diff
+    assert password[-6:][::-1] not in diff
+
+
+def test_a_controller_secret_a_filter_changed_is_masked_in_the_diff(tmp_path: Path) -> None:
+    from provisioner.secrets.values import Secret
+
+    role, target = template_role(tmp_path)
+    (tmp_path / "role" / "templates" / "app.env.j2").write_text(
+        "URL=https://x/?k={{ app_db_password | urlencode }}\n")
+    target.write_text("URL=https://x/?k=old\n")
+    value = "s3cr+t/value=with&signs"
+    variables = {"app_db_password": Secret(value)}
+    host = make_host(show_diff=True, facts=no_facts, variables=variables,
+                     config=host_config("local", "127.0.0.1", roles=("app",),
+                                        variables=variables))
+
+    changes, _ = walk(host, [role])
+
+    assert changes[0].changed and "s3cr" not in (changes[0].diff or "")
+    assert target.read_text() == "URL=https://x/?k=s3cr%2Bt/value%3Dwith%26signs\n"
+
+
+def test_a_secret_no_longer_declared_is_still_masked_while_the_host_holds_it(
+        tmp_path: Path, store: Path) -> None:
+    role, _ = template_role(tmp_path)
+    walk(secret_host(), [role])
+    password = (store / "db_password").read_text()
+    variables = {"app_db_password": "not-a-secret-any-more"}
+    host = make_host(show_diff=True, facts=no_facts, variables=variables,
+                     config=host_config("local", "127.0.0.1", roles=("app",),
+                                        variables=variables))
+
+    changes, _ = walk(host, [role])
+
+    assert changes[0].changed and "not-a-secret-any-more" in (changes[0].diff or "")
+    assert password not in json.dumps([[c.label, c.reason, c.diff] for c in changes])
