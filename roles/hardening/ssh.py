@@ -204,13 +204,15 @@ def _debian_socket_off(host: Host, safeguard: Safeguard, label: str) -> Step:
     """
     probe = ("s=$(systemctl show -p UnitFileState --value ssh.socket); "
              f"e=$(systemctl is-enabled {SSH_UNIT} 2>/dev/null); "
-             "if [ \"$s\" = masked ] && [ \"$e\" = enabled ]; then echo 'masked, service enabled';"
-             " else echo \"socket ${s:-unknown}, ssh.service ${e:-unknown}\"; fi")
+             f"a=$(systemctl is-active {SSH_UNIT} 2>/dev/null); "
+             "if [ \"$s\" = masked ] && [ \"$e\" = enabled ] && [ \"$a\" = active ]; then "
+             "echo 'masked, service enabled and running'; else "
+             "echo \"socket ${s:-unknown}, ssh.service ${e:-unknown} and ${a:-unknown}\"; fi")
     action = (f"{safeguard_save(safeguard.name, SOCKET_MASK)}systemctl mask --now ssh.socket && "
               f"systemctl enable --quiet {SSH_UNIT} && "
               f"{{ systemctl is-active --quiet {SSH_UNIT} || systemctl restart {SSH_UNIT}; }}")
-    return ensure_command_result(host, label, probe, wanted="masked, service enabled",
-                                 action=action, reason="masked, ssh.service enabled",
+    return ensure_command_result(host, label, probe, wanted="masked, service enabled and running",
+                                 action=action, reason="masked, ssh.service enabled and running",
                                  safeguard=safeguard)
 
 

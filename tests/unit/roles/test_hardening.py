@@ -178,7 +178,10 @@ def test_socket_activation_goes_off_with_ssh_service_enabled_and_running() -> No
     assert action.index("absent /etc/systemd/system/ssh.socket") < action.index("mask --now")
     assert "systemctl enable --quiet ssh.service" in action
     assert "systemctl restart ssh.service" in action
-    assert step.decide(Probed("masked, service enabled\n")).action is None
+    assert step.decide(Probed("masked, service enabled and running\n")).action is None
+    # A stopped sshd (the kept login still works) is not converged: the next login would fail.
+    stopped = step.decide(Probed("socket masked, ssh.service enabled and inactive\n"))
+    assert stopped.action is not None and "systemctl restart" in stopped.action
 
 
 def test_a_guarded_account_change_saves_the_account_files_first() -> None:
