@@ -19,6 +19,8 @@ from typing import Any
 from provisioner.commands import quote
 from provisioner.host import Host
 from provisioner.secrets.host_store import (
+    BIT_RANGE,
+    LENGTH_RANGE,
     STORE_DIR,
     HostSecret,
     SecretDeclaration,
@@ -56,7 +58,7 @@ def parse_store(output: str) -> dict[str, tuple[str, str]]:
 
 def plan_store(current: Mapping[str, tuple[str, str]],
                declarations: Sequence[SecretDeclaration],
-               values: Mapping[str, Secret] | None = None) -> Plan:
+               values: Mapping[str, Secret] | None = None, host_name: str = "<host>") -> Plan:
     """Create the store and the missing secrets, tighten what is too open; pure.
 
     values are the secrets as read in the same probe: one too short for its declaration (an
@@ -84,7 +86,8 @@ def plan_store(current: Mapping[str, tuple[str, str]],
         if state[0] not in ("regular file", "regular empty file"):
             raise Refused(f"{path} is a {state[0]}, not a secret file: move it away (the next "
                           "run generates a new value) or put the value in a regular file")
-        _check_strength(declaration, path, (values or {}).get(declaration.name))
+        _check_strength(declaration, path, (values or {}).get(declaration.name), state[0],
+                        host_name)
         if state[1] != f"root:root {FILE_MODE}":
             reasons.append(f"{declaration.name} {state[1]} -> root:root {FILE_MODE}")
             commands.append(f"chown root:root {quote(path)} && chmod {FILE_MODE} {quote(path)}")
@@ -93,20 +96,35 @@ def plan_store(current: Mapping[str, tuple[str, str]],
     return Plan(", ".join(reasons), action="set -e\n" + "\n".join(commands))
 
 
-def _check_strength(declaration: SecretDeclaration, path: str, value: Secret | None) -> None:
-    """Refuse a stored value shorter than a generated one would be, or with whitespace in it."""
+def weakest_accepted(declaration: SecretDeclaration) -> int:
+    """The fewest characters a stored value may have: what the weakest declaration of its kind
+    would generate (20 password characters, 128 bits), so a value brought in by hand or kept
+    from a shorter declaration stands while it is strong enough."""
+    weakest = SecretDeclaration(declaration.name, declaration.kind, bits=BIT_RANGE[0],
+                                length=LENGTH_RANGE[0])
+    return weakest.value_length
+
+
+def _check_strength(declaration: SecretDeclaration, path: str, value: Secret | None,
+                    kind: str, host_name: str) -> None:
+    """Refuse a stored value too short to be a secret of its kind, or with whitespace in it."""
     text = "" if value is None else value.reveal()
-    if len(text) >= declaration.value_length and not any(char.isspace() for char in text):
+    shortest = weakest_accepted(declaration)
+    if len(text) >= shortest and not any(char.isspace() for char in text):
         return
-    found = "empty" if not text else (
-        "has whitespace in it" if any(char.isspace() for char in text)
-        else f"{len(text)} characters long")
+    if value is None and kind != "regular empty file":
+        found = "not text (UTF-8)"
+    elif not text:
+        found = "empty"
+    elif any(char.isspace() for char in text):
+        found = "a value with whitespace in it"
+    else:
+        found = f"{len(text)} characters long"
     raise Refused(
-        f"{path} is {found}, but {declaration.name} is declared as a "
-        f"{declaration.description} ({declaration.value_length} characters): a consumer would get "
-        "a weak or empty value. Put the full value back, or delete the file and run "
-        f"`invoke secrets.rotate --name {declaration.name}` so it is generated again and every "
-        "consumer follows")
+        f"{path} is {found}; {declaration.name} ({declaration.description}) needs at least "
+        f"{shortest} characters without whitespace: a consumer would get a weak or empty value. "
+        f"Put the full value back, or run `invoke secrets.rotate --host {host_name} --name "
+        f"{declaration.name}`: it writes a new value and updates every consumer")
 
 
 def _directory_command() -> str:
@@ -146,7 +164,7 @@ def ensure_host_secrets(host: Host) -> Step | None:
 
     def decide(probed: Probed) -> Plan:
         own, values = split_secret_reads(probed.output)
-        plan = plan_store(parse_store(own), declarations, values)
+        plan = plan_store(parse_store(own), declarations, values, host.name)
         # Every value the host has, and a rotated-out one, is masked from here on: a file that
         # still holds an old value, or no longer uses one, would otherwise show it in a diff.
         shown = [value for value in values.values() if len(value.reveal()) >= SHORTEST_MASKED]

@@ -240,20 +240,21 @@ def test_a_host_declaring_no_secrets_gets_no_store_step(tmp_path: Path, store: P
 
 
 @pytest.mark.parametrize(("content", "found"), [("", "is empty"), ("short", "5 characters"),
-                                                ("x" * 20 + "\n" + "y" * 10, "whitespace")])
+                                                ("x" * 20 + "\n" + "y" * 10, "whitespace"),
+                                                ("\udcff" * 30, "not text (UTF-8)")])
 @pytest.mark.parametrize("check", [False, True])
 def test_a_stored_value_weaker_than_its_declaration_is_refused_before_any_consumer(
         tmp_path: Path, store: Path, content: str, found: str, check: bool) -> None:
     role, target = template_role(tmp_path)
     walk(secret_host(), [role])
-    (store / "db_password").write_text(content)
+    (store / "db_password").write_bytes(content.encode("utf-8", "surrogateescape"))
     target.unlink()
 
     changes, _ = walk(secret_host(check=check), [role])
 
     assert [c.refused for c in changes] == [True]
-    assert found in changes[0].reason and "password, 24 characters" in changes[0].reason
-    assert "secrets.rotate --name db_password" in changes[0].reason
+    assert found in changes[0].reason and "needs at least 20 characters" in changes[0].reason
+    assert "secrets.rotate --host local --name db_password" in changes[0].reason
     assert not target.exists()
 
 
@@ -348,3 +349,17 @@ def test_a_secret_no_longer_declared_is_still_masked_while_the_host_holds_it(
 
     assert changes[0].changed and "not-a-secret-any-more" in (changes[0].diff or "")
     assert password not in json.dumps([[c.label, c.reason, c.diff] for c in changes])
+
+
+def test_a_value_shorter_than_its_declaration_but_strong_enough_stands(
+        tmp_path: Path, store: Path) -> None:
+    """A declaration made longer (or a value brought in by hand) keeps the value the host has
+    while it is as strong as the weakest declaration of its kind: 20 password characters."""
+    role, _ = template_role(tmp_path)
+    walk(secret_host(), [role])
+    (store / "db_password").write_text("A" * 21)
+
+    changes, _ = walk(secret_host(), [role])
+
+    assert not any(change.refused or change.failed for change in changes)
+    assert (store / "db_password").read_text() == "A" * 21

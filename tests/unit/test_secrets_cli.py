@@ -86,3 +86,20 @@ def test_a_rotation_never_overwrites_the_old_value_of_one_that_did_not_finish(st
     assert done.returncode == secrets_cli.EARLIER_ROTATION_OPEN
     assert (store / "db_password").read_text() == "current-value-of-24-char"
     assert (store / "db_password.previous").read_text() == "value-a-consumer-may-use"
+
+
+def test_a_rotation_through_a_symlinked_store_changes_nothing(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "db_password").write_text("current-value-of-24-char")
+    (tmp_path / "store").symlink_to(real)
+    monkeypatch.setattr(secrets_cli, "STORE_DIR", str(tmp_path / "store"))
+
+    done = run(secrets_cli.rotation_script(SecretDeclaration("db_password", "password",
+                                                             length=24)))
+
+    assert done.returncode == secrets_cli.STORE_NOT_PLAIN
+    assert sorted(p.name for p in real.iterdir()) == ["db_password"]
+    assert (real / "db_password").read_text() == "current-value-of-24-char"
