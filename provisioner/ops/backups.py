@@ -12,6 +12,9 @@ from provisioner.commands import quote
 from provisioner.ops.path_state import directories_above
 
 BACKUP_ROOT = "/var/backups/provisioner"
+#: Copies kept per path, newest first: enough to undo the last few changes by hand, few enough
+#: that a rotated-out secret in an old copy of a file does not stay at rest for ever.
+KEEP_COPIES = 5
 SAFEGUARD_ROOT = "/var/lib/provisioner/safeguard"
 
 
@@ -48,7 +51,13 @@ def backup_command(path: str) -> str:
     tree = _private_tree(BACKUP_ROOT, posixpath.dirname(backup_path(path)))
     failed = quote(f"could not back up {path}; it was not replaced")
     return (f"if [ -e {target} ]; then {{ {tree} && cp -p {target} {_stamped_copy(path)}; }} || "
-            f"{{ echo {failed} >&2; exit 1; }}; fi")
+            f"{{ echo {failed} >&2; exit 1; }}; {_prune_copies(path)}; fi")
+
+
+def _prune_copies(path: str) -> str:
+    """Shell removing all but the newest KEEP_COPIES copies of path (names sort by time)."""
+    return (f"ls -1d {quote(backup_path(path))}.[0-9]* 2>/dev/null | sort | "
+            f"head -n -{KEEP_COPIES} | while IFS= read -r old; do rm -f -- \"$old\"; done")
 
 
 def move_to_backups_command(path: str) -> str:

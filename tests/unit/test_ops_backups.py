@@ -132,3 +132,21 @@ def test_a_failed_safeguard_save_stops_the_guarded_change(
     assert completed.returncode == 1
     assert "could not save" in completed.stderr
     assert target.read_bytes() == b"PermitRootLogin yes\n"
+
+
+def test_only_the_newest_copies_of_a_path_are_kept(tmp_path: Path, backup_root: Path) -> None:
+    """An old copy of an environment file holds a secret a rotation replaced: copies beyond
+    the newest KEEP_COPIES go."""
+    target = tmp_path / "app.env"
+    target.write_text("DATABASE_URL=new\n")
+    directory = backup_root / str(tmp_path).lstrip("/")
+    directory.mkdir(parents=True)
+    for day in range(1, 9):
+        (directory / f"app.env.202611{day:02d}T000000").write_text(f"old {day}\n")
+
+    run_sh(backup_command(str(target)))
+
+    kept = sorted(path.name for path in directory.glob("app.env.*"))
+    assert len(kept) == backup_tree.KEEP_COPIES
+    assert kept[:-1] == [f"app.env.202611{day:02d}T000000" for day in range(5, 9)]
+    assert (directory / kept[-1]).read_text() == "DATABASE_URL=new\n"
