@@ -42,9 +42,12 @@ from provisioner.ops.systemd import parse_unit, plan_service
 from provisioner.sql import quote_literal
 from provisioner.step import Handler, Plan, Probed, ProbeUnreadable, Refused, Step
 from roles.postgres.handlers import (
+    APPLY_UNIT,
+    PREVIOUS,
     RELOAD,
     RESTART,
     clear_previous_command,
+    recover_action,
     reload_action,
     restart_action,
     save_previous_command,
@@ -165,6 +168,41 @@ def ensure_cluster_config(host: Host, settings_for: Callable[[int], dict[str, st
 
     return Step(f"PostgreSQL conf.d/{DROPIN_NAME} and pg_hba.conf [controls §6.1, §6.2]",
                 config_probe(), decide, notify=(RESTART, RELOAD))
+
+
+def plan_recovery(output: str) -> Plan:
+    """Whether a change was cut off with the server down (probe lines: pg-saved when PREVIOUS
+    holds a save, pg-state and pg-apply the ActiveState of the cluster's unit and of
+    APPLY_UNIT): then its saved configuration comes back first, before anything is decided."""
+    version = read_version(output)
+    fields = dict(line.split(" ", 1) for line in output.splitlines()[1:] if " " in line)
+    state, applying = fields.get("pg-state", ""), fields.get("pg-apply", "")
+    if "pg-saved" not in output.splitlines():
+        return Plan("no configuration left saved by an interrupted change")
+    if applying in ("active", "activating", "deactivating"):
+        return Plan(f"an earlier change still runs in {APPLY_UNIT}: wait for it, then put back "
+                    "what it saved if the server is down", action=recover_action())
+    if state == "active":
+        return Plan(f"PostgreSQL {version} runs; the save of an unfinished change in "
+                    f"{PREVIOUS} stays until a handler proves the configuration")
+    return Plan(f"PostgreSQL {version} is {state or 'down'} with the configuration of a change "
+                f"whose run was cut off before it was proven: put back the conf.d/{DROPIN_NAME} "
+                f"and pg_hba.conf saved before it ({PREVIOUS}) and start the server with them",
+                action=recover_action())
+
+
+def ensure_interrupted_change_undone() -> Step:
+    """First of all: a change whose run died mid-restart (before its rollback) leaves the server
+    down and the previous files in PREVIOUS; put them back, start, and say so."""
+    def decide(probed: Probed) -> Plan:
+        return plan_recovery(probed.output)
+
+    probe = (f"{CLUSTER_SHELL}\nif [ -z \"$pgver\" ]; then exit 0; fi\n"
+             f"echo \"{_VERSION}$pgver\"\n[ ! -f {PREVIOUS}/paths ] || echo pg-saved\n"
+             f"echo \"pg-state $(systemctl show -p ActiveState --value "
+             f"\"postgresql@$pgver-{CLUSTER}.service\")\"\n"
+             f"echo \"pg-apply $(systemctl show -p ActiveState --value {APPLY_UNIT})\"")
+    return Step("PostgreSQL configuration of an interrupted change", probe, decide)
 
 
 def ensure_cluster_running(host: Host) -> Step:

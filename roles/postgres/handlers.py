@@ -32,6 +32,9 @@ RELOAD = "postgresql:reload"
 PREVIOUS = "/var/lib/provisioner/postgres-previous"
 #: How long a start may take before the handler gives up (well under any command timeout).
 START_SECONDS = 60
+#: How long a start whose postmaster is alive but not answering yet (crash recovery, a long
+#: WAL replay: "the database system is starting up") is waited for before it counts as failed.
+STARTING_SECONDS = 300
 
 #: Problems the server reports after a reload or restart, one line each (none: all applied).
 #: A restart only someone else's change waits for (ALTER SYSTEM of a setting we do not manage)
@@ -47,6 +50,49 @@ PROBLEMS_SQL = (
     f"'%/conf.d/{DROPIN_NAME}') "
     "UNION ALL SELECT 'pg_hba.conf line ' || line_number || ': ' || error FROM "
     "pg_hba_file_rules WHERE error IS NOT NULL")
+
+
+#: Lines of the server's log that say a change did not fully apply though the server answers:
+#: an address it could not bind (it starts on the others, localhost say), a setting read only
+#: at start that a reload left as it was (ssl_cert_file: "SSL configuration was not reloaded";
+#: the next restart would fail), a file with errors.
+LOG_PROBLEMS = "could not bind|could not create listen socket|was not reloaded|contains errors"
+#: The transient unit a handler's change runs in: a controller whose connection dies (killed,
+#: network gone) no longer takes the shell doing the restart, and its rollback, with it.
+APPLY_UNIT = "provisioner-postgresql-apply.service"
+APPLY_DIR = "/var/lib/provisioner/postgres-apply"
+#: Half-seconds a change waits for an earlier one still running in APPLY_UNIT.
+_APPLY_WAIT = 4 * START_SECONDS * 2
+_SCRIPT_END = "PROVISIONER_POSTGRES_APPLY_END"
+
+
+def detached(script: str, name: str) -> str:
+    """``script`` run as the transient service APPLY_UNIT (``systemd-run --wait``): this shell
+    waits for it and prints what it printed, with its exit status; when this shell dies with
+    the controller's connection, the service carries on to its end (rollback included). An
+    earlier change still running there is waited for first."""
+    if _SCRIPT_END in script:
+        raise ValueError("the script holds the here-document's delimiter")
+    return f"""d={APPLY_DIR}
+( umask 077 && mkdir -p "$d" ) || exit 1
+i=0; while systemctl is-active -q {APPLY_UNIT}; do
+  if [ "$i" -ge {_APPLY_WAIT} ]; then
+    echo "an earlier change of PostgreSQL ({APPLY_UNIT}) still runs; try again later" >&2
+    exit 1; fi
+  i=$((i + 1)); sleep 0.5
+done
+systemctl reset-failed {APPLY_UNIT} >/dev/null 2>&1
+cat > "$d/{name}.sh" <<'{_SCRIPT_END}' || exit 1
+{script}
+{_SCRIPT_END}
+: > "$d/{name}.out" || exit 1
+systemd-run --quiet --wait --collect --unit={APPLY_UNIT} \
+  -p StandardOutput=append:"$d/{name}.out" -p StandardError=append:"$d/{name}.out" \
+  /bin/sh "$d/{name}.sh"
+rc=$?
+cat "$d/{name}.out"
+exit "$rc"
+"""
 
 
 def save_previous_command(paths: list[str]) -> str:
@@ -72,9 +118,12 @@ pg_answers() {{ {psql_command('SELECT 1')} >/dev/null 2>&1; }}
 pg_pid() {{ head -n 1 "$pgdata/postmaster.pid" 2>/dev/null; }}
 pg_restarted() {{
   old=$(pg_pid); timeout 30 systemctl restart --no-block "$unit" || return 1
-  i=0; while [ "$i" -lt {START_SECONDS * 2} ]; do
+  i=0; while [ "$i" -lt {STARTING_SECONDS * 2} ]; do
     state=$(systemctl show -p ActiveState --value "$unit")
     new=$(pg_pid)
+    # past START_SECONDS only a postmaster that is alive and starting (recovery) is waited for
+    if [ "$i" -ge {START_SECONDS * 2} ] && ! {{ [ -n "$new" ] && kill -0 "$new" 2>/dev/null; }}
+    then return 1; fi
     if [ "$state" = failed ]; then return 1; fi
     if [ "$state" = activating ] && [ -z "$new" ] && \
        [ "$(systemctl show -p ControlPID --value "$unit")" = 0 ]; then return 1; fi
@@ -94,7 +143,9 @@ pg_reloaded() {{
   done
   return 1
 }}
-pg_problems() {{ {psql_command(PROBLEMS_SQL)}; }}
+pg_problems() {{ {psql_command(PROBLEMS_SQL)} && \
+  {{ tail -c +"$((logsize + 1))" "$pglog" 2>/dev/null | grep -E "{LOG_PROBLEMS}" | tail -n 8
+     true; }}; }}
 pg_log_tail() {{
   found=$(tail -c +"$((logsize + 1))" "$pglog" 2>/dev/null | grep -E \
 'FATAL|ERROR|PANIC|HINT|DETAIL|invalid|parameter|could not' | tail -n 8)
@@ -127,8 +178,8 @@ if pg_{verb}; then
   printf 'PostgreSQL did not apply its configuration:\\n%s\\n' "$problems"
 else
   echo "PostgreSQL was not {verb} with the new configuration (unit $unit is \
-$(systemctl show -p ActiveState --value "$unit"); waited at most {START_SECONDS} s); the \
-server says:"
+$(systemctl show -p ActiveState --value "$unit"); waited at most {START_SECONDS} s, \
+{STARTING_SECONDS} s while it recovers); the server says:"
 fi
 pg_log_tail
 if pg_restore_previous; then
@@ -148,21 +199,42 @@ exit 1"""
 def start_action() -> str:
     """A bounded (re)start of a cluster that is not active (stopped, failed, or "activating"
     for ever), failing with the server's words."""
-    return f"""{CLUSTER_SHELL}
+    return detached(f"""{CLUSTER_SHELL}
 unit="postgresql@$pgver-{CLUSTER}.service"
 pglog="/var/log/postgresql/postgresql-$pgver-{CLUSTER}.log"
 logsize=$(stat -c %s "$pglog" 2>/dev/null || echo 0)
 {_FUNCTIONS}
 pg_restarted && exit 0
 echo "PostgreSQL did not start (unit $unit is $(systemctl show -p ActiveState --value \
-"$unit"); waited at most {START_SECONDS} s); the server says:"
+"$unit"); waited at most {START_SECONDS} s, {STARTING_SECONDS} s while it recovers); the \
+server says:"
 pg_log_tail
-exit 1"""
+exit 1""", "start")
+
+
+def recover_action() -> str:
+    """Put back the configuration a change saved before it was cut off (its run killed, the
+    unit's rollback never ran) while the server is down, and start the server with it: the
+    inventory's value, still unproven, is then applied again by the steps after."""
+    return detached(f"""{CLUSTER_SHELL}
+unit="postgresql@$pgver-{CLUSTER}.service"
+pglog="/var/log/postgresql/postgresql-$pgver-{CLUSTER}.log"
+logsize=$(stat -c %s "$pglog" 2>/dev/null || echo 0)
+{_FUNCTIONS}
+[ -f {PREVIOUS}/paths ] || exit 0
+[ "$(systemctl show -p ActiveState --value "$unit")" = active ] && exit 0
+if ! pg_restore_previous; then
+  echo "could not put back the configuration saved in {PREVIOUS}" >&2; exit 1; fi
+pg_restarted && exit 0
+echo "The configuration saved in {PREVIOUS} is back, but PostgreSQL did not start with it \
+either; the server says:"
+pg_log_tail
+exit 1""", "recover")
 
 
 def restart_action() -> str:
-    return _action("restarted")
+    return detached(_action("restarted"), "restart")
 
 
 def reload_action() -> str:
-    return _action("reloaded")
+    return detached(_action("reloaded"), "reload")

@@ -55,6 +55,7 @@ def steps(host: Host) -> Iterator[Step]:
     yield ensure_packages(host, variables["postgres_packages"],
                           label="packages " + " ".join(variables["postgres_packages"])
                           + " [controls §6.2]")
+    yield cluster.ensure_interrupted_change_undone()
     applying = cluster.Applying()
     hba = render_hba(remote_hosts(variables, host.inventory))
     yield cluster.ensure_cluster_config(host, settings_for(host), hba, applying)
