@@ -48,8 +48,16 @@ def now(inventory: Inventory, hosts: str, group: str, show: Show = print_output)
     """``backup.now``: a backup on each chosen host, now, as an on-demand archive.
 
     The host runs it as a systemd unit (``run-now``) and this waits for it: a Ctrl-C or a
-    dropped connection ends the waiting, never the backup."""
-    return _run_everywhere(backup_jobs(inventory, hosts, group), ["run-now"], show)
+    dropped connection ends the waiting, never the backup, and a Ctrl-C says so (a breaker's
+    printed nothing while the backup went on)."""
+    jobs = backup_jobs(inventory, hosts, group)
+    try:
+        return _run_everywhere(jobs, ["run-now"], show)
+    except KeyboardInterrupt:
+        show("backup.now: stopped waiting; a backup already started carries on on the host "
+             "(provisioner-backup-ondemand.service) and is pruned, copied and recorded there: "
+             "invoke backup.list shows it once done.", True)
+        return 1
 
 
 def list_archives(inventory: Inventory, hosts: str, group: str, show: Show = print_output) -> int:

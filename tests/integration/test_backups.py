@@ -546,10 +546,11 @@ def test_the_backup_hosts_own_pruning_keeps_what_the_rule_says(backups: Backups)
     simulated = simulated_days()
     ledger = f"/var/lib/provisioner-backup-target/{backups.db.name}/ledger"
     # Each arrived, as the ledger records, at the time its name gives.
+    arrivals = "".join(f"{name} {int(archive_time(name).timestamp())} arrived\n"
+                       for name in simulated)
     backups.root(f"cd {client} && for d in {' '.join(simulated)}; do mkdir $d && "
-                 "touch $d/app.dump.age && echo \"$d $(date -u -d \"${d:0:4}-${d:4:2}-${d:6:2} "
-                 f"${{d:9:2}}:${{d:11:2}}:${{d:13:2}}\" +%s) arrived\" >> {ledger}; done && "
-                 "chown -R pgbackup:pgbackup .", machine=backups.vault)
+                 f"touch $d/app.dump.age; done && chown -R pgbackup:pgbackup . && "
+                 f"cat >> {ledger}", machine=backups.vault, stdin=arrivals)
     everything = backups.copies()
 
     backups.root("systemctl start provisioner-backup-target-prune.service", machine=backups.vault)

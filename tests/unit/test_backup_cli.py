@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -104,3 +105,17 @@ def test_backup_now_asks_the_host_to_run_its_on_demand_unit(
                                                (127, 1)])
 def test_the_programs_exit_becomes_the_tasks(program: int, task: int) -> None:
     assert backup_cli.exit_code(program) == task
+
+
+def test_a_ctrl_c_during_backup_now_says_the_backup_carries_on(
+        inventory: Inventory, monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(*_: Any, **__: Any) -> int:
+        raise KeyboardInterrupt
+    monkeypatch.setattr(backup_cli, "_run", interrupted)
+    shown: list[tuple[str, bool]] = []
+
+    code = backup_cli.now(inventory, "db1", "", lambda text, error: shown.append((text, error)))
+
+    assert code == 1
+    ((text, error),) = shown
+    assert error and "a backup already started carries on on the host" in text
