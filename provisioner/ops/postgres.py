@@ -61,7 +61,22 @@ _PSQL = ("psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1")
 #: not an error's statement or message; and psql shows no statement excerpt on an error.
 QUIET_LOG = ("\\set VERBOSITY terse\nSET log_statement = 'none';\n"
              "SET log_min_duration_statement = -1;\nSET log_min_error_statement = 'panic';\n"
-             "SET log_min_messages = 'panic';\n")
+             "SET log_min_messages = 'panic';\n"
+             # pg_stat_statements keeps utility statements' text (ALTER ROLE ... PASSWORD with
+             # its verifier) unless told not to; without the module this only sets a
+             # placeholder, which PostgreSQL allows for any name with a dot
+             "SET pg_stat_statements.track_utility = off;\n")
+#: What a session that changes the inventory's objects sets first: a lock held by another
+#: transaction (an open ALTER ROLE, a long transaction on the role's row) fails the statement
+#: after 10 s, naming the sessions holding transactions open, instead of hanging the run.
+SESSION_LIMITS = "SET lock_timeout = '10s';\nSET statement_timeout = '10min';\n"
+#: On a lock timeout: the sessions with a transaction open, oldest first (no query text: it
+#: may hold a secret).
+_HOLDERS_SQL = (
+    "SELECT 'pid ' || pid || ', application ' || coalesce(nullif(application_name, ''), '-') "
+    "|| ', user ' || coalesce(usename, '-') || ', transaction started ' || xact_start || "
+    "', ' || coalesce(state, '-') FROM pg_stat_activity WHERE xact_start IS NOT NULL AND pid "
+    "<> pg_backend_pid() ORDER BY xact_start")
 
 
 def check_database_name(database: str) -> str:
@@ -73,7 +88,7 @@ def check_database_name(database: str) -> str:
 
 
 def psql_command(sql: str | Secret | Sequence[str | Secret], *, database: str = "postgres",
-                 quiet_log: bool = False) -> str:
+                 quiet_log: bool = False, bounded: bool = False) -> str:
     """Shell running ``sql`` (one text, or parts joined, Secrets revealed into the payload only)
     as ``postgres`` in ``database`` of the local cluster, stopping at the first error.
 
@@ -84,15 +99,31 @@ def psql_command(sql: str | Secret | Sequence[str | Secret], *, database: str = 
     send BEGIN/COMMIT in the SQL where the statements must go together.
     """
     parts = [sql] if isinstance(sql, str | Secret) else list(sql)
-    payload = [QUIET_LOG] if quiet_log else []
+    payload = ([QUIET_LOG] if quiet_log else []) + ([SESSION_LIMITS] if bounded else [])
     psql = run_as("postgres", *_PSQL, "-d", check_database_name(database))
+    run = with_stdin(psql, *payload, *parts)
+    if bounded:
+        run = _naming_lock_holders(run)
     return (f"( {CLUSTER_SHELL}\n"
             "if [ -z \"$pgver\" ]; then echo 'PostgreSQL is not installed "
             "(no /usr/lib/postgresql/*/bin/postgres)' >&2; exit 1; fi\n"
             "if [ -z \"$pgport\" ]; then echo \"PostgreSQL $pgver is not running (no "
             "$pgdata/postmaster.pid)\" >&2; exit 1; fi\n"
             "PGPORT=$pgport PGAPPNAME=provisioner; export PGPORT PGAPPNAME\n"
-            f"{with_stdin(psql, *payload, *parts)} )")
+            f"{run} )")
+
+
+def _naming_lock_holders(run: str) -> str:
+    """``run`` with its errors passed on, followed on a lock timeout by who holds transactions
+    open (pg_stat_activity): the one to end or wait for."""
+    holders = run_as("postgres", *_PSQL, "-d", "postgres", "-c", _HOLDERS_SQL)
+    return (f"{{ pgerr=$( {{ {run}\n}} 2>&1 >&3 ); pgrc=$?; }} 3>&1\n"
+            "[ -z \"$pgerr\" ] || printf '%s\\n' \"$pgerr\" >&2\n"
+            "if [ \"$pgrc\" -ne 0 ] && printf '%s' \"$pgerr\" | grep -q 'lock timeout'; then\n"
+            "  echo 'waited 10 s for a lock; sessions holding a transaction open, oldest "
+            "first:' >&2\n"
+            f"  {holders} >&2\nfi\n"
+            "exit \"$pgrc\"")
 
 
 @dataclass(frozen=True)

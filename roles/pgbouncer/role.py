@@ -39,8 +39,8 @@ from provisioner.ops.path_state import parse_path_state, probe_path
 from provisioner.ops.systemd import ensure_service
 from provisioner.secrets.host_store import HostSecret
 from provisioner.secrets.values import Secret
-from provisioner.step import Handler, Plan, Probed, Step
-from roles.pgbouncer.handlers import reload_handler, restart_handler
+from provisioner.step import Handler, Plan, Probed, Refused, Step
+from roles.pgbouncer.handlers import reload_handler, restart_handler, save_previous_command
 from roles.pgbouncer.settings import (
     auth_users,
     check_variables,
@@ -51,6 +51,7 @@ from roles.pgbouncer.settings import (
     secret_setting_refusal,
 )
 from roles.pgbouncer.userlist import ensure_userlist, ensure_userlist_attributes
+from roles.postgres.listening import ADDRESSES_PROBE, foreign_addresses, host_addresses
 
 INI = "/etc/pgbouncer/pgbouncer.ini"
 UNIT = "pgbouncer.service"
@@ -66,6 +67,7 @@ TEMPLATE_ARGUMENTS = {"etc/pgbouncer/pgbouncer.ini.j2":
 def steps(host: Host) -> Iterator[Step]:
     validate_inventory(host.vars, host.inventory)
     yield ensure_packages(host, host.vars["pgbouncer_packages"])
+    yield listen_addresses_on_host(host)
     yield pgbouncer_ini(host)
     yield ensure_userlist_attributes(host)
     yield ensure_userlist(host, auth_users(host.vars), notify=[RELOAD])
@@ -127,6 +129,26 @@ def _opens(rule: Any, port: int, group: str) -> bool:
         rule.get("action", "allow") in ("allow", "limit")
 
 
+def listen_addresses_on_host(host: Host) -> Step:
+    """Refused before the ini changes: a listen address that is none of the host's (PgBouncer
+    would fail to bind it at its next start; a reload ignores listen_addr altogether)."""
+    wanted = listen_addresses(host.vars, host.config.address)
+
+    def decide(probed: Probed) -> Plan:
+        addresses = host_addresses(probed.output)
+        missing = foreign_addresses(wanted, addresses)
+        if missing:
+            raise Refused(f"PgBouncer would listen on {', '.join(missing)}, which is not an "
+                          f"address of this host (it has {', '.join(sorted(addresses))}); "
+                          "nothing was changed: set pgbouncer_private_address (or "
+                          "pgbouncer_listen_addresses) to one of them")
+        if not addresses:
+            return Plan("this host's addresses could not be read (/proc/net/fib_trie)")
+        return Plan(f"{', '.join(wanted)} {'is' if len(wanted) == 1 else 'are'} this host's")
+
+    return Step("PgBouncer listen addresses are this host's", ADDRESSES_PROBE, decide)
+
+
 def pgbouncer_ini(host: Host) -> Step:
     """pgbouncer.ini, root:postgres 0640 (PgBouncer reads it as postgres and cannot change it);
     a change restarts only for a start-only setting, else reloads."""
@@ -140,6 +162,7 @@ def pgbouncer_ini(host: Host) -> Step:
         live = current.content.decode(errors="replace") if current and current.content else None
         if plan.action is None or live == content:
             return replace(plan, notify=())
+        plan = replace(plan, action=f"{save_previous_command()}\n{plan.action}")
         changed = restart_settings_changed(live, content)
         if not changed:
             return replace(plan, notify=(RELOAD,))

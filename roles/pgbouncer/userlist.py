@@ -30,6 +30,7 @@ from provisioner.secrets.scram import parse_verifier
 from provisioner.secrets.values import Secret
 from provisioner.sql import quote_literal
 from provisioner.step import Plan, Probed, ProbeUnreadable, Refused, Step
+from roles.pgbouncer.handlers import save_previous_command
 
 USERLIST = "/etc/pgbouncer/userlist.txt"
 #: PgBouncer runs as postgres and only reads the file; root alone may change it.
@@ -112,7 +113,8 @@ def plan_userlist(state: UserlistState, users: Sequence[str], show_diff: bool) -
     else:
         reason = "a verifier changed on the server"
     desired = DesiredFile(USERLIST, content, OWNER, GROUP, MODE)
-    return Plan(reason, action=write_file_action(desired), secrets=secrets, all_or_nothing=True,
+    action = f"{save_previous_command(keep_existing=True)}\n{write_file_action(desired)}"
+    return Plan(reason, action=action, secrets=secrets, all_or_nothing=True,
                 diff=masked_diff(state.users, users) if show_diff else None)
 
 

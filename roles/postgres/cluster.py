@@ -53,6 +53,7 @@ from roles.postgres.handlers import (
     save_previous_command,
     start_action,
 )
+from roles.postgres.listening import ADDRESSES_PROBE, foreign_addresses, host_addresses
 from roles.postgres.settings import (
     DROPIN_NAME,
     changed_names,
@@ -104,7 +105,7 @@ def config_probe() -> str:
             f"echo \"{_VERSION}$pgver\"\n"
             "\"$pgbin/postgres\" --describe-config | "
             "awk -F '\\t' '$2 == \"postmaster\" { print \"pg-restart \" $1 }'\n"
-            f"{_AUTO_CONF}\nprintf '{_CONFIG.strip()}\\n'\n{files}")
+            f"{_AUTO_CONF}\n{ADDRESSES_PROBE}\nprintf '{_CONFIG.strip()}\\n'\n{files}")
 
 
 def read_version(output: str) -> str:
@@ -127,6 +128,7 @@ def plan_config(output: str, settings_for: Callable[[int], dict[str, str]], hba:
                      if line.startswith("pg-restart ")}
     settings = settings_for(int(version.split(".")[0]))
     refuse_auto_conf_overrides(head, settings)
+    refuse_foreign_addresses(head, settings)
     config = _config_set(version, settings, hba)
     state = parse_config_set(files, config)
     plan = plan_config_set(config, state, show_diff)
@@ -153,7 +155,21 @@ def refuse_auto_conf_overrides(head: str, settings: dict[str, str]) -> None:
         raise Refused(f"postgresql.auto.conf (ALTER SYSTEM) sets {', '.join(overridden)}, which "
                       f"the inventory manages in conf.d/{DROPIN_NAME}; it would win over the "
                       f"inventory's value, so nothing was changed or restarted: clear them as "
-                      f"the postgres superuser ({resets};) or drop them from the inventory")
+                      f"the postgres superuser ({resets};), and the next run applies the "
+                      "drop-in's values")
+
+
+def refuse_foreign_addresses(head: str, settings: dict[str, str]) -> None:
+    """Refused before anything changes: a listen address that is none of the host's (PostgreSQL
+    would start on the others, localhost say, and warn only in its log)."""
+    wanted = settings.get("listen_addresses", "").split(",")
+    addresses = host_addresses(head)
+    missing = foreign_addresses(wanted, addresses)
+    if missing:
+        raise Refused(f"listen_addresses holds {', '.join(missing)}, which is not an address of "
+                      f"this host (it has {', '.join(sorted(addresses))}); nothing was changed: "
+                      "set postgres_listen_address to one of them, or leave it empty for the "
+                      "inventory's address")
 
 
 def ensure_cluster_config(host: Host, settings_for: Callable[[int], dict[str, str]], hba: str,

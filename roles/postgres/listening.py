@@ -46,3 +46,46 @@ def listens(sockets: set[tuple[str, int]], address: str, port: int) -> bool:
     """Whether ``address``:``port`` is served: bound to it, or to every address of its family."""
     wildcard = "::" if ":" in address else "0.0.0.0"
     return (address, port) in sockets or (wildcard, port) in sockets
+
+
+#: Prints ``host-addr ADDRESS`` for each address of the host (the kernel's own tables, as for
+#: the sockets: the minimal image has no ``ip``); IPv6 ones as 32 hex digits.
+ADDRESSES_PROBE = (
+    "awk '/\\|--/ { a = $2 } /\\/32 host LOCAL/ { print \"host-addr \" a }' /proc/net/fib_trie "
+    "2>/dev/null | sort -u; awk '{ print \"host-addr \" $1 }' /proc/net/if_inet6 2>/dev/null")
+#: listen values that are not one address of the host: every address, or the name of loopback.
+_ANY = ("", "*", "localhost", "0.0.0.0", "::")
+
+
+def host_addresses(output: str) -> set[str]:
+    """The addresses ADDRESSES_PROBE printed (other lines are ignored), in ipaddress's form."""
+    found = set()
+    for line in output.splitlines():
+        if not line.startswith("host-addr "):
+            continue
+        text = line.split(" ", 1)[1].strip()
+        try:
+            if len(text) == 32 and ":" not in text and "." not in text:
+                found.add(str(ipaddress.ip_address(bytes.fromhex(text))))
+            else:
+                found.add(str(ipaddress.ip_address(text)))
+        except ValueError:
+            continue
+    return found
+
+
+def foreign_addresses(wanted: list[str], addresses: set[str]) -> list[str]:
+    """The listen addresses in ``wanted`` that are none of the host's (nothing when the host's
+    addresses could not be read: the handler's proof still fails on an unbound one)."""
+    if not addresses:
+        return []
+    missing = []
+    for address in wanted:
+        if address.strip() in _ANY:
+            continue
+        try:
+            if str(ipaddress.ip_address(address.strip())) not in addresses:
+                missing.append(address.strip())
+        except ValueError:
+            continue
+    return missing

@@ -73,7 +73,8 @@ def plan_roles(rows: Sequence[tuple[str, ...]], wanted: Sequence[Mapping[str, An
             reasons.append(f"{name} {'created' if row is None else ', '.join(changes)}")
     if not statements:
         return Plan(f"{len(wanted)} roles as desired")
-    return Plan("; ".join(reasons), action=psql_command(statements, quiet_log=True),
+    return Plan("; ".join(reasons),
+                action=psql_command(statements, quiet_log=True, bounded=True),
                 secrets=tuple(shown))
 
 
@@ -118,7 +119,7 @@ def plan_databases(rows: Sequence[tuple[str, ...]], wanted: Sequence[Mapping[str
             if locale:
                 options += f" LOCALE {quote_literal(locale)}"
             commands.append(psql_command(f"CREATE DATABASE {quote_identifier(name)}{options} "
-                                         "TEMPLATE template0"))
+                                         "TEMPLATE template0", bounded=True))
             reasons.append(f"{name} created (owner {owner})")
             continue
         if row[2].upper() != encoding.upper().replace("-", "") or (locale and row[3] != locale):
@@ -127,7 +128,7 @@ def plan_databases(rows: Sequence[tuple[str, ...]], wanted: Sequence[Mapping[str
                           "dump and restore, which this role does not do on its own")
         if row[1] != owner:
             commands.append(psql_command(f"ALTER DATABASE {quote_identifier(name)} OWNER TO "
-                                         f"{quote_identifier(owner)}"))
+                                         f"{quote_identifier(owner)}", bounded=True))
             reasons.append(f"{name} owner {row[1]} -> {owner}")
     if not commands:
         return Plan(f"{len(wanted)} databases as desired")
@@ -162,7 +163,8 @@ def plan_extensions(rows: Sequence[tuple[str, ...]], database: str, extensions: 
         return Plan(f"{', '.join(extensions)} present")
     sql = "".join(f"CREATE EXTENSION IF NOT EXISTS {quote_identifier(name)};\n"
                   for name in missing)
-    return Plan(f"create {', '.join(missing)}", action=psql_command(sql, database=database))
+    return Plan(f"create {', '.join(missing)}",
+                action=psql_command(sql, database=database, bounded=True))
 
 
 def ensure_extensions(host: Host, database: str, extensions: Sequence[str]) -> Step:
@@ -200,7 +202,7 @@ def ensure_database_grants(host: Host, wanted: Sequence[Mapping[str, Any]]) -> S
         if not missing:
             return Plan(f"{len(wanted)} database grants held")
         return Plan("grant " + ", ".join(f"{p} on {t} to {r}" for t, r, p in missing),
-                    action=psql_command(grant_sql(missing, "DATABASE")))
+                    action=psql_command(grant_sql(missing, "DATABASE"), bounded=True))
 
     return _sql_step("PostgreSQL database grants", DATABASE_GRANTS_SQL, "postgres", decide)
 
@@ -215,7 +217,8 @@ def ensure_schema_grants(host: Host, database: str, wanted: Sequence[Mapping[str
         if not missing:
             return Plan(f"{len(wanted)} schema grants held")
         return Plan("grant " + ", ".join(f"{p} on schema {t} to {r}" for t, r, p in missing),
-                    action=psql_command(grant_sql(missing, "SCHEMA"), database=database))
+                    action=psql_command(grant_sql(missing, "SCHEMA"), database=database,
+                                                bounded=True))
 
     return _sql_step(f"PostgreSQL schema grants in {database}", SCHEMA_GRANTS_SQL, database,
                      decide)

@@ -22,6 +22,7 @@ import pytest
 
 from provisioner import sandbox
 from provisioner.commands import quote
+from roles.pgbouncer.handlers import PREVIOUS
 from roles.pgbouncer.settings import RESTART_ONLY
 from tests.integration.conftest import (
     CONTROLLER_ADDRESS,
@@ -228,6 +229,24 @@ def test_a_setting_pgbouncer_refuses_fails_the_reload_with_its_words(tier: DataT
         in reload["reason"]
     assert "unknown parameter: pgbouncer/max_prepared_statement" in reload["reason"]
     assert psql_via(tier.db, "127.0.0.1", tier.password(), "SELECT 1").returncode == 0
+    # F7: the refused file does not stay on disk for the next restart to fail on
+    assert "The previous pgbouncer.ini and userlist are back on disk and reloaded" in \
+        reload["reason"]
+    assert "max_prepared_statement" not in tier.root("cat /etc/pgbouncer/pgbouncer.ini")
+    assert tier.root(f"test -e {PREVIOUS} && echo saved || echo none").strip() == "none"
+
+
+def test_a_private_address_that_is_not_the_hosts_is_refused_before_the_ini_changes(
+        tier: DataTier) -> None:
+    """F5: PgBouncer would fail to bind it at its next start."""
+    before = tier.root("cat /etc/pgbouncer/pgbouncer.ini")
+
+    run = tier.provision("--set", "pgbouncer_private_address=10.77.0.99")
+
+    assert run.exit_code == 1, run.output
+    assert "PgBouncer would listen on 10.77.0.99, which is not an address of this host" in \
+        run.output
+    assert tier.root("cat /etc/pgbouncer/pgbouncer.ini") == before
 
 
 def test_the_next_good_run_reloads_what_the_failed_one_left(tier: DataTier) -> None:

@@ -255,6 +255,42 @@ def test_a_save_left_with_the_server_down_is_put_back_first(cluster: Cluster) ->
     assert cluster.provision().report["hosts"][cluster.db.name]["changed"] == 0
 
 
+def test_a_listen_address_that_is_not_the_hosts_is_refused_before_anything_changes(
+        cluster: Cluster) -> None:
+    """F5: PostgreSQL would start on localhost only, warning in its log."""
+    before = cluster.sql("SHOW listen_addresses")
+    edit_inventory(cluster.inventory, lambda data: data["groups"]["db"]["vars"].update(
+        {"postgres_listen_address": "10.77.0.99"}))
+
+    run = cluster.provision()
+    edit_inventory(cluster.inventory, lambda data: data["groups"]["db"]["vars"].pop(
+        "postgres_listen_address"))
+
+    assert run.exit_code == 1, run.output
+    assert "listen_addresses holds 10.77.0.99, which is not an address of this host" in \
+        run.output
+    assert cluster.sql("SHOW listen_addresses") == before
+
+
+def test_a_file_setting_a_reload_leaves_unapplied_fails_and_is_rolled_back(
+        cluster: Cluster) -> None:
+    """F6: a reload keeps the old certificate and says so in the log only; the next restart
+    would never come up."""
+    before = cluster.sql("SHOW ssl_cert_file")
+    cluster.set_settings({"ssl_cert_file": "/etc/ssl/certs/nonexistent.pem"})
+
+    run = cluster.provision()
+    cluster.set_settings({})
+
+    assert run.exit_code == 1, run.output
+    assert "SSL configuration was not reloaded" in run.output
+    assert "The previous conf.d/50-provisioner.conf and pg_hba.conf are back" in run.output
+    assert cluster.sql("SHOW ssl_cert_file") == before
+    assert "nonexistent" not in cluster.ssh(cluster.db, "cat /etc/postgresql/*/main/conf.d/"
+                                            "50-provisioner.conf")
+    assert cluster.provision().exit_code == 0
+
+
 def test_shared_buffers_beyond_the_ram_is_refused_before_anything_changes(
         cluster: Cluster) -> None:
     facts = parse_facts(cluster.ssh(cluster.db, f"sh -c {_quote(FACTS_SCRIPT)}"))

@@ -17,7 +17,8 @@ from provisioner.inventory.view import InventoryView
 from provisioner.ops.path_state import probe_path
 from provisioner.secrets.host_store import HostSecret
 from provisioner.secrets.values import Secret
-from provisioner.step import Probed, Step
+from provisioner.step import Probed, Refused, Step
+from roles.pgbouncer.handlers import save_previous_command
 from roles.pgbouncer.role import rendered_ini, validate_inventory
 from roles.pgbouncer.settings import ini_settings, restart_settings_changed
 from tests.unit.fakes import host_config
@@ -308,7 +309,8 @@ def test_comments_and_layout_do_not_count_as_a_start_only_change() -> None:
 
 def test_steps_install_configure_copy_the_verifiers_and_run_the_service() -> None:
     assert [step.label for step in steps_of(make_host())] == [
-        "packages pgbouncer", "template /etc/pgbouncer/pgbouncer.ini [controls §7.2]",
+        "packages pgbouncer", "PgBouncer listen addresses are this host's",
+        "template /etc/pgbouncer/pgbouncer.ini [controls §7.2]",
         "owner and mode of /etc/pgbouncer/userlist.txt",
         "userlist /etc/pgbouncer/userlist.txt [controls §7.2]",
         "service pgbouncer.service enabled and running"]
@@ -316,3 +318,42 @@ def test_steps_install_configure_copy_the_verifiers_and_run_the_service() -> Non
 
 def test_the_restart_supersedes_the_reload() -> None:
     assert ROLE.handlers["pgbouncer:restart"].supersedes == ("pgbouncer:reload",)
+
+
+HOST_ADDRESSES = ("host-addr 10.0.0.5\nhost-addr 127.0.0.1\n"
+                  "host-addr 00000000000000000000000000000001\n")
+
+
+def _addresses_step(**overrides: Any) -> Step:
+    (step,) = [step for step in steps_of(make_host(**overrides)) if "listen addresses" in
+               step.label]
+    return step
+
+
+def test_a_private_address_that_is_not_the_hosts_is_refused_before_the_ini_changes() -> None:
+    step = _addresses_step(pgbouncer_remote_groups=["api"],
+                           pgbouncer_private_address="10.77.0.99")
+
+    with pytest.raises(Refused) as refused:
+        step.decide(Probed(HOST_ADDRESSES))
+
+    assert "PgBouncer would listen on 10.77.0.99, which is not an address of this host (it " \
+        "has 10.0.0.5, 127.0.0.1, ::1)" in str(refused.value)
+
+
+def test_the_hosts_own_addresses_pass() -> None:
+    plan = _addresses_step(pgbouncer_remote_groups=["api"]).decide(Probed(HOST_ADDRESSES))
+
+    assert plan.reason == "127.0.0.1, 10.0.0.5 are this host's" and plan.action is None
+
+
+def test_a_refused_reload_puts_the_previous_ini_and_userlist_back_and_reloads_them() -> None:
+    reload = ROLE.handlers["pgbouncer:reload"].action
+    restart = ROLE.handlers["pgbouncer:restart"].action
+
+    refused = reload.index("PgBouncer refused the new configuration")
+    assert reload.index("if pgb_restore; then", refused) < reload.rindex("systemctl reload")
+    assert "if pgb_restore && systemctl restart pgbouncer.service" in restart
+    ini_action = ini_step(make_host(pgbouncer_default_pool_size=31)).decide(
+        probed_ini(rendered_ini(make_host()))).action
+    assert ini_action is not None and ini_action.startswith(save_previous_command())

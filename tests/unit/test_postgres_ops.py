@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+from pathlib import Path
+
 import pytest
 
+from provisioner.ops import postgres
 from provisioner.ops.postgres import (
     SQL,
     SqlAnswer,
@@ -152,3 +157,35 @@ def test_a_probe_refuses_a_psql_meta_command() -> None:
     with pytest.raises(ValueError, match="meta-command"):
         sql_probe("SELECT 1\n\\! rm -rf /")
 
+
+
+def test_a_session_holding_a_password_keeps_it_out_of_pg_stat_statements_too() -> None:
+    # a placeholder without the module: SET of a dotted name is allowed whether it is loaded
+    assert "SET pg_stat_statements.track_utility = off;" in postgres.QUIET_LOG
+
+
+def test_object_sessions_give_up_on_a_lock_after_10_s_naming_who_holds_transactions(
+        tmp_path: Path) -> None:
+    fakes = tmp_path / "bin"
+    fakes.mkdir()
+    (fakes / "runuser").write_text("#!/bin/sh\nshift 3; exec \"$@\"\n")
+    (fakes / "psql").write_text(
+        "#!/bin/sh\ncase \"$*\" in *pg_stat_activity*)\n"
+        "  echo 'pid 4242, application psql, user postgres, transaction started 2026-12-02 "
+        "15:00:00+00, idle in transaction'; exit 0;; esac\n"
+        "cat >/dev/null; echo 'ERROR:  canceling statement due to lock timeout' >&2; exit 3\n")
+    for tool in fakes.iterdir():
+        tool.chmod(0o755)
+    command = postgres._naming_lock_holders(
+        postgres.with_stdin(postgres.run_as("postgres", "psql", "-d", "postgres"),
+                            postgres.SESSION_LIMITS, "ALTER ROLE app LOGIN"))
+
+    done = subprocess.run(["sh", "-c", f"( {command} )"], capture_output=True, text=True,
+                          env={**os.environ, "PATH": f"{fakes}:{os.environ['PATH']}"},
+                          check=False)
+
+    assert done.returncode == 3
+    assert "canceling statement due to lock timeout" in done.stderr
+    assert "sessions holding a transaction open, oldest first:\npid 4242, application psql" \
+        in done.stderr
+    assert "SET lock_timeout = '10s';" in postgres.SESSION_LIMITS

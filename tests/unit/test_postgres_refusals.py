@@ -239,6 +239,23 @@ def test_every_alter_system_override_of_a_managed_setting_is_refused_before_a_re
     assert "postgresql.auto.conf (ALTER SYSTEM) sets shared_buffers, work_mem" in message
     assert "ALTER SYSTEM RESET shared_buffers; ALTER SYSTEM RESET work_mem;" in message
     assert "jit" not in message  # not ours: ALTER SYSTEM may keep it
+    # shared_buffers is computed (PGTune): the inventory has nothing to drop
+    assert "drop them from the inventory" not in message
+
+
+def test_a_listen_address_that_is_not_the_hosts_is_refused_before_anything_changes() -> None:
+    old = render_dropin({"listen_addresses": "localhost"})
+    output = config_output(old).replace("pg-config\n", "host-addr 10.0.2.10\nhost-addr "
+                                        "127.0.0.1\nhost-addr 00000000000000000000000000000001"
+                                        "\npg-config\n")
+
+    with pytest.raises(Refused) as refused:
+        plan_config(output, lambda version: {"listen_addresses": "localhost,10.77.0.99"},
+                    "hba\n", False)
+    assert "listen_addresses holds 10.77.0.99, which is not an address of this host (it has " \
+        "10.0.2.10, 127.0.0.1, ::1); nothing was changed" in str(refused.value)
+    assert plan_config(output, lambda version: {"listen_addresses": "localhost,10.0.2.10"},
+                       "hba\n", False).action is not None
 
 
 def test_an_alter_system_setting_we_do_not_manage_is_not_refused() -> None:
