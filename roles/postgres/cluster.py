@@ -241,11 +241,32 @@ def ensure_cluster_running(host: Host) -> Step:
     return Step("PostgreSQL cluster running", probe, decide)
 
 
+#: Rows ``@file, name, file:line`` for each managed setting whose last line in the files on disk
+#: (pg_file_settings reads them now, not at the last reload) is not in the drop-in: a later
+#: conf.d file (99-hand.conf) or postgresql.auto.conf wins, restart-only settings included.
+_OVERRIDDEN_SQL = (
+    "SELECT '@file', name, sourcefile || ':' || sourceline, '', '', '' FROM (SELECT DISTINCT "
+    "ON (name) name, sourcefile, sourceline FROM pg_file_settings WHERE error IS NULL AND name "
+    "IN ({names}) ORDER BY name, seqno DESC) AS last WHERE sourcefile NOT LIKE "
+    f"'%/conf.d/{DROPIN_NAME}'")
+
+
+def refuse_file_overrides(rows: tuple[tuple[str, ...], ...]) -> None:
+    """Refused, naming each: a managed setting another file on disk sets after the drop-in
+    (its value, not the inventory's, is what the next reload or restart applies)."""
+    found = [f"{row[1]} ({row[2]})" for row in rows if row[0] == "@file" and len(row) == 6]
+    if found:
+        raise Refused(f"{', '.join(found)} override the drop-in {DROPIN_NAME} from a later file: "
+                      "remove them there (ALTER SYSTEM RESET name, for postgresql.auto.conf) "
+                      "so the inventory's values apply; nothing was reloaded or restarted")
+
+
 def plan_in_effect(rows: tuple[tuple[str, ...], ...], wanted: dict[str, str]) -> Plan:
     """Whether pg_settings shows the drop-in's values (rows: name, setting, unit, vartype,
     pending_restart, sourcefile); a restart or reload when the server has not taken them yet, a
     refusal when another file (ALTER SYSTEM's postgresql.auto.conf, a later drop-in) wins."""
-    current = {row[0]: row for row in rows if len(row) == 6}
+    refuse_file_overrides(rows)
+    current = {row[0]: row for row in rows if len(row) == 6 and row[0] != "@file"}
     waiting = sorted(name for name, row in current.items() if row[4] == "true")
     pending = [name for name in waiting if name in wanted]
     # someone else's change (ALTER SYSTEM of a setting we do not manage): theirs to restart for
@@ -274,9 +295,10 @@ def ensure_settings_in_effect(host: Host, settings_for: Callable[[int], dict[str
                               names: list[str], applying: Applying) -> Step:
     """pg_settings equal to the drop-in and no pending_restart, in the same probe round trip
     (one item of the SQL group): after a change, the handler proves it instead."""
+    listed = ", ".join(quote_literal(name) for name in names)
     query = ("SELECT name, setting, coalesce(unit, ''), vartype, pending_restart::text, "
              "coalesce(sourcefile, '') FROM pg_settings WHERE pending_restart OR name IN ("
-             + ", ".join(quote_literal(name) for name in names) + ") ORDER BY name")
+             f"{listed}) UNION ALL {_OVERRIDDEN_SQL.format(names=listed)} ORDER BY 1, 2")
 
     def decide(probed: Probed) -> Plan:
         if applying.changed:

@@ -112,11 +112,27 @@ def clear_previous_command() -> str:
     return f"rm -rf {PREVIOUS}"
 
 
+#: PgBouncer on this host (its role's ini), told to PAUSE around a restart: its clients wait
+#: for the server instead of losing their sessions and queries mid-flight. PAUSE is given 2 s
+#: (it waits for running transactions; the pause holds from when PgBouncer takes it), RESUME
+#: follows the restart whatever its outcome.
+PGBOUNCER_INI = "/etc/pgbouncer/pgbouncer.ini"
+PGBOUNCER_CONSOLE = ("runuser -u postgres -- psql -X -q -A -t -h /var/run/postgresql -U "
+                     "pgbouncer -d pgbouncer")
+
 #: Shell functions the handlers use; $unit, $pglog and $logsize are set before them.
 _FUNCTIONS = f"""\
 pg_answers() {{ {psql_command('SELECT 1')} >/dev/null 2>&1; }}
 pg_pid() {{ head -n 1 "$pgdata/postmaster.pid" 2>/dev/null; }}
+pgb_tell() {{
+  pgbport=$(sed -n 's/^listen_port *= *//p' {PGBOUNCER_INI} 2>/dev/null | tail -n 1)
+  [ -n "$pgbport" ] && systemctl is-active --quiet pgbouncer.service || return 0
+  timeout "$1" {PGBOUNCER_CONSOLE} -p "$pgbport" -c "$2" >/dev/null 2>&1 || :
+}}
 pg_restarted() {{
+  pgb_tell 2 PAUSE; pg_restart_polled; rc=$?; pgb_tell 10 RESUME; return "$rc"
+}}
+pg_restart_polled() {{
   old=$(pg_pid); timeout 30 systemctl restart --no-block "$unit" || return 1
   i=0; while [ "$i" -lt {STARTING_SECONDS * 2} ]; do
     state=$(systemctl show -p ActiveState --value "$unit")

@@ -14,6 +14,7 @@ from typing import Any
 
 from provisioner.errors import RoleError
 from provisioner.facts import Facts
+from roles.pgbouncer.settings import auth_users, databases
 from roles.postgres.tuning import DISKS, Machine, tune
 
 DROPIN_NAME = "50-provisioner.conf"
@@ -42,14 +43,37 @@ def disk_kind(facts: Facts, setting: str, when_unknown: str) -> str:
 
 
 def connections(variables: Mapping[str, Any]) -> int | None:
-    """max_connections: the inventory's, else sized for PgBouncer (pool size x pools + the
-    reserve), else None (PGTune's default for the workload)."""
+    """max_connections: the inventory's; else, with the pgbouncer role on this host, what its
+    pools can open (pgbouncer_connections); else sized for a PgBouncer elsewhere
+    (postgres_pool_size x postgres_pools); each plus postgres_reserved_connections; else None
+    (PGTune's default for the workload)."""
     if variables["postgres_max_connections"]:
         return int(variables["postgres_max_connections"])
+    pooled = pgbouncer_connections(variables)
+    if pooled is not None:
+        return pooled + int(variables["postgres_reserved_connections"])
     if variables["postgres_pool_size"]:
         return int(variables["postgres_pool_size"]) * int(variables["postgres_pools"]) + \
             int(variables["postgres_reserved_connections"])
     return None
+
+
+def pgbouncer_connections(variables: Mapping[str, Any]) -> int | None:
+    """Server connections the pgbouncer role of this host can open (None: it is not here): a
+    pool per database and user that logs in through it (the userlist's users), each up to its
+    pool size plus the reserve pool, capped per database by max_db_connections."""
+    if "pgbouncer_default_pool_size" not in variables:
+        return None
+    users = max(len(auth_users(variables)), 1)
+    total = 0
+    for database in databases(variables):
+        options = database.options
+        size = int(options.get("pool_size", variables["pgbouncer_default_pool_size"]))
+        reserve = int(options.get("reserve_pool", variables["pgbouncer_reserve_pool_size"]))
+        opened = (size + reserve) * users
+        limit = int(options.get("max_db_connections", variables["pgbouncer_max_db_connections"]))
+        total += min(opened, limit) if limit else opened
+    return total
 
 
 def machine_of(variables: Mapping[str, Any], facts: Facts, version: int) -> Machine:

@@ -272,6 +272,37 @@ def test_check_mode_on_the_converged_host_changes_nothing(tier: DataTier) -> Non
     assert run.report["hosts"][tier.db.name]["changed"] == 0, run.output
 
 
+def test_a_postgresql_restart_pauses_pgbouncer_so_its_clients_wait_not_fail(
+        tier: DataTier) -> None:
+    """F19: clients through PgBouncer while the server restarts for a start-only setting."""
+    loop = ("read -r PGPASSWORD; export PGPASSWORD; rm -f /tmp/f19-stop; ok=0; bad=0; worst=0; "
+            "n=0; while [ ! -e /tmp/f19-stop ] && [ $n -lt 1500 ]; do n=$((n+1)); "
+            "s=$(date +%s%N); if psql -X -A -t -w 'host=127.0.0.1 port=6432 user=app dbname=app "
+            "connect_timeout=30' -c 'SELECT 1' >/dev/null 2>&1; then ok=$((ok+1)); else "
+            "bad=$((bad+1)); fi; t=$(( ($(date +%s%N) - s) / 1000000 )); "
+            "[ $t -le $worst ] || worst=$t; sleep 0.1; done; echo \"$ok $bad $worst\"")
+    clients = subprocess.Popen([*sandbox.ssh_argv(tier.db, "admin"), "-o", "BatchMode=yes",
+                                loop], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert clients.stdin is not None
+    clients.stdin.write(tier.password() + "\n")
+    clients.stdin.close()
+    time.sleep(1)
+    edit_inventory(tier.inventory, lambda data: data["hosts"][tier.db.name]["vars"].update(
+        postgres_settings={"max_wal_senders": 9}))  # a restart of the server
+
+    run = tier.provision()
+    root_output(tier.db, "touch /tmp/f19-stop && chmod 666 /tmp/f19-stop")
+    output, _ = clients.communicate(timeout=120)
+
+    assert run.exit_code == 0, run.output
+    assert steps_of(run, tier.db.name)["handler postgresql:restart"]["status"] == "changed"
+    ok, failed, longest = (int(field) for field in output.split())
+    print(f"through PgBouncer during the restart: {ok} queries, {failed} failed, longest "
+          f"{longest} ms")
+    assert failed == 0 and ok > 0
+    assert longest < 10_000
+
+
 def test_every_setting_pgbouncer_marks_unchangeable_restarts_it(tier: DataTier) -> None:
     rows = tier.console("SHOW CONFIG").values()
     # 1.18 (Debian 12) marks 13 such settings; 1.24 (Debian 13) one more, which 1.18 lacks.

@@ -20,7 +20,13 @@ from provisioner.secrets.host_store import HostSecret
 from provisioner.secrets.values import Secret
 from provisioner.step import Probed, Refused
 from roles.postgres import validation
-from roles.postgres.cluster import ensure_cluster_running, plan_config, plan_in_effect
+from roles.postgres.cluster import (
+    Applying,
+    ensure_cluster_running,
+    ensure_settings_in_effect,
+    plan_config,
+    plan_in_effect,
+)
 from roles.postgres.handlers import PREVIOUS, START_SECONDS, restart_action
 from roles.postgres.objects import plan_extensions
 from roles.postgres.settings import check_fits_memory, render_dropin
@@ -285,6 +291,29 @@ def test_a_restart_the_settings_step_asks_for_forgets_an_older_save() -> None:
     plan = plan_in_effect((row,), {"shared_buffers": "2GB"})
 
     assert plan.action == f"rm -rf {PREVIOUS}"
+
+
+def test_a_later_conf_d_file_overriding_managed_settings_is_refused_before_any_reload(
+        ) -> None:
+    ours = ("work_mem", "4096", "kB", "integer", "false",
+            "/etc/postgresql/15/main/conf.d/50-provisioner.conf")
+    hand = [("@file", name, f"/etc/postgresql/15/main/conf.d/99-hand.conf:{line}", "", "", "")
+            for line, name in ((1, "max_connections"), (2, "work_mem"))]
+
+    with pytest.raises(Refused) as refused:
+        plan_in_effect((*hand, ours), {"work_mem": "4MB", "max_connections": "200"})
+
+    assert "max_connections (/etc/postgresql/15/main/conf.d/99-hand.conf:1), work_mem (/etc/" \
+        "postgresql/15/main/conf.d/99-hand.conf:2) override the drop-in" in str(refused.value)
+
+
+def test_the_settings_probe_reads_the_files_on_disk_for_later_overrides() -> None:
+    step = ensure_settings_in_effect(make_host(), lambda version: {}, ["work_mem"],
+                                     Applying())
+
+    assert step.grouped is not None
+    assert "FROM pg_file_settings WHERE error IS NULL AND name IN ('work_mem')" in \
+        step.grouped.item
 
 
 def test_a_restart_someone_elses_change_waits_for_is_reported_not_made() -> None:

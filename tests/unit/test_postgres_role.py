@@ -59,6 +59,24 @@ def test_pgbouncer_in_front_sizes_max_connections() -> None:
     assert settings["max_connections"] == "60"
 
 
+def test_pgbouncer_on_the_host_sizes_max_connections_from_its_pools_and_reserve() -> None:
+    pgbouncer = yaml.safe_load((PROJECT_ROOT / "roles/pgbouncer/defaults.yml").read_text())
+    two_users = [{"name": "app", "password": "x"}, {"name": "reporting", "password": "y"}]
+    sized = {**pgbouncer, "postgres_roles": two_users,
+             "postgres_databases": [{"name": "app"}, {"name": "reports"}]}
+
+    settings = desired_settings(variables(**sized), FACTS_8GB, 15, ["localhost"])
+    capped = desired_settings(variables(**{**sized, "pgbouncer_max_db_connections": 40,
+                                           "postgres_pool_size": 100}),
+                              FACTS_8GB, 15, ["localhost"])
+
+    # 2 databases x 2 users x (25 + 5 reserve) + 10 reserved
+    assert settings["max_connections"] == "130"
+    # each database's pools capped at 40 by max_db_connections; postgres_pool_size is for a
+    # PgBouncer elsewhere
+    assert capped["max_connections"] == "90"
+
+
 def test_an_inventory_setting_wins_over_the_computed_one() -> None:
     settings = desired_settings(variables(postgres_settings={"work_mem": "16MB", "jit": True}),
                                 FACTS_8GB, 15, ["localhost"])
