@@ -607,7 +607,11 @@ def test_the_db_hosts_key_cannot_delete_or_overwrite_the_copies(backups: Backups
     victim = f"{TARGET_DIRECTORY}/{backups.db.name}/{before[-1]}/app.dump.age"
     digest = backups.root(f"sha256sum < {victim}", machine=backups.vault)
 
-    wipe = backups.as_client('mkdir -p empty && rsync -r --delete -e "$SSH" empty/ "$TARGET":')
+    # A new archive's name gets past the forced command's own checks to rrsync, which refuses.
+    fresh = archive_name(datetime.now(UTC), on_demand=True)
+    wipe = backups.as_client(f'mkdir -p empty && rsync -r --delete -e "$SSH" empty/ '
+                             f'"$TARGET:{fresh}/"')
+    whole = backups.as_client('rsync -r --delete -e "$SSH" empty/ "$TARGET":')
     missing = backups.as_client(f'rsync -r --delete-missing-args -e "$SSH" {before[0]} "$TARGET":')
     overwrite = backups.as_client(
         f'mkdir -p {before[-1]} && echo forged > {before[-1]}/app.dump.age && '
@@ -615,9 +619,10 @@ def test_the_db_hosts_key_cannot_delete_or_overwrite_the_copies(backups: Backups
     shell = backups.as_client(f'$SSH "$TARGET" rm -rf {before[-1]}')
 
     assert wipe.returncode != 0 and "has been disabled on this server" in wipe.stderr, wipe
+    assert whole.returncode != 0 and "one archive directory at a time" in whole.stderr, whole
     assert missing.returncode != 0, missing
     assert shell.returncode != 0 and "may only upload backups with rsync" in shell.stderr, shell
-    assert overwrite.returncode == 0, overwrite  # accepted, and the file there kept as it was
+    assert overwrite.returncode != 0 and "arrived complete already" in overwrite.stderr
     assert backups.copies() == before
     assert backups.root(f"sha256sum < {victim}", machine=backups.vault) == digest
 
