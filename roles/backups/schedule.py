@@ -110,6 +110,11 @@ def unquoted_time(variable: str, minutes: int) -> RoleError:
     """The error for a time YAML read as a number: YAML 1.1 reads an unquoted 02:00 as the
     sexagesimal 2*60+0 = 120, and "120 is not a schedule" left a breaker puzzled."""
     hours, rest = divmod(minutes, 60)
+    if minutes >= 24 * 60:
+        return RoleError(f"{variable} is the number {minutes}: YAML reads an unquoted time as a "
+                         f"number of minutes, and {hours:02d}:{rest:02d} is past a day's last "
+                         f"minute (23:59). Write a time from 00:00 to 23:59, quoted: "
+                         f"{variable}: '00:00'.")
     guess = f"'{hours:02d}:{rest:02d}'" if 0 <= hours < 24 else "'02:00'"
     return RoleError(f"{variable} is the number {minutes}: YAML reads an unquoted time such as "
                      f"{guess[1:-1]} as a number of minutes. Write it quoted: {variable}: "

@@ -85,3 +85,14 @@ def _systemd_gaps(calendar: str) -> list[timedelta]:
 def test_systemd_reads_each_accepted_form_with_exactly_that_longest_gap(
         text: str, calendar: str, gap: timedelta) -> None:
     assert max(_systemd_gaps(parse_schedule("backups_schedule", text).on_calendar)) == gap
+
+
+def test_a_time_past_the_day_read_as_a_number_is_not_suggested_back() -> None:
+    # --set backups_schedule=24:00 reaches the role as 1440: quoting "24:00" is refused too.
+    with pytest.raises(RoleError) as refused:
+        parse_schedule("backups_schedule", 1440)
+
+    assert str(refused.value) == (
+        "backups_schedule is the number 1440: YAML reads an unquoted time as a number of "
+        "minutes, and 24:00 is past a day's last minute (23:59). Write a time from 00:00 to "
+        "23:59, quoted: backups_schedule: '00:00'.")
