@@ -103,6 +103,10 @@ def unquoted_time_hint(key: str, default: Any, value: Any) -> str:
             and isinstance(value, int) and not isinstance(value, bool) and value >= 0):
         return ""
     hours, minutes = divmod(value, 60)
+    if hours >= 24:
+        return (f" YAML reads an unquoted time as a number of minutes: {value} is "
+                f"{hours}:{minutes:02d}, past a day's last minute (23:59); write the time you "
+                f"mean quoted, e.g. {key}: \"{default}\".")
     return (f" YAML reads an unquoted time such as {hours:02d}:{minutes:02d} as a number of "
             f"minutes: write it quoted, {key}: \"{hours:02d}:{minutes:02d}\".")
 

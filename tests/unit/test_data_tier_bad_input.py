@@ -107,3 +107,13 @@ def test_an_unquoted_time_is_read_back_as_the_time_it_was(tmp_path: Path) -> Non
 
     assert "groups.db.vars.backups_schedule" in str(caught.value)
     assert 'write it quoted, backups_schedule: "03:30"' in str(caught.value)
+
+
+def test_an_unquoted_time_past_the_day_is_not_answered_with_itself_quoted() -> None:
+    from provisioner.content.variables import unquoted_time_hint
+
+    hint = unquoted_time_hint("backups_schedule", "02:00", 1440)
+
+    assert "24:00, past a day's last minute" in hint and '"24:00"' not in hint
+    assert unquoted_time_hint("backups_schedule", "02:00", 150).endswith('"02:30".')
+    assert unquoted_time_hint("backups_schedule", "daily", 150) == ""
