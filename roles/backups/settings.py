@@ -56,7 +56,7 @@ def read_settings(variables: Mapping[str, Any]) -> Settings:
     """The role's variables as Settings; RoleError for the first one that is wrong."""
     for name, least in (("backups_keep_daily", 1), ("backups_keep_weekly", 0),
                         ("backups_keep_on_demand", 1), ("backups_verify_tables", 1),
-                        ("backups_grace_hours", 0), ("backups_offhost_timeout", 15),
+                        ("backups_grace_hours", 0), ("backups_offhost_timeout", 10),
                         ("backups_run_timeout_hours", 1)):
         _whole_number(name, variables[name], least)
     check_directory(variables["backups_directory"])

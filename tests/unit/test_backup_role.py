@@ -74,7 +74,7 @@ def written(step: Step) -> str:
     ({"backups_keep_on_demand": 0}, "backups_keep_on_demand is 0; it must be a whole number, "
      "at least 1"),
     ({"backups_offhost_timeout": 5}, "backups_offhost_timeout is 5; it must be a whole number, "
-     "at least 15"),
+     "at least 10"),
     ({"backups_run_timeout_hours": 0}, "backups_run_timeout_hours is 0"),
     # The restore test's scratch database is dropped WITH (FORCE): no managed one may be it.
     ({"backups_databases": ["provisioner_restore_test"]},
