@@ -42,6 +42,7 @@ from provisioner.ops.systemd import parse_unit, plan_service
 from provisioner.sql import quote_literal
 from provisioner.step import Handler, Plan, Probed, ProbeUnreadable, Refused, Step
 from roles.postgres.handlers import (
+    APPLY_RUNNING,
     APPLY_UNIT,
     PREVIOUS,
     RELOAD,
@@ -217,7 +218,7 @@ def ensure_interrupted_change_undone() -> Step:
              f"echo \"{_VERSION}$pgver\"\n[ ! -f {PREVIOUS}/paths ] || echo pg-saved\n"
              f"echo \"pg-state $(systemctl show -p ActiveState --value "
              f"\"postgresql@$pgver-{CLUSTER}.service\")\"\n"
-             f"echo \"pg-apply $(systemctl show -p ActiveState --value {APPLY_UNIT})\"")
+             f"if {APPLY_RUNNING}; then echo 'pg-apply active'; fi")
     return Step("PostgreSQL configuration of an interrupted change", probe, decide)
 
 
@@ -243,11 +244,12 @@ def ensure_cluster_running(host: Host) -> Step:
 
 #: Rows ``@file, name, file:line`` for each managed setting whose last line in the files on disk
 #: (pg_file_settings reads them now, not at the last reload) is not in the drop-in: a later
-#: conf.d file (99-hand.conf) or postgresql.auto.conf wins, restart-only settings included.
+#: conf.d file (99-hand.conf) or postgresql.auto.conf wins, restart-only settings included
+#: (pg_file_settings marks those "setting could not be applied" until a restart: not skipped).
 _OVERRIDDEN_SQL = (
     "SELECT '@file', name, sourcefile || ':' || sourceline, '', '', '' FROM (SELECT DISTINCT "
-    "ON (name) name, sourcefile, sourceline FROM pg_file_settings WHERE error IS NULL AND name "
-    "IN ({names}) ORDER BY name, seqno DESC) AS last WHERE sourcefile NOT LIKE "
+    "ON (name) name, sourcefile, sourceline FROM pg_file_settings WHERE name IN ({names}) "
+    "ORDER BY name, seqno DESC) AS last WHERE sourcefile NOT LIKE "
     f"'%/conf.d/{DROPIN_NAME}'")
 
 

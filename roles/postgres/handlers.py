@@ -59,7 +59,11 @@ PROBLEMS_SQL = (
 LOG_PROBLEMS = "could not bind|could not create listen socket|was not reloaded|contains errors"
 #: The transient unit a handler's change runs in: a controller whose connection dies (killed,
 #: network gone) no longer takes the shell doing the restart, and its rollback, with it.
-APPLY_UNIT = "provisioner-postgresql-apply.service"
+APPLY_UNIT = "provisioner-postgresql-apply"
+#: Succeeds while a change runs in one (each gets a name of its own, APPLY_UNIT-<pid>-<time>:
+#: a finished transient unit may stay loaded a moment, and its name could not be reused).
+APPLY_RUNNING = (f"systemctl list-units --no-legend --plain --state=active,activating,"
+                 f"deactivating '{APPLY_UNIT}-*' | grep -q .")
 APPLY_DIR = "/var/lib/provisioner/postgres-apply"
 #: Half-seconds a change waits for an earlier one still running in APPLY_UNIT.
 _APPLY_WAIT = 4 * START_SECONDS * 2
@@ -75,18 +79,17 @@ def detached(script: str, name: str) -> str:
         raise ValueError("the script holds the here-document's delimiter")
     return f"""d={APPLY_DIR}
 ( umask 077 && mkdir -p "$d" ) || exit 1
-i=0; while systemctl is-active -q {APPLY_UNIT}; do
+i=0; while {APPLY_RUNNING}; do
   if [ "$i" -ge {_APPLY_WAIT} ]; then
-    echo "an earlier change of PostgreSQL ({APPLY_UNIT}) still runs; try again later" >&2
+    echo "an earlier change of PostgreSQL ({APPLY_UNIT}-*) still runs; try again later" >&2
     exit 1; fi
   i=$((i + 1)); sleep 0.5
 done
-systemctl reset-failed {APPLY_UNIT} >/dev/null 2>&1
 cat > "$d/{name}.sh" <<'{_SCRIPT_END}' || exit 1
 {script}
 {_SCRIPT_END}
 : > "$d/{name}.out" || exit 1
-systemd-run --quiet --wait --collect --unit={APPLY_UNIT} \
+systemd-run --quiet --wait --collect --unit="{APPLY_UNIT}-$$-$(date +%s%N)" \
   -p StandardOutput=append:"$d/{name}.out" -p StandardError=append:"$d/{name}.out" \
   /bin/sh "$d/{name}.sh"
 rc=$?

@@ -292,7 +292,9 @@ def test_a_postgresql_restart_pauses_pgbouncer_so_its_clients_wait_not_fail(
 
     run = tier.provision()
     root_output(tier.db, "touch /tmp/f19-stop && chmod 666 /tmp/f19-stop")
-    output, _ = clients.communicate(timeout=120)
+    assert clients.stdout is not None
+    output = clients.stdout.read()
+    clients.wait(timeout=120)
 
     assert run.exit_code == 0, run.output
     assert steps_of(run, tier.db.name)["handler postgresql:restart"]["status"] == "changed"

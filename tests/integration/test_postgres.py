@@ -29,7 +29,7 @@ import yaml
 from provisioner import sandbox
 from provisioner.content.roles import PROJECT_ROOT
 from provisioner.facts import FACTS_SCRIPT, parse_facts
-from roles.postgres.handlers import APPLY_UNIT, PREVIOUS
+from roles.postgres.handlers import APPLY_RUNNING, PREVIOUS
 from roles.postgres.hba import listen_addresses
 from roles.postgres.settings import desired_settings, same_value
 from tests.integration.conftest import (
@@ -217,13 +217,13 @@ def test_a_run_killed_mid_restart_still_rolls_back_on_the_host(cluster: Cluster)
     run = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        cluster.ssh(cluster.db, f"i=0; until systemctl is-active -q {APPLY_UNIT}; do "
+        cluster.ssh(cluster.db, f"i=0; until {APPLY_RUNNING}; do "
                     "i=$((i+1)); [ $i -lt 600 ] || exit 1; sleep 0.2; done")
         time.sleep(0.5)
     finally:
         os.killpg(run.pid, signal.SIGKILL)
         run.wait()
-    cluster.ssh(cluster.db, f"i=0; while systemctl is-active -q {APPLY_UNIT}; do "
+    cluster.ssh(cluster.db, f"i=0; while {APPLY_RUNNING}; do "
                 "i=$((i+1)); [ $i -lt 900 ] || exit 1; sleep 0.2; done")
     cluster.set_settings({})
     edit_inventory(cluster.inventory, lambda data: data["defaults"]["ssh"].pop("control_persist"))
@@ -356,6 +356,56 @@ def test_a_plain_text_password_is_refused_before_contact(cluster: Cluster) -> No
 
     assert run.exit_code == 2
     assert "has its password in plain text" in run.output and "hunter2" not in run.output
+
+
+def test_a_hand_written_later_conf_d_file_is_refused_naming_what_it_overrides(
+        cluster: Cluster) -> None:
+    """F15: noticed by the settings step's probe (the files on disk), before any reload."""
+    conf = "/etc/postgresql/$(ls /etc/postgresql)/main/conf.d/99-hand.conf"
+    cluster.ssh(cluster.db, "sudo sh -c '" + f"printf \"work_mem = 64MB\\nmax_connections = "
+                f"150\\n\" > {conf} && chown postgres: {conf}'")
+
+    run = cluster.provision()
+    cluster.ssh(cluster.db, f"sudo sh -c 'rm -f {conf}'")
+
+    assert run.exit_code == 1, run.output
+    assert "conf.d/99-hand.conf:2), work_mem (" in run.output
+    assert "override the drop-in 50-provisioner.conf from a later file" in run.output
+    assert "max_connections (/etc/postgresql/" in run.output
+    assert cluster.provision().exit_code == 0
+
+
+def test_a_role_change_another_transaction_blocks_fails_in_seconds_naming_it(
+        cluster: Cluster) -> None:
+    """F10: a lock held on the role's row ends the statement after lock_timeout (10 s), and
+    the failure names the sessions holding transactions open."""
+    hold = ("printf 'BEGIN;\\nALTER ROLE app CONNECTION LIMIT 7;\\nSELECT pg_sleep(90);\\n' | "
+            "sudo -u postgres psql -X -q -d postgres")
+    holder = subprocess.Popen([*sandbox.ssh_argv(cluster.db, "admin"), "-o", "BatchMode=yes",
+                               hold], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        cluster.ssh(cluster.db, "i=0; until sudo -u postgres psql -X -A -t -d postgres -c "
+                    "\"SELECT 1 FROM pg_stat_activity WHERE query LIKE '%pg_sleep(90)%' AND "
+                    "pid <> pg_backend_pid()\" | grep -q 1; do i=$((i+1)); [ $i -lt 50 ] || "
+                    "exit 1; sleep 0.2; done")
+        edit_inventory(cluster.inventory, lambda data: data["groups"]["db"]["vars"][
+            "postgres_roles"][0].update({"login": False}))
+        started = time.monotonic()
+        run = cluster.provision()
+        took = time.monotonic() - started
+    finally:
+        cluster.sql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query "
+                    "LIKE '%pg_sleep(90)%' AND pid <> pg_backend_pid()")
+        holder.wait(timeout=30)
+        edit_inventory(cluster.inventory, lambda data: data["groups"]["db"]["vars"][
+            "postgres_roles"][0].pop("login"))
+
+    assert run.exit_code == 1, run.output
+    assert "canceling statement due to lock timeout" in run.output
+    assert "sessions holding a transaction open, oldest first:" in run.output
+    assert ", application psql, user postgres, transaction started " in run.output
+    assert took < 60, took
+    assert cluster.provision().exit_code == 0
 
 
 def test_the_api_host_logs_in_with_the_roles_password_over_tcp(cluster: Cluster) -> None:

@@ -13,6 +13,7 @@ import pytest
 from roles.postgres import cluster
 from roles.postgres.handlers import (
     APPLY_DIR,
+    APPLY_RUNNING,
     APPLY_UNIT,
     LOG_PROBLEMS,
     PREVIOUS,
@@ -39,7 +40,7 @@ def _run_detached(tmp_path: Path, script: str) -> subprocess.CompletedProcess[st
     fakes = tmp_path / "bin"
     fakes.mkdir()
     (fakes / "systemd-run").write_text(FAKE_SYSTEMD_RUN)
-    (fakes / "systemctl").write_text("#!/bin/sh\nexit 3\n")  # is-active: not running
+    (fakes / "systemctl").write_text("#!/bin/sh\nexit 0\n")  # list-units: none running
     for tool in fakes.iterdir():
         tool.chmod(0o755)
     wrapper = detached(script, "restart").replace(APPLY_DIR, str(tmp_path / "apply"))
@@ -55,15 +56,16 @@ def test_a_change_runs_in_a_transient_unit_and_its_words_and_status_come_back(
     assert done.returncode == 3
     assert done.stdout == "the server says: $HOME stays literal\n"
     arguments = (tmp_path / "systemd-run.args").read_text().split("\n")
-    assert "--wait" in arguments and f"--unit={APPLY_UNIT}" in arguments
+    assert "--wait" in arguments
+    assert any(argument.startswith(f"--unit={APPLY_UNIT}-") for argument in arguments)
     assert (tmp_path / "apply/restart.sh").read_text().startswith("echo 'the server says")
 
 
 @pytest.mark.parametrize("action", [restart_action(), reload_action(), recover_action()])
 def test_every_restart_reload_and_recovery_is_detached_from_the_connection(action: str) -> None:
-    assert f"systemd-run --quiet --wait --collect --unit={APPLY_UNIT}" in action
+    assert f'systemd-run --quiet --wait --collect --unit="{APPLY_UNIT}-$$-' in action
     # an earlier change still running there is waited out, never run beside
-    assert action.index(f"systemctl is-active -q {APPLY_UNIT}") < action.index("systemd-run")
+    assert action.index(f"while {APPLY_RUNNING}; do") < action.index("systemd-run")
 
 
 def recovery_output(*, saved: bool, state: str, apply: str = "inactive") -> str:
