@@ -37,11 +37,13 @@ def check_login_kept(roles: Sequence[Role], config: HostConfig,
 
 def check_inventory_references(roles: Sequence[Role], config: HostConfig,
                                variables: Mapping[str, Any], inventory: InventoryView) -> None:
-    """Refuse, before any contact, variables naming groups or hosts the inventory lacks."""
+    """Refuse, before any contact, variables naming groups or hosts the inventory lacks; the
+    role sees the host's own name as ``host_name``, as its templates do."""
     for role in roles:
         if role.validate_inventory is not None:
             try:
-                role.validate_inventory(reveal_all(variables), inventory)
+                role.validate_inventory({**reveal_all(variables), "host_name": config.name},
+                                        inventory)
             except RoleError as error:
                 raise RoleError(f"host {config.name}: role {role.name}: "
                                 f"{redact(str(error), secrets_in(variables))}") from None

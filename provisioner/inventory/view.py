@@ -1,17 +1,22 @@
-"""The inventory as a role may read it: which hosts are in a group, and their addresses.
+"""The inventory as a role may read it: which hosts are in a group, their addresses and roles.
 
 A database role opens 5432 only to the API hosts and writes pg_hba from the same list, so it must
-see the other hosts of the inventory, not only its own. It sees names and addresses and nothing
-else: another host's variables and credentials are none of its business.
+see the other hosts of the inventory, not only its own; a backup role checks that the host it
+copies to has the backup_target role and lists it as a client. It sees names, addresses, roles
+and the variables set in the inventory file, never a secret: another host's credentials are
+none of its business (every value holding one is left out).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from provisioner.errors import RoleError
 from provisioner.inventory.hosts import HostConfig, Inventory
+from provisioner.secrets.host_store import HostSecret
+from provisioner.secrets.values import Secret
 
 
 @dataclass(frozen=True)
@@ -20,6 +25,20 @@ class PeerHost:
 
     name: str
     address: str
+    #: Its roles, its groups' included, in the inventory's order.
+    roles: tuple[str, ...] = ()
+    #: Its inventory variables (role defaults not merged), without any value holding a secret.
+    vars: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _holds_secret(value: Any) -> bool:
+    if isinstance(value, Secret | HostSecret):
+        return True
+    if isinstance(value, Mapping):
+        return any(_holds_secret(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return any(_holds_secret(item) for item in value)
+    return False
 
 
 @dataclass(frozen=True)
@@ -41,7 +60,10 @@ class InventoryView:
         members: dict[str, list[PeerHost]] = {name: [] for name in group_names}
         by_name = {}
         for config in hosts:
-            peer = by_name[config.name] = PeerHost(config.name, config.address)
+            public = {key: value for key, value in config.vars.items()
+                      if not _holds_secret(value)}
+            peer = by_name[config.name] = PeerHost(config.name, config.address, config.roles,
+                                                   public)
             for group in config.groups:
                 members.setdefault(group, []).append(peer)
         return cls({name: tuple(peers) for name, peers in members.items()}, by_name)

@@ -189,10 +189,29 @@ def pgbouncer_port(host: Host) -> str:
 
 
 def validate_inventory(variables: Mapping[str, Any], inventory: InventoryView) -> None:
-    """Refuse a backup host the inventory does not have, before any contact."""
+    """Refuse, before any contact, a backup host the inventory does not have, one without the
+    backup_target role, or one that does not list this host as a client: the first sign would
+    otherwise be a failed copy at the next night's backup."""
     offhost = read_settings(variables).offhost
-    if offhost is not None:
-        offhost_address(inventory, offhost)
+    if offhost is None:
+        return
+    offhost_address(inventory, offhost)
+    peer = inventory.host(offhost.host)
+    if peer is None:
+        return
+    if "backup_target" not in peer.roles:
+        raise RoleError(f"backups_offhost.host is {offhost.host!r}, which does not have the "
+                        "backup_target role (its roles: "
+                        f"{', '.join(peer.roles) or 'none'}): give it that role, or name the "
+                        "backup host that has it.")
+    clients = peer.vars.get("backup_target_clients")
+    names = [entry.get("host") for entry in clients if isinstance(entry, Mapping)] \
+        if isinstance(clients, list) else []
+    this = variables.get("host_name")
+    if this is not None and this not in names:
+        raise RoleError(f"backups_offhost.host is {offhost.host!r}, whose backup_target_clients "
+                        f"({', '.join(map(str, names)) or 'none'}) do not list {this}: add "
+                        f"{{host: {this}, public_key: ...}} there, or its key is refused.")
 
 
 def offhost_address(inventory: InventoryView, offhost: Offhost) -> str:

@@ -68,6 +68,8 @@ def test_the_good_inventory_passes(tmp_path: Path) -> None:
     ({"postgres_roles": [{"name": "postgres", "password": {"secret": "host:db_password"}}]},
      "postgres"),
     ({"postgres_databases": [{"name": "app", "owner": "nobody"}]}, "nobody"),
+    ({"backups_offhost": {"host": "api1", "private_key": {"secret": "file:key"}}},
+     "does not have the backup_target role"),
     ({"ufw_rules": [{"port": 6432, "proto": "tcp", "from_group": "api"}]}, "5432"),
     ({"backups_schedule": "25:00"}, "backups_schedule"),
     ({"backups_schedule": "every day"}, "backups_schedule"),
@@ -117,3 +119,20 @@ def test_an_unquoted_time_past_the_day_is_not_answered_with_itself_quoted() -> N
     assert "24:00, past a day's last minute" in hint and '"24:00"' not in hint
     assert unquoted_time_hint("backups_schedule", "02:00", 150).endswith('"02:30".')
     assert unquoted_time_hint("backups_schedule", "daily", 150) == ""
+
+
+def test_a_backup_host_that_does_not_list_the_db_host_is_refused(tmp_path: Path) -> None:
+    document = with_db_vars(backups_offhost={"host": "backup1",
+                                             "private_key": {"secret": "file:key"}})
+    document["hosts"]["backup1"] = {"address": "192.0.2.30", "roles": ["backup_target"],
+                                    "vars": {"backup_target_clients": [
+                                        {"host": "api1", "public_key": PUBLIC_KEY}]}}
+
+    with pytest.raises(ProvisionerError, match=r"do not list db1: add \{host: db1"):
+        jobs_for(tmp_path, document)
+
+    document["hosts"]["backup1"]["vars"]["backup_target_clients"][0]["host"] = "db1"
+    assert jobs_for(tmp_path, document) == 3
+
+
+PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleBackupKey000000000000000000000000 db1"

@@ -18,7 +18,8 @@ HOSTS = [host_config("api1", "10.0.0.11", groups=("api",)),
 
 def test_a_group_lists_its_hosts_in_the_inventory_order() -> None:
     view = InventoryView.of_hosts(HOSTS)
-    assert view.hosts("api") == (PeerHost("api1", "10.0.0.11"), PeerHost("api2", "10.0.0.12"))
+    assert [(peer.name, peer.address) for peer in view.hosts("api")] == [
+        ("api1", "10.0.0.11"), ("api2", "10.0.0.12")]
 
 
 def test_addresses_of_several_groups_name_each_host_once() -> None:
@@ -80,5 +81,19 @@ def test_a_host_is_found_by_name_even_in_no_group() -> None:
     loner = host_config("backup1", "10.0.0.31", groups=())
     view = InventoryView.of_hosts([*HOSTS, loner])
 
-    assert view.host("backup1") == PeerHost("backup1", "10.0.0.31")
+    assert view.host("backup1") == PeerHost("backup1", "10.0.0.31", ("ufw",), {})
     assert view.host("backup2") is None
+
+
+def test_a_peer_shows_its_roles_and_variables_but_never_a_secret() -> None:
+    from provisioner.secrets.host_store import HostSecret
+    from provisioner.secrets.values import Secret
+
+    backup = host_config("backup1", "10.0.0.31", roles=("backup_target",), variables={
+        "backup_target_clients": [{"host": "db1", "public_key": "ssh-ed25519 AAAA db1"}],
+        "token": Secret("hunter2-hunter2"), "nested": {"key": HostSecret("k")}})
+
+    peer = InventoryView.of_hosts([backup]).host("backup1")
+
+    assert peer is not None and peer.roles == ("backup_target",)
+    assert set(peer.vars) == {"backup_target_clients"}
