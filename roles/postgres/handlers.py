@@ -123,6 +123,9 @@ PGBOUNCER_INI = "/etc/pgbouncer/pgbouncer.ini"
 PGBOUNCER_CONSOLE = ("runuser -u postgres -- psql -X -q -A -t -h /var/run/postgresql -U "
                      "pgbouncer -d pgbouncer")
 
+#: pg_log_tail: the server's last problem lines of this change, without the logging set's line
+#: prefix (time, PID, user, database, application, client) and at most 240 characters each,
+#: so the failure shows what the server said, not the start of a cut-off line.
 #: Shell functions the handlers use; $unit, $pglog and $logsize are set before them.
 _FUNCTIONS = f"""\
 pg_answers() {{ {psql_command('SELECT 1')} >/dev/null 2>&1; }}
@@ -167,7 +170,8 @@ pg_problems() {{ {psql_command(PROBLEMS_SQL)} && \
      true; }}; }}
 pg_log_tail() {{
   found=$(tail -c +"$((logsize + 1))" "$pglog" 2>/dev/null | grep -E \
-'FATAL|ERROR|PANIC|HINT|DETAIL|invalid|parameter|could not' | tail -n 8)
+'FATAL|ERROR|PANIC|HINT|DETAIL|invalid|parameter|could not' | tail -n 6 | \
+sed -E 's/^.* user=[^ ]*,client=[^ ]* //' | cut -c 1-240)
   if [ -z "$found" ]; then
     found=$(journalctl -u "$unit" -n 8 --no-pager -o cat 2>/dev/null); fi
   printf '%s\\n' "$found"

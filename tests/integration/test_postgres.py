@@ -194,6 +194,8 @@ def test_a_value_the_server_cannot_start_with_fails_the_run_and_the_old_settings
     for run in (failed, again):  # the next run reports the same problem, never "ok"
         assert run.exit_code == 1, run.output
         assert "could not map anonymous shared memory" in run.output
+        # the server's words without the logging set's line prefix (F22: a cut-off line)
+        assert "\nFATAL:  could not map anonymous shared memory" in run.output
         assert "The previous conf.d/50-provisioner.conf and pg_hba.conf are back and " \
             "PostgreSQL runs with them" in run.output
     assert fixed.exit_code == 0, fixed.output
