@@ -144,3 +144,11 @@ def _probe_results(script: BatchScript, sections: dict[str, tuple[str, int]]) ->
             break
         probes.append(Probed(split[name][grouped.item], 0))
     return probes
+
+
+def last_lines(output: str, limit: int = 800) -> str:
+    """The end of an action's output, cut at a line's start (never mid-word), marked as cut."""
+    text = output.strip()
+    if len(text) <= limit:
+        return text
+    return "... " + text[-limit:].split("\n", 1)[-1]

@@ -27,8 +27,8 @@ from provisioner.content.roles import Role
 from provisioner.errors import ConnectError
 from provisioner.host import Host
 from provisioner.ops.secret_store import parse_whole_store, whole_store_probe
+from provisioner.run import batch, proofs
 from provisioner.run import handlers as notifications
-from provisioner.run import proofs
 from provisioner.run.batch import ActionResult, BatchResult, build_batch, parse_batch, progress_text
 from provisioner.run.safeguards import Arming, arm_action, parse_pending, pending_probe
 from provisioner.secrets.redaction import redact, redact_diff
@@ -295,7 +295,7 @@ class HostWalk:
         for name, notifier in self._pending_handlers.pop(part.role.name, {}).items():
             if name in handlers:
                 notified.setdefault(name, []).append(
-                    f"an earlier run's change ({notifier}) that stopped before it ran")
+                    f"an earlier run's change ({notifier}) whose handler did not finish")
             else:
                 stale.append(name)
         chosen, superseded = notifications.choose(handlers, notified)
@@ -326,7 +326,7 @@ class HostWalk:
         if result.action_exit_code != 0:
             self.state.failed = True
             self._report(Change.failure(label, f"failed ({why}): "
-                                        f"{result.action_output.strip()[-800:]}"), started)
+                                        f"{batch.last_lines(result.action_output)}"), started)
         else:
             ready = " and is ready" if notified.handler.ready is not None else ""
             self._report(Change.made(label, f"ran{ready} ({why})"), started)

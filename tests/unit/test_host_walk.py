@@ -412,3 +412,14 @@ def test_a_secret_a_step_adds_is_masked_in_what_its_action_printed() -> None:
     changes, _ = walk([step])
     assert changes[0].failed
     assert "'pa''ss'" not in changes[0].reason and "near ***" in changes[0].reason
+
+
+def test_a_long_action_output_is_cut_at_a_lines_start_never_mid_word() -> None:
+    from provisioner.run.batch import last_lines
+
+    output = "\n".join(f"line {number} shutting down" for number in range(200))
+
+    shown = last_lines(output)
+
+    assert shown.startswith("... line ") and shown.endswith("line 199 shutting down")
+    assert len(shown) <= 804 and last_lines("short") == "short"
