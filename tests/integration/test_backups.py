@@ -557,8 +557,14 @@ def test_the_backup_hosts_own_pruning_keeps_what_the_rule_says(backups: Backups)
 
     backups.root("systemctl start provisioner-backup-target-prune.service", machine=backups.vault)
 
-    assert backups.copies() == sorted(kept_archives(everything, daily=7, weekly=4, on_demand=3))
-    assert len(everything) - len(backups.copies()) >= 30
+    # Whatever arrived in the last 7 days stays (junk uploaded now cannot push it out); the
+    # older arrivals follow the rule.
+    young = {name for name in everything
+             if datetime.now(UTC) - archive_time(name) < timedelta(days=7)}
+    older = [name for name in everything if name not in young]
+    assert backups.copies() == sorted(young | kept_archives(older, daily=7, weekly=4,
+                                                            on_demand=3))
+    assert len(everything) - len(backups.copies()) >= 25
 
 
 #: The breaker's attack, as root on the db host with the client key: archives named in the
@@ -579,6 +585,10 @@ def test_uploads_named_in_the_future_cannot_make_the_prune_delete_the_real_copie
                             '"$TARGET:20991201T020000Z/"')
     planted = backups.as_client(f'rsync --recursive -e "$SSH" -- fakes/20991201T020000Z/ '
                                 f'"$TARGET:{real[-1]}/"')
+    # Breaker C: a name a little ahead is accepted (clock skew) and arrives now, the newest.
+    soon = archive_name(datetime.now(UTC) + timedelta(minutes=2))
+    near = backups.as_client(f"mkdir -p soon/{soon} && echo junk > soon/{soon}/app.dump.age && "
+                             f'rsync --recursive -e "$SSH" -- soon/{soon}/ "$TARGET:{soon}/"')
     # And fakes that reached the directory by other means (before this host refused them).
     backups.root(f"cd {client} && mkdir 20991202T020000Z 20261399T000000Z steal2 && chown "
                  "pgbackup:pgbackup 20991202T020000Z 20261399T000000Z steal2",
@@ -589,12 +599,15 @@ def test_uploads_named_in_the_future_cannot_make_the_prune_delete_the_real_copie
                           machine=backups.vault)
     last = backups.root("cat /var/lib/provisioner-backup-target/last-prune",
                         machine=backups.vault)
-    backups.root(f"cd {client} && rm -rf 20991202T020000Z 20261399T000000Z steal2 && "
+    after_prune = backups.copies()
+    backups.root(f"cd {client} && rm -rf 20991202T020000Z 20261399T000000Z steal2 {soon} && "
                  "systemctl start provisioner-backup-target-prune.service", machine=backups.vault)
 
     assert fakes.returncode != 0 and "one archive directory at a time" in fakes.stderr, fakes
     assert one.returncode != 0 and "refused 20991201T020000Z: dated in the future" in one.stderr
     assert planted.returncode != 0 and "arrived complete already" in planted.stderr, planted
+    assert near.returncode == 0, near
+    assert set(real) <= set(after_prune) and soon in after_prune
     assert set(real) <= set(backups.copies())
     assert not [name for name in backups.copies() if name.startswith("2099")]
     assert "ignored 20991202T020000Z: dated in the future" in pruned, pruned

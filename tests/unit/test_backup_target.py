@@ -260,6 +260,28 @@ def test_pruning_ranks_by_arrival_so_names_a_client_chose_cannot_push_real_copie
     assert "20991201T020000Z" in {entry.name for entry in client.iterdir()}  # left for a look
 
 
+def test_junk_a_compromised_client_uploads_now_cannot_push_a_copy_out(tmp_path: Path) -> None:
+    """Breaker C: uploads that arrive now (named a little ahead, or in the past, on-demand or
+    not) took today's and this week's places and the on-demand ones, and the prune removed
+    every real copy. Whatever arrived in the last N days now stays."""
+    client = tmp_path / "db1"
+    real = {archive_name(NOW - timedelta(days=day)): NOW - timedelta(days=day, minutes=-5)
+            for day in (3, 2, 1, 0)}
+    real[archive_name(NOW - timedelta(minutes=30), on_demand=True)] = NOW - timedelta(minutes=30)
+    real[archive_name(NOW - timedelta(minutes=20), on_demand=True)] = NOW - timedelta(minutes=20)
+    arrive(tmp_path, client, real)
+    junk = {archive_name(NOW + timedelta(minutes=2)): NOW,
+            "20261101T010000Z-ondemand": NOW, "20261102T010000Z-ondemand": NOW,
+            "20261103T010000Z-ondemand": NOW, "20261104T010000Z": NOW}
+    arrive(tmp_path, client, junk)
+
+    done = prune(tmp_path, client, "7", "4", "1")
+
+    assert done.returncode == 0, done.stderr
+    assert set(real) <= {entry.name for entry in client.iterdir()}, done.stdout
+    assert "removed" not in done.stdout
+
+
 def test_a_half_upload_is_no_archive_and_goes_after_three_days(tmp_path: Path) -> None:
     client = tmp_path / "db1"
     arrive(tmp_path, client, {archive_name(NOW - timedelta(days=1)): NOW - timedelta(days=1)})
@@ -289,7 +311,8 @@ def test_copies_that_arrived_before_there_was_a_ledger_are_adopted_by_their_name
 
     assert done.returncode == 0, done.stderr
     left = {entry.name for entry in client.iterdir()}
-    assert left == set(names[:3]) | {"20991201T020000Z"}
+    # The last 3 days' arrivals stay by time, the next 3 days' by the daily rule.
+    assert left == set(names[:6]) | {"20991201T020000Z"}
     assert "20991201T020000Z" not in (tmp_path / "ledger").read_text()
 
 
