@@ -260,10 +260,16 @@ def test_rows_are_back_after_a_backup_a_dropped_database_and_a_restore(
 
 PROPERTIES = ("ALTER DATABASE app SET work_mem = '7MB'",
               "ALTER DATABASE app SET statement_timeout = '30s'",
+              # A list setting (breaker C: it came back as one schema named "public, extra").
+              "ALTER DATABASE app SET search_path = public, extra",
+              "ALTER ROLE app IN DATABASE app SET work_mem = '5MB'",
               "REVOKE CONNECT, TEMP ON DATABASE app FROM PUBLIC",
               "GRANT CONNECT ON DATABASE app TO app", "COMMENT ON DATABASE app IS 'prod'")
 #: datname|datacl|setconfig|comment as PROPERTIES leave app.
-PROPERTIES_SHOWN = "app|{app=CTc/app}|{work_mem=7MB,statement_timeout=30s}|prod"
+PROPERTIES_SHOWN = ('app|{app=CTc/app}|{work_mem=7MB,statement_timeout=30s,"search_path=public, '
+                    'extra"}|prod')
+#: The app role's own settings in app, as PROPERTIES leave them.
+ROLE_SETTINGS_SHOWN = "{work_mem=5MB}"
 
 
 def database_properties(backups: Backups, name: str = "app") -> str:
@@ -294,6 +300,9 @@ def test_replace_swaps_the_live_database_for_the_archive(backups: Backups) -> No
     assert "provisioner_restore" not in backups.sql("SELECT string_agg(datname, ' ') FROM "
                                                     "pg_database", database="postgres")
     assert database_properties(backups) == PROPERTIES_SHOWN
+    assert backups.sql("SELECT s.setconfig FROM pg_db_role_setting s JOIN pg_database d ON "
+                       "d.oid = s.setdatabase WHERE d.datname = 'app' AND s.setrole = "
+                       "'app'::regrole", database="postgres") == ROLE_SETTINGS_SHOWN
     assert backups.root("tail -n 1 /var/lib/provisioner-backup/history").endswith(
         f" restore ok {archive}/app.dump into app, replacing the live one")
 
