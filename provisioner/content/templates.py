@@ -44,6 +44,9 @@ def render_template(template_dir: Path, name: str, variables: Mapping[str, Any])
                         "role's defaults.yml.") from None
     except jinja2.TemplateNotFound:
         raise RoleError(f"Template {template_dir / name} does not exist.") from None
+    except jinja2.TemplateError as error:  # a filter it lacks, a syntax error
+        raise RoleError(f"Template {template_dir / name} cannot be rendered: {error}. Fix the "
+                        "template (Jinja2's built-in filters and tests only).") from None
 
 
 @cache
@@ -57,5 +60,12 @@ def template_variables(template_dir: Path) -> dict[str, frozenset[str]]:
     names: dict[str, frozenset[str]] = {}
     for name in env.list_templates(extensions=["j2"]):
         source = env.loader.get_source(env, name)[0]  # type: ignore[union-attr]
-        names[name] = frozenset(jinja2.meta.find_undeclared_variables(env.parse(source)))
+        try:
+            names[name] = frozenset(jinja2.meta.find_undeclared_variables(env.parse(source)))
+        except jinja2.TemplateError as error:
+            number = getattr(error, "lineno", None)
+            line = f" (line {number})" if number else ""
+            raise RoleError(f"Template {template_dir / name}{line} cannot be read: {error}. "
+                            "Fix the template (Jinja2's built-in filters and tests only).") \
+                from None
     return names

@@ -71,6 +71,17 @@ def test_undefined_variable_in_a_condition_is_a_role_error(tmp_path: Path) -> No
         render_template(directory, "motd.j2", {})
 
 
+@pytest.mark.parametrize("source", ["{{ key | b64encode }}\n", "{% if x %}\n"])
+def test_a_template_jinja_cannot_read_is_a_role_error_naming_it(tmp_path: Path,
+                                                                source: str) -> None:
+    from provisioner.content.templates import template_variables
+
+    directory = templates(tmp_path, app__env=source)
+
+    with pytest.raises(RoleError, match=r"Template .*app/env\.j2 \(line 1\) cannot be read"):
+        template_variables(directory)
+
+
 def test_missing_template_is_a_role_error_naming_it(tmp_path: Path) -> None:
     directory = templates(tmp_path, motd="x\n")
 
