@@ -15,8 +15,7 @@ from typing import Any
 
 from provisioner.errors import RoleError
 from provisioner.inventory.hosts import HostConfig, Inventory
-from provisioner.secrets.host_store import HostSecret
-from provisioner.secrets.values import Secret
+from provisioner.secrets.values import holds_secret
 
 
 @dataclass(frozen=True)
@@ -29,16 +28,6 @@ class PeerHost:
     roles: tuple[str, ...] = ()
     #: Its inventory variables (role defaults not merged), without any value holding a secret.
     vars: Mapping[str, Any] = field(default_factory=dict)
-
-
-def _holds_secret(value: Any) -> bool:
-    if isinstance(value, Secret | HostSecret):
-        return True
-    if isinstance(value, Mapping):
-        return any(_holds_secret(item) for item in value.values())
-    if isinstance(value, list | tuple):
-        return any(_holds_secret(item) for item in value)
-    return False
 
 
 @dataclass(frozen=True)
@@ -61,7 +50,7 @@ class InventoryView:
         by_name = {}
         for config in hosts:
             public = {key: value for key, value in config.vars.items()
-                      if not _holds_secret(value)}
+                      if not holds_secret(value)}
             peer = by_name[config.name] = PeerHost(config.name, config.address, config.roles,
                                                    public)
             for group in config.groups:

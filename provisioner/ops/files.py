@@ -37,7 +37,7 @@ from provisioner.ops.secret_store import (
     split_secret_reads,
 )
 from provisioner.secrets.host_store import HostSecret, host_secrets_in
-from provisioner.secrets.values import MASK, Secret
+from provisioner.secrets.values import MASK, Secret, holds_secret
 from provisioner.step import Plan, Probed, ProbeUnreadable, Safeguard, Step
 
 
@@ -151,19 +151,9 @@ def secret_marks(host: Host, template: str, extra: Mapping[str, object]) -> dict
     marks = {}
     for name in host.template_reads(template):
         value = extra.get(name, host.config.vars.get(name, host.vars.get(name)))
-        if _holds_secret(value):
+        if holds_secret(value):
             marks[name] = _marked(value)
     return marks
-
-
-def _holds_secret(value: Any) -> bool:
-    if isinstance(value, Secret | HostSecret):
-        return True
-    if isinstance(value, Mapping):
-        return any(_holds_secret(item) for item in value.values())
-    if isinstance(value, list | tuple):
-        return any(_holds_secret(item) for item in value)
-    return False
 
 
 def _marked(value: Any) -> Any:
@@ -189,7 +179,7 @@ def mask_secret_lines(plan: Plan, secret_lines: frozenset[str]) -> Plan:
     shown = []
     for line in plan.diff.splitlines(keepends=True):
         sign, text = line[:1], line[1:].rstrip("\n")
-        if line.startswith(("---", "+++")) or sign not in "+- " or not line:
+        if line.startswith(("---", "+++")) or sign not in "+- ":
             shown.append(line)
         elif sign == "-" or text in secret_lines:
             shown.append(f"{sign}{MASK}\n")
@@ -209,6 +199,8 @@ def template_reading_host_secrets(host: Host, desired: DesiredFile, template: st
     save = safeguard_save(safeguard.name, desired.path) if safeguard else ""
     show_diff, path = host.show_diff, desired.path
     marks = secret_marks(host, template, extra)
+    # The marked render reads no secret: made once, not on every decision.
+    marked = host.render(template, **{**extra, **marks}) if show_diff else ""
 
     def decide(probed: Probed) -> Plan:
         own, reads = split_secret_reads(probed.output)
@@ -220,7 +212,6 @@ def template_reading_host_secrets(host: Host, desired: DesiredFile, template: st
         plan = plan_file(parse_path_state(own), replace(desired, content=text.encode()),
                          show_diff, save, missing_directories(path, own))
         if show_diff:
-            marked = host.render(template, **{**extra, **marks})
             plan = mask_secret_lines(plan, _secret_lines(text, marked))
         return replace(plan, secrets=tuple(reads[name] for name in names))
 

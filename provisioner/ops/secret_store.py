@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 from provisioner.commands import quote
@@ -160,17 +159,13 @@ def ensure_host_secrets(host: Host) -> Step | None:
         return None
     names = [declaration.name for declaration in declarations]
 
-    previous = [f"{name}{PREVIOUS_SUFFIX}" for name in names]
-
     def decide(probed: Probed) -> Plan:
+        # The values are read for their strength only: the walk's first round trip already
+        # read every file of the store (whole_store_probe) and masks them from the first step.
         own, values = split_secret_reads(probed.output)
-        plan = plan_store(parse_store(own), declarations, values, host.name)
-        # Every value the host has, and a rotated-out one, is masked from here on: a file that
-        # still holds an old value, or no longer uses one, would otherwise show it in a diff.
-        shown = [value for value in values.values() if len(value.reveal()) >= SHORTEST_MASKED]
-        return replace(plan, secrets=(*plan.secrets, *shown))
+        return plan_store(parse_store(own), declarations, values, host.name)
 
-    probe = store_probe(names) + "\n" + secret_reads_probe([*names, *previous])
+    probe = store_probe(names) + "\n" + secret_reads_probe(names)
     return Step(f"host secrets {', '.join(names)} in {STORE_DIR}", probe, decide)
 
 

@@ -79,6 +79,18 @@ def resolve_reference(reference: str, base_dir: Path) -> Secret | HostSecret:
                      "secret itself); use env:NAME, file:PATH or host:NAME")
 
 
+def holds_secret(value: Any) -> bool:
+    """Whether a value holds a Secret or a host secret reference anywhere (lists and mappings
+    too): what may never be shown, nor handed to a role that has no business with it."""
+    if isinstance(value, Secret | HostSecret):
+        return True
+    if isinstance(value, Mapping):
+        return any(holds_secret(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return any(holds_secret(item) for item in value)
+    return False
+
+
 def reveal_all(value: Any) -> Any:
     """The value with every Secret inside it (lists and mappings too) replaced by its text.
 
