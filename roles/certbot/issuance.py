@@ -1,0 +1,155 @@
+"""One acme site's certificate: what its lineage holds on the host, and the certbot call that
+brings it to the site's names and ACME server.
+
+The probe reads the lineage's renewal conf (server, deploy hook, key type) and the names of its
+live certificate in one snippet, so a converged run decides every site from the walk's batched
+probes and costs no round trip of its own. The decision is pure: a lineage holding exactly the
+site's names, issued by the configured server with our deploy hook and key type, is left alone
+(certbot would only say "not yet due for renewal"); anything else reissues the same lineage
+(``--cert-name``), new names by the changed ``-d`` list, a new server or hook by
+``--force-renewal`` (certbot keeps a lineage that is not due otherwise).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from provisioner.commands import join, quote
+from provisioner.step import Plan, Probed, Step
+
+LIVE = "/etc/letsencrypt/live"
+RENEWAL = "/etc/letsencrypt/renewal"
+LOG = "/var/log/letsencrypt/letsencrypt.log"
+#: The renewal conf keys the decision reads (renew_hook is how certbot stores --deploy-hook).
+CONF_KEYS = ("server", "renew_hook", "key_type", "authenticator")
+#: Lines of certbot's own log shown when an issuance fails: the CA's answer is there even when
+#: certbot's output is short.
+LOG_LINES = 25
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """What one acme site's lineage must be."""
+
+    name: str
+    domains: tuple[str, ...]
+    server: str
+    email: str
+    webroot: str
+    deploy_hook: str
+    key_type: str
+    #: Where certbot finds the ACME server's CA (REQUESTS_CA_BUNDLE), "" for the system's.
+    ca_bundle: str = ""
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """What the host holds for one cert name: its renewal conf's keys and its names."""
+
+    conf: dict[str, str]
+    names: frozenset[str]
+    has_certificate: bool
+
+
+def lineage_probe(name: str) -> str:
+    """Read-only: the renewal conf's keys, then the live certificate's subjectAltName."""
+    conf, cert = f"{RENEWAL}/{name}.conf", f"{LIVE}/{name}/cert.pem"
+    keys = "|".join(CONF_KEYS)
+    return (f"echo '== conf'; [ ! -f {quote(conf)} ] || "
+            f"grep -E {quote(f'^({keys}) *=')} {quote(conf)} || true\n"
+            f"echo '== cert'; if [ -f {quote(cert)} ]; then echo present; "
+            f"openssl x509 -in {quote(cert)} -noout -ext subjectAltName 2>/dev/null || true; fi")
+
+
+def parse_lineage(output: str) -> Lineage:
+    """lineage_probe's output -> Lineage; pure."""
+    conf: dict[str, str] = {}
+    names: set[str] = set()
+    section, present = "", False
+    for line in output.splitlines():
+        if line.startswith("== "):
+            section = line[3:].strip()
+        elif section == "conf" and "=" in line:
+            key, value = line.split("=", 1)
+            conf[key.strip()] = value.strip()
+        elif section == "cert" and line.strip() == "present":
+            present = True
+        elif section == "cert":
+            names.update(part.strip().removeprefix("DNS:") for part in line.split(",")
+                         if part.strip().startswith("DNS:"))
+    return Lineage(conf, frozenset(names), present)
+
+
+def reissue_reasons(wanted: Wanted, lineage: Lineage) -> list[str]:
+    """Why the lineage must be issued again (empty: it is what the site needs); pure."""
+    if not lineage.has_certificate or not lineage.conf:
+        return ["no certificate yet"]
+    reasons = []
+    added = sorted(set(wanted.domains) - lineage.names)
+    removed = sorted(lineage.names - set(wanted.domains))
+    if added:
+        reasons.append(f"names added: {', '.join(added)}")
+    if removed:
+        reasons.append(f"names removed: {', '.join(removed)}")
+    if lineage.conf.get("server") != wanted.server:
+        reasons.append(f"ACME server {lineage.conf.get('server', 'unknown')} -> {wanted.server}")
+    if lineage.conf.get("renew_hook") != wanted.deploy_hook:
+        reasons.append("deploy hook not set")
+    if lineage.conf.get("key_type", wanted.key_type) != wanted.key_type:
+        reasons.append(f"key type {lineage.conf.get('key_type')} -> {wanted.key_type}")
+    return reasons
+
+
+def needs_force(wanted: Wanted, lineage: Lineage) -> bool:
+    """Same names but another server, hook or key type: certbot keeps a lineage that is not
+    due unless forced (new names reissue by themselves)."""
+    return lineage.has_certificate and bool(lineage.conf) and \
+        set(wanted.domains) == lineage.names
+
+
+def certbot_command(wanted: Wanted, *, force: bool = False) -> str:
+    """The ``certbot certonly`` call for one site: webroot, non-interactive, the deploy hook on
+    the command line (hook files do not run on a first issuance); pure."""
+    argv = ["certbot", "certonly", "--non-interactive", "--webroot", "-w", wanted.webroot,
+            "--cert-name", wanted.name]
+    for domain in wanted.domains:
+        argv += ["-d", domain]
+    argv += ["--server", wanted.server, "--agree-tos", "-m", wanted.email, "--no-eff-email",
+             "--key-type", wanted.key_type, "--deploy-hook", wanted.deploy_hook, "--expand"]
+    if force:
+        argv.append("--force-renewal")
+    command = join(*argv)
+    if wanted.ca_bundle:
+        command = f"REQUESTS_CA_BUNDLE={quote(wanted.ca_bundle)} {command}"
+    return command
+
+
+def issuance_action(wanted: Wanted, *, force: bool) -> str:
+    """certbot's call; on failure its own output and the tail of its log go to stderr."""
+    return (f"out=$({certbot_command(wanted, force=force)} 2>&1) || {{ rc=$?; "
+            f"printf '%s\\n' \"$out\" | tail -n 30 >&2; echo '--- {LOG}:' >&2; "
+            f"tail -n {LOG_LINES} {LOG} >&2 2>/dev/null; exit $rc; }}")
+
+
+def plan_issuance(wanted: Wanted, lineage: Lineage) -> Plan:
+    """Issue, reissue or leave the lineage; pure."""
+    reasons = reissue_reasons(wanted, lineage)
+    if not reasons:
+        return Plan(f"{', '.join(sorted(lineage.names))} from {wanted.server}")
+    return Plan("; ".join(reasons), action=issuance_action(wanted, force=needs_force(
+        wanted, lineage)))
+
+
+def ensure_certificate(wanted: Wanted) -> Step:
+    """The step of one acme site's certificate."""
+    def decide(probed: Probed) -> Plan:
+        return plan_issuance(wanted, parse_lineage(probed.output))
+
+    return Step(f"certificate {wanted.name} ({', '.join(wanted.domains)})",
+                lineage_probe(wanted.name), decide)
+
+
+def domains_of(server_names: Sequence[str]) -> tuple[str, ...]:
+    """The names to put in the certificate, each once, in the site's order."""
+    return tuple(dict.fromkeys(server_names))

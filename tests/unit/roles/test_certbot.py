@@ -1,0 +1,176 @@
+"""The certbot role's pure parts: the certbot call, the issuance decisions on recorded probe
+output (same names, a name added, a name removed, another server), and the checks made before
+contact."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from provisioner.errors import RoleError
+from roles.certbot.issuance import (
+    Lineage,
+    Wanted,
+    certbot_command,
+    parse_lineage,
+    plan_issuance,
+)
+from roles.certbot.settings import (
+    check_email,
+    check_key_type,
+    check_roles_order,
+    check_server,
+    check_server_ca,
+)
+
+PEBBLE = "https://10.77.0.12:14000/dir"
+HOOK = "/usr/local/sbin/provisioner-certbot-deploy"
+SHOP = Wanted("shop", ("shop.example.test", "www.shop.example.test"), PEBBLE,
+              "ops@example.org", "/var/www/letsencrypt", HOOK, "ecdsa")
+#: lineage_probe's output on a host where certbot issued SHOP (certbot 2.1, OpenSSL 3.0).
+ISSUED = f"""== conf
+authenticator = webroot
+server = {PEBBLE}
+key_type = ecdsa
+renew_hook = {HOOK}
+== cert
+present
+X509v3 Subject Alternative Name: critical
+    DNS:shop.example.test, DNS:www.shop.example.test
+"""
+CA = """-----BEGIN CERTIFICATE-----
+MIIBeTCCAR+gAwIBAgIULnqrSAzxSorastsp7WYsaDlJDSgwCgYIKoZIzj0EAwIw
+EjEQMA4GA1UEAwwHdGVzdCBDQTAeFw0yNjEyMDIyMTE0MTBaFw0yNjEyMDMyMTE0
+MTBaMBIxEDAOBgNVBAMMB3Rlc3QgQ0EwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNC
+AARTEwveq/DBx2bbLTSbSK3Ai3AU7MBKOYWOInzUEDlQVgLuHbExlOZHjdnitfab
+KLznoNsLV4v7iwgXVQ0BTsNuo1MwUTAdBgNVHQ4EFgQUohdIIkEvct0Huh3GNPkm
+oqaWTHAwHwYDVR0jBBgwFoAUohdIIkEvct0Huh3GNPkmoqaWTHAwDwYDVR0TAQH/
+BAUwAwEB/zAKBggqhkjOPQQDAgNIADBFAiEAr37T2U44oBuwlAITI6bHLV8actDU
++qPebm2IMYeBhYcCIDggWeH6+fXEfGXYqoviIpzC3+42ZMoZGsE1/JAl4IR4
+-----END CERTIFICATE-----
+"""
+
+
+def test_the_probe_output_reads_as_the_lineage() -> None:
+    lineage = parse_lineage(ISSUED)
+    assert lineage == Lineage({"authenticator": "webroot", "server": PEBBLE, "key_type": "ecdsa",
+                               "renew_hook": HOOK},
+                              frozenset({"shop.example.test", "www.shop.example.test"}), True)
+
+
+def test_a_host_without_the_lineage_gets_a_certificate() -> None:
+    plan = plan_issuance(SHOP, parse_lineage("== conf\n== cert\n"))
+    assert plan.reason == "no certificate yet"
+    assert plan.action is not None and "--force-renewal" not in plan.action
+
+
+def test_a_lineage_with_the_same_names_and_server_is_left_alone() -> None:
+    plan = plan_issuance(SHOP, parse_lineage(ISSUED))
+    assert plan.action is None
+    assert plan.reason == f"shop.example.test, www.shop.example.test from {PEBBLE}"
+
+
+def test_a_name_added_reissues_the_same_lineage_with_every_name() -> None:
+    wanted = replace(SHOP, domains=(*SHOP.domains, "api.shop.example.test"))
+    plan = plan_issuance(wanted, parse_lineage(ISSUED))
+    assert plan.reason == "names added: api.shop.example.test"
+    assert plan.action is not None
+    assert "--cert-name shop -d shop.example.test -d www.shop.example.test -d " \
+           "api.shop.example.test" in plan.action
+    assert "--force-renewal" not in plan.action
+
+
+def test_a_name_removed_reissues_the_same_lineage_without_it() -> None:
+    wanted = replace(SHOP, domains=("shop.example.test",))
+    plan = plan_issuance(wanted, parse_lineage(ISSUED))
+    assert plan.reason == "names removed: www.shop.example.test"
+    assert plan.action is not None and "-d www.shop.example.test" not in plan.action
+
+
+def test_another_server_forces_a_new_certificate_from_it() -> None:
+    wanted = replace(SHOP, server="https://acme-v02.api.letsencrypt.org/directory")
+    plan = plan_issuance(wanted, parse_lineage(ISSUED))
+    assert plan.reason == f"ACME server {PEBBLE} -> https://acme-v02.api.letsencrypt.org/directory"
+    assert plan.action is not None and "--force-renewal" in plan.action
+
+
+def test_a_lineage_without_our_deploy_hook_is_issued_again_with_it() -> None:
+    plan = plan_issuance(SHOP, parse_lineage(ISSUED.replace(f"renew_hook = {HOOK}\n", "")))
+    assert plan.reason == "deploy hook not set"
+    assert plan.action is not None and f"--deploy-hook {HOOK}" in plan.action
+
+
+def test_the_certbot_call_is_webroot_non_interactive_with_the_hook() -> None:
+    assert certbot_command(SHOP) == (
+        "certbot certonly --non-interactive --webroot -w /var/www/letsencrypt --cert-name shop "
+        f"-d shop.example.test -d www.shop.example.test --server {PEBBLE} --agree-tos -m "
+        f"ops@example.org --no-eff-email --key-type ecdsa --deploy-hook {HOOK} --expand")
+
+
+def test_a_private_ca_reaches_certbot_as_its_ca_bundle() -> None:
+    command = certbot_command(replace(SHOP, ca_bundle="/etc/letsencrypt/ca.pem"))
+    assert command.startswith("REQUESTS_CA_BUNDLE=/etc/letsencrypt/ca.pem certbot certonly ")
+
+
+def test_a_failed_issuance_shows_certbot_output_and_its_log() -> None:
+    plan = plan_issuance(SHOP, parse_lineage(""))
+    assert plan.action is not None
+    assert "tail -n 30 >&2" in plan.action
+    assert "tail -n 25 /var/log/letsencrypt/letsencrypt.log >&2" in plan.action
+
+
+def test_acme_sites_need_an_email() -> None:
+    with pytest.raises(RoleError, match="certbot_email is not set, but nginx_sites shop uses"):
+        check_email("", ["shop"])
+
+
+def test_no_acme_site_needs_no_email() -> None:
+    check_email("", [])
+
+
+def test_an_email_must_look_like_one() -> None:
+    with pytest.raises(RoleError, match="'ops' is not an e-mail address"):
+        check_email("ops", ["shop"])
+
+
+@pytest.mark.parametrize("server", ["http://10.77.0.12:14000/dir", "acme.example.org/dir",
+                                    "https://", 42])
+def test_the_acme_server_must_be_an_https_url(server: object) -> None:
+    with pytest.raises(RoleError, match="is not an https URL of an ACME directory"):
+        check_server(server)
+
+
+def test_an_https_directory_is_accepted() -> None:
+    check_server(PEBBLE)
+
+
+@pytest.mark.parametrize("pem", ["not a certificate", CA.replace("MIIB", "MI!B"),
+                                 CA + "trailing words", "-----BEGIN CERTIFICATE-----\n"])
+def test_the_server_ca_must_be_pem(pem: str) -> None:
+    with pytest.raises(RoleError, match="certbot_server_ca is not a PEM certificate"):
+        check_server_ca(pem)
+
+
+def test_a_pem_bundle_or_none_is_accepted() -> None:
+    check_server_ca(CA + CA)
+    check_server_ca("")
+
+
+def test_the_key_type_is_one_certbot_has() -> None:
+    with pytest.raises(RoleError, match="certbot_key_type 'dsa' is none of ecdsa, rsa"):
+        check_key_type("dsa")
+
+
+def test_certbot_without_nginx_is_refused() -> None:
+    with pytest.raises(RoleError, match="has the certbot role but not the nginx role"):
+        check_roles_order("web1", ("certbot",))
+
+
+def test_certbot_before_nginx_is_refused() -> None:
+    with pytest.raises(RoleError, match="lists certbot before nginx"):
+        check_roles_order("web1", ("certbot", "nginx"))
+
+
+def test_nginx_then_certbot_is_accepted() -> None:
+    check_roles_order("web1", ("hardening", "nginx", "certbot"))
