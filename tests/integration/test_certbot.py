@@ -1,0 +1,173 @@
+"""certbot on real machines: a web host (nginx, certbot) and Debian's Pebble on another.
+
+The web host gets a real certificate by HTTP-01 over the sandbox network; the chain nginx
+serves verifies against Pebble's root from the controller (with SNI); sslyze finds the TLS
+compliant with Mozilla's intermediate profile; certs.status shows the names and days left; a
+second run changes nothing in one round trip; a forced renewal runs the deploy hook, and nginx
+serves the new serial; a name added to the site expands the certificate and the TLS block serves
+it in the same run; the role's spec passes. The tests run in order, each from the state the one
+before left.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from provisioner import sandbox
+from provisioner.cli import certs, load
+from provisioner.sandbox.acme import AcmeServer, start_acme_server
+from tests.integration.conftest import (
+    Invocation,
+    edit_inventory,
+    invoke_task,
+    own_machines,
+    root_output,
+)
+
+pytestmark = pytest.mark.integration
+
+SITE = "shop"
+NAMES = ["shop.example.test", "www.shop.example.test"]
+ADDED = "api.shop.example.test"
+
+
+@dataclass
+class WebTier:
+    web: sandbox.Machine
+    pebble: sandbox.Machine
+    acme: AcmeServer
+    inventory: Path
+    root_path: Path
+
+    def provision(self, *arguments: str) -> Invocation:
+        started = time.monotonic()
+        run = invoke_task("provision", "--host", self.web.name, *arguments,
+                          inventory=self.inventory, timeout=600,
+                          report=self.inventory.parent / "report.json")
+        print(f"provision {' '.join(arguments)}: {time.monotonic() - started:.1f} s, "
+              f"exit {run.exit_code}")
+        return run
+
+    def served(self, name: str) -> dict[str, Any]:
+        """The certificate nginx serves for ``name`` (SNI), verified against Pebble's root."""
+        context = ssl.create_default_context(cafile=str(self.root_path))
+        with socket.create_connection((self.web.address, 443), timeout=5) as raw, \
+                context.wrap_socket(raw, server_hostname=name) as tls:
+            return tls.getpeercert() or {}
+
+    def served_serial(self) -> str:
+        return str(self.served(NAMES[0])["serialNumber"])
+
+
+def site(names: list[str]) -> dict[str, Any]:
+    return {"name": SITE, "server_names": names, "certificate": "acme",
+            "locations": [{"path": "/", "upstream": "app"}]}
+
+
+@pytest.fixture(scope="module")
+def tier(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebTier]:
+    with own_machines(tmp_path_factory, "cb", count=2) as (booted, inventory):
+        web, pebble = booted
+        acme = start_acme_server(pebble, dict.fromkeys([*NAMES, ADDED], web.address))
+
+        def describe(data: dict[str, Any]) -> None:
+            data["hosts"][pebble.name].update(groups=[])
+            data["hosts"][web.name].update(groups=[], roles=["nginx", "certbot"], vars={
+                "nginx_upstreams": [{"name": "app", "servers": ["127.0.0.1:8000"]}],
+                "nginx_sites": [site(NAMES)],
+                "certbot_email": "ops@example.org",
+                "certbot_server": acme.directory_url,
+                "certbot_server_ca": acme.api_ca_pem})
+
+        edit_inventory(inventory, describe)
+        root_path = inventory.parent / "pebble-root.pem"
+        root_path.write_text(acme.root_pem())
+        yield WebTier(web, pebble, acme, inventory, root_path)
+
+
+def test_check_mode_on_a_fresh_host_changes_nothing(tier: WebTier) -> None:
+    run = tier.provision("--check")
+
+    assert run.exit_code == 0, run.output
+    assert root_output(tier.web, "dpkg-query -W -f '${Status}' certbot 2>/dev/null; "
+                                 "ls /etc/letsencrypt 2>/dev/null; true").strip() == ""
+
+
+def test_the_first_run_gets_a_certificate_from_pebble_and_serves_it(tier: WebTier) -> None:
+    run = tier.provision()
+
+    assert run.exit_code == 0, run.output
+    served = tier.served(NAMES[1])  # verified against Pebble's root, with SNI
+    assert {value for kind, value in served["subjectAltName"]} == set(NAMES)
+
+
+def test_sslyze_finds_the_tls_compliant_with_mozilla_intermediate(tier: WebTier) -> None:
+    done = subprocess.run([sys.executable, "-m", "sslyze", "--mozilla_config=intermediate",
+                           f"--certinfo_ca_file={tier.root_path}",
+                           f"{NAMES[0]}:443{{{tier.web.address}}}"],
+                          capture_output=True, text=True, timeout=120, check=False)
+
+    assert "OK - Compliant." in done.stdout, done.stdout + done.stderr
+
+
+def test_certs_status_shows_the_names_and_days_left(tier: WebTier) -> None:
+    shown: list[str] = []
+
+    code = certs.status(load(str(tier.inventory)), tier.web.name, "",
+                        lambda text, error: shown.append(text))
+
+    assert code == 0, shown
+    text = "\n".join(shown)
+    assert f"{SITE} (acme): {', '.join(NAMES)}" in text
+    assert "(89 days left)" in text or "(90 days left)" in text, text
+    assert "certbot.timer next runs" in text and "next renewal:" in text, text
+
+
+def test_a_second_run_changes_nothing_in_one_round_trip(tier: WebTier) -> None:
+    run = tier.provision()
+
+    assert run.exit_code == 0, run.output
+    result = run.report["hosts"][tier.web.name]
+    assert (result["changed"], result["round_trips"]) == (0, 1), run.output
+
+
+def test_a_forced_renewal_reloads_nginx_with_the_new_certificate(tier: WebTier) -> None:
+    before = tier.served_serial()
+
+    root_output(tier.web, f"certbot renew --force-renewal --no-random-sleep-on-renew "
+                          f"--cert-name {SITE}")
+
+    deadline = time.monotonic() + 10  # the hook's reload is asynchronous
+    while tier.served_serial() == before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert tier.served_serial() != before
+
+
+def test_a_name_added_expands_the_certificate_in_one_run(tier: WebTier) -> None:
+    edit_inventory(tier.inventory, lambda data: data["hosts"][tier.web.name]["vars"].update(
+        nginx_sites=[site([*NAMES, ADDED])]))
+
+    run = tier.provision()
+
+    assert run.exit_code == 0, run.output
+    served = tier.served(ADDED)
+    assert {value for kind, value in served["subjectAltName"]} == {*NAMES, ADDED}
+    lineages = root_output(tier.web, "ls /etc/letsencrypt/live").split()
+    assert lineages == [SITE] or sorted(lineages) == ["README", SITE], lineages
+
+
+def test_the_spec_passes(tier: WebTier) -> None:
+    run = invoke_task("verify", "--host", tier.web.name, inventory=tier.inventory,
+                      report=tier.inventory.parent / "verify.json")
+
+    assert run.exit_code == 0, run.output
