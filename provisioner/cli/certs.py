@@ -121,6 +121,7 @@ def sites_module(role: Role) -> ModuleType:
     if spec is None or spec.loader is None:
         raise ProvisionerError(f"role {role.name} declares {SITES_VARIABLE} but has no {path}.")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -135,8 +136,9 @@ def status_script(sites: Sequence[SiteCertificate]) -> str:
                      f"-startdate -enddate -ext subjectAltName 2>&1; else echo missing; fi")
         if site.source == "acme":
             lines.append(f"grep -E '^renew_before_expiry *=' {conf} 2>/dev/null || true")
-    lines.append("echo '== certbot'; certbot --version 2>&1 || true")
-    lines.append(f"systemctl show {TIMER} -p NextElapseUSecRealtime --value 2>/dev/null || true")
+    lines.append("echo '== version'; certbot --version 2>&1 || true")
+    lines.append(f"echo '== timer'; systemctl show {TIMER} -p NextElapseUSecRealtime --value "
+                 "2>/dev/null || true")
     return "\n".join(lines) + "\n"
 
 
@@ -145,11 +147,10 @@ def parse_status(output: str, sites: Sequence[SiteCertificate]) -> HostStatus:
     sections = _sections(output)
     certificates = tuple(_certificate(site, sections.get(f"site {site.name}", []))
                          for site in sites)
-    tail = sections.get("certbot", [])
-    version = next((tuple(int(part) for part in match.groups()) for line in tail
+    version = next((tuple(int(part) for part in match.groups())
+                    for line in sections.get("version", [])
                     if (match := re.match(r"^certbot (\d+)\.(\d+)\.(\d+)", line))), ())
-    timer = next((line.strip() for line in tail if line.strip() and
-                  not line.startswith("certbot")), "")
+    timer = next((line.strip() for line in sections.get("timer", []) if line.strip()), "")
     return HostStatus(certificates, version, timer)
 
 

@@ -17,6 +17,7 @@ issued in this run goes live in the same run.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from provisioner.host import Host
@@ -27,6 +28,7 @@ from provisioner.ops.systemd import ensure_service
 from provisioner.step import Handler, Step
 from roles.certbot.issuance import Wanted, domains_of, ensure_certificate
 from roles.certbot.settings import check_roles_order, check_variables
+from roles.nginx import role as nginx_role
 from roles.nginx.role import nginx_configuration, reload_handler
 from roles.nginx.sites import ACME_WEBROOT, Site, read_sites
 
@@ -38,9 +40,14 @@ DROP_IN = "/etc/systemd/system/certbot.service.d/provisioner-acme-ca.conf"
 TIMER = "certbot.timer"
 NGINX_RELOAD = "nginx:reload"
 DAEMON_RELOAD = "systemd:daemon-reload"
+#: nginx's configuration step renders nginx's templates, whichever role yields it.
+NGINX_TEMPLATES = Path(nginx_role.__file__).parent / "templates"
 
 HANDLERS: tuple[Handler, ...] = (Handler(DAEMON_RELOAD, "systemctl daemon-reload"),
                                  reload_handler(NGINX_RELOAD))
+
+TEMPLATE_ARGUMENTS = {"etc/systemd/system/certbot.service.d/provisioner-acme-ca.conf.j2":
+                      {"ca_bundle"}}
 
 
 def steps(host: Host) -> Iterator[Step]:
@@ -51,7 +58,7 @@ def steps(host: Host) -> Iterator[Step]:
     for site in acme_sites(host.vars):
         yield ensure_certificate(wanted(host.vars, site))
     yield ensure_service(host, TIMER, label=f"service {TIMER} enabled and active")
-    yield nginx_configuration(host, notify=[NGINX_RELOAD],
+    yield nginx_configuration(host.for_role(NGINX_TEMPLATES), notify=[NGINX_RELOAD],
                               label="nginx configuration with the issued certificates")
 
 
@@ -67,10 +74,6 @@ def ca_steps(host: Host) -> Iterator[Step]:
     yield ensure_template(host, DROP_IN, "etc/systemd/system/certbot.service.d/"
                           "provisioner-acme-ca.conf.j2", notify=[DAEMON_RELOAD],
                           ca_bundle=CA_BUNDLE)
-
-
-TEMPLATE_ARGUMENTS = {"etc/systemd/system/certbot.service.d/provisioner-acme-ca.conf.j2":
-                      {"ca_bundle"}}
 
 
 def acme_sites(variables: Mapping[str, Any]) -> list[Site]:

@@ -52,8 +52,9 @@ X509v3 Subject Alternative Name: critical
     DNS:shop.example.test, DNS:www.shop.example.test
 == site internal
 missing
-== certbot
+== version
 certbot 2.1.0
+== timer
 Thu 2026-12-03 07:12:34 UTC
 """
 NOW = datetime(2026, 12, 2, 21, 30, tzinfo=UTC)
@@ -95,6 +96,7 @@ def test_the_script_reads_the_renewal_conf_of_acme_sites_only() -> None:
     assert "/etc/letsencrypt/renewal/shop.conf" in script
     assert "/etc/letsencrypt/renewal/internal.conf" not in script
     assert "systemctl show certbot.timer -p NextElapseUSecRealtime --value" in script
+    assert "certbot --version" in script
 
 
 def test_the_answer_reads_as_names_issuer_dates_and_the_timer() -> None:
