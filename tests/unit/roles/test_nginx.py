@@ -181,8 +181,8 @@ def test_include_subdomains_only_when_asked() -> None:
 def test_upstream_lines_carry_balance_failures_and_keepalive() -> None:
     text = nginx_conf()
     block = text[text.index("upstream api {"):]
-    block = [line for line in lines_of(block[:block.index("}")]) if line]
-    assert block == ["upstream api {", "least_conn;",
+    upstream = [line for line in lines_of(block[:block.index("}")]) if line]
+    assert upstream == ["upstream api {", "least_conn;",
                      "server 127.0.0.1:8000 max_fails=3 fail_timeout=30s;",
                      "server 127.0.0.1:8001 max_fails=3 fail_timeout=30s;", "keepalive 16;"]
 
