@@ -26,6 +26,7 @@ import pytest
 from provisioner import sandbox
 from provisioner.cli import certs, load
 from provisioner.sandbox.acme import AcmeServer, start_acme_server
+from roles.certbot.role import CA_BUNDLE
 from tests.integration.conftest import (
     Invocation,
     edit_inventory,
@@ -68,6 +69,14 @@ class WebTier:
     def served_serial(self) -> str:
         return str(self.served(NAMES[0])["serialNumber"])
 
+    def new_serial_served(self, before: str) -> bool:
+        """Whether nginx serves another serial within 10 s (the hook's reload is
+        asynchronous)."""
+        deadline = time.monotonic() + 10
+        while self.served_serial() == before and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return self.served_serial() != before
+
 
 def site(names: list[str]) -> dict[str, Any]:
     return {"name": SITE, "server_names": names, "certificate": "acme",
@@ -81,7 +90,7 @@ def tier(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebTier]:
         acme = start_acme_server(pebble, dict.fromkeys([*NAMES, ADDED], web.address))
 
         def describe(data: dict[str, Any]) -> None:
-            data["hosts"][pebble.name].update(groups=[])
+            del data["hosts"][pebble.name]  # not provisioned: the sandbox helper set it up
             data["hosts"][web.name].update(groups=[], roles=["nginx", "certbot"], vars={
                 "nginx_upstreams": [{"name": "app", "servers": ["127.0.0.1:8000"]}],
                 "nginx_sites": [site(NAMES)],
@@ -144,13 +153,23 @@ def test_a_second_run_changes_nothing_in_one_round_trip(tier: WebTier) -> None:
 def test_a_forced_renewal_reloads_nginx_with_the_new_certificate(tier: WebTier) -> None:
     before = tier.served_serial()
 
-    root_output(tier.web, f"certbot renew --force-renewal --no-random-sleep-on-renew "
-                          f"--cert-name {SITE}")
+    root_output(tier.web, f"REQUESTS_CA_BUNDLE={CA_BUNDLE} certbot renew --force-renewal "
+                          f"--no-random-sleep-on-renew --cert-name {SITE}")
 
-    deadline = time.monotonic() + 10  # the hook's reload is asynchronous
-    while tier.served_serial() == before and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert tier.served_serial() != before
+    assert tier.new_serial_served(before)
+
+
+def test_the_renewal_service_renews_through_the_acme_servers_ca(tier: WebTier) -> None:
+    before = tier.served_serial()
+    conf = f"/etc/letsencrypt/renewal/{SITE}.conf"
+    root_output(tier.web, f"sed -i '1i renew_before_expiry = 90 days' {conf}")
+
+    try:
+        root_output(tier.web, "systemctl start certbot.service")  # its drop-in's CA bundle
+    finally:
+        root_output(tier.web, f"sed -i '/^renew_before_expiry = 90 days$/d' {conf}")
+
+    assert tier.new_serial_served(before)
 
 
 def test_a_name_added_expands_the_certificate_in_one_run(tier: WebTier) -> None:
