@@ -23,9 +23,13 @@ RENEWAL = "/etc/letsencrypt/renewal"
 LOG = "/var/log/letsencrypt/letsencrypt.log"
 #: The renewal conf keys the decision reads (renew_hook is how certbot stores --deploy-hook).
 CONF_KEYS = ("server", "renew_hook", "key_type", "authenticator")
-#: Lines of certbot's own log shown when an issuance fails: the CA's answer is there even when
-#: certbot's output is short.
-LOG_LINES = 25
+#: What a failed issuance shows: certbot's output without these lines (they say nothing about
+#: this failure), at most OUTPUT_LINES of it, and when it holds no CA detail, the last
+#: LOG_LINES error lines of certbot's log.
+NOISE = ("^Saving debug log", "^Ask for help", "^Hint:", "^$")
+OUTPUT_LINES = 30
+LOG_ERRORS = r"(:ERROR:|acme:error|[Dd]etail)"
+LOG_LINES = 8
 
 
 @dataclass(frozen=True)
@@ -126,10 +130,14 @@ def certbot_command(wanted: Wanted, *, force: bool = False) -> str:
 
 
 def issuance_action(wanted: Wanted, *, force: bool) -> str:
-    """certbot's call; on failure its own output and the tail of its log go to stderr."""
+    """certbot's call; on failure its own words go to stderr (the CA's problems: Domain, Type,
+    Detail), without its boilerplate, and the error lines of its log when it printed no CA
+    detail (a traceback's tail would crowd out what matters)."""
+    noise = " ".join(f"-e {quote(pattern)}" for pattern in NOISE)
     return (f"out=$({certbot_command(wanted, force=force)} 2>&1) || {{ rc=$?; "
-            f"printf '%s\\n' \"$out\" | tail -n 30 >&2; echo '--- {LOG}:' >&2; "
-            f"tail -n {LOG_LINES} {LOG} >&2 2>/dev/null; exit $rc; }}")
+            f"printf '%s\\n' \"$out\" | grep -v {noise} | tail -n {OUTPUT_LINES} >&2; "
+            f"case $out in *Detail:*) ;; *) grep -E {quote(LOG_ERRORS)} {LOG} 2>/dev/null | "
+            f"tail -n {LOG_LINES} >&2;; esac; exit $rc; }}")
 
 
 def plan_issuance(wanted: Wanted, lineage: Lineage) -> Plan:

@@ -59,6 +59,18 @@ class WebTier:
               f"exit {run.exit_code}")
         return run
 
+    def edit_sites(self, names: list[str]) -> list[str]:
+        """The site's server names set to ``names`` in the inventory; the old ones returned."""
+        old: list[str] = []
+
+        def edit(data: dict[str, Any]) -> None:
+            variables = data["hosts"][self.web.name]["vars"]
+            old.extend(variables["nginx_sites"][0]["server_names"])
+            variables["nginx_sites"] = [site(names)]
+
+        edit_inventory(self.inventory, edit)
+        return old
+
     def served(self, name: str) -> dict[str, Any]:
         """The certificate nginx serves for ``name`` (SNI), verified against Pebble's root."""
         context = ssl.create_default_context(cafile=str(self.root_path))
@@ -173,8 +185,7 @@ def test_the_renewal_service_renews_through_the_acme_servers_ca(tier: WebTier) -
 
 
 def test_a_name_added_expands_the_certificate_in_one_run(tier: WebTier) -> None:
-    edit_inventory(tier.inventory, lambda data: data["hosts"][tier.web.name]["vars"].update(
-        nginx_sites=[site([*NAMES, ADDED])]))
+    tier.edit_sites([*NAMES, ADDED])
 
     run = tier.provision()
 
@@ -183,6 +194,17 @@ def test_a_name_added_expands_the_certificate_in_one_run(tier: WebTier) -> None:
     assert {value for kind, value in served["subjectAltName"]} == {*NAMES, ADDED}
     lineages = root_output(tier.web, "ls /etc/letsencrypt/live").split()
     assert lineages == [SITE] or sorted(lineages) == ["README", SITE], lineages
+
+
+def test_a_failed_issuance_shows_the_acme_servers_own_words(tier: WebTier) -> None:
+    unknown = "nowhere.example.test"  # Pebble cannot resolve it: the HTTP-01 check fails
+    sites = tier.edit_sites([*NAMES, ADDED, unknown])
+
+    run = tier.provision()
+
+    tier.edit_sites(sites)
+    assert run.exit_code == 1, run.output
+    assert unknown in run.output and "no such host" in run.output, run.output
 
 
 def test_the_spec_passes(tier: WebTier) -> None:

@@ -116,8 +116,9 @@ def test_a_private_ca_reaches_certbot_as_its_ca_bundle() -> None:
 def test_a_failed_issuance_shows_certbot_output_and_its_log() -> None:
     plan = plan_issuance(SHOP, parse_lineage(""))
     assert plan.action is not None
-    assert "tail -n 30 >&2" in plan.action
-    assert "tail -n 25 /var/log/letsencrypt/letsencrypt.log >&2" in plan.action
+    assert "grep -v -e '^Saving debug log' -e '^Ask for help' -e '^Hint:' -e '^$' | tail -n " \
+           "30 >&2" in plan.action
+    assert "/var/log/letsencrypt/letsencrypt.log 2>/dev/null | tail -n 8 >&2" in plan.action
 
 
 def test_acme_sites_need_an_email() -> None:
