@@ -240,6 +240,17 @@ def test_nginx_runs_our_protocols_only(web: Web) -> None:
     assert "server_tokens off;" in dump
 
 
+def test_tls_follows_the_hosts_own_nginx_and_openssl(web: Web) -> None:
+    versions = web.root("nginx -V 2>&1")
+    nginx = tuple(int(part) for part in versions.split("nginx/")[1].split()[0].split("."))
+    openssl = tuple(int(part) for part in
+                    versions.split("OpenSSL ")[-1].split()[0].split(".")[:2])
+    dump = web.root("nginx -T 2>/dev/null")
+    assert ("http2 on;" in dump) == (nginx >= (1, 25, 1))
+    assert ("listen 443 ssl http2;" in dump) == (nginx < (1, 25, 1))
+    assert ("X25519MLKEM768" in dump) == (openssl >= (3, 5))
+
+
 def test_a_configuration_nginx_refuses_fails_the_run_and_the_site_keeps_serving(
         web: Web) -> None:
     original = web.inventory.read_text()

@@ -259,3 +259,8 @@ def test_the_reload_handler_reloads_never_restarts_and_waits_for_nginx() -> None
     assert handler.name == RELOAD and handler.action == "systemctl reload nginx.service"
     assert handler.ready is not None and "restart" not in handler.action
     assert reload_handler("certbot:reload").action == handler.action
+
+
+def test_health_path_is_not_rate_limited() -> None:
+    lines = locations(site_file(BOOKWORM, "shop"))["= /health"]
+    assert not any(line.startswith("limit_req") for line in lines)
