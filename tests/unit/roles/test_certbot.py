@@ -8,7 +8,11 @@ from dataclasses import replace
 
 import pytest
 
+from provisioner.content.roles import PROJECT_ROOT, Role, load_role
+from provisioner.content.variables import check_inventory_references, merge_role_variables
 from provisioner.errors import RoleError
+from provisioner.inventory.hosts import HostConfig
+from provisioner.inventory.view import InventoryView
 from roles.certbot.issuance import (
     Lineage,
     Wanted,
@@ -23,6 +27,7 @@ from roles.certbot.settings import (
     check_server,
     check_server_ca,
 )
+from tests.unit.fakes import SSH_SETTINGS
 
 PEBBLE = "https://10.77.0.12:14000/dir"
 HOOK = "/usr/local/sbin/provisioner-certbot-deploy"
@@ -175,3 +180,36 @@ def test_certbot_before_nginx_is_refused() -> None:
 
 def test_nginx_then_certbot_is_accepted() -> None:
     check_roles_order("web1", ("hardening", "nginx", "certbot"))
+
+
+SITES = [{"name": "shop", "server_names": ["shop.example.test"], "certificate": "acme",
+          "locations": [{"path": "/", "upstream": "app"}]}]
+WEB_VARS = {"nginx_upstreams": [{"name": "app", "servers": ["127.0.0.1:8000"]}],
+            "nginx_sites": SITES}
+
+
+def web_roles() -> list[Role]:
+    return [load_role(PROJECT_ROOT / "roles" / name) for name in ("nginx", "certbot")]
+
+
+def test_an_inventory_with_acme_sites_and_no_email_is_refused_before_contact() -> None:
+    with pytest.raises(RoleError, match="web1: certbot_email is not set, but nginx_sites shop"):
+        merge_role_variables(web_roles(), WEB_VARS, "web1")
+
+
+def test_a_plain_http_acme_server_is_refused_before_contact() -> None:
+    with pytest.raises(RoleError, match="certbot_server 'http://pebble:14000/dir' is not an "
+                                        "https URL"):
+        merge_role_variables(web_roles(), {**WEB_VARS, "certbot_email": "ops@example.org",
+                                           "certbot_server": "http://pebble:14000/dir"}, "web1")
+
+
+def test_the_hosts_roles_are_judged_on_the_whole_inventory() -> None:
+    roles = web_roles()
+    variables = merge_role_variables(roles, {**WEB_VARS, "certbot_email": "ops@example.org"},
+                                     "web1")
+    config = HostConfig(name="web1", address="192.0.2.10", port=22, user="admin", groups=(),
+                        roles=("certbot", "nginx"), vars={}, ssh=SSH_SETTINGS)
+    with pytest.raises(RoleError, match="host web1: role certbot: host web1 lists certbot "
+                                        "before nginx"):
+        check_inventory_references(roles, config, variables, InventoryView.of_hosts([config]))
