@@ -36,10 +36,19 @@ from roles.nginx.upstreams import check_rate_limit_status, read_rate_limits, rea
 
 RELOAD = "nginx:reload"
 UNIT = "nginx.service"
+
+
+def listening(port: int) -> str:
+    """Read-only shell: something listens on this TCP port (from /proc: the minimal image has
+    no ss)."""
+    return (f"grep -Eq '^ *[0-9]+: [0-9A-F]+:{port:04X} [0-9A-F]+:0000 0A ' "
+            "/proc/net/tcp /proc/net/tcp6 2>/dev/null")
+
+
 #: nginx answers once its master process runs and a listener on port 80 accepts: a reload
 #: that nginx refused leaves the old workers serving, so this stays true then too; the reload
 #: itself fails (systemctl reports nginx's words) when the new configuration does not load.
-READY = "systemctl is-active --quiet nginx.service && ss -Hltn 'sport = :80' | grep -q ."
+READY = f"systemctl is-active --quiet {UNIT} && {listening(80)}"
 TEMPLATE_ARGUMENTS = configuration.TEMPLATE_ARGUMENTS
 
 

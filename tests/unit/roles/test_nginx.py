@@ -15,7 +15,7 @@ from provisioner.content.variables import merge_role_variables
 from provisioner.host import Host
 from provisioner.step import Probed, ProbeUnreadable, Step
 from roles.nginx.configuration import rendered_files
-from roles.nginx.role import HANDLERS, RELOAD, nginx_configuration, reload_handler
+from roles.nginx.role import HANDLERS, RELOAD, listening, nginx_configuration, reload_handler
 from roles.nginx.tls import END, HostTls, parse_host_tls
 from tests.unit.fakes import host_config
 
@@ -264,3 +264,16 @@ def test_the_reload_handler_reloads_never_restarts_and_waits_for_nginx() -> None
 def test_health_path_is_not_rate_limited() -> None:
     lines = locations(site_file(BOOKWORM, "shop"))["= /health"]
     assert not any(line.startswith("limit_req") for line in lines)
+
+
+def test_the_listening_check_reads_proc_net_tcp() -> None:
+    answer = ("  sl  local_address rem_address   st\n"
+              "   0: 00000000:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000\n")
+    done = subprocess.run(["sh", "-c", listening(80).replace("/proc/net/tcp /proc/net/tcp6",
+                                                              "-")],
+                          input=answer, text=True, check=False)
+    assert done.returncode == 0
+    missing = subprocess.run(["sh", "-c", listening(443).replace("/proc/net/tcp /proc/net/tcp6",
+                                                                  "-")],
+                             input=answer, text=True, check=False)
+    assert missing.returncode == 1
