@@ -55,8 +55,9 @@ class WebTier:
         run = invoke_task("provision", "--host", self.web.name, *arguments,
                           inventory=self.inventory, timeout=600,
                           report=self.inventory.parent / "report.json")
-        print(f"provision {' '.join(arguments)}: {time.monotonic() - started:.1f} s, "
-              f"exit {run.exit_code}")
+        result = run.report.get("hosts", {}).get(self.web.name, {})
+        print(f"provision {' '.join(arguments)}: {time.monotonic() - started:.1f} s, exit "
+              f"{run.exit_code}, {result.get('round_trips')} round trips")
         return run
 
     def edit_sites(self, names: list[str]) -> list[str]:
