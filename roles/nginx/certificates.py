@@ -1,5 +1,6 @@
-"""The certificates this role makes or writes: self-signed ones made on the host, and the
-inventory's files. acme certificates are the certbot role's; nginx serves them once they exist.
+"""The certificates this role makes on the host: self-signed ones. The inventory's files are
+written by the configuration's set, acme ones by the certbot role; nginx serves them once
+they exist.
 
 A self-signed certificate is for hosts without public DNS (an internal tier, the sandbox): ECDSA
 P-256, valid for ``nginx_self_signed_days`` (at most 366, Mozilla's longest lifespan), its
@@ -14,7 +15,6 @@ from collections.abc import Sequence
 
 from provisioner.commands import quote
 from provisioner.host import Host
-from provisioner.ops.files import ensure_file
 from provisioner.step import Plan, Probed, Step
 from roles.nginx.sites import Site, certificate_paths
 
@@ -87,16 +87,10 @@ def ensure_self_signed(host: Host, site: Site, notify: Sequence[str]) -> Step:
 
 
 def certificate_steps(host: Host, sites: Sequence[Site], notify: Sequence[str]) -> list[Step]:
-    """The steps that put each self-signed or files site's certificate and key in place."""
+    """The steps that make each self-signed site's certificate (a ``files`` site's are in the
+    configuration's set: configuration.certificate_files)."""
     steps = []
     for site in sites:
         if site.certificate == "self-signed":
             steps.append(ensure_self_signed(host, site, notify))
-        elif site.certificate == "files" and site.certificate_files:
-            chain, key = certificate_paths(site)
-            given_chain, given_key = site.certificate_files
-            steps.append(ensure_file(host, chain, given_chain.rstrip("\n") + "\n", mode=0o644,
-                                     notify=notify, label=f"certificate of site {site.name}"))
-            steps.append(ensure_file(host, key, given_key.rstrip("\n") + "\n", mode=0o600,
-                                     notify=notify, label=f"private key of site {site.name}"))
     return steps

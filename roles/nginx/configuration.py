@@ -20,6 +20,7 @@ from dataclasses import replace
 
 from provisioner.host import Host
 from provisioner.ops.config_set import (
+    ConfigFile,
     ConfigSet,
     build_config_set,
     parse_config_set,
@@ -52,12 +53,15 @@ def headers_path(site: Site) -> str:
     return f"{HEADERS}/{site.name}.conf"
 
 
-def rendered_files(host: Host, tls: HostTls) -> dict[str, str]:
-    """Every file of the set, rendered for this host's nginx, OpenSSL and certificates."""
+def rendered_files(host: Host, tls: HostTls) -> dict[str, str | ConfigFile]:
+    """Every file of the set, rendered for this host's nginx, OpenSSL and certificates; a
+    ``files`` site's certificate and key are in the set too (its TLS block with them)."""
     variables = host.vars
-    files = {NGINX_CONF: host.render("etc/nginx/nginx.conf.j2", tls=tls, ciphers=CIPHERS,
-                                     upstreams=read_upstreams(variables),
-                                     rate_limits=read_rate_limits(variables))}
+    tls = with_given_certificates(tls, read_sites(variables))
+    files: dict[str, str | ConfigFile] = {
+        NGINX_CONF: host.render("etc/nginx/nginx.conf.j2", tls=tls, ciphers=CIPHERS,
+                                upstreams=read_upstreams(variables),
+                                rate_limits=read_rate_limits(variables))}
     for site in read_sites(variables):
         certificate, key = certificate_paths(site)
         files[site_path(site)] = host.render("etc/nginx/sites-enabled/site.conf.j2", site=site,
@@ -67,7 +71,27 @@ def rendered_files(host: Host, tls: HostTls) -> dict[str, str]:
                                                 hsts=hsts_value(variables),
                                                 csp=site.content_security_policy or
                                                 variables["nginx_content_security_policy"])
+        files.update(certificate_files(site))
     return files
+
+
+def certificate_files(site: Site) -> dict[str, str | ConfigFile]:
+    """A ``files`` site's certificate (0644) and key (0600), in the set so that ``nginx -t``
+    checks them with the configuration (a key that does not match never goes live)."""
+    if site.certificate != "files" or site.certificate_files is None:
+        return {}
+    chain, key = certificate_paths(site)
+    given_chain, given_key = site.certificate_files
+    return {chain: ConfigFile(given_chain.rstrip("\n") + "\n"),
+            key: ConfigFile(given_key.rstrip("\n") + "\n", mode=0o600)}
+
+
+def with_given_certificates(tls: HostTls, sites: Sequence[Site]) -> HostTls:
+    """The host's certificates plus every ``files`` site's, which the set itself writes (its
+    OCSP URL as the live copy's, '' before there is one)."""
+    given = {site.name: tls.certificates.get(site.name, "") for site in sites
+             if site.certificate == "files"}
+    return replace(tls, certificates={**tls.certificates, **given})
 
 
 def hsts_value(variables: Mapping[str, object]) -> str:
@@ -77,10 +101,11 @@ def hsts_value(variables: Mapping[str, object]) -> str:
 
 def _paths_only(sites: Sequence[Site]) -> ConfigSet:
     """The set's shape without its contents: what the probe reads does not depend on them."""
-    files = {NGINX_CONF: ""}
+    files: dict[str, str | ConfigFile] = {NGINX_CONF: ""}
     for site in sites:
         files[site_path(site)] = ""
         files[headers_path(site)] = ""
+        files.update(certificate_files(site))
     return build_config_set(ROOT, files, CHECK, (SITES, HEADERS))
 
 
@@ -95,7 +120,8 @@ def nginx_configuration(host: Host, notify: Sequence[str] = ("nginx:reload",),
         if probed.exit_code != 0:
             raise ProbeUnreadable(f"the probe of the nginx configuration failed "
                                   f"(exit {probed.exit_code})")
-        tls, rest = parse_host_tls(probed.output)
+        probed_tls, rest = parse_host_tls(probed.output)
+        tls = with_given_certificates(probed_tls, sites)
         config = build_config_set(ROOT, rendered_files(host, tls), CHECK, (SITES, HEADERS))
         plan = plan_config_set(config, parse_config_set(rest, config), show_diff)
         served = [site.name for site in sites if tls.has_certificate(site)]

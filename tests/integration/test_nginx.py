@@ -280,6 +280,25 @@ def test_a_configuration_nginx_refuses_fails_the_run_and_the_site_keeps_serving(
     assert "backend.invalid" not in web.root("cat /etc/nginx/nginx.conf")
 
 
+def test_a_files_key_that_does_not_match_its_certificate_never_goes_live(web: Web) -> None:
+    original = web.inventory.read_text()
+    other = web.directory / "other.key"
+    subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-out", str(other)], check=True)
+    before = web.root("sha256sum /etc/nginx/tls/files/privkey.pem")
+    edit_inventory(web.inventory, lambda data: data["hosts"]["ng1"]["vars"]["nginx_sites"][1]
+                   ["certificate_files"].update(key={"secret": f"file:{other}"}))
+    try:
+        run = web.provision()
+    finally:
+        web.inventory.write_text(original)
+    assert run.exit_code == 1
+    assert "key values mismatch" in run.output, run.output
+    assert other.read_text().strip() not in run.output
+    assert web.root("sha256sum /etc/nginx/tls/files/privkey.pem") == before
+    assert web.curl(f"https://{FILES}/")[:3:2] == (200, "ng-web")
+
+
 def test_second_run_changes_nothing_in_one_round_trip(web: Web) -> None:
     run = web.provision()
     assert run.exit_code == 0, run.output

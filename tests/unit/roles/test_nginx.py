@@ -13,6 +13,7 @@ from provisioner.commands import quote
 from provisioner.content.roles import PROJECT_ROOT, load_role
 from provisioner.content.variables import merge_role_variables
 from provisioner.host import Host
+from provisioner.ops.config_set import ConfigFile
 from provisioner.step import Probed, ProbeUnreadable, Step
 from roles.nginx.configuration import rendered_files
 from roles.nginx.role import HANDLERS, RELOAD, listening, nginx_configuration, reload_handler
@@ -277,3 +278,24 @@ def test_the_listening_check_reads_proc_net_tcp() -> None:
                                                                   "-")],
                              input=answer, text=True, check=False)
     assert missing.returncode == 1
+
+
+FILES_SITE: dict[str, Any] = {
+    "name": "files", "server_names": ["files.example.test"], "certificate": "files",
+    "certificate_files": {"certificate": "CERT PEM", "key": "KEY PEM"},
+    "locations": [{"path": "/", "upstream": "web"}]}
+
+
+def test_a_files_sites_certificate_and_key_are_in_the_checked_set() -> None:
+    files = rendered_files(make_host(nginx_sites=[FILES_SITE]), host_tls())
+    chain = files["/etc/nginx/tls/files/fullchain.pem"]
+    key = files["/etc/nginx/tls/files/privkey.pem"]
+    assert isinstance(chain, ConfigFile) and chain.mode == 0o644 and chain.content == "CERT PEM\n"
+    assert isinstance(key, ConfigFile) and key.mode == 0o600 and key.owner == "root"
+
+
+def test_a_files_site_gets_its_tls_server_in_the_same_change_as_its_files() -> None:
+    files = rendered_files(make_host(nginx_sites=[FILES_SITE]), host_tls())
+    site = files["/etc/nginx/sites-enabled/files.conf"]
+    assert isinstance(site, str)
+    assert "ssl_certificate /etc/nginx/tls/files/fullchain.pem;" in lines_of(site)
