@@ -362,6 +362,21 @@ def bench(c: Context, reps: int = 5, scenarios: str = "", tools: str = "",
     raise Exit(code=subprocess.run(command, check=False).returncode)
 
 
+@task(klass=FlagTask, name="status", help=HOST_HELP)
+@user_errors
+def certs_status(c: Context, host: str | None = None, group: str | None = None,
+                 inventory: str = "") -> None:
+    """Show each site's certificate: names, issuer, not-after, days left, next renewal.
+
+    Example: invoke certs.status --host web1
+    """
+    from provisioner import cli
+    from provisioner.cli import certs
+
+    host, group = cli.selection(host, group)
+    raise Exit(code=certs.status(cli.load(inventory), host, group))
+
+
 sandbox_tasks = Collection("sandbox", up, down, ssh_, list_)
 secrets_tasks = Collection("secrets", secrets_list, rotate)
 backup_tasks = Collection("backup", backup_now, backup_list, backup_verify, backup_restore)
@@ -369,3 +384,4 @@ ns = Collection(provision, verify, facts, disconnect, demo, test, bench)
 ns.add_collection(sandbox_tasks)
 ns.add_collection(secrets_tasks)
 ns.add_collection(backup_tasks)
+ns.add_collection(Collection("certs", certs_status))

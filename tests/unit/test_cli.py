@@ -162,7 +162,7 @@ def test_provision_with_a_broken_inventory_shows_no_traceback(
     ("text", "key"),
     [
         ("hosts:\n  web1:\n    address: 999.1.1.1\n    roles: [ufw]\n", "hosts.web1.address"),
-        ("hosts:\n  web1:\n    address: 10.0.0.1\n    roles: [nginx]\n", "hosts.web1.roles"),
+        ("hosts:\n  web1:\n    address: 10.0.0.1\n    roles: [no_such_role]\n", "hosts.web1.roles"),
         ("hosts:\n  web1:\n    address: 10.0.0.1\n    roles: [ufw\n", "line"),
     ],
     ids=["bad-address", "unknown-role", "yaml-syntax"],
