@@ -31,7 +31,7 @@ from provisioner.secrets.values import Secret
 from provisioner.step import Handler, Step
 from roles.nginx import configuration
 from roles.nginx.certificates import certificate_steps
-from roles.nginx.sites import ACME_WEBROOT, read_sites
+from roles.nginx.sites import ACME_WEBROOT, Site, read_sites
 from roles.nginx.upstreams import check_rate_limit_status, read_rate_limits, read_upstreams
 
 RELOAD = "nginx:reload"
@@ -112,14 +112,29 @@ def validate_login(config: HostConfig, variables: Mapping[str, Any]) -> None:
 
 def validate_inventory(variables: Mapping[str, Any], inventory: InventoryView) -> None:
     """With the ufw role on the host, refuse a firewall that would keep 80 or 443 closed: the
-    sites (and the ACME challenge) would be unreachable while every step reports ok."""
-    if "ufw_rules" not in variables or not read_sites(variables):
+    sites (and the ACME challenge) would be unreachable while every step reports ok. And refuse
+    acme sites on a host without the certbot role: nothing would ever issue their certificates,
+    so their TLS blocks would never be rendered while every run reports ok."""
+    sites = read_sites(variables)
+    check_acme_has_certbot(variables, inventory, sites)
+    if "ufw_rules" not in variables or not sites:
         return
     for port in (80, 443):
         if not any(_opens(rule, port) for rule in variables["ufw_rules"]):
             raise RoleError(f"nginx serves sites but ufw_rules has no rule opening port {port} "
                             f"(tcp), so the firewall would drop their clients: add "
                             f"{{port: {port}, proto: tcp}} to ufw_rules.")
+
+
+def check_acme_has_certbot(variables: Mapping[str, Any], inventory: InventoryView,
+                           sites: Sequence[Site]) -> None:
+    acme = [site.name for site in sites if site.certificate == "acme"]
+    peer = inventory.host(variables.get("host_name", ""))
+    if acme and peer is not None and "certbot" not in peer.roles:
+        raise RoleError(f"nginx_sites: {', '.join(acme)} use certificate: acme, but host "
+                        f"{peer.name}'s roles ({', '.join(peer.roles)}) have no certbot, which "
+                        "issues them: add certbot after nginx to its roles, or give those sites "
+                        "certificate: self-signed or files.")
 
 
 def _opens(rule: Any, port: int) -> bool:
