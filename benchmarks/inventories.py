@@ -13,6 +13,7 @@ import yaml
 
 from provisioner import sandbox
 from provisioner.sandbox import Machine
+from provisioner.sandbox.acme import AcmeServer
 
 #: The controller's address on the sandbox bridge: exempt from SSH rate limits and bans in the
 #: full-stack scenario, which opens many connections in a row.
@@ -48,17 +49,50 @@ DATA_TIER_VARS = {
 DATA_TIER_ROLES = ["postgres", "pgbouncer", "backups"]
 
 
-def stack_inventory(machines: Sequence[Machine], path: Path) -> Path:
+#: The web tier on every stack host, as the STET guide's API host has it: nginx in front of two
+#: instances (least_conn, max_fails 3 / 30 s), a per-IP rate limit on /api/, /health unlogged,
+#: 10 MB bodies, and a certificate certbot gets from the stack's ACME server (Pebble).
+WEB_TIER_ROLES = ["nginx", "certbot"]
+
+
+def web_tier_vars(acme: AcmeServer) -> dict[str, object]:
+    return {
+        "ufw_rules": [{"port": 80, "proto": "tcp"}, {"port": 443, "proto": "tcp"}],
+        "nginx_upstreams": [{"name": "api", "servers": ["127.0.0.1:8000", "127.0.0.1:8001"],
+                             "balance": "least_conn", "max_fails": 3, "fail_timeout": "30s"}],
+        "nginx_rate_limits": [{"zone": "api", "rate": "10r/s"}],
+        "certbot_email": "ops@example.org",
+        "certbot_server": acme.directory_url,
+        "certbot_server_ca": acme.api_ca_pem,
+    }
+
+
+def site_name(machine: Machine) -> str:
+    return f"{machine.name}.bench.test"
+
+
+def web_site(machine: Machine) -> dict[str, object]:
+    return {"name": "api", "server_names": [site_name(machine)], "certificate": "acme",
+            "client_max_body_size": "10m", "health_path": "/health",
+            "locations": [{"path": "/api/", "upstream": "api",
+                           "rate_limit": {"zone": "api", "burst": 20, "nodelay": True}},
+                          {"path": "/", "upstream": "api"}]}
+
+
+def stack_inventory(machines: Sequence[Machine], path: Path, acme: AcmeServer) -> Path:
     """``sandbox.write_inventory``'s file (hardening, ufw, fail2ban) with the data tier's roles
-    after them (DATA_TIER_VARS), the controller exempt from SSH rate limits and bans."""
+    (DATA_TIER_VARS) and the web tier's (one acme site per host, from ``acme``) after them, the
+    controller exempt from SSH rate limits and bans."""
     sandbox.write_inventory(machines, path)
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     data["defaults"]["vars"].update({"ufw_ssh_unlimited_sources": [CONTROLLER_ADDRESS],
                                      "fail2ban_ignoreip": [CONTROLLER_ADDRESS],
-                                     **DATA_TIER_VARS})
-    data["groups"]["data"] = {"roles": DATA_TIER_ROLES}
-    for host in data["hosts"].values():
-        host["groups"] = [*host["groups"], "data"]
+                                     **DATA_TIER_VARS, **web_tier_vars(acme)})
+    data["groups"]["stack"] = {"roles": [*DATA_TIER_ROLES, *WEB_TIER_ROLES]}
+    by_name = {machine.name: machine for machine in machines}
+    for name, host in data["hosts"].items():
+        host["groups"] = [*host["groups"], "stack"]
+        host["vars"] = {**host.get("vars", {}), "nginx_sites": [web_site(by_name[name])]}
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path
 

@@ -17,8 +17,11 @@ from pathlib import Path
 
 from provisioner import sandbox
 from provisioner.sandbox import Machine
+from provisioner.sandbox.acme import AcmeServer, start_acme_server
 
 PREFIX = "bench"
+#: The stack scenarios' ACME server (Debian's Pebble): not a benchN, so no tool ever runs on it.
+ACME_PREFIX = "benchacme"
 SUITE = "bookworm"
 APT_CACHE = Path("/var/cache/provisioner-bench/apt")
 LISTS = Path("var/lib/apt/lists")
@@ -52,8 +55,17 @@ def recreate(count: int, progress: Progress) -> list[Machine]:
 
 def remove_all() -> None:
     mine = [machine.name for machine in running()]
+    mine += [machine.name for machine in sandbox.list_machines()
+             if machine.name == f"{ACME_PREFIX}1"]
     if mine:
         sandbox.down(mine)
+
+
+def acme_server(names: dict[str, str]) -> AcmeServer:
+    """The stack's Pebble (booted once, kept running: its accounts live in its memory),
+    resolving ``names`` (server name -> bench machine address) for HTTP-01 validation."""
+    (machine,) = sandbox.up(count=1, suite=SUITE, prefix=ACME_PREFIX, progress=lambda line: None)
+    return start_acme_server(machine, names)
 
 
 def has_package_cache() -> bool:

@@ -164,7 +164,9 @@ class Runner:
     def inventory(self, booted: Sequence[Machine], state: str) -> Path:
         path = WORK_DIR / f"inventory-{state}-{len(booted)}.yml"
         if state == "stack":
-            return inventories.stack_inventory(booted, path)
+            acme = machines.acme_server({inventories.site_name(machine): machine.address
+                                         for machine in booted})
+            return inventories.stack_inventory(booted, path, acme)
         return inventories.workload_inventory(booted, path)
 
     # -- one run of one tool -----------------------------------------------------------------
