@@ -1,6 +1,6 @@
-"""The full stack on one machine (fs1), as a database host of a small team would run it: the
-sandbox's base roles (hardening, ufw, fail2ban) and the data tier (postgres, pgbouncer,
-backups) together.
+"""The full stack on one machine (fs1), as the one host of a small team would run it: the
+sandbox's base roles (hardening, ufw, fail2ban), the data tier (postgres, pgbouncer, backups)
+and the web tier (nginx, certbot with a real certificate from Debian's Pebble on fs2) together.
 
 Each role's own module proves it alone; this one proves they live together: the second run
 changes nothing (a breaker found postgres installing cron after hardening had tightened cron's
@@ -10,6 +10,8 @@ and every role's spec passes.
 
 from __future__ import annotations
 
+import socket
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from typing import Any
 import pytest
 
 from provisioner import sandbox
+from provisioner.sandbox.acme import AcmeServer, start_acme_server
 from tests.integration.conftest import (
     Invocation,
     edit_inventory,
@@ -34,14 +37,27 @@ DATA_TIER: dict[str, Any] = {
     "postgres_databases": [{"name": "app", "owner": "app"}],
     "postgres_maintenance": True,
 }
+SITE_NAME = "stack.example.test"
+
+
+def web_tier(acme: AcmeServer) -> dict[str, Any]:
+    return {"ufw_rules": [{"port": 80, "proto": "tcp"}, {"port": 443, "proto": "tcp"}],
+            "nginx_upstreams": [{"name": "app", "servers": ["127.0.0.1:8000", "127.0.0.1:8001"]}],
+            "nginx_sites": [{"name": "stack", "server_names": [SITE_NAME], "certificate": "acme",
+                             "locations": [{"path": "/", "upstream": "app"}]}],
+            "certbot_email": "ops@example.org", "certbot_server": acme.directory_url,
+            "certbot_server_ca": acme.api_ca_pem}
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[sandbox.Machine, Path]]:
-    with own_machines(tmp_path_factory, "fs") as ((machine,), inventory):
+    with own_machines(tmp_path_factory, "fs", count=2) as ((machine, pebble), inventory):
+        acme = start_acme_server(pebble, {SITE_NAME: machine.address})
+        (inventory.parent / "pebble-root.pem").write_text(acme.root_pem())
         write_test_inventory([machine], inventory)
         edit_inventory(inventory, lambda data: data["hosts"][machine.name].update(
-            roles=["postgres", "pgbouncer", "backups"], vars=DATA_TIER))
+            roles=["postgres", "pgbouncer", "backups", "nginx", "certbot"],
+            vars={**DATA_TIER, **web_tier(acme)}))
         yield machine, inventory
 
 
@@ -69,6 +85,17 @@ def test_the_stack_converges_and_its_second_run_changes_nothing(
                if step["status"] == "changed"]
     assert changed == [], second.output
     assert root_output(machine, "stat -c %a /etc/crontab").strip() == "600"
+
+
+def test_the_site_serves_its_certificate_from_pebble(stack: tuple[sandbox.Machine, Path]) -> None:
+    machine, inventory = stack
+    context = ssl.create_default_context(cafile=str(inventory.parent / "pebble-root.pem"))
+
+    with socket.create_connection((machine.address, 443), timeout=5) as raw, \
+            context.wrap_socket(raw, server_hostname=SITE_NAME) as tls:
+        served = tls.getpeercert() or {}
+
+    assert ("DNS", SITE_NAME) in served.get("subjectAltName", ()), served
 
 
 def test_a_converged_no_op_costs_one_round_trip(stack: tuple[sandbox.Machine, Path]) -> None:
