@@ -573,7 +573,9 @@ def test_the_backup_hosts_own_pruning_keeps_what_the_rule_says(backups: Backups)
     older = [name for name in everything if name not in young]
     assert backups.copies() == sorted(young | kept_archives(older, daily=7, weekly=4,
                                                             on_demand=3))
-    assert len(everything) - len(backups.copies()) >= 25
+    # How many go depends on where today falls in the week (24 of 49 on one CI day): the equality
+    # above is the rule; this only proves the prune did real work.
+    assert len(everything) - len(backups.copies()) >= 20
 
 
 #: The breaker's attack, as root on the db host with the client key: archives named in the

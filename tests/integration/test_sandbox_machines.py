@@ -52,8 +52,11 @@ def booted(request: pytest.FixtureRequest) -> Iterator[list[sandbox.Machine]]:
 def ssh(
     machine: sandbox.Machine, command: str, user: str = "admin"
 ) -> subprocess.CompletedProcess[str]:
+    # LogLevel INFO first (ssh keeps the first value it reads): a login that fails then says why
+    # ("Connection closed by", "Received disconnect"), which ERROR keeps quiet about.
+    argv = sandbox.ssh_argv(machine, user=user)
     return subprocess.run(
-        [*sandbox.ssh_argv(machine, user=user), command],
+        [argv[0], "-o", "LogLevel=INFO", *argv[1:], command],
         capture_output=True, text=True, timeout=120, check=False,
     )
 
