@@ -31,6 +31,7 @@ from provisioner.secrets.values import Secret
 from provisioner.step import Handler, Step
 from roles.nginx import configuration
 from roles.nginx.certificates import certificate_steps
+from roles.nginx.http_settings import check_http_settings
 from roles.nginx.sites import ACME_WEBROOT, Site, read_sites
 from roles.nginx.upstreams import check_rate_limit_status, read_rate_limits, read_upstreams
 
@@ -79,11 +80,12 @@ def steps(host: Host) -> Iterator[Step]:
 def validate(variables: Mapping[str, Any]) -> None:
     """Refuse, before contact, what nginx could not read or what would not do what was meant:
     a location's unknown upstream or zone, a rate that does not parse, a bad server name, a
-    certificate source not one of the three."""
+    certificate source not one of the three, an http-level value nginx would misread."""
     read_upstreams(variables)
     read_rate_limits(variables)
     check_rate_limit_status(variables)
     read_sites(variables)
+    check_http_settings(variables)
     for name in ("nginx_self_signed_days", "nginx_self_signed_renew_days"):
         if not isinstance(variables[name], int) or isinstance(variables[name], bool):
             raise RoleError(f"{name} is {variables[name]!r}; it is a whole number of days.")

@@ -232,25 +232,38 @@ def _rate_limit(where: str, given: Any, zones: set[str]) -> RateLimit | None:
 
 
 def _headers(where: str, given: Any) -> tuple[tuple[str, str], ...]:
+    return read_headers(f"nginx_sites: {where}", given)
+
+
+def read_headers(owner: str, given: Any) -> tuple[tuple[str, str], ...]:
+    """A mapping of header name to value as add_header lines take them: each value goes
+    between double quotes, so a quote, a backslash or a line break in it would end the
+    directive early (nginx -t refuses it, or worse reads the rest as directives)."""
     if not given:
         return ()
     if not isinstance(given, Mapping):
-        raise RoleError(f"nginx_sites: {where} has headers {given!r}; it is a mapping of header "
-                        "name to value.")
+        raise RoleError(f"{owner} has headers {given!r}; it is a mapping of header name to "
+                        "value.")
     for header, value in given.items():
         if not isinstance(header, str) or not _HEADER_NAME.match(header) or \
-                not isinstance(value, str | int) or not _HEADER_VALUE.match(str(value)):
-            raise RoleError(f"nginx_sites: {where} has header {header!r}: {value!r}; a header "
-                            "name is a token and its value has no quotes, backslashes or "
-                            "control characters.")
+                not isinstance(value, str | int) or isinstance(value, bool) or \
+                not _HEADER_VALUE.match(str(value)):
+            raise RoleError(f"{owner} has header {header!r}: {value!r}; a header name is a "
+                            "token and its value has no quotes, backslashes or control "
+                            "characters.")
     return tuple((str(header), str(value)) for header, value in given.items())
 
 
-def _header_value(name: str, what: str, value: Any) -> str:
+def check_header_value(owner: str, value: Any) -> str:
+    """One header value (a CSP) for add_header's double quotes; see read_headers."""
     if not isinstance(value, str) or not _HEADER_VALUE.match(value):
-        raise RoleError(f"nginx_sites: site {name!r} has {what} {value!r}; it is a header value "
-                        "without quotes, backslashes or control characters.")
+        raise RoleError(f"{owner} {value!r}; it is a header value without quotes, backslashes "
+                        "or control characters.")
     return value
+
+
+def _header_value(name: str, what: str, value: Any) -> str:
+    return check_header_value(f"nginx_sites: site {name!r} has {what}", value)
 
 
 def _checked(name: str, what: str, value: Any, pattern: re.Pattern[str], shape: str) -> str:

@@ -69,9 +69,10 @@ def _upstream(index: int, item: Any) -> Upstream:
                         "max_fails, fail_timeout and keepalive.")
     servers = item.get("servers")
     if not isinstance(servers, Sequence) or isinstance(servers, str) or not servers or \
-            not all(isinstance(s, str) and _SERVER.match(s) for s in servers):
+            not all(_is_server(server) for server in servers):
         raise RoleError(f"nginx_upstreams: upstream {name!r} needs servers, a list of at least "
-                        f"one host:port (e.g. ['127.0.0.1:8000']); it has {servers!r}.")
+                        "one host:port with a port from 1 to 65535 (e.g. ['127.0.0.1:8000']); "
+                        f"it has {servers!r}.")
     balance = item.get("balance", "round_robin")
     if balance not in BALANCING:
         raise RoleError(f"nginx_upstreams: upstream {name!r} has balance {balance!r}; it is one "
@@ -83,6 +84,15 @@ def _upstream(index: int, item: Any) -> Upstream:
     return Upstream(name, tuple(servers), balance,
                     _count(name, "max_fails", item.get("max_fails", 3)), fail_timeout,
                     _count(name, "keepalive", item.get("keepalive", 16)))
+
+
+def _is_server(server: Any) -> bool:
+    """host:port (port 1 to 65535), [v6]:port, a host alone (port 80) or unix:/path."""
+    if not isinstance(server, str) or not _SERVER.match(server):
+        return False
+    port = server.rsplit(":", 1)[1] if ":" in server and not server.startswith("unix:") \
+        and not server.endswith("]") else "80"
+    return 0 < int(port) < 65536
 
 
 def _count(name: str, field: str, value: Any) -> int:

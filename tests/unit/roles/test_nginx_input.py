@@ -182,3 +182,36 @@ def test_the_self_signed_key_is_p256_and_made_under_umask_077() -> None:
     assert "ec_paramgen_curve:P-256" in action and "umask 077" in action
     assert "-days 365" in action and "DNS:shop.example.test,DNS:www.shop.example.test" in action
     assert 'chmod 0600 "$new/privkey.pem"' in action
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("nginx_security_headers", {"X-Frame-Options": 'DENY" always; return 200 "x'}),
+    ("nginx_security_headers", {"X Frame": "DENY"}),
+    ("nginx_security_headers", "nosniff"),
+    ("nginx_content_security_policy", "default-src 'self'\nreturn 200;"),
+    ("nginx_hsts_max_age", "two years"),
+    ("nginx_hsts_max_age", -1),
+    ("nginx_hsts_include_subdomains", "yes"),
+    ("nginx_worker_connections", 0),
+    ("nginx_send_timeout", "10 seconds"),
+    ("nginx_proxy_connect_timeout", True),
+    ("nginx_ocsp_resolvers", "127.0.0.53"),
+    ("nginx_ocsp_resolvers", ["127.0.0.53; return 200"]),
+    ("nginx_ocsp_resolvers", ["[::1]:99999"]),
+])
+def test_an_http_level_value_nginx_would_misread_is_refused_naming_the_variable(
+        variable: str, value: Any) -> None:
+    assert variable in refused(site(), **{variable: value})
+
+
+@pytest.mark.parametrize("resolvers", [["127.0.0.53"], ["[::1]:53", "10.0.0.2:5353"],
+                                       ["dns.example.test"]])
+def test_resolvers_with_and_without_ports_pass(resolvers: list[str]) -> None:
+    validated(site(), nginx_ocsp_resolvers=resolvers)
+
+
+@pytest.mark.parametrize("server", ["127.0.0.1:0", "127.0.0.1:70000", "app:8000 backup"])
+def test_an_upstream_server_with_a_port_out_of_range_or_extra_words_is_refused(
+        server: str) -> None:
+    message = refused(site(), nginx_upstreams=[{"name": "api", "servers": [server]}])
+    assert "'api'" in message and "1 to 65535" in message
