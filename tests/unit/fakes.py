@@ -108,3 +108,8 @@ def walk_roles(roles: Sequence[Role], *, check: bool = False, shell: LocalShell 
     HostWalk(host, shell, plan, changes.append,  # type: ignore[arg-type]
              lambda label: None).run()
     return changes, shell
+
+
+def never_shown(text: str, error: bool) -> None:
+    """A cli's show callback for a case that must print nothing."""
+    raise AssertionError(f"nothing should be shown, got {text!r}")

@@ -12,6 +12,7 @@ from provisioner.cli import backup as backup_cli
 from provisioner.cli import load
 from provisioner.errors import ProvisionerError
 from provisioner.inventory.hosts import Inventory
+from tests.unit.fakes import never_shown
 
 # Addresses of TEST-NET-1: a test that contacted them would hang, not pass.
 INVENTORY = """\
@@ -33,10 +34,6 @@ def inventory(tmp_path: Path) -> Inventory:
     path = tmp_path / "inventory.yml"
     path.write_text(textwrap.dedent(INVENTORY))
     return load(str(path))
-
-
-def never_shown(text: str, error: bool) -> None:
-    raise AssertionError(f"nothing should be shown, got {text!r}")
 
 
 def test_every_host_with_the_role_is_chosen_when_none_is_named(inventory: Inventory) -> None:

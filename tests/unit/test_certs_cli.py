@@ -21,6 +21,7 @@ from provisioner.cli.certs import (
 )
 from provisioner.errors import ProvisionerError
 from provisioner.inventory.hosts import Inventory
+from tests.unit.fakes import never_shown
 
 # Addresses of TEST-NET-1: a test that contacted them would hang, not pass.
 INVENTORY = """\
@@ -65,10 +66,6 @@ def inventory(tmp_path: Path) -> Inventory:
     path = tmp_path / "inventory.yml"
     path.write_text(textwrap.dedent(INVENTORY))
     return load(str(path))
-
-
-def never_shown(text: str, error: bool) -> None:
-    raise AssertionError(f"nothing should be shown, got {text!r}")
 
 
 def test_every_site_of_the_host_is_asked_about_with_its_certificate_path(
