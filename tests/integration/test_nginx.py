@@ -198,6 +198,19 @@ def test_health_is_proxied_but_not_access_logged(web: Web) -> None:
     assert other in log and health not in log
 
 
+def test_a_name_no_site_has_gets_no_sites_answer(web: Web) -> None:
+    stranger = "stranger.example.test"
+    by_address = subprocess.run(["curl", "-sS", "--max-time", "10",
+                                 f"http://{web.machine.address}/"],
+                                capture_output=True, text=True, check=False)
+    assert by_address.returncode == 52, by_address  # empty reply: nginx's 444 closed it
+    refused = subprocess.run(["curl", "-sS", "-k", "--max-time", "10", "--resolve",
+                              f"{stranger}:443:{web.machine.address}", f"https://{stranger}/"],
+                             capture_output=True, text=True, check=False)
+    assert refused.returncode == 35, refused  # the TLS handshake is refused
+    assert web.curl(f"https://{SHOP}/")[0] == 200
+
+
 def test_http_answers_308_except_the_acme_path(web: Web) -> None:
     status, headers, _ = web.curl(f"http://{SHOP}/some/path?q=1")
     assert status == 308 and headers["location"] == f"https://{SHOP}/some/path?q=1"
