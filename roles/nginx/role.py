@@ -51,12 +51,28 @@ def listening(port: int) -> str:
 #: itself fails (systemctl reports nginx's words) when the new configuration does not load.
 READY = f"systemctl is-active --quiet {UNIT} && {listening(80)}"
 TEMPLATE_ARGUMENTS = configuration.TEMPLATE_ARGUMENTS
+#: The master's worker processes before a reload, so its readiness can tell the new ones.
+WORKERS_BEFORE_RELOAD = "/run/nginx-reload.workers"
+_WORKERS = 'cat "/proc/$(cat /run/nginx.pid)/task/$(cat /run/nginx.pid)/children"'
+#: ``systemctl reload`` only signals the master and returns. The new configuration serves
+#: once the master has started workers with it and every earlier worker has stopped accepting
+#: (it renames itself "worker process is shutting down" as it closes its listening sockets,
+#: then finishes its requests). Until then an old worker may still take a new connection with
+#: the old configuration, so "reloaded" waits for both: a request right after the run (a
+#: certificate just issued, the deploy moving an instance out) meets the new configuration,
+#: and a reload nginx could not load fails the run.
+RELOADED = (f"{READY} && before=\" $(cat {WORKERS_BEFORE_RELOAD}) \" && started=no && "
+            f"for worker in $({_WORKERS}); do case \"$before\" in "
+            f"*\" $worker \"*) grep -qa 'shutting down' /proc/$worker/cmdline || exit 1;; "
+            "*) started=yes;; esac; done; [ $started = yes ]")
 
 
 def reload_handler(name: str) -> Handler:
     """``systemctl reload nginx`` (SIGHUP: new workers, old ones finish their requests), under
     the given name so the certbot role can declare the same reload as its own handler."""
-    return Handler(name, join("systemctl", "reload", UNIT), ready=READY, ready_timeout=30)
+    action = (f"{{ {_WORKERS}; }} > {WORKERS_BEFORE_RELOAD} 2>/dev/null; "
+              f"{join('systemctl', 'reload', UNIT)}")
+    return Handler(name, action, ready=RELOADED, ready_timeout=30)
 
 
 HANDLERS: tuple[Handler, ...] = (reload_handler(RELOAD),)

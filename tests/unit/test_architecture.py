@@ -187,9 +187,14 @@ class NamingRule:
     rule: str
     sources: tuple[str, ...]
     excluded: tuple[str, ...] = ()
+    #: (module, literal) pairs where the word is the host's, not a role's, and why.
+    not_roles: tuple[tuple[str, str, str], ...] = ()
 
     def applies_to(self, module: str) -> bool:
         return under(module, self.sources) and not under(module, self.excluded)
+
+    def is_not_a_role(self, module: str, literal: str) -> bool:
+        return any((module, literal) == (where, word) for where, word, _ in self.not_roles)
 
 
 def roles_named(project: Project, naming: NamingRule, role_names: set[str]) -> list[str]:
@@ -198,7 +203,8 @@ def roles_named(project: Project, naming: NamingRule, role_names: set[str]) -> l
     for module in sorted(filter(naming.applies_to, project.files)):
         path = project.files[module]
         for node in ast.walk(project.trees[module]):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and \
+                    not naming.is_not_a_role(module, node.value):
                 named = next((role for role in sorted(role_names)
                               if names_role(node.value, role)), None)
                 if named is not None:
@@ -287,8 +293,11 @@ SANDBOX_BESIDE_THE_RUN = Contract(
 #: Everything in provisioner/ but ops/, whose modules are named after the programs they manage
 #: (ufw is a program before it is a role), and sandbox/, whose demo inventory lists the roles
 #: it applies as any inventory does.
-ENGINE_KNOWS_NO_ROLE = NamingRule("the engine knows no role by name", ("provisioner",),
-                                  excluded=("provisioner.ops", "provisioner.sandbox"))
+ENGINE_KNOWS_NO_ROLE = NamingRule(
+    "the engine knows no role by name", ("provisioner",),
+    excluded=("provisioner.ops", "provisioner.sandbox"),
+    not_roles=(("provisioner.facts", "docker",
+                "systemd-detect-virt's word for a host that is a Docker container"),))
 
 #: Who may print: the command layer and the output listeners; and the connection keeper, a
 #: program of its own whose stderr is keepers.log.

@@ -16,7 +16,14 @@ from provisioner.host import Host
 from provisioner.ops.config_set import ConfigFile
 from provisioner.step import Probed, ProbeUnreadable, Step
 from roles.nginx.configuration import rendered_files
-from roles.nginx.role import HANDLERS, RELOAD, listening, nginx_configuration, reload_handler
+from roles.nginx.role import (
+    HANDLERS,
+    RELOAD,
+    WORKERS_BEFORE_RELOAD,
+    listening,
+    nginx_configuration,
+    reload_handler,
+)
 from roles.nginx.tls import END, HostTls, parse_host_tls
 from tests.unit.fakes import host_config
 
@@ -257,9 +264,22 @@ def test_the_certbot_role_can_yield_the_same_step_with_its_own_handler() -> None
 
 def test_the_reload_handler_reloads_never_restarts_and_waits_for_nginx() -> None:
     (handler,) = HANDLERS
-    assert handler.name == RELOAD and handler.action == "systemctl reload nginx.service"
-    assert handler.ready is not None and "restart" not in handler.action
+    assert handler.name == RELOAD and handler.action.endswith("; systemctl reload nginx.service")
+    assert "restart" not in handler.action
     assert reload_handler("certbot:reload").action == handler.action
+
+
+def test_a_reload_is_ready_once_new_workers_run_and_the_old_ones_stopped_accepting() -> None:
+    """systemctl reload returns once it signalled the master: the handler notes the workers
+    before it and waits for a new one and for every old one to be shutting down, so
+    "reloaded" means the new configuration serves (test_certbot's first request after the
+    run met an old worker without this)."""
+    (handler,) = HANDLERS
+    assert handler.action.startswith("{ cat \"/proc/$(cat /run/nginx.pid)/task/")
+    assert f"> {WORKERS_BEFORE_RELOAD}" in handler.action
+    assert handler.ready is not None and WORKERS_BEFORE_RELOAD in handler.ready
+    assert handler.ready.startswith("systemctl is-active --quiet nginx.service && ")
+    assert "'shutting down' /proc/$worker/cmdline || exit 1" in handler.ready
 
 
 def test_health_path_is_not_rate_limited() -> None:
