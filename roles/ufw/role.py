@@ -1,7 +1,8 @@
 """ufw: deny inbound by default, SSH allowed (rate-limited) before enabling, the inventory's rules.
 
 Implements controls.md §3. Rules the inventory no longer lists are removed. Enabling the firewall
-is guarded: a new SSH connection must succeed afterwards or the firewall is disabled again.
+is guarded: a new SSH connection must succeed afterwards or the firewall is disabled again. On a
+host with the docker role the same rules guard the ports containers publish (docker_user.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from provisioner.ops.apt import ensure_packages
 from provisioner.ops.files import ensure_template
 from provisioner.ops.ufw import Rule, ensure_ufw_enabled, ensure_ufw_rules, group_rules
 from provisioner.step import Handler, Safeguard, Step, check_safeguard_timeout
+from roles.ufw.docker_user import docker_user_lines
+
+#: The names its after.rules template gets from the role, not from the inventory.
+TEMPLATE_ARGUMENTS = {"etc/ufw/after.rules.j2": {"docker_user_lines"}}
 
 HANDLERS = (
     Handler("ufw:reload", "if ufw status | grep -q 'Status: active'; then ufw reload; fi"),
@@ -29,10 +34,22 @@ def steps(host: Host) -> Iterator[Step]:
                           label="template /etc/default/ufw [controls §1.8, §1.11.3]")
     timeout = int(host.vars["ufw_safeguard_timeout"])
     rules_guard = Safeguard("ufw-rules", undo="ufw reload", timeout=timeout)
-    yield ensure_ufw_rules(host, desired_rules(host.vars, host.inventory), safeguard=rules_guard,
-                           label="ufw rules [controls §3.1]")
+    rules = desired_rules(host.vars, host.inventory)
+    yield ensure_ufw_rules(host, rules, safeguard=rules_guard, label="ufw rules [controls §3.1]")
+    yield after_rules(host, rules, rules_guard)
     enable_guard = Safeguard("ufw", undo="ufw --force disable", timeout=timeout)
     yield ensure_ufw_enabled(host, safeguard=enable_guard, label="ufw enabled [controls §3.1]")
+
+
+def after_rules(host: Host, rules: list[Rule], safeguard: Safeguard) -> Step:
+    """Debian's after.rules, and on a host with the docker role the DOCKER-USER chain holding the
+    same rules for published container ports (docker_user.py). Under the rules' safeguard: a
+    file ufw cannot load would leave the firewall half up."""
+    lines = docker_user_lines(rules, host.vars["ufw_default_incoming"]) \
+        if "docker" in host.config.roles else []
+    return ensure_template(host, "/etc/ufw/after.rules", "etc/ufw/after.rules.j2",
+                           notify=["ufw:reload"], safeguard=safeguard, docker_user_lines=lines,
+                           label="template /etc/ufw/after.rules (DOCKER-USER) [controls §3.2]")
 
 
 def validate(variables: Mapping[str, Any]) -> None:
