@@ -21,9 +21,10 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from provisioner.host import Host
+from provisioner.inventory.hosts import HostConfig
 from provisioner.step import Handler, Step
 from roles.systemd import machinery
-from roles.systemd.units import read_units
+from roles.systemd.units import check_secrets_only_in_environment, read_units
 
 OWNER = "systemd"
 HANDLERS: tuple[Handler, ...] = (machinery.restart_handler(OWNER),)
@@ -39,3 +40,10 @@ def validate(variables: Mapping[str, Any]) -> None:
     that is not a valid name, a restart policy or type that is not systemd's, an OnCalendar
     that does not parse, a command or value spanning lines."""
     read_units(variables)
+
+
+def validate_login(config: HostConfig, variables: Mapping[str, Any]) -> None:
+    """Refuse a secret reference anywhere in a unit but its environment. Not about the login:
+    the one hook that sees the inventory's own values, where a reference is still a Secret
+    (by validate's time it is its value, which would go into a unit file every user reads)."""
+    check_secrets_only_in_environment(config.vars.get("systemd_units"))

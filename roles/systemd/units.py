@@ -16,7 +16,7 @@ from typing import Any
 
 from provisioner.errors import RoleError
 from provisioner.secrets.host_store import HostSecret
-from provisioner.secrets.values import Secret
+from provisioner.secrets.values import Secret, holds_secret
 from roles.systemd.calendar import calendar_problem
 
 #: What an environment variable may hold: text, or a secret by reference (controller or host).
@@ -143,6 +143,7 @@ def unit_spec(item: Any, index: int = 0,
     name = _name(item, index)
     where = f"systemd_units: unit {name!r}"
     _check_fields(where, item, _FIELDS)
+    check_secrets_only_in_environment([item])
     timer = _timer(where, item.get("timer"))
     default_type, default_restart = ("oneshot", "no") if timer else ("simple", "on-failure")
     kind = _choice(where, "type", item.get("type", default_type), SERVICE_TYPES)
@@ -222,6 +223,27 @@ def systemd_quote(argument: str) -> str:
     if text and not re.search(r"[\s\"'\\;]", text):
         return text
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def secret_outside_environment(where: str, field: str) -> str:
+    """Why a secret reference may stand only under environment."""
+    return (f"{where}: {field} holds a secret reference, but a unit file is readable by every "
+            "user of the host (and systemctl show prints it to them): give the secret to the "
+            "unit under environment (its file is root's, 0600) and refer to it there, e.g. "
+            "command: /usr/bin/app --token-from-env TOKEN.")
+
+
+def check_secrets_only_in_environment(units: Any) -> None:
+    """RoleError for a secret reference anywhere in a unit but its environment; for the
+    inventory's own values, where a reference is still a Secret (role.validate_login)."""
+    for index, item in enumerate(units if isinstance(units, list) else []):
+        if not isinstance(item, Mapping):
+            continue
+        for key, value in item.items():
+            if key != "environment" and holds_secret(value):
+                name = item.get("name", index)
+                raise RoleError(secret_outside_environment(f"systemd_units: unit {name!r}",
+                                                           str(key)))
 
 
 def _single_line(where: str, field: str, value: str) -> str:
@@ -320,6 +342,8 @@ def _options(where: str, field: str, value: Any, allow_none: bool = False
         if item is None and allow_none:
             options[key] = None
             continue
+        if holds_secret(item):
+            raise RoleError(secret_outside_environment(where or field, f"{field}.{key}"))
         if item is None or isinstance(item, Mapping):
             raise RoleError(f"{label}: {key} needs a value (yes/no, text, a number or a list).")
         options[key] = _single_line(where or field, key, option_value(item))

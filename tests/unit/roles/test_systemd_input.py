@@ -8,11 +8,13 @@ from typing import Any
 import pytest
 
 from provisioner.content.roles import PROJECT_ROOT, load_role
-from provisioner.content.variables import merge_role_variables
+from provisioner.content.variables import check_login_kept, merge_role_variables
 from provisioner.errors import RoleError
 from provisioner.secrets.host_store import HostSecret
+from provisioner.secrets.values import Secret
 from roles.systemd.calendar import calendar_problem
 from roles.systemd.units import HARDENING, read_units, systemd_quote
+from tests.unit.fakes import host_config
 
 ROLE = load_role(PROJECT_ROOT / "roles" / "systemd")
 
@@ -199,3 +201,28 @@ def test_a_list_command_is_quoted_for_systemd() -> None:
     ("%i", "%%i"), ("$X", "$$X")])
 def test_systemd_quote(argument: str, word: str) -> None:
     assert systemd_quote(argument) == word
+
+
+def login_checked(*units: dict[str, Any]) -> None:
+    config = host_config(roles=("systemd",), variables={"systemd_units": list(units)})
+    check_login_kept([ROLE], config, merge_role_variables([ROLE], config.vars, "test"))
+
+
+@pytest.mark.parametrize("fields", [
+    {"command": ["/usr/bin/app", "--token", Secret("s3cret", "env:TOKEN")]},
+    {"service_options": {"Environment": Secret("TOKEN=s3cret", "env:TOKEN")}},
+    {"description": HostSecret("token")}])
+def test_a_secret_anywhere_but_the_environment_is_refused_unshown(fields: dict[str, Any]
+                                                                  ) -> None:
+    with pytest.raises(RoleError) as error:
+        login_checked(unit(**fields))
+    assert "readable by every user" in str(error.value) and "environment" in str(error.value)
+    assert "s3cret" not in str(error.value)
+
+
+def test_a_secret_in_the_environment_passes_the_check() -> None:
+    login_checked(unit(environment={"TOKEN": Secret("s3cret", "env:TOKEN")}))
+
+
+def test_a_host_secret_in_an_option_is_refused_by_validate_too() -> None:
+    assert "secret reference" in refused(unit(service_options={"X": HostSecret("token")}))
