@@ -85,6 +85,11 @@ def unit_steps(host: Host, specs: Sequence[UnitSpec], owner: str) -> Iterator[St
     for spec in specs:
         for unit in spec.started_units:
             yield ensure_service(host, unit, label=f"service {unit} enabled and running")
+        if spec.timer:
+            # A service that became a timer's job keeps its old boot-time link otherwise.
+            yield ensure_service(host, spec.service_unit, enabled=False, running=None,
+                                 label=f"service {spec.service_unit} not enabled (its timer "
+                                       "starts it)")
 
 
 def check_specs(specs: Sequence[UnitSpec], owner: str) -> None:

@@ -241,6 +241,22 @@ def test_a_unit_taken_out_of_the_inventory_is_removed_from_the_host(units: Units
     assert changed(units.provision()) == 0
 
 
+def test_a_service_that_becomes_a_timers_job_is_no_longer_started_at_boot(units: Units
+                                                                          ) -> None:
+    web = web_unit(environment={"GREETING": "changed", "WEB_TOKEN": {"secret": "host:web_token"}})
+    units.set_units(web, {"name": "job", "command": ["/bin/sleep", "600"]})
+    assert units.provision().exit_code == 0
+    assert units.root("systemctl is-enabled job.service").strip() == "enabled"
+    units.set_units(web, {"name": "job", "command": "/bin/true",
+                          "timer": {"on_calendar": "daily"}})
+    run = units.provision()
+    assert run.exit_code == 0, run.output
+    assert units.root("systemctl is-enabled job.service || true").strip() == "static"
+    assert units.show("job.service", "ActiveState")["ActiveState"] == "inactive"
+    assert units.show("job.timer", "ActiveState")["ActiveState"] == "active"
+    assert changed(units.provision()) == 0
+
+
 def test_the_verify_spec_passes(units: Units) -> None:
     run = invoke_task("verify", "--host", "sd1", inventory=units.inventory,
                       report=units.inventory.parent / "report.json")

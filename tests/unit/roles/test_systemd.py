@@ -125,7 +125,8 @@ def test_the_steps_come_in_order_accounts_manifest_environment_check_units_servi
         "program /usr/local/lib/provisioner/verify-units (systemd-analyze verify, strict)",
         "units hello.service, tick.service, tick.timer in /etc/systemd/system "
         "(systemd-analyze verify) [controls §11]",
-        "service hello.service enabled and running", "service tick.timer enabled and running"]
+        "service hello.service enabled and running", "service tick.timer enabled and running",
+        "service tick.service not enabled (its timer starts it)"]
 
 
 def test_no_units_still_reads_the_manifest_so_the_last_one_removed_goes() -> None:
