@@ -35,7 +35,7 @@ from provisioner.ops.config_set import (
     parse_config_set,
     set_changes,
 )
-from provisioner.ops.files import ensure_directory, ensure_template
+from provisioner.ops.files import ensure_absent, ensure_directory, ensure_template
 from provisioner.ops.systemd import ensure_service
 from provisioner.step import Handler, Plan, Probed, Step
 from roles.systemd.manifest import UNIT_DIR, manifest_step, restart_dir
@@ -77,8 +77,11 @@ def unit_steps(host: Host, specs: Sequence[UnitSpec], owner: str) -> Iterator[St
     if with_environment:
         yield ensure_directory(host, ENVIRONMENT_DIR, mode=0o700)
     bound = host.for_role(TEMPLATES)
-    for spec in with_environment:
-        yield environment_step(bound, spec, owner)
+    for spec in specs:
+        if spec.environment:
+            yield environment_step(bound, spec, owner)
+        else:  # one its environment was taken from: no secret left at rest for nothing
+            yield ensure_absent(host, f"{ENVIRONMENT_DIR}/{spec.name}.env")
     if specs:
         yield verify_program_step(bound)
         yield units_step(host, specs, owner)

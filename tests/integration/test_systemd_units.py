@@ -187,6 +187,11 @@ def test_a_changed_environment_restarts_only_its_service(units: Units) -> None:
     web, timer = units.main_pid(), units.show("tick.timer", "ActiveEnterTimestamp")
     units.set_units(web_unit(environment={"GREETING": "changed",
                                           "WEB_TOKEN": {"secret": "host:web_token"}}), TICK)
+    token = units.root("cat /etc/provisioner/secrets/web_token").strip()
+    checked = units.provision("--check", "--diff")
+    assert checked.exit_code == 0 and '+GREETING="changed"' in checked.output
+    assert "would run (notified by environment" in checked.output
+    assert token not in checked.output and units.main_pid() == web
     run = units.provision()
     assert run.exit_code == 0, run.output
     assert "handler systemd:restart-changed" in run.output

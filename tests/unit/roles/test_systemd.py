@@ -122,6 +122,7 @@ def test_the_steps_come_in_order_accounts_manifest_environment_check_units_servi
         "units of the systemd role: manifest /var/lib/provisioner/units/systemd/manifest",
         "directory /etc/provisioner/units",
         "environment /etc/provisioner/units/hello.env of hello.service",
+        "absent /etc/provisioner/units/tick.env",
         "program /usr/local/lib/provisioner/verify-units (systemd-analyze verify, strict)",
         "units hello.service, tick.service, tick.timer in /etc/systemd/system "
         "(systemd-analyze verify) [controls §11]",
@@ -132,6 +133,11 @@ def test_the_steps_come_in_order_accounts_manifest_environment_check_units_servi
 def test_no_units_still_reads_the_manifest_so_the_last_one_removed_goes() -> None:
     assert labels(make_host()) == [
         "units of the systemd role: manifest /var/lib/provisioner/units/systemd/manifest"]
+
+
+def test_a_unit_without_environment_has_no_environment_file_left() -> None:
+    assert "absent /etc/provisioner/units/hello.env" in labels(make_host({**HELLO,
+                                                                          "environment": {}}))
 
 
 def test_root_and_accounts_not_to_create_get_no_account_step() -> None:
