@@ -79,6 +79,14 @@ def test_each_timer_is_scheduled(host: Any, role_vars: dict[str, Any]) -> None:
             assert state["ActiveState"] == "active" and state["NextElapseUSecRealtime"]
 
 
+def test_each_timers_calendar_parses_on_the_host(host: Any, role_vars: dict[str, Any]) -> None:
+    """The host's systemd reads every OnCalendar as the controller's check did."""
+    for spec in _units(role_vars):
+        for expression in spec.timer.on_calendar if spec.timer else ():
+            parsed = host.run("systemd-analyze calendar -- %s", expression)
+            assert parsed.rc == 0, parsed.stderr
+
+
 def test_each_environment_file_is_private_and_holds_the_inventorys_values(
         host: Any, role_vars: dict[str, Any]) -> None:
     for spec in _units(role_vars):

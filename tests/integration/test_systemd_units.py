@@ -266,3 +266,4 @@ def test_the_verify_spec_passes(units: Units) -> None:
     run = invoke_task("verify", "--host", "sd1", inventory=units.inventory,
                       report=units.inventory.parent / "report.json")
     assert run.exit_code == 0, run.output
+    assert "7 passed" in run.output and "skipped" not in run.output
