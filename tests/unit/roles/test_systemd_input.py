@@ -3,13 +3,17 @@ naming the unit and the field; and the OnCalendar shapes checked on the controll
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from provisioner import cli
 from provisioner.content.roles import PROJECT_ROOT, load_role
 from provisioner.content.variables import check_login_kept, merge_role_variables
-from provisioner.errors import RoleError
+from provisioner.errors import ProvisionerError, RoleError
+from provisioner.run.engine import RunOptions
 from provisioner.secrets.host_store import HostSecret
 from provisioner.secrets.values import Secret
 from roles.systemd.calendar import calendar_problem
@@ -226,3 +230,33 @@ def test_a_secret_in_the_environment_passes_the_check() -> None:
 
 def test_a_host_secret_in_an_option_is_refused_by_validate_too() -> None:
     assert "secret reference" in refused(unit(service_options={"X": HostSecret("token")}))
+
+
+def jobs_for(tmp_path: Path, units: list[dict[str, Any]]) -> int:
+    """The run's own checks before it logs in (cli.select_jobs), against a host at a TEST-NET
+    address nothing answers."""
+    (tmp_path / "key").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nx\n"
+                                  "-----END OPENSSH PRIVATE KEY-----\n")
+    (tmp_path / "token").write_text("s3cret\n")
+    document = {"defaults": {"user": "admin", "ssh": {"identity_file": "key"}},
+                "hosts": {"app1": {"address": "192.0.2.30", "roles": ["systemd"],
+                                   "vars": {"systemd_units": units}}}}
+    path = tmp_path / "inventory.yml"
+    path.write_text(yaml.safe_dump(document))
+    return len(cli.select_jobs(cli.load(str(path)), "", "", RunOptions()))
+
+
+def test_a_good_inventory_passes_the_runs_checks(tmp_path: Path) -> None:
+    assert jobs_for(tmp_path, [unit(environment={"TOKEN": {"secret": "file:token"}})]) == 1
+
+
+@pytest.mark.parametrize(("fields", "named"), [
+    ({"commnad": "/bin/true"}, "'commnad'"), ({"user": "Web Server"}, "user 'Web Server'"),
+    ({"timer": {"on_calendar": "Mon..Fry 02:00"}}, "on_calendar 'Mon..Fry 02:00'"),
+    ({"restart": "sometimes"}, "restart 'sometimes'"),
+    ({"command": ["/usr/bin/app", {"secret": "file:token"}]}, "command holds a secret")])
+def test_bad_input_is_refused_before_any_contact(tmp_path: Path, fields: dict[str, Any],
+                                                 named: str) -> None:
+    with pytest.raises(ProvisionerError) as error:
+        jobs_for(tmp_path, [unit(**fields)])
+    assert named in str(error.value) and "s3cret" not in str(error.value)
