@@ -262,6 +262,33 @@ def test_a_service_that_becomes_a_timers_job_is_no_longer_started_at_boot(units:
     assert changed(units.provision()) == 0
 
 
+def test_a_templates_instances_start_restart_together_and_go_one_by_one(units: Units
+                                                                         ) -> None:
+    """What the app role builds on: app@.service with one instance per port."""
+    web = web_unit(environment={"GREETING": "changed", "WEB_TOKEN": {"secret": "host:web_token"}})
+
+    def echo(greeting: str, *ports: int) -> dict[str, Any]:
+        return {"name": "echo@", "user": "echo", "environment": {"GREETING": greeting},
+                # text, not a list: a list's words are literal, and %i is systemd's
+                "command": "/usr/bin/python3 -m http.server %i --bind 127.0.0.1",
+                "instances": list(ports)}
+
+    units.set_units(web, echo("one", 9001, 9002))
+    assert units.provision().exit_code == 0
+    first = [units.main_pid(f"echo@{port}.service") for port in (9001, 9002)]
+    assert "0" not in first
+    units.set_units(web, echo("two", 9001, 9002))
+    assert units.provision().exit_code == 0
+    second = [units.main_pid(f"echo@{port}.service") for port in (9001, 9002)]
+    assert all(after not in ("0", before) for before, after in zip(first, second, strict=True))
+    units.set_units(web, echo("two", 9001))
+    run = units.provision()
+    assert run.exit_code == 0 and "stale echo@9002.service" in run.output
+    assert units.show("echo@9002.service", "ActiveState")["ActiveState"] == "inactive"
+    assert units.main_pid("echo@9001.service") == second[0]
+    assert changed(units.provision()) == 0
+
+
 def test_the_verify_spec_passes(units: Units) -> None:
     run = invoke_task("verify", "--host", "sd1", inventory=units.inventory,
                       report=units.inventory.parent / "report.json")
