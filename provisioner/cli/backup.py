@@ -84,11 +84,11 @@ def restore_arguments(host: str, file: str, into: str, replace: bool) -> list[st
     if not host or "," in host:
         raise ProvisionerError("backup.restore needs --host naming exactly one host: a restore "
                                "goes to one database server.")
-    if not ARCHIVE_FILE.match(file):
+    if not ARCHIVE_FILE.fullmatch(file):
         raise ProvisionerError(f"--file {file!r} is not an archive as backup.list names them, "
                                "e.g. --file 20261202T020000Z/app.dump (run invoke backup.list "
                                f"--host {host} to see them).")
-    if into and not DATABASE_NAME.match(into):
+    if into and not DATABASE_NAME.fullmatch(into):
         raise ProvisionerError(f"--into {into!r} is not a database name the backup program "
                                "restores into: letters, digits, '_', '.' and '-', at most 63.")
     return ["restore", file, *(["--into", into] if into else []),

@@ -206,7 +206,7 @@ def renewal_due(certificate: CertificateStatus, version: tuple[int, ...]
 
 def _interval(text: str) -> timedelta | None:
     """certbot's renew_before_expiry ("30 days", "2 weeks", "12 hours"); None if unreadable."""
-    match = re.match(r"^(\d+)\s*(second|minute|hour|day|week)s?$", text.strip())
+    match = re.fullmatch(r"^(\d+)\s*(second|minute|hour|day|week)s?$", text.strip())
     if not match:
         return None
     return timedelta(**{f"{match.group(2)}s": int(match.group(1))})

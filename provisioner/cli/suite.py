@@ -43,12 +43,13 @@ FOREGROUND = Target({"PROVISIONER_TEST_SUITE": "bookworm"},
 BESIDE = (
     Target({"PROVISIONER_TEST_SUITE": "trixie"},
            (*SESSION_MACHINE_TESTS, "tests/integration/test_postgres.py",
-            "tests/integration/test_nginx.py", FULL_STACK)),
+            "tests/integration/test_nginx.py", "tests/integration/test_systemd_units.py",
+            FULL_STACK)),
     Target({"PROVISIONER_TEST_VARIANT": "minimal"}, SESSION_MACHINE_TESTS),
 )
 """Where `invoke test` runs which integration tests (README, Tests): all but the full stack on
 Debian 12; the session-machine tests, PostgreSQL 17's, nginx 1.26's (OpenSSL 3.5: http2 on,
-X25519MLKEM768) and the full stack on Debian 13; the
+X25519MLKEM768), systemd 257's (other words for a bad value) and the full stack on Debian 13; the
 session-machine tests on the minimal image."""
 
 

@@ -108,7 +108,7 @@ MAXIMUM_READY_TIMEOUT = 3600
 def check_handler_names(role: str, handlers: Mapping[str, Handler]) -> None:
     """RoleError for a handler whose name cannot be recorded or that supersedes an unknown one."""
     for handler in handlers.values():
-        if not HANDLER_NAME.match(handler.name):
+        if not HANDLER_NAME.fullmatch(handler.name):
             raise RoleError(f"Role {role}: handler name {handler.name!r} must start with a letter"
                             " or digit and hold only letters, digits, blanks and _ . : @ + -.")
         timeout = handler.ready_timeout

@@ -139,7 +139,7 @@ def _check_groups_and_roles(path: Path, document: dict[str, Any],
     for group_name, group in groups.items():
         _check_role_names(path, f"groups.{group_name}.roles", group["roles"], known_roles)
     for name, host in document["hosts"].items():
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise InventoryError(str(path), f"hosts.{name}", "host names may contain letters, "
                                  "digits, '.', '_' and '-' only.")
         for group_name in host["groups"]:

@@ -29,7 +29,7 @@ def _check_address(value: str) -> str:
         ipaddress.ip_address(value)
         return value
     except ValueError:
-        if _HOSTNAME.match(value) and not value.replace(".", "").isdigit():
+        if _HOSTNAME.fullmatch(value) and not value.replace(".", "").isdigit():
             return value
     raise ValueError(f"{value!r} is neither an IP address nor a valid DNS name")
 

@@ -81,7 +81,7 @@ _HOLDERS_SQL = (
 
 def check_database_name(database: str) -> str:
     """``database`` when psql's ``-d`` and ``\\connect`` take it as it is, else ValueError."""
-    if not _DATABASE.match(database):
+    if not _DATABASE.fullmatch(database):
         raise ValueError(f"database name {database!r}: these helpers connect only to names of "
                          "letters, digits, '_', '.' and '-' (at most 63)")
     return database

@@ -99,7 +99,7 @@ class HostSecret:
 
 def parse_declaration(name: str, raw: Any) -> SecretDeclaration:
     """One ``host_secrets`` entry; raises ValueError saying what is wrong with it."""
-    if not SECRET_NAME.match(str(name)):
+    if not SECRET_NAME.fullmatch(str(name)):
         raise ValueError(f"{name!r} is not a usable secret name: lower-case letters, digits, "
                          "'_' and '-', starting with a letter or digit, at most 64")
     spec = {} if raw is None else raw

@@ -57,7 +57,7 @@ def resolve_reference(reference: str, base_dir: Path) -> Secret | HostSecret:
     the reference is right but its value cannot be read here)."""
     kind, _, target = reference.partition(":")
     if kind == "host":
-        if not SECRET_NAME.match(target):
+        if not SECRET_NAME.fullmatch(target):
             raise ValueError("what follows host: is not a host secret name (lower-case "
                              "letters, digits, '_' and '-'; not repeated, in case it is the "
                              "secret itself)")

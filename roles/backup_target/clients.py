@@ -38,10 +38,10 @@ def read_clients(entries: Sequence[Any]) -> list[Client]:
             raise RoleError(f"{where} must be a mapping of exactly host and public_key, e.g. "
                             "{host: db1, public_key: 'ssh-ed25519 AAAA...'}.")
         client = Client(str(entry["host"]), str(entry["public_key"]).strip())
-        if not _CLIENT.match(client.host):
+        if not _CLIENT.fullmatch(client.host):
             raise RoleError(f"{where}.host is {client.host!r}; give the database host's "
                             "inventory name.")
-        if not _PUBLIC_KEY.match(client.public_key):
+        if not _PUBLIC_KEY.fullmatch(client.public_key):
             raise RoleError(f"{where}.public_key must be one OpenSSH public key line "
                             "('ssh-ed25519 AAAA... comment'), the public half of that host's "
                             "backups_offhost.private_key.")

@@ -104,11 +104,11 @@ def render_config(variables: Mapping[str, Any], clients: list[str]) -> str:
 
 def validate(variables: Mapping[str, Any]) -> None:
     """Refuse a malformed client list, account or directory before any contact."""
-    if not USER_NAME.match(str(variables["backup_target_user"])):
+    if not USER_NAME.fullmatch(str(variables["backup_target_user"])):
         raise RoleError(f"backup_target_user is {variables['backup_target_user']!r}; it must be "
                         "a user name (lower-case letters, digits, '_' and '-').")
     for name in ("backup_target_directory", "backup_target_rrsync"):
-        if not ABSOLUTE_PATH.match(str(variables[name])):
+        if not ABSOLUTE_PATH.fullmatch(str(variables[name])):
             raise RoleError(f"{name} is {variables[name]!r}; it must be an absolute path of "
                             "letters, digits, '_', '.' and '-'.")
     for name, least in (("backup_target_keep_daily", 1), ("backup_target_keep_weekly", 0),

@@ -36,7 +36,7 @@ ARCHIVE_NAME = re.compile(r"^\d{8}T\d{6}Z(-ondemand)?$")
 
 def archive_time(name: str) -> datetime:
     """The UTC time an archive directory's name gives; ValueError for another name."""
-    if not ARCHIVE_NAME.match(name):
+    if not ARCHIVE_NAME.fullmatch(name):
         raise ValueError(f"{name!r} is not an archive name (YYYYMMDDTHHMMSSZ, with "
                          f"{ON_DEMAND} when made on demand)")
     return datetime.strptime(name[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)

@@ -71,7 +71,7 @@ def _parse_words(words: list[str]) -> tuple[str, timedelta]:
     time = _clock(words[-1])
     if len(words) == 1 or words[0] == "*-*-*":
         return f"*-*-* {time}", timedelta(days=1)
-    month_day = _MONTH_DAY.match(words[0])
+    month_day = _MONTH_DAY.fullmatch(words[0])
     if month_day:
         return f"*-*-{int(month_day.group(1)):02d} {time}", timedelta(days=31)
     days = weekday_numbers(words[0])
@@ -79,7 +79,7 @@ def _parse_words(words: list[str]) -> tuple[str, timedelta]:
 
 
 def _clock(word: str) -> str:
-    match = _TIME.match(word)
+    match = _TIME.fullmatch(word)
     if not match:
         raise ValueError(f"not a time: {word}")
     hours, minutes, seconds = match.groups()

@@ -89,7 +89,7 @@ def database_names(variables: Mapping[str, Any]) -> tuple[str, ...]:
                                 f"{SCRATCH_PREFIX} are the backup program's scratch databases, "
                                 "which its restore test and restores drop: rename it.")
     for name in chosen:
-        if not isinstance(name, str) or not DATABASE_NAME.match(name):
+        if not isinstance(name, str) or not DATABASE_NAME.fullmatch(name):
             raise RoleError(f"{origin} holds the database name {name!r}, which the backup "
                             "program cannot store as a file: use letters, digits, '_', '.' and "
                             "'-' (not first), at most 63 characters.")
@@ -119,13 +119,13 @@ def read_offhost(value: Mapping[str, Any]) -> Offhost | None:
 
 def _check_offhost(offhost: Offhost) -> None:
     checks = (
-        ("host", _HOST_NAME.match(offhost.host), "the inventory name of the backup host"),
-        ("user", _USER.match(offhost.user), "the backup host's account (backup_target_user)"),
+        ("host", _HOST_NAME.fullmatch(offhost.host), "the inventory name of the backup host"),
+        ("user", _USER.fullmatch(offhost.user), "the backup host's account (backup_target_user)"),
         ("port", isinstance(offhost.port, int) and not isinstance(offhost.port, bool)
          and 1 <= offhost.port <= 65535, "the backup host's SSH port, 1 to 65535"),
         ("private_key", "PRIVATE KEY-----" in offhost.private_key,
          f"the private half of the key pair, as a secret: {KEY_REFERENCE}"),
-        ("host_key", not offhost.host_key or _PUBLIC_KEY.match(offhost.host_key),
+        ("host_key", not offhost.host_key or _PUBLIC_KEY.fullmatch(offhost.host_key),
          "empty (accept the key on first contact) or the backup host's public host key, "
          "'ssh-ed25519 AAAA...' from its /etc/ssh/ssh_host_ed25519_key.pub"),
     )
@@ -170,7 +170,7 @@ def check_directory(path: object) -> None:
     """An absolute path of plain names, and not the engine's own backup tree (whose files are
     earlier versions of the files runs change, 0700 root)."""
     text = str(path)
-    if not _ABSOLUTE_PATH.match(text):
+    if not _ABSOLUTE_PATH.fullmatch(text):
         raise RoleError(f"backups_directory is {path!r}; it must be an absolute path of letters, "
                         "digits, '_', '.' and '-', such as /var/backups/postgresql-dumps.")
     if not text.startswith(BACKUP_PARENTS) or text.rstrip("/") in {p.rstrip("/") for p in

@@ -33,7 +33,7 @@ def check_email(email: Any, acme_sites: Sequence[str]) -> None:
                         f"{'uses' if len(acme_sites) == 1 else 'use'} certificate: acme: the "
                         "ACME account needs an address for expiry and account notices; set "
                         "certbot_email (e.g. ops@example.org).")
-    if not EMAIL.match(email):
+    if not EMAIL.fullmatch(email):
         raise RoleError(f"certbot_email {email!r} is not an e-mail address (name@domain); "
                         "the ACME server refuses the account without one.")
 

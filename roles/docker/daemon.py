@@ -54,7 +54,7 @@ def check_daemon_settings(variables: Mapping[str, Any]) -> None:
     if variables["docker_log_level"] not in LOG_LEVELS:
         raise RoleError(f"docker_log_level is {variables['docker_log_level']!r}; dockerd takes "
                         f"one of {', '.join(LOG_LEVELS)} (CIS 2.3 wants info).")
-    if not _SIZE.match(str(variables["docker_log_max_size"])):
+    if not _SIZE.fullmatch(str(variables["docker_log_max_size"])):
         raise RoleError(f"docker_log_max_size is {variables['docker_log_max_size']!r}; it is a "
                         "size such as 10m (a whole number and k, m or g).")
     count = variables["docker_log_max_file"]

@@ -70,7 +70,7 @@ def validate(variables: Mapping[str, Any]) -> None:
     check_hardening_agrees(variables)
     users = variables["docker_users"]
     for user in users:
-        if not isinstance(user, str) or not _NAME.match(user):
+        if not isinstance(user, str) or not _NAME.fullmatch(user):
             raise RoleError(f"docker_users entry {user!r} is not a login name.")
 
 

@@ -71,7 +71,7 @@ def validate(variables: Mapping[str, Any]) -> None:
         if not isinstance(option, str) or "\n" in option:
             raise RoleError(f"hardening_sshd_extra_options entry {option!r} must be one sshd_config"
                             " line (a string without newlines).")
-    if not _UMASK.match(str(variables["hardening_umask"])):
+    if not _UMASK.fullmatch(str(variables["hardening_umask"])):
         raise RoleError(f"hardening_umask {variables['hardening_umask']!r} is not an octal umask "
                         "such as \"027\" (quote it in YAML, or it becomes the number 27).")
     check_safeguard_timeout("hardening_ssh_safeguard_timeout",
@@ -83,10 +83,10 @@ def validate(variables: Mapping[str, Any]) -> None:
 
 def _validate_admin(variables: Mapping[str, Any]) -> None:
     user, group = str(variables["hardening_admin_user"]), variables["hardening_ssh_allow_group"]
-    if user == "root" or not _NAME.match(user):
+    if user == "root" or not _NAME.fullmatch(user):
         raise RoleError(f"hardening_admin_user {user!r} must be a regular login name (lowercase "
                         "letters, digits, '_' or '-'; not root, whose SSH login is switched off).")
-    if not isinstance(group, str) or not _NAME.match(group):
+    if not isinstance(group, str) or not _NAME.fullmatch(group):
         raise RoleError(f"hardening_ssh_allow_group {group!r} is not a valid group name.")
     keys = variables["hardening_admin_authorized_keys"]
     if not keys:

@@ -36,7 +36,7 @@ def check_http_settings(variables: Mapping[str, Any]) -> None:
     for name in TIMEOUTS:
         value = variables[name]
         if not isinstance(value, str | int) or isinstance(value, bool) or \
-                not _TIME.match(str(value)):
+                not _TIME.fullmatch(str(value)):
             raise RoleError(f"{name} is {value!r}; it is a time nginx reads, such as 10s, "
                             "500ms or 1m.")
     _resolvers(variables["nginx_ocsp_resolvers"])
@@ -61,15 +61,15 @@ def _resolvers(given: Any) -> None:
 
 
 def _is_resolver(value: str) -> bool:
-    if _is_address(value) or _DNS_NAME.match(value):
+    if _is_address(value) or _DNS_NAME.fullmatch(value):
         return True
-    with_port = _PORT.match(value)
+    with_port = _PORT.fullmatch(value)
     if with_port is None or not 0 < int(with_port["port"]) < 65536:
         return False
     host = with_port["host"]
     if host.startswith("["):
         return host.endswith("]") and _is_address(host[1:-1])
-    return _is_address(host) or bool(_DNS_NAME.match(host))
+    return _is_address(host) or bool(_DNS_NAME.fullmatch(host))
 
 
 def _is_address(value: str) -> bool:

@@ -57,7 +57,7 @@ def read_upstreams(variables: Mapping[str, Any]) -> list[Upstream]:
 
 def _upstream(index: int, item: Any) -> Upstream:
     if not isinstance(item, Mapping) or not isinstance(item.get("name"), str) or \
-            not _NAME.match(item["name"]):
+            not _NAME.fullmatch(item["name"]):
         raise RoleError(f"nginx_upstreams[{index}] needs a name of letters, digits and '_' "
                         "(e.g. api), the name its sites' locations give as upstream.")
     name = item["name"]
@@ -78,7 +78,7 @@ def _upstream(index: int, item: Any) -> Upstream:
         raise RoleError(f"nginx_upstreams: upstream {name!r} has balance {balance!r}; it is one "
                         f"of {', '.join(BALANCING)}.")
     fail_timeout = str(item.get("fail_timeout", "30s"))
-    if not _TIME.match(fail_timeout):
+    if not _TIME.fullmatch(fail_timeout):
         raise RoleError(f"nginx_upstreams: upstream {name!r} has fail_timeout "
                         f"{fail_timeout!r}; it is a time such as 30s.")
     return Upstream(name, tuple(servers), balance,
@@ -88,7 +88,7 @@ def _upstream(index: int, item: Any) -> Upstream:
 
 def _is_server(server: Any) -> bool:
     """host:port (port 1 to 65535), [v6]:port, a host alone (port 80) or unix:/path."""
-    if not isinstance(server, str) or not _SERVER.match(server):
+    if not isinstance(server, str) or not _SERVER.fullmatch(server):
         return False
     port = server.rsplit(":", 1)[1] if ":" in server and not server.startswith("unix:") \
         and not server.endswith("]") else "80"
@@ -108,15 +108,15 @@ def read_rate_limits(variables: Mapping[str, Any]) -> list[RateZone]:
     zones = []
     for index, item in enumerate(_list(variables, "nginx_rate_limits")):
         if not isinstance(item, Mapping) or not isinstance(item.get("zone"), str) or \
-                not _NAME.match(item["zone"]):
+                not _NAME.fullmatch(item["zone"]):
             raise RoleError(f"nginx_rate_limits[{index}] needs a zone name of letters, digits "
                             "and '_' (e.g. {zone: api, rate: 10r/s, size: 10m}).")
         zone, rate, size = item["zone"], str(item.get("rate")), str(item.get("size", "10m"))
-        if not _RATE.match(rate):
+        if not _RATE.fullmatch(rate):
             raise RoleError(f"nginx_rate_limits: zone {zone!r} has rate {rate!r}, which does not "
                             "parse: a rate is requests per second or minute, such as 10r/s or "
                             "30r/m.")
-        if not _SIZE.match(size):
+        if not _SIZE.fullmatch(size):
             raise RoleError(f"nginx_rate_limits: zone {zone!r} has size {size!r}; it is a size "
                             "in k or m, such as 10m (about 160000 addresses).")
         zones.append(RateZone(zone, rate, size))

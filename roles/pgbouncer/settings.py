@@ -119,7 +119,7 @@ def _check_groups(groups: Sequence[Any]) -> None:
 
 def _check_names(variable: str, names: Sequence[Any]) -> None:
     for name in names:
-        if not isinstance(name, str) or not IDENTIFIER.match(name):
+        if not isinstance(name, str) or not IDENTIFIER.fullmatch(name):
             raise RoleError(f"{variable} holds {name!r}, which is not a plain identifier (a "
                             "letter or _, then letters, digits or _, at most 63): PgBouncer "
                             "and PostgreSQL would read it differently; rename it.")
@@ -150,7 +150,7 @@ def postgres_database_names(variables: Mapping[str, Any]) -> list[str]:
 
 def _database(name: Any, options: Any, variables: Mapping[str, Any]) -> Database:
     where = f"pgbouncer_databases entry {name!r}"
-    if not isinstance(name, str) or not IDENTIFIER.match(name):
+    if not isinstance(name, str) or not IDENTIFIER.fullmatch(name):
         raise RoleError(f"{where}: the database name is not a plain identifier (a letter or _, "
                         "then letters, digits or _, at most 63); rename it.")
     if name == "pgbouncer":
@@ -237,7 +237,7 @@ def extra_lines(variables: Mapping[str, Any]) -> list[str]:
     """``name = value`` lines of pgbouncer_extra_settings, in the inventory's order."""
     lines = []
     for name, value in variables["pgbouncer_extra_settings"].items():
-        if not isinstance(name, str) or not _SETTING_NAME.match(name):
+        if not isinstance(name, str) or not _SETTING_NAME.fullmatch(name):
             raise RoleError(f"pgbouncer_extra_settings has the key {name!r}, which is not a "
                             "PgBouncer setting name (lower-case letters and _).")
         if name in MANAGED_SETTINGS:

@@ -135,7 +135,7 @@ def parse_dropin(text: str) -> dict[str, str]:
     """The settings of a drop-in render_dropin wrote (other lines are ignored)."""
     found = {}
     for line in text.splitlines():
-        match = _LINE.match(line)
+        match = _LINE.fullmatch(line)
         if match:
             found[match.group(1)] = match.group(2).replace("''", "'")
     return found
@@ -149,7 +149,7 @@ def changed_names(before: Mapping[str, str], after: Mapping[str, str]) -> list[s
 
 def _base(unit: str) -> tuple[Mapping[str, float], float] | None:
     """The unit table and the size of pg_settings' ``unit`` (``8kB``, ``ms``...) in it."""
-    match = re.match(r"^(\d*)([A-Za-z]+)$", unit or "")
+    match = re.fullmatch(r"^(\d*)([A-Za-z]+)$", unit or "")
     if match is None:
         return None
     for table in (_MEMORY, _TIME):
@@ -161,7 +161,7 @@ def _base(unit: str) -> tuple[Mapping[str, float], float] | None:
 def in_unit(wanted: str, unit: str) -> float | None:
     """``wanted`` (``2GB``, ``1s``, ``100``) as a number of pg_settings' ``unit``; a number
     without a unit is in that unit already, as postgresql.conf reads it."""
-    match = _NUMBER.match(wanted)
+    match = _NUMBER.fullmatch(wanted)
     if match is None:
         return None
     number, suffix = float(match.group(1)), match.group(2)

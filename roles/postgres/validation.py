@@ -35,7 +35,7 @@ _NAME_RULE = "a lower-case SQL identifier (letters a-z, digits, '_', not startin
 
 
 def check_name(variable: str, value: Any) -> str:
-    if not isinstance(value, str) or not NAME.match(value):
+    if not isinstance(value, str) or not NAME.fullmatch(value):
         raise RoleError(f"{variable} is {value!r}, which is not {_NAME_RULE}; rename it.")
     return value
 
@@ -74,7 +74,7 @@ def check_settings(variable: str, settings: Any) -> None:
         raise RoleError(f"{variable} must be a mapping of setting name -> value, e.g. "
                         "{work_mem: 16MB}.")
     for name, value in settings.items():
-        if not isinstance(name, str) or not SETTING.match(name):
+        if not isinstance(name, str) or not SETTING.fullmatch(name):
             raise RoleError(f"{variable} has the key {name!r}, which is not a PostgreSQL "
                             "setting name (lower-case letters, digits and '_').")
         if isinstance(value, HostSecret):
@@ -127,12 +127,12 @@ def check_databases(variables: Mapping[str, Any]) -> None:
         if not isinstance(extensions, list):
             raise RoleError(f"{where}.extensions must be a list, e.g. [uuid-ossp, pgcrypto].")
         for extension in extensions:
-            if not isinstance(extension, str) or not EXTENSION.match(extension):
+            if not isinstance(extension, str) or not EXTENSION.fullmatch(extension):
                 raise RoleError(f"{where}.extensions has {extension!r}, which is not an "
                                 "extension name (lower-case letters, digits, '_' and '-').")
         _check_unique(f"{where}.extensions", extensions)
         for key in ("encoding", "locale"):
-            if not re.match(r"^[A-Za-z0-9_.@-]*$", str(database.get(key) or "")):
+            if not re.fullmatch(r"^[A-Za-z0-9_.@-]*$", str(database.get(key) or "")):
                 raise RoleError(f"{where}.{key} is {database[key]!r}: not an encoding or "
                                 "locale name.")
 
@@ -209,7 +209,7 @@ _CRON_ITEM = re.compile(r"^(\*|(\d+)(?:-(\d+))?)(?:/(\d+))?$")
 def cron_field_problem(text: str, low: int, high: int) -> str | None:
     """Why one cron time field is not one cron runs as written (None: it is)."""
     for item in text.split(","):
-        match = _CRON_ITEM.match(item)
+        match = _CRON_ITEM.fullmatch(item)
         if match is None:
             return f"{item!r} is not *, a number, a range a-b, or one of them with /step"
         first, last, step = match.group(2), match.group(3), match.group(4)

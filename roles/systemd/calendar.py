@@ -30,7 +30,7 @@ def calendar_problem(text: str) -> str | None:
     words = text.split()
     if not words:
         return "it is empty"
-    if len(words) > 1 and _ZONE.match(words[-1]) and not _looks_like_time_or_date(words[-1]):
+    if len(words) > 1 and _ZONE.fullmatch(words[-1]) and not _looks_like_time_or_date(words[-1]):
         words = words[:-1]
     if len(words) == 1 and words[0].lower() in SHORTHANDS:
         return None
@@ -108,12 +108,12 @@ def _component(text: str, name: str, bounds: tuple[int, int]) -> str | None:
     """One date or time component: ``*``, or a comma list of N, N..M and N/STEP (or */STEP)."""
     for item in text.split(","):
         base, _, step = item.partition("/")
-        if step and (not _NUMBER.match(step) or int(step) == 0):
+        if step and (not _NUMBER.fullmatch(step) or int(step) == 0):
             return f"{item!r}: the {name}'s repetition must be a whole number above 0"
         if base == "*":
             continue
         ends = base.split("..")
-        if len(ends) > 2 or not all(_NUMBER.match(end) for end in ends):
+        if len(ends) > 2 or not all(_NUMBER.fullmatch(end) for end in ends):
             return f"{item!r} is not a valid {name}: a number, a range such as 1..5, or *"
         if not all(bounds[0] <= int(end) <= bounds[1] for end in ends):
             return f"{item!r} is out of range: the {name} runs from {bounds[0]} to {bounds[1]}"

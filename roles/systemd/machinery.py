@@ -98,7 +98,7 @@ def unit_steps(host: Host, specs: Sequence[UnitSpec], owner: str) -> Iterator[St
 def check_specs(specs: Sequence[UnitSpec], owner: str) -> None:
     """ValueError for what a calling role got wrong: an owner that cannot name a directory,
     or two specs of one unit (the second would silently win)."""
-    if not OWNER_NAME.match(owner):
+    if not OWNER_NAME.fullmatch(owner):
         raise ValueError(f"owner {owner!r} must be a role's name (lower-case letters, digits, _)")
     names = [spec.name for spec in specs]
     twice = sorted({name for name in names if names.count(name) > 1})

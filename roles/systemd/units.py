@@ -178,7 +178,7 @@ def _name(item: Any, index: int) -> str:
     if name.endswith((".service", ".timer")):
         raise RoleError(f"systemd_units: unit name {name!r} must not end in .service or "
                         f".timer: give {name.rsplit('.', 1)[0]!r}; the role adds the suffixes.")
-    if not UNIT_NAME.match(name):
+    if not UNIT_NAME.fullmatch(name):
         raise RoleError(f"systemd_units: unit name {name!r} is not a unit name systemd accepts:"
                         " letters, digits and _ . : - (a trailing @ makes a template).")
     return name
@@ -195,11 +195,11 @@ def _check_fields(where: str, item: Mapping[str, Any], allowed: frozenset[str]) 
 def _default_user(name: str) -> str:
     """The unit's own name when that is a valid user name: a unit runs as its own account."""
     base = name.rstrip("@")
-    return base if USER_NAME.match(base) else ""
+    return base if USER_NAME.fullmatch(base) else ""
 
 
 def _account(where: str, field: str, value: Any) -> str:
-    if not isinstance(value, str) or not USER_NAME.match(value):
+    if not isinstance(value, str) or not USER_NAME.fullmatch(value):
         hint = " (the unit's name is not one, so give one)" if value == "" else ""
         raise RoleError(f"{where}: {field} {value!r} is not a valid user or group name{hint}: "
                         "lower-case letters, digits, _ and -, starting with a letter or _, at "
@@ -296,7 +296,7 @@ def _list(where: str, field: str, value: Any) -> list[Any]:
 def _dependencies(where: str, field: str, value: Any) -> tuple[str, ...]:
     units = _list(where, field, value)
     for unit in units:
-        if not isinstance(unit, str) or not DEPENDENCY.match(unit):
+        if not isinstance(unit, str) or not DEPENDENCY.fullmatch(unit):
             raise RoleError(f"{where}: {field} entry {unit!r} is not a unit name with its "
                             "suffix, such as postgresql.service or network-online.target.")
     return tuple(units)
@@ -307,7 +307,7 @@ def _environment(where: str, value: Any) -> tuple[tuple[str, EnvValue], ...]:
         raise RoleError(f"{where}: environment must be a mapping of NAME: value.")
     pairs: list[tuple[str, EnvValue]] = []
     for key, item in value.items():
-        if not isinstance(key, str) or not ENV_NAME.match(key):
+        if not isinstance(key, str) or not ENV_NAME.fullmatch(key):
             raise RoleError(f"{where}: environment variable name {key!r} is not one a shell or "
                             "systemd accepts: letters, digits and _, not starting with a digit.")
         if isinstance(item, bool) or not isinstance(item, str | int | float | Secret | HostSecret):
@@ -336,7 +336,7 @@ def _options(where: str, field: str, value: Any, allow_none: bool = False
         raise RoleError(f"{label} must be a mapping of systemd option: value.")
     options: dict[str, Any] = {}
     for key, item in value.items():
-        if not isinstance(key, str) or not OPTION_NAME.match(key):
+        if not isinstance(key, str) or not OPTION_NAME.fullmatch(key):
             raise RoleError(f"{label}: {key!r} is not a systemd option name (such as "
                             "ProtectSystem or MemoryMax).")
         if item is None and allow_none:
@@ -391,7 +391,7 @@ def _instances(where: str, name: str, timer: Timer | None, value: Any) -> tuple[
         raise RoleError(f"{where}: a template unit cannot have a timer here; give each job "
                         "its own unit.")
     for instance in instances:
-        if not isinstance(instance, str | int) or not INSTANCE.match(str(instance)):
+        if not isinstance(instance, str | int) or not INSTANCE.fullmatch(str(instance)):
             raise RoleError(f"{where}: instance {instance!r} is not a valid instance name "
                             "(letters, digits and _ . : -).")
     return tuple(str(instance) for instance in instances)
