@@ -28,7 +28,7 @@ _SIZE = re.compile(r"^[0-9]+[kKmMgG]?$")
 _TIME = re.compile(r"^[0-9]+(ms|s|m|h|d)?$")
 _PATH = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,=:@%/-]*$")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
-_HEADER_VALUE = re.compile(r'^[^"\\\x00-\x1f\x7f]*$')
+_HEADER_VALUE = re.compile(r'^[^"\\$\x00-\x1f\x7f]*$')
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def _site(index: int, item: Any, upstreams: set[str], zones: set[str]) -> Site:
         raise RoleError(f"nginx_sites[{index}] must be a mapping with a name (a file and "
                         "certificate name such as 'shop').")
     name = item["name"]
-    if not _SITE_NAME.match(name):
+    if not _SITE_NAME.fullmatch(name):
         raise RoleError(f"nginx_sites: site name {name!r} is not a usable file and certificate "
                         "name: use lower-case letters, digits, '.', '_' and '-' (at most 63).")
     unknown = sorted(set(item) - _SITE_FIELDS)
@@ -164,7 +164,7 @@ def _server_names(name: str, given: Any) -> tuple[str, ...]:
 def _is_dns_name(value: Any) -> bool:
     if not isinstance(value, str) or len(value) > 253 or "." not in value:
         return False
-    return all(_LABEL.match(label) for label in value.split("."))
+    return all(_LABEL.fullmatch(label) for label in value.split("."))
 
 
 def _locations(name: str, given: Any, upstreams: set[str],
@@ -207,7 +207,7 @@ def _location(name: str, item: Any, upstreams: set[str], zones: set[str]) -> Loc
 
 
 def _check_path(name: str, what: str, path: Any) -> str:
-    if not isinstance(path, str) or not _PATH.match(path):
+    if not isinstance(path, str) or not _PATH.fullmatch(path):
         raise RoleError(f"nginx_sites: site {name!r} has {what} {path!r}; it must be a URL path "
                         "starting with '/' (no spaces, quotes, ';' or braces).")
     return path
@@ -238,27 +238,30 @@ def _headers(where: str, given: Any) -> tuple[tuple[str, str], ...]:
 def read_headers(owner: str, given: Any) -> tuple[tuple[str, str], ...]:
     """A mapping of header name to value as add_header lines take them: each value goes
     between double quotes, so a quote, a backslash or a line break in it would end the
-    directive early (nginx -t refuses it, or worse reads the rest as directives)."""
+    directive early (nginx -t refuses it, or worse reads the rest as directives), and nginx
+    reads a ``$`` as the start of a variable ("costs $5" would be sent as "costs ")."""
     if not given:
         return ()
     if not isinstance(given, Mapping):
         raise RoleError(f"{owner} has headers {given!r}; it is a mapping of header name to "
                         "value.")
     for header, value in given.items():
-        if not isinstance(header, str) or not _HEADER_NAME.match(header) or \
+        if not isinstance(header, str) or not _HEADER_NAME.fullmatch(header) or \
                 not isinstance(value, str | int) or isinstance(value, bool) or \
-                not _HEADER_VALUE.match(str(value)):
+                not _HEADER_VALUE.fullmatch(str(value)):
             raise RoleError(f"{owner} has header {header!r}: {value!r}; a header name is a "
-                            "token and its value has no quotes, backslashes or control "
-                            "characters.")
+                            "token and its value has no quotes, backslashes, '$' (nginx "
+                            "would read a variable) or control characters such as a line "
+                            "break (a YAML block scalar ends in one: use quotes or >-).")
     return tuple((str(header), str(value)) for header, value in given.items())
 
 
 def check_header_value(owner: str, value: Any) -> str:
     """One header value (a CSP) for add_header's double quotes; see read_headers."""
-    if not isinstance(value, str) or not _HEADER_VALUE.match(value):
-        raise RoleError(f"{owner} {value!r}; it is a header value without quotes, backslashes "
-                        "or control characters.")
+    if not isinstance(value, str) or not _HEADER_VALUE.fullmatch(value):
+        raise RoleError(f"{owner} {value!r}; it is a header value without quotes, backslashes, "
+                        "'$' (nginx would read a variable) or control characters such as a line "
+                        "break (a YAML block scalar ends in one: use quotes or >-).")
     return value
 
 
@@ -268,7 +271,7 @@ def _header_value(name: str, what: str, value: Any) -> str:
 
 def _checked(name: str, what: str, value: Any, pattern: re.Pattern[str], shape: str) -> str:
     if not isinstance(value, str | int) or isinstance(value, bool) or \
-            not pattern.match(str(value)):
+            not pattern.fullmatch(str(value)):
         raise RoleError(f"nginx_sites: site {name!r} has {what} {value!r}; it must be {shape}.")
     return str(value)
 

@@ -208,6 +208,10 @@ def test_a_name_no_site_has_gets_no_sites_answer(web: Web) -> None:
                               f"{stranger}:443:{web.machine.address}", f"https://{stranger}/"],
                              capture_output=True, text=True, check=False)
     assert refused.returncode == 35, refused  # the TLS handshake is refused
+    forged = subprocess.run(["curl", "-sS", "-k", "--http1.1", "--max-time", "10", "--resolve",
+                             f"{SHOP}:443:{web.machine.address}", "-H", f"Host: {stranger}",
+                             f"https://{SHOP}/"], capture_output=True, text=True, check=False)
+    assert forged.returncode == 52, forged  # the site's SNI, another Host: closed (444)
     assert web.curl(f"https://{SHOP}/")[0] == 200
 
 

@@ -215,3 +215,19 @@ def test_an_upstream_server_with_a_port_out_of_range_or_extra_words_is_refused(
         server: str) -> None:
     message = refused(site(), nginx_upstreams=[{"name": "api", "servers": [server]}])
     assert "'api'" in message and "1 to 65535" in message
+
+
+@pytest.mark.parametrize("fields", [
+    {"content_security_policy": "default-src 'self'; img-src *\n"},   # a folded YAML scalar
+    {"server_names": ["shop.example.test", "www.shop.example.test\n"]},
+    {"name": "shop\n"},
+    {"client_max_body_size": "10m\n"},
+    {"health_path": "/health\n"},
+    {"locations": [{"path": "/", "upstream": "api", "headers": {"X-Note": "costs $5"}}]},
+])
+def test_a_value_with_a_trailing_line_break_or_a_dollar_is_refused(fields: dict[str, Any]) -> None:
+    refused(site(**fields))
+
+
+def test_an_upstream_server_with_a_trailing_line_break_is_refused() -> None:
+    refused(site(), nginx_upstreams=[{"name": "api", "servers": ["127.0.0.1:8000\n"]}])
