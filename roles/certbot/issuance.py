@@ -19,6 +19,7 @@ from provisioner.commands import join, quote
 from provisioner.step import Plan, Probed, Step
 
 LIVE = "/etc/letsencrypt/live"
+ARCHIVE = "/etc/letsencrypt/archive"
 RENEWAL = "/etc/letsencrypt/renewal"
 LOG = "/var/log/letsencrypt/letsencrypt.log"
 #: The renewal conf keys the decision reads (renew_hook is how certbot stores --deploy-hook).
@@ -54,13 +55,24 @@ class Lineage:
     conf: dict[str, str]
     names: frozenset[str]
     has_certificate: bool
+    #: Whether anything of the lineage is there (live/, archive/ or the renewal conf): with a
+    #: piece missing, certbot would not reuse the name but start NAME-0001 beside it.
+    has_remnants: bool = False
+
+    @property
+    def damaged(self) -> bool:
+        return self.has_remnants and not (self.has_certificate and self.conf)
 
 
 def lineage_probe(name: str) -> str:
-    """Read-only: the renewal conf's keys, then the live certificate's subjectAltName."""
+    """Read-only: whether any of the lineage is there, the renewal conf's keys, then the live
+    certificate's subjectAltName."""
     conf, cert = f"{RENEWAL}/{name}.conf", f"{LIVE}/{name}/cert.pem"
     keys = "|".join(CONF_KEYS)
-    return (f"echo '== conf'; [ ! -f {quote(conf)} ] || "
+    pieces = " ".join(quote(path) for path in lineage_paths(name))
+    return (f"echo '== remnants'; for piece in {pieces}; do [ ! -e \"$piece\" ] || "
+            "echo present; done\n"
+            f"echo '== conf'; [ ! -f {quote(conf)} ] || "
             f"grep -E {quote(f'^({keys}) *=')} {quote(conf)} || true\n"
             f"echo '== cert'; if [ -f {quote(cert)} ]; then echo present; "
             f"openssl x509 -in {quote(cert)} -noout -ext subjectAltName 2>/dev/null || true; fi")
@@ -70,10 +82,12 @@ def parse_lineage(output: str) -> Lineage:
     """lineage_probe's output -> Lineage; pure."""
     conf: dict[str, str] = {}
     names: set[str] = set()
-    section, present = "", False
+    section, present, remnants = "", False, False
     for line in output.splitlines():
         if line.startswith("== "):
             section = line[3:].strip()
+        elif section == "remnants":
+            remnants = remnants or line.strip() == "present"
         elif section == "conf" and "=" in line:
             key, value = line.split("=", 1)
             conf[key.strip()] = value.strip()
@@ -82,11 +96,19 @@ def parse_lineage(output: str) -> Lineage:
         elif section == "cert":
             names.update(part.strip().removeprefix("DNS:") for part in line.split(",")
                          if part.strip().startswith("DNS:"))
-    return Lineage(conf, frozenset(names), present)
+    return Lineage(conf, frozenset(names), present, remnants)
+
+
+def lineage_paths(name: str) -> tuple[str, str, str]:
+    """Where certbot keeps a lineage: the live links, the archive, the renewal conf."""
+    return f"{LIVE}/{name}", f"{ARCHIVE}/{name}", f"{RENEWAL}/{name}.conf"
 
 
 def reissue_reasons(wanted: Wanted, lineage: Lineage) -> list[str]:
     """Why the lineage must be issued again (empty: it is what the site needs); pure."""
+    if lineage.damaged:
+        return ["lineage incomplete (a certificate, its archive or its renewal conf is "
+                "missing or empty): its remains are removed and it is issued again"]
     if not lineage.has_certificate or not lineage.conf:
         return ["no certificate yet"]
     reasons = []
@@ -119,7 +141,8 @@ def certbot_command(wanted: Wanted, *, force: bool = False) -> str:
             "--cert-name", wanted.name]
     for domain in wanted.domains:
         argv += ["-d", domain]
-    argv += ["--server", wanted.server, "--agree-tos", "-m", wanted.email, "--no-eff-email",
+    argv += ["--server", wanted.server, "--agree-tos", f"--email={wanted.email}",
+             "--no-eff-email",
              "--key-type", wanted.key_type, "--deploy-hook", wanted.deploy_hook, "--expand"]
     if force:
         argv.append("--force-renewal")
@@ -129,15 +152,25 @@ def certbot_command(wanted: Wanted, *, force: bool = False) -> str:
     return command
 
 
-def issuance_action(wanted: Wanted, *, force: bool) -> str:
+def issuance_action(wanted: Wanted, *, force: bool, clear: bool = False) -> str:
     """certbot's call; on failure its own words go to stderr (the CA's problems: Domain, Type,
-    Detail), without its boilerplate, and the error lines of its log when it printed no CA
-    detail (a traceback's tail would crowd out what matters)."""
+    Detail), without its boilerplate, and the error lines this call added to its log when it
+    printed no CA detail (a traceback's tail would crowd out what matters; the log holds
+    earlier runs too). With ``clear``, an incomplete lineage's remains go first, so certbot
+    issues under the site's own name instead of NAME-0001 beside them. A call that exits 0
+    without the site's live certificate (certbot chose another name) fails the step."""
     noise = " ".join(f"-e {quote(pattern)}" for pattern in NOISE)
-    return (f"out=$({certbot_command(wanted, force=force)} 2>&1) || {{ rc=$?; "
+    chain = f"{LIVE}/{wanted.name}/fullchain.pem"
+    remove = f"{join('rm', '-rf', *lineage_paths(wanted.name))} && " if clear else ""
+    unnamed = (f"certbot exited 0 but {chain} is not there: it issued under another name "
+               "(see `certbot certificates`)")
+    return (f"{remove}logged=$(stat -c %s {LOG} 2>/dev/null || echo 0); "
+            f"out=$({certbot_command(wanted, force=force)} 2>&1) || {{ rc=$?; "
             f"printf '%s\\n' \"$out\" | grep -v {noise} | tail -n {OUTPUT_LINES} >&2; "
-            f"case $out in *Detail:*) ;; *) grep -E {quote(LOG_ERRORS)} {LOG} 2>/dev/null | "
-            f"tail -n {LOG_LINES} >&2;; esac; exit $rc; }}")
+            f"[ \"$(stat -c %s {LOG} 2>/dev/null || echo 0)\" -ge \"$logged\" ] || logged=0; "
+            f"case $out in *Detail:*) ;; *) tail -c +$((logged + 1)) {LOG} 2>/dev/null | "
+            f"grep -E {quote(LOG_ERRORS)} | tail -n {LOG_LINES} >&2;; esac; exit $rc; }}; "
+            f"[ -s {quote(chain)} ] || {{ echo {quote(unnamed)} >&2; exit 1; }}")
 
 
 def plan_issuance(wanted: Wanted, lineage: Lineage) -> Plan:
@@ -145,8 +178,8 @@ def plan_issuance(wanted: Wanted, lineage: Lineage) -> Plan:
     reasons = reissue_reasons(wanted, lineage)
     if not reasons:
         return Plan(f"{', '.join(sorted(lineage.names))} from {wanted.server}")
-    return Plan("; ".join(reasons), action=issuance_action(wanted, force=needs_force(
-        wanted, lineage)))
+    return Plan("; ".join(reasons), action=issuance_action(
+        wanted, force=needs_force(wanted, lineage), clear=lineage.damaged))
 
 
 def ensure_certificate(wanted: Wanted) -> Step:

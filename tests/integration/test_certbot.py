@@ -208,6 +208,24 @@ def test_a_failed_issuance_shows_the_acme_servers_own_words(tier: WebTier) -> No
     assert unknown in run.output and "no such host" in run.output, run.output
 
 
+@pytest.mark.parametrize("damage", [f"rm -rf /etc/letsencrypt/live/{SITE}",
+                                    f"rm /etc/letsencrypt/renewal/{SITE}.conf"])
+def test_a_damaged_lineage_is_issued_again_under_its_own_name(tier: WebTier,
+                                                              damage: str) -> None:
+    root_output(tier.web, damage)
+
+    run = tier.provision()
+
+    assert run.exit_code == 0, run.output
+    assert "lineage incomplete" in run.output, run.output
+    served = tier.served(ADDED)
+    assert {value for kind, value in served["subjectAltName"]} == {*NAMES, ADDED}
+    for place in ("live", "archive", "renewal"):
+        names = root_output(tier.web, f"ls /etc/letsencrypt/{place}").split()
+        assert not any(name.startswith(f"{SITE}-0") for name in names), (place, names)
+    assert tier.provision().report["hosts"][tier.web.name]["changed"] == 0
+
+
 def test_the_spec_passes(tier: WebTier) -> None:
     run = invoke_task("verify", "--host", tier.web.name, inventory=tier.inventory,
                       report=tier.inventory.parent / "verify.json")

@@ -4,7 +4,10 @@ contact."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +20,8 @@ from roles.certbot.issuance import (
     Lineage,
     Wanted,
     certbot_command,
+    issuance_action,
+    lineage_probe,
     parse_lineage,
     plan_issuance,
 )
@@ -109,8 +114,8 @@ def test_a_lineage_without_our_deploy_hook_is_issued_again_with_it() -> None:
 def test_the_certbot_call_is_webroot_non_interactive_with_the_hook() -> None:
     assert certbot_command(SHOP) == (
         "certbot certonly --non-interactive --webroot -w /var/www/letsencrypt --cert-name shop "
-        f"-d shop.example.test -d www.shop.example.test --server {PEBBLE} --agree-tos -m "
-        f"ops@example.org --no-eff-email --key-type ecdsa --deploy-hook {HOOK} --expand")
+        f"-d shop.example.test -d www.shop.example.test --server {PEBBLE} --agree-tos "
+        f"--email=ops@example.org --no-eff-email --key-type ecdsa --deploy-hook {HOOK} --expand")
 
 
 def test_a_private_ca_reaches_certbot_as_its_ca_bundle() -> None:
@@ -123,7 +128,79 @@ def test_a_failed_issuance_shows_certbot_output_and_its_log() -> None:
     assert plan.action is not None
     assert "grep -v -e '^Saving debug log' -e '^Ask for help' -e '^Hint:' -e '^$' | tail -n " \
            "30 >&2" in plan.action
-    assert "/var/log/letsencrypt/letsencrypt.log 2>/dev/null | tail -n 8 >&2" in plan.action
+    assert "tail -n 8 >&2" in plan.action
+
+
+#: A certbot stand-in: what it does is the test's CERTBOT_DOES; like certbot, it starts
+#: NAME-0001 when pieces of the lineage NAME are there.
+FAKE_CERTBOT = """#!/bin/sh
+le=$LE_ROOT/etc/letsencrypt
+log=$LE_ROOT/var/log/letsencrypt/letsencrypt.log
+case $CERTBOT_DOES in
+fail) echo "$(date) :ERROR: fresh failure of this call" >> $log
+      echo "An unexpected error occurred"; exit 1;;
+issue) name=shop; [ ! -e $le/archive/shop ] && [ ! -e $le/renewal/shop.conf ] || name=shop-0001
+      mkdir -p $le/live/$name $le/archive/$name; echo chain > $le/live/$name/fullchain.pem
+      echo "server = x" > $le/renewal/$name.conf;;
+esac
+"""
+
+
+def run_on_fake_host(tmp_path: Path, script: str, does: str) -> subprocess.CompletedProcess[str]:
+    """script with /etc/letsencrypt and /var/log/letsencrypt under tmp_path, certbot faked."""
+    (tmp_path / "bin").mkdir(exist_ok=True)
+    (tmp_path / "bin" / "certbot").write_text(FAKE_CERTBOT)
+    (tmp_path / "bin" / "certbot").chmod(0o755)
+    for directory in ("etc/letsencrypt/renewal", "var/log/letsencrypt"):
+        (tmp_path / directory).mkdir(parents=True, exist_ok=True)
+    local = script.replace("/etc/letsencrypt", f"{tmp_path}/etc/letsencrypt") \
+        .replace("/var/log/letsencrypt", f"{tmp_path}/var/log/letsencrypt")
+    return subprocess.run(["sh", "-c", local], capture_output=True, text=True, check=False,
+                          env={**os.environ, "PATH": f"{tmp_path}/bin:{os.environ['PATH']}",
+                               "LE_ROOT": str(tmp_path), "CERTBOT_DOES": does})
+
+
+def test_a_failure_shows_the_log_lines_of_this_call_only(tmp_path: Path) -> None:
+    log = tmp_path / "var/log/letsencrypt/letsencrypt.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("yesterday :ERROR: nope.example.test: no such host\n")
+    action = plan_issuance(SHOP, parse_lineage("")).action
+    assert action is not None
+
+    done = run_on_fake_host(tmp_path, action, "fail")
+
+    assert done.returncode == 1
+    assert "fresh failure of this call" in done.stderr and "nope.example.test" not in done.stderr
+
+
+def test_an_incomplete_lineage_is_cleared_and_issued_under_its_own_name(tmp_path: Path) -> None:
+    (tmp_path / "etc/letsencrypt/archive/shop").mkdir(parents=True)
+    (tmp_path / "etc/letsencrypt/renewal").mkdir(parents=True)
+    (tmp_path / "etc/letsencrypt/renewal/shop.conf").write_text("")  # certbot left it empty
+    probed = run_on_fake_host(tmp_path, lineage_probe("shop"), "")
+    lineage = parse_lineage(probed.stdout)
+    plan = plan_issuance(SHOP, lineage)
+    assert lineage.damaged and "lineage incomplete" in plan.reason and plan.action is not None
+
+    done = run_on_fake_host(tmp_path, plan.action, "issue")
+
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "etc/letsencrypt/live/shop/fullchain.pem").exists()
+    assert not (tmp_path / "etc/letsencrypt/live/shop-0001").exists()
+
+
+def test_no_lineage_at_all_is_a_first_issuance_not_a_repair(tmp_path: Path) -> None:
+    lineage = parse_lineage(run_on_fake_host(tmp_path, lineage_probe("shop"), "").stdout)
+    assert not lineage.damaged and plan_issuance(SHOP, lineage).reason == "no certificate yet"
+
+
+def test_certbot_succeeding_under_another_name_fails_the_step(tmp_path: Path) -> None:
+    (tmp_path / "etc/letsencrypt/archive/shop").mkdir(parents=True)  # left by hand
+    action = issuance_action(SHOP, force=False)  # as if the remains were not seen
+
+    done = run_on_fake_host(tmp_path, action, "issue")
+
+    assert done.returncode == 1 and "issued under another name" in done.stderr
 
 
 def test_acme_sites_need_an_email() -> None:
