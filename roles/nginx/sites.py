@@ -162,9 +162,12 @@ def _server_names(name: str, given: Any) -> tuple[str, ...]:
 
 
 def _is_dns_name(value: Any) -> bool:
+    """A host name with a dot; not an address (no top-level domain is all digits, and no
+    certificate authority issues for 10.0.0.1 by HTTP-01 through nginx's server_name)."""
     if not isinstance(value, str) or len(value) > 253 or "." not in value:
         return False
-    return all(_LABEL.fullmatch(label) for label in value.split("."))
+    labels = value.split(".")
+    return all(_LABEL.fullmatch(label) for label in labels) and not labels[-1].isdigit()
 
 
 def _locations(name: str, given: Any, upstreams: set[str],

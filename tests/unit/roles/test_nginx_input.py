@@ -58,7 +58,8 @@ def test_a_certificate_source_not_one_of_the_three_is_refused() -> None:
 
 
 @pytest.mark.parametrize("name", ["shop_example.test", "-shop.example.test", "localhost",
-                                  "*.example.test", "shop.example.test:443", "Shop..test"])
+                                  "*.example.test", "shop.example.test:443", "Shop..test",
+                                  "10.77.0.14", "999.1.1.1"])
 def test_an_invalid_server_name_is_refused(name: str) -> None:
     message = refused(site(server_names=[name]))
     assert "'shop'" in message and repr(name) in message
