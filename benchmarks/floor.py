@@ -77,7 +77,8 @@ def check_scripts(inventory: Path, role_dirs: Sequence[Path]) -> dict[str, Check
     """Per host: provisioner's probes of its roles as one script (facts first when needed)."""
     scripts = {}
     for job in load_jobs(inventory, role_dirs):
-        host = Host(job.config, job.variables, functools.partial(gather_facts_over_ssh, job.config))
+        host = Host(job.config, job.variables, functools.partial(gather_facts_over_ssh, job.config),
+                    inventory=job.inventory)
         steps = [step for part in role_steps(host, job.roles) for step in part.steps]
         probes: list[str | GroupedProbe] = [step.wire_probe for step in steps]
         if host.facts_gathered:

@@ -54,6 +54,16 @@ DATA_TIER_ROLES = ["postgres", "pgbouncer", "backups"]
 #: 10 MB bodies, and a certificate certbot gets from the stack's ACME server (Pebble).
 WEB_TIER_ROLES = ["nginx", "certbot"]
 
+#: The application tier: Docker (forwarding on, which hardening must agree to) and the two API
+#: instances nginx sends to, as a systemd template with one instance per port.
+APP_TIER_ROLES = ["docker", "systemd"]
+APP_TIER_VARS = {
+    "hardening_ip_forward": True,
+    "systemd_units": [{"name": "api@",
+                       "command": "/usr/bin/python3 -m http.server --directory /srv %i",
+                       "restart": "on-failure", "instances": [8000, 8001]}],
+}
+
 
 def web_tier_vars(acme: AcmeServer) -> dict[str, object]:
     return {
@@ -81,14 +91,15 @@ def web_site(machine: Machine) -> dict[str, object]:
 
 def stack_inventory(machines: Sequence[Machine], path: Path, acme: AcmeServer) -> Path:
     """``sandbox.write_inventory``'s file (hardening, ufw, fail2ban) with the data tier's roles
-    (DATA_TIER_VARS) and the web tier's (one acme site per host, from ``acme``) after them, the
-    controller exempt from SSH rate limits and bans."""
+    (DATA_TIER_VARS), the web tier's (one acme site per host, from ``acme``) and the app tier's
+    (APP_TIER_VARS) after them, the controller exempt from SSH rate limits and bans."""
     sandbox.write_inventory(machines, path)
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     data["defaults"]["vars"].update({"ufw_ssh_unlimited_sources": [CONTROLLER_ADDRESS],
                                      "fail2ban_ignoreip": [CONTROLLER_ADDRESS],
-                                     **DATA_TIER_VARS, **web_tier_vars(acme)})
-    data["groups"]["stack"] = {"roles": [*DATA_TIER_ROLES, *WEB_TIER_ROLES]}
+                                     **DATA_TIER_VARS, **web_tier_vars(acme),
+                                     **APP_TIER_VARS})
+    data["groups"]["stack"] = {"roles": [*DATA_TIER_ROLES, *WEB_TIER_ROLES, *APP_TIER_ROLES]}
     by_name = {machine.name: machine for machine in machines}
     for name, host in data["hosts"].items():
         host["groups"] = [*host["groups"], "stack"]

@@ -66,8 +66,8 @@ SCENARIOS = {scenario.name: scenario for scenario in (
              "W on 1 fresh machine (package cache pre-seeded, lists 2 h old)"),
     Scenario("first-5", 5, "fresh", "apply", FIRST_TOOLS, "W on 5 fresh machines at once"),
     Scenario("stack-noop-1", 1, "stack", "apply", (*STACK_TOOLS, FIRST_RUN),
-             "the project's roles (hardening, ufw, fail2ban, postgres, pgbouncer, backups) "
-             "on 1 converged host"),
+             "the project's roles (hardening, ufw, fail2ban, postgres, pgbouncer, backups, "
+             "nginx, certbot, docker, systemd) on 1 converged host"),
     Scenario("stack-noop-5", 5, "stack", "apply", (*STACK_TOOLS, ONE_HOST),
              "the same on 5 hosts"),
 )}
