@@ -8,6 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+#: Mounts are sorted (a point mounted twice then reads the same each time) and leave out the
+#: ones that come and go while the host stays what it is: /run/credentials/* (systemd 256+,
+#: while a service with credentials runs), /run/user/* (while the user has another login),
+#: and Docker's and containerd's (with each container). Each made a converged host's facts
+#: differ from its last run's, and each difference costs a round trip (facts/remembered.py).
 FACTS_SCRIPT = r"""
 echo "== os"; cat /etc/os-release
 echo "== cpus"; nproc
@@ -23,8 +28,9 @@ echo "== kernel"; release=; read -r release < /proc/sys/kernel/osrelease; printf
 echo "== arch"; dpkg --print-architecture 2>/dev/null || uname -m
 echo "== efi"; [ -d /sys/firmware/efi ] && echo yes || echo no
 echo "== openssh"; dpkg-query -W -f '${Version}\n' openssh-server 2>/dev/null
-echo "== mounts"; while read -r _ point type _; do printf '%s %s\n' "$point" "$type"; done \
-  < /proc/mounts
+echo "== mounts"; while read -r _ point type _; do case $point in /run/credentials/*|/run/user/*|\
+  /run/docker/*|/run/netns/*|/run/containerd/*|/var/lib/docker/*) ;;
+  *) printf '%s %s\n' "$point" "$type";; esac; done < /proc/mounts | sort -u
 echo "== apt"; grep -hE '^(deb |URIs:|Suites:)' /etc/apt/sources.list \
   /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null
 echo "== end"

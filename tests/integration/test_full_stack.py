@@ -1,6 +1,7 @@
 """The full stack on one machine (fs1), as the one host of a small team would run it: the
-sandbox's base roles (hardening, ufw, fail2ban), the data tier (postgres, pgbouncer, backups)
-and the web tier (nginx, certbot with a real certificate from Debian's Pebble on fs2) together.
+sandbox's base roles (hardening, ufw, fail2ban), the data tier (postgres, pgbouncer, backups),
+the web tier (nginx, certbot with a real certificate from Debian's Pebble on fs2) and the app
+tier (docker, and systemd running the two instances nginx sends to) together.
 
 Each role's own module proves it alone; this one proves they live together: the second run
 changes nothing (a breaker found postgres installing cron after hardening had tightened cron's
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,14 @@ DATA_TIER: dict[str, Any] = {
     "postgres_maintenance": True,
 }
 SITE_NAME = "stack.example.test"
+#: Docker beside hardening (which must leave forwarding on) and the two API instances nginx
+#: sends to, as one systemd template: the roles that share sysctl, ufw and units at once.
+APP_TIER: dict[str, Any] = {
+    "hardening_ip_forward": True,
+    "systemd_units": [{"name": "api@",
+                       "command": "/usr/bin/python3 -m http.server --directory /srv %i",
+                       "restart": "on-failure", "instances": [8000, 8001]}],
+}
 
 
 def web_tier(acme: AcmeServer) -> dict[str, Any]:
@@ -56,8 +66,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[sandbox.Ma
         (inventory.parent / "pebble-root.pem").write_text(acme.root_pem())
         write_test_inventory([machine], inventory)
         edit_inventory(inventory, lambda data: data["hosts"][machine.name].update(
-            roles=["postgres", "pgbouncer", "backups", "nginx", "certbot"],
-            vars={**DATA_TIER, **web_tier(acme)}))
+            roles=["postgres", "pgbouncer", "backups", "nginx", "certbot", "docker", "systemd"],
+            vars={**DATA_TIER, **web_tier(acme), **APP_TIER}))
         yield machine, inventory
 
 
@@ -98,12 +108,27 @@ def test_the_site_serves_its_certificate_from_pebble(stack: tuple[sandbox.Machin
     assert ("DNS", SITE_NAME) in served.get("subjectAltName", ()), served
 
 
+def test_the_site_reaches_the_instances_systemd_runs(stack: tuple[sandbox.Machine, Path]) -> None:
+    machine, inventory = stack
+    # least_conn over two idle instances: the requests reach both.
+    for _ in range(4):
+        answer = subprocess.run(
+            ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10",
+             "--cacert", str(inventory.parent / "pebble-root.pem"),
+             "--resolve", f"{SITE_NAME}:443:{machine.address}", f"https://{SITE_NAME}/"],
+            capture_output=True, text=True, check=False)
+        assert answer.stdout == "200", answer
+    served = root_output(machine, "journalctl -q -o cat -u api@8000 -u api@8001 | grep -c 'GET /'")
+    assert int(served.strip()) >= 4
+    assert root_output(machine, "cat /proc/sys/net/ipv4/ip_forward").strip() == "1"
+
+
 def test_a_converged_no_op_costs_one_round_trip(stack: tuple[sandbox.Machine, Path]) -> None:
     machine, _ = stack
 
     again = provision(stack)
 
-    assert outcome(again, machine.name) == (0, 1), again.output
+    assert outcome(again, machine.name) == (0, 1), again.output + str(again.report)[-4000:]
 
 
 def test_every_roles_spec_passes_on_the_stack(stack: tuple[sandbox.Machine, Path]) -> None:
