@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from provisioner.errors import RoleError
@@ -75,14 +75,19 @@ def check_extra_options(extra: Mapping[str, Any]) -> None:
         raise RoleError(f"docker_daemon_extra_options sets {', '.join(managed)}, which the role "
                         "sets from its own variables (see roles/docker/defaults.yml): set those.")
     for key in ("iptables", "ip-forward"):
-        if extra.get(key) is False:
-            raise RoleError(f"docker_daemon_extra_options sets {key!r}: false. Without it "
+        if key in extra and extra[key] is not True:
+            raise RoleError(f"docker_daemon_extra_options sets {key!r}: {extra[key]!r}; it is "
+                            "true or left out. Without it "
                             "published ports escape the firewall's DOCKER-USER rules or "
                             "containers lose their network (CIS 2.4); leave it out.")
     if extra.get("insecure-registries"):
         raise RoleError("docker_daemon_extra_options sets insecure-registries: images would "
                         "come over unauthenticated connections (CIS 2.5). Give the registry "
                         "a certificate instead.")
-    if any(str(host).startswith("tcp://") for host in extra.get("hosts") or []):
-        raise RoleError("docker_daemon_extra_options.hosts opens a TCP socket: anyone who "
-                        "reaches it is root on this host (CIS 2.7). Keep the unix socket only.")
+    hosts = extra.get("hosts") or []
+    if isinstance(hosts, str) or not isinstance(hosts, Sequence) or \
+            not all(isinstance(host, str) and host.startswith(("unix://", "fd://"))
+                    for host in hosts):
+        raise RoleError(f"docker_daemon_extra_options.hosts is {hosts!r}; it is a list of "
+                        "unix:// sockets: a TCP socket makes anyone who reaches it root on "
+                        "this host (CIS 2.7). Keep the unix socket only.")

@@ -26,8 +26,12 @@ from roles.systemd.units import UnitSpec
 
 UNIT_DIR = "/etc/systemd/system"
 STATE_ROOT = "/var/lib/provisioner/units"
-#: Where packages' units live (and the runtime's): a file of ours in UNIT_DIR would shadow them.
-OTHER_UNIT_DIRS = ("/run/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system")
+#: Where systemd finds units other than ours (systemd.unit(5)'s system unit search path:
+#: packages', the runtime's, an admin's own in /usr/local/lib/systemd/system): a file of ours
+#: in UNIT_DIR would shadow them.
+OTHER_UNIT_DIRS = ("/etc/systemd/system.control", "/run/systemd/transient",
+                   "/run/systemd/system", "/usr/local/lib/systemd/system",
+                   "/usr/lib/systemd/system", "/lib/systemd/system")
 _END = "== manifest end"
 
 

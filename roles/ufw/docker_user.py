@@ -5,7 +5,10 @@ never meets ufw's INPUT rules (controls.md §3.2). Docker jumps to DOCKER-USER f
 and keeps what that chain holds; ufw loads it from /etc/ufw/after.rules on every start and
 reload, so the two stay in step. Each inventory rule matches the port the client asked for (the
 original destination, before DNAT), in the inventory's order, and whatever no rule allows is
-dropped as ufw's default incoming policy drops it.
+dropped as ufw's default incoming policy drops it. A rule matches DNATed connections only: a
+client that routes to a container's own address (172.17.0.2:80) asked for no published port,
+and with the container port alone matching, an allowed host port 80 opened every container's
+port 80 to the link (a breaker reached a loopback-published container that way).
 """
 
 from __future__ import annotations
@@ -54,5 +57,6 @@ def rule_lines(rule: Rule) -> list[str]:
     source = "" if rule.source == "any" else f" -s {rule.source}"
     protocols = ("tcp", "udp") if rule.proto == "any" else (rule.proto,)
     return [f"-A DOCKER-USER -p {proto}{source} -m conntrack --ctstate NEW "
-            f"--ctorigdstport {rule.port} --ctdir ORIGINAL -j {RULE_TARGETS[rule.action]}"
+            f"--ctorigdstport {rule.port} --ctdir ORIGINAL -m conntrack --ctstate DNAT "
+            f"-j {RULE_TARGETS[rule.action]}"
             for proto in protocols]

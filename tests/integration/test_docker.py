@@ -129,6 +129,16 @@ def test_the_inventorys_firewall_rule_lets_the_peer_in(hosts: Hosts) -> None:
     assert hosts.from_peer() == "served-by-docker"
 
 
+def test_a_container_address_routed_to_from_another_machine_stays_closed(hosts: Hosts) -> None:
+    """The peer may reach port 8080 as published, but routing to the container's own address
+    is no published port (no DNAT): the container's 8080 stays closed to it."""
+    container = hosts.root("docker inspect -f '{{.NetworkSettings.IPAddress}}' dk-httpd").strip()
+    root_output(hosts.peer, f"ip route replace 172.17.0.0/16 via {hosts.target.address}")
+    direct = root_output(hosts.peer, f"python3 -c {quote(FETCH)} {container} 8080").strip()
+    assert direct == "error TimeoutError"
+    assert hosts.from_peer() == "served-by-docker"
+
+
 def test_forwarding_stays_on_after_sysctl_system(hosts: Hosts) -> None:
     # It exits 1 here: the machine's kernel.* keys are the controller's and read-only.
     hosts.root("sysctl --system >/dev/null 2>&1 || true")

@@ -80,10 +80,15 @@ def test_daemon_json_is_validated_and_restarts_docker() -> None:
     ({"docker_log_level": "verbose"}, "docker_log_level"),
     ({"docker_default_bind_ip": "localhost"}, "docker_default_bind_ip"),
     ({"docker_daemon_extra_options": {"icc": True}}, "sets icc"),
-    ({"docker_daemon_extra_options": {"iptables": False}}, "'iptables': false"),
-    ({"docker_daemon_extra_options": {"ip-forward": False}}, "'ip-forward': false"),
+    ({"docker_daemon_extra_options": {"iptables": False}}, "'iptables': False"),
+    ({"docker_daemon_extra_options": {"iptables": "false"}}, "'iptables': 'false'"),
+    ({"docker_daemon_extra_options": {"iptables": 0}}, "'iptables': 0"),
+    ({"docker_daemon_extra_options": {"ip-forward": False}}, "'ip-forward': False"),
     ({"docker_daemon_extra_options": {"insecure-registries": ["r:5000"]}}, "insecure-registries"),
     ({"docker_daemon_extra_options": {"hosts": ["tcp://0.0.0.0:2375"]}}, "TCP socket"),
+    ({"docker_daemon_extra_options": {"hosts": "tcp://0.0.0.0:2375"}}, "TCP socket"),
+    ({"docker_daemon_extra_options": {"hosts": ["TCP://0.0.0.0:2375"]}}, "TCP socket"),
+    ({"docker_daemon_extra_options": {"hosts": [" tcp://0.0.0.0:2375"]}}, "TCP socket"),
     ({"docker_users": ["Not A Name"]}, "docker_users"),
 ])
 def test_bad_input_is_refused_before_contact(inventory: dict[str, Any], named: str) -> None:
@@ -173,3 +178,7 @@ def test_docker_users_join_the_docker_group() -> None:
 def test_no_trixie_specific_packages_on_another_os() -> None:
     ubuntu = replace(TRIXIE, os_id="ubuntu", os_version="24.04")
     assert step_named(docker_steps(ubuntu), "packages").label == "packages docker.io"
+
+
+def test_a_unix_socket_in_hosts_passes() -> None:
+    merged("docker", docker_daemon_extra_options={"hosts": ["unix:///run/docker.sock"]})

@@ -18,6 +18,7 @@ from tests.unit.fakes import host_config
 UFW = load_role(PROJECT_ROOT / "roles" / "ufw")
 DOCKER = load_role(PROJECT_ROOT / "roles" / "docker")
 NEW = "-m conntrack --ctstate NEW"
+DNAT = "-m conntrack --ctstate DNAT"
 
 
 def after_rules(roles: tuple[str, ...], **inventory: Any) -> str:
@@ -39,8 +40,15 @@ def written(step: Step) -> str:
 
 def test_an_allowed_port_returns_to_dockers_chains_by_its_published_port() -> None:
     lines = docker_user_lines([Rule("8080", "tcp", "any", "allow")], "deny")
-    assert f"-A DOCKER-USER -p tcp {NEW} --ctorigdstport 8080 --ctdir ORIGINAL -j RETURN" \
-        in lines
+    assert f"-A DOCKER-USER -p tcp {NEW} --ctorigdstport 8080 --ctdir ORIGINAL {DNAT} " \
+        "-j RETURN" in lines
+
+
+def test_a_rule_lets_in_published_ports_only_not_a_container_address_routed_to() -> None:
+    """Routed straight to 172.17.0.2:80 there is no DNAT, so 80 is the container's port: a
+    host rule for port 80 must not open it (only the default drop applies)."""
+    lines = docker_user_lines([Rule("80", "tcp", "any", "allow")], "deny")
+    assert all(DNAT in line for line in lines if "--ctorigdstport" in line)
 
 
 def test_everything_else_new_is_dropped_like_ufws_default() -> None:
@@ -72,9 +80,9 @@ def test_rules_keep_their_source_order_and_action() -> None:
                                Rule("5000", "tcp", "any", "allow")], "deny")
     ports = [line for line in lines if "--ctorigdstport" in line]
     assert ports == [f"-A DOCKER-USER -p tcp -s 192.0.2.7 {NEW} --ctorigdstport 5000 "
-                     "--ctdir ORIGINAL -j DROP",
+                     f"--ctdir ORIGINAL {DNAT} -j DROP",
                      f"-A DOCKER-USER -p tcp {NEW} --ctorigdstport 5000 --ctdir ORIGINAL "
-                     "-j RETURN"]
+                     f"{DNAT} -j RETURN"]
 
 
 def test_any_protocol_is_tcp_and_udp_and_ranges_stay_ranges() -> None:

@@ -81,8 +81,9 @@ def test_removing_tolerates_a_unit_that_never_went_live() -> None:
 
 
 @pytest.mark.parametrize("directory", ["/usr/lib/systemd/system", "/lib/systemd/system",
-                                       "/run/systemd/system"])
-def test_a_name_a_packages_unit_has_is_refused(directory: str) -> None:
+                                       "/run/systemd/system", "/usr/local/lib/systemd/system",
+                                       "/etc/systemd/system.control", "/run/systemd/transient"])
+def test_a_name_another_unit_has_is_refused(directory: str) -> None:
     ssh = unit_spec({"name": "ssh", "command": "/bin/true"})
     with pytest.raises(Refused, match=f"{directory}/ssh.service"):
         plan_manifest("systemd", [ssh], ManifestState((), {f"{directory}/ssh.service": "#"}))
