@@ -190,8 +190,9 @@ class Keeper:
                 send_message(client, {"exiting": True})
                 return
             self.persist = float(header.get("persist", self.persist))
-            send_message(client, *self._run(header, bodies, _passing_on(client, header)))
-            self.served += 1
+            answer = self._run(header, bodies, _passing_on(client, header))
+            self.served += 1  # before the answer: a client greeted after it must not see fresh
+            send_message(client, *answer)
 
     def _run(self, header: dict[str, Any], bodies: list[bytes],
              stderr_lines: StderrLines | None) -> Answer:
