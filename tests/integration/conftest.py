@@ -85,11 +85,19 @@ def invoke_task(*arguments: str, inventory: Path, report: Path,
     return Invocation(done.returncode, done.stdout + done.stderr, data)
 
 
+def _ssh_saying_why(machine: sandbox.Machine) -> list[str]:
+    """The admin's ssh at LogLevel INFO (ssh keeps the first value it reads): a login the
+    machine closes exits 255 silently at ERROR; CI met that twice on a just-booted machine
+    (.11) and could not say why, so the next one prints "Connection closed by ..."."""
+    argv = sandbox.ssh_argv(machine, "admin")
+    return [argv[0], "-o", "LogLevel=INFO", *argv[1:], "-o", "BatchMode=yes",
+            "-o", "ConnectTimeout=10"]
+
+
 def admin_ssh(machine: sandbox.Machine, command: str, timeout: int = 60
               ) -> subprocess.CompletedProcess[str]:
     """Run a command on a machine as the admin user through the OpenSSH client."""
-    argv = [*sandbox.ssh_argv(machine, "admin"), "-o", "BatchMode=yes",
-            "-o", "ConnectTimeout=10", command]
+    argv = [*_ssh_saying_why(machine), command]
     return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=timeout)
 
 
@@ -97,8 +105,7 @@ def root_output(machine: sandbox.Machine, command: str, stdin: str | None = None
                 timeout: int = 120) -> str:
     """What a shell command run as root on a machine (admin's sudo over OpenSSH) printed; it
     must succeed. ``stdin`` keeps what must not be in a command line (sudo logs those)."""
-    argv = [*sandbox.ssh_argv(machine, "admin"), "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
-            f"sudo -n sh -c {quote(command)}"]
+    argv = [*_ssh_saying_why(machine), f"sudo -n sh -c {quote(command)}"]
     done = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout,
                           check=False)
     assert done.returncode == 0, done.stderr
