@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
-from provisioner.sandbox import machine_root, machines, network, ssh
+from provisioner.sandbox import cgroups, machine_root, machines, network, ssh
 from provisioner.sandbox.errors import SandboxError
 from provisioner.sandbox.host_tools import ensure_host_tools, require_root
 from provisioner.sandbox.image import check_suite, check_variant, ensure_image, image_name
@@ -223,6 +223,7 @@ def discard(name: str, pid: int | None, root: Path) -> None:
     """Stop a machine if it runs and remove everything it had on the host."""
     if pid is not None:
         machines.stop(pid, root)
+    cgroups.remove(cgroups.machine_cgroups(name))
     network.remove_machine_link(name)
     machine_root.remove_root(name)
 
@@ -272,6 +273,7 @@ def remove_orphans() -> None:
     """Stop machines the state lost track of (a crashed `up`) and delete leftover machine dirs."""
     for pid, root in machines.orphan_nspawns(MACHINES_DIR):
         machines.stop(pid, root)
+    cgroups.remove_unused()
     if MACHINES_DIR.exists():
         for directory in MACHINES_DIR.iterdir():
             network.remove_machine_link(directory.name)

@@ -18,6 +18,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from provisioner.sandbox import cgroups
 from provisioner.sandbox.errors import SandboxError
 from provisioner.sandbox.mounts import is_mount_point
 from provisioner.sandbox.process import run
@@ -78,13 +79,25 @@ def nspawn_environment() -> dict[str, str]:
     return {**environment, "TERM": "dumb"}
 
 
+JOIN_CGROUPS = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
+"""Moves the shell into each given cgroup, then becomes nspawn: nspawn and everything it starts
+are in the machine's own cgroups from their first instruction (see cgroups.py for why)."""
+
+
+def launch_argv(name: str, root: Path, cgroup_procs: list[Path]) -> list[str]:
+    """nspawn's command, started from inside the machine's own cgroups."""
+    return ["sh", "-c", JOIN_CGROUPS, "sh", *map(str, cgroup_procs), "--",
+            *nspawn_argv(name, root)]
+
+
 def start(name: str, root: Path, log_path: Path) -> int:
     """Start the machine detached (own session, no stdin) and return nspawn's pid."""
     environment = nspawn_environment()
+    cgroup_procs = cgroups.create(cgroups.machine_cgroups(name))
     with open(log_path, "ab") as log, open(os.devnull, "rb") as no_input:
         process = subprocess.Popen(
-            nspawn_argv(name, root), stdin=no_input, stdout=log, stderr=subprocess.STDOUT,
-            env=environment, start_new_session=True,
+            launch_argv(name, root, cgroup_procs), stdin=no_input, stdout=log,
+            stderr=subprocess.STDOUT, env=environment, start_new_session=True,
         )
     _children[process.pid] = process
     return process.pid
@@ -168,14 +181,28 @@ def ssh_answers(address: str, timeout: float = 1.0) -> bool:
         return False
 
 
-def system_state(leader: int) -> str:
-    """`systemctl is-system-running` inside the machine (e.g. starting, running, degraded)."""
+def systemctl(leader: int, *arguments: str) -> str:
+    """What `systemctl ARGUMENTS` prints inside the machine."""
     completed = subprocess.run(
         ["nsenter", f"--target={leader}", "--mount", "--uts", "--ipc", "--net", "--pid", "--",
-         "systemctl", "is-system-running"],
+         "systemctl", *arguments],
         capture_output=True, text=True, timeout=10, check=False,
     )
-    return completed.stdout.strip() or "unknown"
+    return completed.stdout.strip()
+
+
+def system_state(leader: int) -> str:
+    """`systemctl is-system-running` inside the machine (e.g. starting, running, degraded)."""
+    return systemctl(leader, "is-system-running") or "unknown"
+
+
+def described_state(leader: int, state: str) -> str:
+    """The state, naming the failed units when degraded: a fresh machine should have none."""
+    if state != "degraded":
+        return state
+    listing = systemctl(leader, "list-units", "--failed", "--plain", "--no-legend")
+    units = [line.split()[0] for line in listing.splitlines() if line.split()]
+    return f"degraded, failed: {', '.join(units) or 'none listed'}"
 
 
 def wait_until_ready(
@@ -189,7 +216,7 @@ def wait_until_ready(
             raise boot_failure("the machine stopped while booting", log_path)
         state = system_state(leader)
         if state in READY_STATES and ssh_answers(address):
-            return state
+            return described_state(leader, state)
         if state in ("maintenance", "stopping"):
             raise boot_failure(f"systemd reports the system as {state!r}", log_path)
         time.sleep(0.1)

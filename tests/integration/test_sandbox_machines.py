@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 
 from provisioner import sandbox
+from provisioner.sandbox import cgroups
+from provisioner.sandbox.machines import find_leader
 from provisioner.sandbox.network import host_interface, link_exists
 from provisioner.sandbox.state import load_state
 
@@ -119,9 +121,23 @@ def test_the_machine_runs_the_requested_debian_release(booted: list[sandbox.Mach
     assert codename == booted[0].suite
 
 
-def test_systemd_reports_the_machine_booted(booted: list[sandbox.Machine]) -> None:
-    state = ssh(booted[1], "systemctl is-system-running").stdout.strip()
-    assert state in ("running", "degraded")
+def test_systemd_reports_the_machine_booted_with_no_failed_unit(
+    booted: list[sandbox.Machine],
+) -> None:
+    for machine in booted:
+        result = ssh(machine, "systemctl is-system-running; systemctl --failed --no-legend")
+        assert result.stdout.strip() == "running", result.stdout
+
+
+def test_each_machine_runs_in_cgroups_of_its_own(booted: list[sandbox.Machine]) -> None:
+    # Machines sharing one cgroup tree removed each other's unit cgroups: degraded boots.
+    for machine in booted:
+        leader = find_leader(machine.pid)
+        lines = Path(f"/proc/{leader}/cgroup").read_text().splitlines()  # seen from the host
+        tracking = [line for line in lines if "name=systemd:" in line or line.startswith("0::")]
+        assert tracking, lines
+        assert all(f"/{cgroups.SANDBOX_GROUP}/{machine.name}/payload/" in line
+                   for line in tracking), lines
 
 
 def test_the_security_archive_is_not_configured_yet(booted: list[sandbox.Machine]) -> None:
@@ -258,3 +274,4 @@ def test_down_removes_the_machines_veths_and_state_entries(
     assert not {machine.name for machine in load_state().machines} & set(names)
     assert not any(link_exists(host_interface(name)) for name in names)
     assert not any(machine.root.exists() for machine in booted)
+    assert not any(path.exists() for name in names for path in cgroups.machine_cgroups(name))
