@@ -118,10 +118,8 @@ def remove_when_released(path: Path, deadline: float) -> None:
             time.sleep(0.05)
 
 
-def remove_unused(names_in_use: Iterable[str] = ()) -> None:
-    """Remove the cgroups of every machine not in `names_in_use` (left by a crashed `up`)."""
-    keep = set(names_in_use)
+def remove_unused() -> None:
+    """Remove the cgroups every stopped machine left (a crashed `up`); busy ones stay."""
     for group in sandbox_groups():
         with contextlib.suppress(OSError):
-            unused = [path for path in group.iterdir() if path.is_dir() and path.name not in keep]
-            remove(unused, timeout=1.0)
+            remove([path for path in group.iterdir() if path.is_dir()], timeout=1.0)
