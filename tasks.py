@@ -28,7 +28,8 @@ SHORT_FLAGS = {
     "roles": "r", "parallel": "p", "set": "s", "profile": "t", "pytest_args": "p", "json": "j",
     "name": "n", "user": "u", "count": "c", "suite": "s", "reps": "r", "scenarios": "s",
     "tools": "t", "smoke": "m", "serial": "b", "variant": "v", "file": "f", "into": "I",
-    "replace": "R",
+    "replace": "R", "version": "V", "message": "m", "batch": "b", "force_unlock": "F",
+    "to": "T", "limit": "l",
 }
 
 
@@ -377,11 +378,87 @@ def certs_status(c: Context, host: str | None = None, group: str | None = None,
     raise Exit(code=certs.status(cli.load(inventory), host, group))
 
 
+@task(klass=FlagTask, name="deploy",
+      help={**HOST_HELP, "version": "The version to deploy (the image tag), e.g. v1.2.1.",
+            "message": "Why: kept in the lock and the history.",
+            "batch": "Hosts moved before the next ones start (default 1: one at a time).",
+            "force_unlock": "Remove the deploy lock of the chosen hosts (a deploy that died "
+                            "on another machine), then stop."})
+@user_errors
+def deploy_(c: Context, host: str | None = None, group: str | None = None,
+            inventory: str = "", version: str = "", message: str = "", batch: int = 1,
+            force_unlock: bool = False) -> None:
+    """Roll a version out instance by instance behind nginx; roll back when one is unhealthy.
+
+    Example: invoke deploy --version v1.2.1 --host api1
+    """
+    from provisioner import cli
+    from provisioner.cli import deploy
+
+    host, group = cli.selection(host, group)
+    if not force_unlock:
+        deploy.check_version(version)
+    loaded = cli.load(inventory)
+    if force_unlock:
+        raise Exit(code=deploy.force_unlock(loaded, host, group))
+    raise Exit(code=deploy.deploy(loaded, host, group, version, message, batch))
+
+
+@task(klass=FlagTask, help={**HOST_HELP, "to": "The version to go back to (default: the one "
+                                               "that served before the current one).",
+                            "message": "Why: kept in the lock and the history."})
+@user_errors
+def rollback(c: Context, host: str | None = None, group: str | None = None,
+             inventory: str = "", to: str = "", message: str = "") -> None:
+    """Go back to the previous version by exactly the path of deploy (health checks included).
+
+    Example: invoke rollback --host api1
+    """
+    from provisioner import cli
+    from provisioner.cli import deploy
+
+    host, group = cli.selection(host, group)
+    raise Exit(code=deploy.rollback(cli.load(inventory), host, group, to, message))
+
+
+@task(klass=FlagTask, name="status", help=HOST_HELP)
+@user_errors
+def deploy_status(c: Context, host: str | None = None, group: str | None = None,
+                  inventory: str = "") -> None:
+    """Show each instance's version, port and health; exit 1 when one is not healthy.
+
+    Example: invoke deploy.status --host api1
+    """
+    from provisioner import cli
+    from provisioner.cli import deploy
+
+    host, group = cli.selection(host, group)
+    raise Exit(code=deploy.status(cli.load(inventory), host, group))
+
+
+@task(klass=FlagTask, name="history", help={**HOST_HELP, "limit": "Entries per host (20)."})
+@user_errors
+def deploy_history(c: Context, host: str | None = None, group: str | None = None,
+                   inventory: str = "", limit: int = 20) -> None:
+    """Show what was deployed when on each host, newest first: version, previous, who, result.
+
+    Example: invoke deploy.history --host api1
+    """
+    from provisioner import cli
+    from provisioner.cli import deploy
+
+    host, group = cli.selection(host, group)
+    raise Exit(code=deploy.show_history(cli.load(inventory), host, group, limit))
+
+
 sandbox_tasks = Collection("sandbox", up, down, ssh_, list_)
 secrets_tasks = Collection("secrets", secrets_list, rotate)
 backup_tasks = Collection("backup", backup_now, backup_list, backup_verify, backup_restore)
-ns = Collection(provision, verify, facts, disconnect, demo, test, bench)
+ns = Collection(provision, verify, facts, disconnect, demo, test, bench, rollback)
 ns.add_collection(sandbox_tasks)
 ns.add_collection(secrets_tasks)
 ns.add_collection(backup_tasks)
 ns.add_collection(Collection("certs", certs_status))
+deploy_tasks = Collection("deploy", deploy_status, deploy_history)
+deploy_tasks.add_task(deploy_, default=True)
+ns.add_collection(deploy_tasks)

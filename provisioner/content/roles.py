@@ -5,9 +5,10 @@ order, optional ``HANDLERS``, optional ``TEMPLATE_ARGUMENTS``: per template, the
 passes to it on each render, such as a loop index; optional ``validate(vars)``; optional
 ``validate_login(config, vars)``, which refuses settings under which the inventory's own login
 would stop working by design; optional ``validate_inventory(vars, inventory)``, which refuses
-names of groups or hosts the inventory lacks), ``defaults.yml`` (every variable,
-documented), ``templates/`` and ``spec.py`` (testinfra). variables.py checks a host's variables
-against these defaults.
+names of groups or hosts the inventory lacks; optional ``release(host)``, which makes it a
+role that ships releases for ``invoke deploy``: provisioner/release.py), ``defaults.yml``
+(every variable, documented), ``templates/`` and ``spec.py`` (testinfra). variables.py
+checks a host's variables against these defaults.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from provisioner.host import Host
 from provisioner.inventory.hosts import HostConfig
 from provisioner.inventory.view import InventoryView
 from provisioner.inventory.yaml_loader import load_yaml
+from provisioner.release import Release
 from provisioner.step import Handler, Step
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -59,6 +61,8 @@ class Role:
     #: Raises RoleError when the variables name what the inventory lacks (a group whose hosts
     #: may reach a port, a backup host): judged on the whole inventory, before contact.
     validate_inventory: Callable[[Mapping[str, Any], InventoryView], None] | None = None
+    #: The role's releases for ``invoke deploy`` (provisioner/release.py), when it ships any.
+    release: Callable[[Host], Release] | None = None
 
     @property
     def template_dir(self) -> Path:
@@ -92,10 +96,12 @@ def load_role(path: Path) -> Role:
                  in getattr(module, "TEMPLATE_ARGUMENTS", {}).items()}
     validate_login = getattr(module, "validate_login", None)
     validate_inventory = getattr(module, "validate_inventory", None)
+    release = getattr(module, "release", None)
     return Role(path.name, path, _read_defaults(path), handlers, steps,
                 validate if callable(validate) else None, arguments,
                 validate_login if callable(validate_login) else None,
-                validate_inventory if callable(validate_inventory) else None)
+                validate_inventory if callable(validate_inventory) else None,
+                release if callable(release) else None)
 
 
 #: A handler's name becomes a file name on the host (its pending record, run/handlers.py): no

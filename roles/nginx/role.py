@@ -53,7 +53,8 @@ READY = f"systemctl is-active --quiet {UNIT} && {listening(80)}"
 TEMPLATE_ARGUMENTS = configuration.TEMPLATE_ARGUMENTS
 #: The master's worker processes before a reload, so its readiness can tell the new ones.
 WORKERS_BEFORE_RELOAD = "/run/nginx-reload.workers"
-_WORKERS = 'cat "/proc/$(cat /run/nginx.pid)/task/$(cat /run/nginx.pid)/children"'
+#: The nginx master's worker processes, by pid (the app role's deploys read them too).
+WORKERS = 'cat "/proc/$(cat /run/nginx.pid)/task/$(cat /run/nginx.pid)/children"'
 #: ``systemctl reload`` only signals the master and returns. The new configuration serves
 #: once the master has started workers with it and every earlier worker has stopped accepting
 #: (it renames itself "worker process is shutting down" as it closes its listening sockets,
@@ -62,7 +63,7 @@ _WORKERS = 'cat "/proc/$(cat /run/nginx.pid)/task/$(cat /run/nginx.pid)/children
 #: certificate just issued, the deploy moving an instance out) meets the new configuration,
 #: and a reload nginx could not load fails the run.
 RELOADED = (f"{READY} && before=\" $(cat {WORKERS_BEFORE_RELOAD}) \" && started=no && "
-            f"for worker in $({_WORKERS}); do case \"$before\" in "
+            f"for worker in $({WORKERS}); do case \"$before\" in "
             f"*\" $worker \"*) grep -qa 'shutting down' /proc/$worker/cmdline || exit 1;; "
             "*) started=yes;; esac; done; [ $started = yes ]")
 
@@ -70,7 +71,7 @@ RELOADED = (f"{READY} && before=\" $(cat {WORKERS_BEFORE_RELOAD}) \" && started=
 def reload_handler(name: str) -> Handler:
     """``systemctl reload nginx`` (SIGHUP: new workers, old ones finish their requests), under
     the given name so the certbot role can declare the same reload as its own handler."""
-    action = (f"{{ {_WORKERS}; }} > {WORKERS_BEFORE_RELOAD} 2>/dev/null; "
+    action = (f"{{ {WORKERS}; }} > {WORKERS_BEFORE_RELOAD} 2>/dev/null; "
               f"{join('systemctl', 'reload', UNIT)}")
     return Handler(name, action, ready=RELOADED, ready_timeout=30)
 
@@ -135,6 +136,7 @@ def validate_inventory(variables: Mapping[str, Any], inventory: InventoryView) -
     so their TLS blocks would never be rendered while every run reports ok."""
     sites = read_sites(variables)
     check_acme_has_certbot(variables, inventory, sites)
+    check_app_upstreams(variables, inventory)
     if "ufw_rules" not in variables or not sites:
         return
     for port in (80, 443):
@@ -153,6 +155,25 @@ def check_acme_has_certbot(variables: Mapping[str, Any], inventory: InventoryVie
                         f"{peer.name}'s roles ({', '.join(peer.roles)}) have no certbot, which "
                         "issues them: add certbot after nginx to its roles, or give those sites "
                         "certificate: self-signed or files.")
+
+
+def check_app_upstreams(variables: Mapping[str, Any], inventory: InventoryView) -> None:
+    """An upstream whose servers come from an app needs that app on this host, before nginx:
+    the app role writes the server list nginx's configuration includes."""
+    peer = inventory.host(variables.get("host_name", ""))
+    if peer is None:
+        return
+    roles = list(peer.roles)
+    before = roles[:roles.index("nginx")] if "nginx" in roles else roles
+    for upstream in read_upstreams(variables):
+        if not upstream.app or ("app" in before and variables.get("app_name") == upstream.app):
+            continue
+        has = "no app role before nginx" if "app" not in before else \
+            f"app_name {variables.get('app_name')!r}"
+        raise RoleError(f"nginx_upstreams: upstream {upstream.name!r} takes its servers from "
+                        f"app {upstream.app!r}, but host {peer.name} has {has}: give the host "
+                        "the app role (before nginx) with that app_name, or list the "
+                        "upstream's servers.")
 
 
 def _opens(rule: Any, port: int) -> bool:

@@ -19,6 +19,7 @@ from provisioner.errors import RoleError
 BALANCING = {"round_robin": "", "least_conn": "least_conn", "ip_hash": "ip_hash",
              "random": "random two least_conn"}
 _NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+_APP = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 _SERVER = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?$|^unix:/[^\s;{}\"']+$")
 _RATE = re.compile(r"^([1-9][0-9]*)r/([sm])$")
 _SIZE = re.compile(r"^[1-9][0-9]*[km]$")
@@ -33,6 +34,9 @@ class Upstream:
     max_fails: int = 3
     fail_timeout: str = "30s"
     keepalive: int = 16
+    #: The app (roles/app) whose instances this pool is: its servers are the ports a deploy
+    #: made live, in /etc/nginx/apps/<app>.servers, instead of ``servers``.
+    app: str = ""
 
     @property
     def method(self) -> str:
@@ -61,14 +65,21 @@ def _upstream(index: int, item: Any) -> Upstream:
         raise RoleError(f"nginx_upstreams[{index}] needs a name of letters, digits and '_' "
                         "(e.g. api), the name its sites' locations give as upstream.")
     name = item["name"]
-    unknown = sorted(set(item) - {"name", "servers", "balance", "max_fails", "fail_timeout",
-                                  "keepalive"})
+    unknown = sorted(set(item) - {"name", "servers", "app", "balance", "max_fails",
+                                  "fail_timeout", "keepalive"})
     if unknown:
         raise RoleError(f"nginx_upstreams: upstream {name!r} has unknown fields "
-                        f"{', '.join(unknown)}; an upstream has name, servers, balance, "
+                        f"{', '.join(unknown)}; an upstream has name, servers or app, balance, "
                         "max_fails, fail_timeout and keepalive.")
-    servers = item.get("servers")
-    if not isinstance(servers, Sequence) or isinstance(servers, str) or not servers or \
+    servers, app = item.get("servers"), item.get("app")
+    if app is not None:
+        if servers is not None or not isinstance(app, str) or not _APP.fullmatch(app):
+            raise RoleError(f"nginx_upstreams: upstream {name!r} has app {app!r}"
+                            f"{' and servers' if servers is not None else ''}; app names the "
+                            "app_name whose instances the pool is (a deploy keeps its servers), "
+                            "instead of servers.")
+        servers = []
+    elif not isinstance(servers, Sequence) or isinstance(servers, str) or not servers or \
             not all(_is_server(server) for server in servers):
         raise RoleError(f"nginx_upstreams: upstream {name!r} needs servers, a list of at least "
                         "one host:port with a port from 1 to 65535 (e.g. ['127.0.0.1:8000']); "
@@ -83,7 +94,7 @@ def _upstream(index: int, item: Any) -> Upstream:
                         f"{fail_timeout!r}; it is a time such as 30s.")
     return Upstream(name, tuple(servers), balance,
                     _count(name, "max_fails", item.get("max_fails", 3)), fail_timeout,
-                    _count(name, "keepalive", item.get("keepalive", 16)))
+                    _count(name, "keepalive", item.get("keepalive", 16)), app or "")
 
 
 def _is_server(server: Any) -> bool:

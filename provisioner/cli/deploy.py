@@ -1,0 +1,176 @@
+"""What the ``deploy``, ``rollback`` and ``deploy.*`` invoke tasks do.
+
+A deploy ships the release of a role that has one (``release(host)``, provisioner/release.py)
+to the chosen hosts (every host with such a role when none is chosen); the rollout itself is
+provisioner/deploy/rollout.py. Everything the command line can get wrong (a version that can
+be no tag, a host without an app) is said before any contact, exit 2; what a host says no to
+is exit 1.
+"""
+
+from __future__ import annotations
+
+import getpass
+import socket
+import sys
+from collections.abc import Callable
+
+from provisioner.cli import select_jobs
+from provisioner.cli.backup import now as backup_now
+from provisioner.deploy import history, lock
+from provisioner.deploy.rollout import Request, Target, history_path, lock_path
+from provisioner.deploy.rollout import deploy as roll_out
+from provisioner.errors import ProvisionerError
+from provisioner.facts import Facts
+from provisioner.host import Host
+from provisioner.inventory.hosts import Inventory
+from provisioner.release import VERSION, Release
+from provisioner.run.engine import RunOptions
+from provisioner.run.session import HostJob, host_session
+
+Show = Callable[[str, bool], None]
+
+
+def print_output(text: str, error: bool) -> None:
+    print(text, file=sys.stderr if error else sys.stdout, flush=True)
+
+
+def check_version(version: str, flag: str = "--version") -> str:
+    if not version or not VERSION.fullmatch(version):
+        raise ProvisionerError(f"{flag} {version!r} cannot be a version: it is an image tag "
+                               "of letters, digits, '_', '.' and '-' (at most 128, not "
+                               "starting with '.' or '-'), such as --version v1.2.1.")
+    return version
+
+
+def _no_facts() -> Facts:
+    raise ProvisionerError("a release is read from the inventory alone, never from facts")
+
+
+def release_of(job: HostJob) -> Release | None:
+    """The release of the job's role that ships one (the first, in the roles' order)."""
+    for role in job.roles:
+        if role.release is not None:
+            host = Host(job.config, job.variables, _no_facts, inventory=job.inventory)
+            return role.release(host.for_role(role.template_dir))
+    return None
+
+
+def targets(inventory: Inventory, hosts: str, group: str) -> list[Target]:
+    """The chosen hosts with their releases; a chosen host without one is a mistake."""
+    jobs = select_jobs(inventory, hosts, group, RunOptions())
+    found = [(job, release_of(job)) for job in jobs]
+    without = [job.config.name for job, release in found if release is None]
+    if (hosts or group) and without:
+        raise ProvisionerError(f"{', '.join(without)} of {inventory.path} ship no release (no "
+                               "role with releases, such as app, among their roles): choose "
+                               "hosts with the app role.")
+    chosen = [Target(job, release) for job, release in found if release is not None]
+    if not chosen:
+        raise ProvisionerError(f"no host of {inventory.path} has a role that ships releases "
+                               "(the app role): add it to the application hosts first.")
+    return chosen
+
+
+def who() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def deploy(inventory: Inventory, hosts: str, group: str, version: str, message: str = "",
+           batch: int = 1, show: Show = print_output, action: str = "deploy") -> int:
+    check_version(version)
+    if batch < 1:
+        raise ProvisionerError(f"--batch {batch}: at least 1 host at a time.")
+    chosen = targets(inventory, hosts, group)
+
+    def backup(host: str) -> int:
+        return backup_now(inventory, host, "", show)
+
+    request = Request(version, action, who(), message, batch, backup)
+    return roll_out(chosen, request, show)
+
+
+def rollback(inventory: Inventory, hosts: str, group: str, to: str = "", message: str = "",
+             show: Show = print_output) -> int:
+    """The deploy of ``to``, else of the version that served before the current one on the
+    first chosen host (its history says which)."""
+    chosen = targets(inventory, hosts, group)
+    if to:
+        check_version(to, "--to")
+    else:
+        to = previous_version(chosen[0], show)
+        if not to:
+            return 1
+    return roll_out(chosen, Request(to, "rollback", who(), message, 1,
+                                    lambda host: backup_now(inventory, host, "", show)), show)
+
+
+def previous_version(target: Target, show: Show) -> str:
+    release = target.release
+    script = f"{release.states()}\necho ==\n{history.read(history_path(release), 500)}"
+    with host_session(target.job, check=True) as session:
+        states_output, _, entries = session.run_script(script).stdout.partition("==\n")
+    current = next((state.version for state in release.parse_states(states_output)
+                    if state.version), "")
+    previous = history.previous_version(history.parse(entries), current)
+    if not previous:
+        show(f"{target.name}: no version before {current or 'the current one'} is recorded in "
+             "its history; name one: invoke rollback --to VERSION.", True)
+    else:
+        show(f"rolling back from {current} to {previous}", False)
+    return previous
+
+
+def force_unlock(inventory: Inventory, hosts: str, group: str, show: Show = print_output) -> int:
+    for target in targets(inventory, hosts, group):
+        with host_session(target.job, check=True) as session:
+            output = session.run_script(lock.force_release(lock_path(target.release))).stdout
+        if output.strip() == "no lock held":
+            show(f"{target.name}: no deploy lock was held.", False)
+        else:
+            show(f"{target.name}: removed the lock of {lock.parse_record(output).describe()}.",
+                 False)
+    return 0
+
+
+def status(inventory: Inventory, hosts: str, group: str, show: Show = print_output) -> int:
+    """Each instance's port, version and health; 1 when one is not healthy."""
+    code = 0
+    for target in targets(inventory, hosts, group):
+        with host_session(target.job, check=True) as session:
+            output = session.run_script(target.release.states()).stdout
+        for state in target.release.parse_states(output):
+            if not state.version:
+                show(f"{target.name} {target.release.name} instance {state.instance}: never "
+                     "deployed", False)
+                code = 1
+                continue
+            health = "healthy" if state.healthy else "NOT healthy"
+            show(f"{target.name} {target.release.name} instance {state.instance}: "
+                 f"{state.version} on port {state.port}, {health}", not state.healthy)
+            code = code if state.healthy else 1
+    return code
+
+
+def show_history(inventory: Inventory, hosts: str, group: str, limit: int = 20,
+                 show: Show = print_output) -> int:
+    for target in targets(inventory, hosts, group):
+        with host_session(target.job, check=True) as session:
+            output = session.run_script(history.read(history_path(target.release),
+                                                     limit)).stdout
+        entries = history.parse(output)
+        show(f"== {target.name} ({target.release.name}): {len(entries)} recorded", False)
+        show("\n".join(_history_line(entry) for entry in reversed(entries))
+             or "(nothing deployed yet)", False)
+    return 0
+
+
+def _history_line(entry: history.Entry) -> str:
+    return (f"{entry.started}  {entry.action:8} {entry.version:12} from "
+            f"{entry.previous or '-':12} {entry.result:12} {entry.duration_s:6.1f} s  "
+            f"{entry.who}{'  ' + entry.detail if entry.detail else ''}")
+
+
