@@ -9,6 +9,9 @@ floor).
 
 First converge: a generated shell script doing W's work naively but correctly: every command
 runs every time except the package-list refresh, which obeys the same one-hour rule.
+
+Deploy (deploy-1): a hand-written rolling deploy in one session (``deploy_script``): per
+instance the app role's move (roles/app/move.py) without its safety beyond the work itself.
 """
 
 from __future__ import annotations
@@ -34,6 +37,12 @@ from provisioner.run.batch import BatchScript, build_batch, parse_batch
 from provisioner.run.engine import RunOptions, prepare
 from provisioner.run.session import HostJob, role_steps
 from provisioner.step import GroupedProbe, ProbeUnreadable, Step
+from roles.app.layout import Layout
+from roles.app.servers import HEADER, render_servers, server_line, server_options
+from roles.app.settings import AppSettings, read_app
+from roles.nginx.role import RELOADED as NGINX_RELOADED
+from roles.nginx.role import WORKERS as NGINX_WORKERS
+from roles.nginx.role import WORKERS_BEFORE_RELOAD as NGINX_WORKERS_BEFORE_RELOAD
 
 REMOTE_SHELL = "sudo -n /bin/sh -s"
 
@@ -176,3 +185,140 @@ def _access_part(variables: Mapping[str, Any]) -> str:
     for port in variables["provbench_ufw_tcp_ports"]:
         script += f"ufw allow {int(port)}/tcp\n"
     return script + "ufw --force enable\n"
+
+
+# -- the deploy floor (scenario deploy-1) --------------------------------------------------------
+
+@dataclass(frozen=True)
+class AppTarget:
+    """What a deploy floor needs of one host's app: its settings and its upstream's options."""
+
+    settings: AppSettings
+    server_options: str
+
+
+def app_target(job: HostJob) -> AppTarget:
+    settings = read_app(job.variables)
+    return AppTarget(settings, server_options(job.variables, settings.name))
+
+
+def deploy_script(app: AppTarget, version: str) -> str:
+    """A hand-written rolling deploy of ``version``: per instance the work of roles/app/move.py
+    and no less (the same 0.5 s health polling, the same nginx reload wait, the same drain
+    check, the unit enabled for boot and the old one disabled), and nothing a deploy does for
+    safety beyond it: no preflight, no lock, no history, no transient unit, no log lines on a
+    failure, no server list put back. Any failure ends the script with exit 1."""
+    settings, layout = app.settings, Layout(app.settings.name)
+    header = HEADER.format(app=settings.name).rstrip("\n")
+    instances = " ".join(map(str, settings.instances))
+    moves = "".join(f"move {instance} {' '.join(map(str, settings.ports_of(instance)))}\n"
+                    for instance in settings.instances)
+    return f"""set -u
+state={shlex.quote(layout.state)}; servers={shlex.quote(layout.servers)}; version={version}
+fail() {{ echo "floor deploy: instance $inst: $*" >&2; exit 1; }}
+move() {{
+  inst=$1; cur=
+  [ -s "$state/live/$inst" ] && read -r cur v < "$state/live/$inst"
+  if [ "$cur" = "$2" ]; then new=$3; else new=$2; fi
+  docker image inspect "{settings.image}:$version" >/dev/null 2>&1 || fail "no image"
+  printf 'IMAGE={settings.image}:%s\\nVERSION=%s\\n' "$version" "$version" > "$state/slots/$new.env"
+  systemctl start "{settings.name}@$new.service" || fail "did not start"
+  deadline=$(( $(date +%s) + {settings.health_timeout} ))
+  while :; do
+    code=$(curl -s -o /dev/null -w '%{{http_code}}' --max-time 2 \\
+      "http://127.0.0.1:$new{settings.health_path}") || code=none
+    case "$code" in 2??) break;; esac
+    [ "$(date +%s)" -lt "$deadline" ] || fail "not healthy on port $new: $code"
+    sleep 0.5
+  done
+  {{ printf '%s\\n' {shlex.quote(header)}
+    for i in {instances}; do
+      p=$i
+      if [ "$i" = "$inst" ]; then p=$new
+      elif [ -s "$state/live/$i" ]; then read -r p v < "$state/live/$i"; fi
+      echo "{server_line("$p", app.server_options)}"
+    done; }} > "$servers"
+  nginx -t -q || fail "nginx -t refused the servers"
+  {{ {NGINX_WORKERS}; }} > {NGINX_WORKERS_BEFORE_RELOAD}
+  systemctl reload nginx.service || fail "nginx did not reload"
+  n=0; until ( {NGINX_RELOADED} ); do
+    n=$((n + 1)); [ $n -lt 300 ] || fail "nginx did not finish reloading"; sleep 0.1
+  done
+  printf '%s %s\\n' "$new" "$version" > "$state/live/$inst"
+  systemctl enable --quiet "{settings.name}@$new.service"
+  if [ -n "$cur" ] && [ "$cur" != "$new" ]; then
+    hex=$(printf '%04X' "$cur"); end=$(( $(date +%s) + {settings.drain_timeout} ))
+    while grep -Eq "^ *[0-9]+: [0-9A-F]+:[0-9A-F]{{4}} [0-9A-F]+:$hex 01 " \\
+        /proc/net/tcp /proc/net/tcp6 2>/dev/null && [ "$(date +%s)" -lt "$end" ]; do
+      sleep 0.2
+    done
+    systemctl stop "{settings.name}@$cur.service"
+    systemctl disable --quiet "{settings.name}@$cur.service"
+  fi
+}}
+{moves}"""
+
+
+_SERVERS_MARK = "==servers=="
+_UNITS_MARK = "==units=="
+
+
+def deployed_state_script(app: AppTarget) -> str:
+    """Read-only: each instance's live file and the health of its live port, the server list,
+    the app's active and enabled instance units (judged by ``deployed_problems``)."""
+    settings, layout = app.settings, Layout(app.settings.name)
+    lines = [f"if [ -s {layout.live(instance)} ]; then read -r port version < "
+             f"{layout.live(instance)}; code=$(curl -s -o /dev/null -w '%{{http_code}}' "
+             f"--max-time 2 \"http://127.0.0.1:$port{settings.health_path}\") || code=000; "
+             f"echo \"live {instance} $port $version $code\"; fi"
+             for instance in settings.instances]
+    lines += [f"echo {_SERVERS_MARK}", f"cat {layout.servers}", f"echo {_UNITS_MARK}",
+              f"for unit in $(systemctl list-units --plain --no-legend --state=active "
+              f"'{settings.name}@*' | awk '{{print $1}}'); do "
+              "echo \"$unit $(systemctl is-enabled \"$unit\" 2>/dev/null)\"; done",
+              f"for link in /etc/systemd/system/*.wants/{settings.name}@*.service; do "
+              "[ -e \"$link\" ] && echo \"link ${link##*/}\"; done; true"]
+    return "\n".join(lines) + "\n"
+
+
+def parse_live_states(output: str) -> dict[int, tuple[int, str, str]]:
+    """instance -> (live port, version, health code) from ``deployed_state_script``'s output."""
+    states = {}
+    for line in output.partition(_SERVERS_MARK + "\n")[0].splitlines():
+        parts = line.split()
+        if len(parts) == 5 and parts[0] == "live" and parts[1].isdigit() and parts[2].isdigit():
+            states[int(parts[1])] = (int(parts[2]), parts[3], parts[4])
+    return states
+
+
+def deployed_problems(app: AppTarget, version: str, before: Mapping[int, int],
+                      output: str) -> list[str]:
+    """What is wrong after a deploy of ``version``, from ``deployed_state_script``'s output:
+    every instance must serve it, healthy, on the port it did not serve on before (``before``:
+    instance -> port); the server list must be what the app role renders from the live ports;
+    exactly the live ports' units must run and be enabled for boot."""
+    settings = app.settings
+    states = parse_live_states(output)
+    servers, _, units_part = output.partition(_SERVERS_MARK + "\n")[2].partition(
+        _UNITS_MARK + "\n")
+    problems = []
+    for instance, (port, live_version, code) in states.items():
+        if live_version != version or not code.startswith("2"):
+            problems.append(f"instance {instance}: {live_version} on {port}, health {code}")
+        if before.get(instance) == port:
+            problems.append(f"instance {instance} did not move (still on {port})")
+    missing = sorted(set(settings.instances) - set(states))
+    if missing:
+        problems.append(f"no live file for {missing}")
+    ports = {instance: state[0] for instance, state in states.items()}
+    if servers != render_servers(settings, ports, app.server_options):
+        problems.append(f"server list is {servers!r}")
+    wanted = {f"{settings.name}@{port}.service" for port in ports.values()}
+    lines = [line.split() for line in units_part.splitlines() if line.strip()]
+    running = {parts[0]: parts[1:] for parts in lines if parts[0] != "link"}
+    links = {parts[1] for parts in lines if parts[0] == "link" and len(parts) == 2}
+    if set(running) != wanted or any(state != ["enabled"] for state in running.values()):
+        problems.append(f"active units {running}, wanted {sorted(wanted)} enabled")
+    if links != wanted:
+        problems.append(f"units enabled for boot {sorted(links)}, wanted {sorted(wanted)}")
+    return problems

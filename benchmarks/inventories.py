@@ -54,22 +54,37 @@ DATA_TIER_ROLES = ["postgres", "pgbouncer", "backups"]
 #: 10 MB bodies, and a certificate certbot gets from the stack's ACME server (Pebble).
 WEB_TIER_ROLES = ["nginx", "certbot"]
 
-#: The application tier: Docker (forwarding on, which hardening must agree to) and the two API
-#: instances nginx sends to, as a systemd template with one instance per port.
-APP_TIER_ROLES = ["docker", "systemd"]
-APP_TIER_VARS = {
-    "hardening_ip_forward": True,
-    "systemd_units": [{"name": "api@",
-                       "command": "/usr/bin/python3 -m http.server --directory /srv %i",
-                       "restart": "on-failure", "instances": [8000, 8001]}],
-}
+#: The application tier: Docker (forwarding on, which hardening must agree to) and the app role
+#: (roles/app) with the test app's image (tests/integration/app_images.py) in two instances,
+#: 8000 and 8001, which `invoke deploy` moves (each to port + 10000 and back) behind nginx's
+#: upstream "api". Docker comes before app and app before nginx (app's validate_inventory and
+#: nginx's check_app_upstreams refuse any other order).
+APP_TIER_ROLES = ["docker", "app"]
+APP_NAME = "testapp"
+#: The two versions every deploy alternates between (their archives are written by the runner).
+APP_VERSIONS = ("v1", "v2")
+
+
+def app_tier_vars(archive_dir: Path) -> dict[str, object]:
+    """The app role's variables as tests/integration/test_deploy.py has them; versions come from
+    archive_dir/testapp-<version>.tar (written by app_images.build_image_archive)."""
+    from tests.integration.app_images import IMAGE
+
+    return {
+        "hardening_ip_forward": True,
+        "app_name": APP_NAME, "app_image": IMAGE, "app_source": "archive",
+        "app_archive_dir": str(archive_dir), "app_instances": [8000, 8001],
+        "app_container_port": 8080, "app_user": "10001:10001",
+        "app_environment": {"GREETING": "hello"}, "app_health_timeout": 8,
+        "app_drain_timeout": 5, "app_keep_releases": 2,
+    }
 
 
 def web_tier_vars(acme: AcmeServer) -> dict[str, object]:
     return {
         "ufw_rules": [{"port": 80, "proto": "tcp"}, {"port": 443, "proto": "tcp"}],
-        "nginx_upstreams": [{"name": "api", "servers": ["127.0.0.1:8000", "127.0.0.1:8001"],
-                             "balance": "least_conn", "max_fails": 3, "fail_timeout": "30s"}],
+        "nginx_upstreams": [{"name": "api", "app": APP_NAME, "balance": "least_conn",
+                             "max_fails": 3, "fail_timeout": "30s"}],
         "nginx_rate_limits": [{"zone": "api", "rate": "10r/s"}],
         "certbot_email": "ops@example.org",
         "certbot_server": acme.directory_url,
@@ -89,17 +104,19 @@ def web_site(machine: Machine) -> dict[str, object]:
                           {"path": "/", "upstream": "api"}]}
 
 
-def stack_inventory(machines: Sequence[Machine], path: Path, acme: AcmeServer) -> Path:
+def stack_inventory(machines: Sequence[Machine], path: Path, acme: AcmeServer,
+                    archive_dir: Path) -> Path:
     """``sandbox.write_inventory``'s file (hardening, ufw, fail2ban) with the data tier's roles
-    (DATA_TIER_VARS), the web tier's (one acme site per host, from ``acme``) and the app tier's
-    (APP_TIER_VARS) after them, the controller exempt from SSH rate limits and bans."""
+    (DATA_TIER_VARS), the app tier's (app_tier_vars, versions from ``archive_dir``) and the web
+    tier's (one acme site per host, from ``acme``) after them, in that order (docker, app,
+    nginx), the controller exempt from SSH rate limits and bans."""
     sandbox.write_inventory(machines, path)
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     data["defaults"]["vars"].update({"ufw_ssh_unlimited_sources": [CONTROLLER_ADDRESS],
                                      "fail2ban_ignoreip": [CONTROLLER_ADDRESS],
                                      **DATA_TIER_VARS, **web_tier_vars(acme),
-                                     **APP_TIER_VARS})
-    data["groups"]["stack"] = {"roles": [*DATA_TIER_ROLES, *WEB_TIER_ROLES, *APP_TIER_ROLES]}
+                                     **app_tier_vars(archive_dir)})
+    data["groups"]["stack"] = {"roles": [*DATA_TIER_ROLES, *APP_TIER_ROLES, *WEB_TIER_ROLES]}
     by_name = {machine.name: machine for machine in machines}
     for name, host in data["hosts"].items():
         host["groups"] = [*host["groups"], "stack"]

@@ -94,6 +94,9 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         add(f"first converge ({scenario}): at most 1.1x the floor's apply script",
             _ratio(_median(results, scenario, "provisioner"), _median(results, scenario, "floor")),
             1.1)
+    add("rolling deploy (deploy-1): at most 1.2x the floor's deploy script",
+        _ratio(_median(results, "deploy-1", "provisioner"), _median(results, "deploy-1", "floor")),
+        1.2)
     for name, scenario in results["scenarios"].items():
         ours = _median(results, name, "provisioner")
         peers = [_median(results, name, peer) for peer in ("pyinfra", "ansible-tuned")]

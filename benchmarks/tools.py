@@ -5,6 +5,9 @@
 * pyinfra: benchmarks/peers/pyinfra/deploy.py, ``pyinfra INVENTORY deploy.py --sudo -y``.
 * ansible / ansible-tuned: benchmarks/peers/ansible/site.yml with ansible.cfg / ansible-tuned.cfg
   (both use ControlPersist masters, 60 s by default, 300 s tuned).
+* deploy-1: floor runs floor.deploy_script (a hand-written rolling deploy) in one session;
+  provisioner runs ``python -m invoke deploy --version V --inventory INV`` through
+  count_round_trips.py, which counts its round trips per host.
 * provisioner: ``python -m invoke provision --inventory INV --report FILE``, as a user runs it
   (its kept logins on, the default), in a fresh install made for the benchmark (install.py: a
   copy of the checkout, ``pip install -e`` into a venv of its own, nothing precompiled);
@@ -57,7 +60,7 @@ TIMEOUT = 3600
 class Context:
     """What one run is about: the scenario's mode, its machines and inventories, a work dir."""
 
-    mode: str                      # "apply" or "check"
+    mode: str                      # "apply", "check" or "deploy"
     fresh: bool                    # first converge on fresh machines
     machines: tuple[Machine, ...]
     provisioner_inventory: Path    # the project's inventory for these machines and roles
@@ -65,6 +68,7 @@ class Context:
     peers_python: Path | None
     check_scripts: dict[str, floor.CheckScript] = field(default_factory=dict)
     install: Install | None = None  # where provisioner runs; None: this checkout, as it is
+    version: str = ""              # the version a "deploy" run deploys
 
 
 @dataclass
@@ -146,7 +150,7 @@ class Floor:
         def evaluate(codes: dict[str, int]) -> Outcome:
             changed, failed, problems = {}, {}, []
             for name, code in codes.items():
-                if context.fresh:
+                if context.fresh or context.mode == "deploy":
                     changed[name], failed[name] = 0, int(code != 0)
                 else:
                     output = (work / f"{name}.out").read_text(encoding="utf-8", errors="replace")
@@ -162,7 +166,11 @@ class Floor:
 
 
 def _floor_scripts(context: Context, jobs: dict[str, HostJob]) -> dict[str, str]:
-    """Per host: the apply script on fresh machines, else provisioner's probes as one script."""
+    """Per host: the apply script on fresh machines, the deploy script for a deploy, else
+    provisioner's probes as one script."""
+    if context.mode == "deploy":
+        return {name: floor.deploy_script(floor.app_target(job), context.version)
+                for name, job in jobs.items()}
     if context.fresh:
         return {name: floor.apply_script(job.variables, name, job.roles[0].template_dir)
                 for name, job in jobs.items()}
@@ -181,6 +189,9 @@ class Provisioner:
             inventories.without_kept_logins(context.provisioner_inventory,
                                             context.work / "inventory-newlogin.yml")
         python = context.install.python if context.install else Path(sys.executable)
+        if context.mode == "deploy":  # through the round-trip counter (count_round_trips.py)
+            return [str(python), "-m", "benchmarks.count_round_trips", "deploy", "--version",
+                    context.version, "--inventory", str(inventory)]
         argv = [str(python), "-m", "invoke", "provision", "--inventory", str(inventory),
                 "--report", str(report)]
         if context.mode == "check":
@@ -197,6 +208,22 @@ class Provisioner:
         root = context.install.root if context.install else PROJECT_ROOT
         roles = context.install.roles_dir if context.install else ROLES_DIR
         env = {**os.environ, "PROVISIONER_ROLES_PATH": str(roles), "NO_COLOR": "1"}
+        if context.mode == "deploy":
+            trips = context.work / f"{self.name}-round-trips.json"
+            trips.unlink(missing_ok=True)
+            env["PROVBENCH_ROUND_TRIPS"] = str(trips)
+            names = [machine.name for machine in context.machines]
+
+            def execute_deploy() -> int:
+                return _run_logged(argv, log, root, env)
+
+            def evaluate_deploy(code: int) -> Outcome:
+                counts = json.loads(trips.read_text()) if trips.exists() else {}
+                return Outcome(code, dict.fromkeys(names, 0), dict.fromkeys(names, int(code != 0)),
+                               {name: counts.get(name) for name in names},
+                               "" if code == 0 else f"exit {code}; see {log}")
+
+            return PreparedRun(execute_deploy, evaluate_deploy)
         if self.first_run and context.install:
             forget_bytecode(root)
         before = bytecode_stamps(root)

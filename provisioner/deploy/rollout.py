@@ -25,6 +25,7 @@ import secrets
 import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -225,20 +226,29 @@ def batches(hosts: list[HostState], size: int) -> Iterator[list[HostState]]:
 
 
 def run_batches(hosts: list[HostState], request: Request, show: Show) -> None:
-    """Host after host (a batch's hosts one after another too: each move waits for its
-    health check, so a batch bounds how many instances are out at once, not the speed)."""
-    for number, batch in enumerate(batches(hosts, request.batch)):
-        for index, host in enumerate(batch):
-            first = number == 0 and index == 0
-            host_part(host, request, show, migrate=first)
+    """The first host's version prepared and the migration run once; then the hosts a batch
+    at a time, a batch's hosts side by side, each moving its instances one after another. A
+    batch whose host failed lets its other hosts finish their moves, then the deploy stops."""
+    first = hosts[0]
+    send_and_prepare(first, request.version, show)
+    backup_and_migrate(first, request, show)
+    for batch in batches(hosts, request.batch):
+        if len(batch) == 1:
+            move_instances(batch[0], request, show)
+            continue
+        with ThreadPoolExecutor(max_workers=len(batch)) as pool:
+            futures = [pool.submit(move_instances, host, request, show) for host in batch]
+        failures = [error for future in futures if (error := future.exception()) is not None]
+        if failures:
+            raise failures[0]
 
 
-def host_part(host: HostState, request: Request, show: Show, *, migrate: bool) -> None:
+def move_instances(host: HostState, request: Request, show: Show) -> None:
+    """Each instance of the host to the version, one after another (the version prepared
+    there first, unless it was)."""
     release, name = host.target.release, host.target.name
-    host.touched = True
-    send_and_prepare(host, request.version, show)
-    if migrate:
-        backup_and_migrate(host, request, show)
+    if not host.touched:
+        send_and_prepare(host, request.version, show)
     for instance in release.instances:
         state = next((state for state in host.states if state.instance == instance), None)
         before = state.version if state else ""
@@ -263,6 +273,7 @@ def _last_line_saying(output: str, instance: str) -> str:
 
 def send_and_prepare(host: HostState, version: str, show: Show) -> None:
     release = host.target.release
+    host.touched = True
     artifact = release.artifact(version)
     send = ""
     if artifact is not None and not host.preflight.image_present:

@@ -65,6 +65,10 @@ state={quote(Layout(settings.name).state)}
 def _start(settings: AppSettings) -> str:
     layout = Layout(settings.name)
     image = quote(f"{settings.image}:")
+    fetch = ('docker pull --quiet "$image" >/dev/null 2>&1 || give_up "image $image is not on '
+             'the host and the registry did not give it"' if settings.source == "registry" else
+             'give_up "image $image is not on the host: invoke deploy --version $version sends '
+             'it"')
     return f"""live="$state/live/$inst"; cur_port=; cur_version=
 if [ -s "$live" ]; then read -r cur_port cur_version < "$live" || true; fi
 if [ "$cur_port" = "$primary" ]; then new=$alternate; else new=$primary; fi
@@ -81,6 +85,10 @@ systemctl stop "$unit" 2>/dev/null; systemctl reset-failed "$unit" 2>/dev/null
 mkdir -p "$state/slots" "$state/live" || exit 1
 printf 'IMAGE=%s%s\\nVERSION=%s\\n' {image} "$version" "$version" > "$state/slots/$new.env.tmp" \\
   && mv "$state/slots/$new.env.tmp" "$state/slots/$new.env" || exit 1
+image={image}"$version"
+if ! docker image inspect "$image" >/dev/null 2>&1; then
+  {fetch}
+fi
 say "starting $version on port $new beside ${{cur_version:-nothing}} on ${{cur_port:-no port}}"
 systemctl start "$unit" || give_up "{layout.unit('$new')} did not start"
 """
@@ -115,6 +123,8 @@ def _switch(settings: AppSettings, options: str) -> str:
     p=$i
     if [ "$i" = "$inst" ]; then p=$new
     elif [ -s "$state/live/$i" ]; then read -r p v < "$state/live/$i" || p=$i; fi
+    case "$p" in ""|*[!0-9]*) p=$i;; esac
+    [ "$p" -ge 1 ] && [ "$p" -le 65535 ] || p=$i  # a damaged file, as servers.parse_live reads it
     echo "{line}"
   done
 }} > {servers}.new || give_up "could not write {servers}"

@@ -20,6 +20,7 @@ from typing import Any
 
 from provisioner.errors import RoleError
 from provisioner.host import Host
+from provisioner.inventory.hosts import HostConfig
 from provisioner.inventory.view import InventoryView
 from provisioner.ops.apt import ensure_packages
 from provisioner.ops.files import ensure_absent, ensure_directory, ensure_file, ensure_template
@@ -31,7 +32,7 @@ from roles.app.layout import NGINX_APPS, OWNER, Layout
 from roles.app.move import move_program, refresh_action
 from roles.app.release import AppRelease
 from roles.app.servers import ensure_servers, server_options
-from roles.app.settings import AppSettings, read_app
+from roles.app.settings import AppSettings, check_references, read_app
 from roles.nginx.role import READY as NGINX_READY
 from roles.nginx.role import reload_handler
 from roles.systemd.machinery import restart_handler_name, unit_steps
@@ -114,6 +115,13 @@ def release(host: Host) -> Release:
 
 def validate(variables: Mapping[str, Any]) -> None:
     read_app(variables)
+
+
+def validate_login(config: HostConfig, variables: Mapping[str, Any]) -> None:
+    """Refuse a secret written in the inventory as text, or one in app_environment. Not about
+    the login: the one hook that sees the inventory's own values, where a reference is still
+    a Secret (by validate's time it is its value)."""
+    check_references(config.vars)
 
 
 def validate_inventory(variables: Mapping[str, Any], inventory: InventoryView) -> None:

@@ -20,15 +20,21 @@ IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/-]{0,200}(:[0-9]{1,5}/[a-z0-9][a-z0-9._/
 CONTAINER_USER = re.compile(r"^([0-9]{1,9}):([0-9]{1,9})$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MEMORY = re.compile(r"^[1-9][0-9]*[kmg]$")
-CPUS = re.compile(r"^[0-9]+(\.[0-9]+)?$")
 HEALTH_PATH = re.compile(r"^/[A-Za-z0-9._~/?=&%-]*$")
 VOLUME = re.compile(r"^(/[A-Za-z0-9._/-]+):(/[A-Za-z0-9._/-]+)(:ro)?$")
 SOURCES = ("archive", "registry")
 SECRETS_AS = ("files", "environment")
+#: Where a volume's host directory may not be: the role makes a writable one the container
+#: user's, which must never be a system directory (or Docker's, or the tool's own state).
+SYSTEM_DIRECTORIES = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/proc",
+                      "/root", "/run", "/sbin", "/sys", "/usr", "/var/lib/docker",
+                      "/var/lib/provisioner", "/var/log", "/var/backups")
 #: Ports the host's own services keep: an instance there would fight them.
 RESERVED_PORTS = frozenset({22, 80, 443, 5432, 6432})
 
-SecretValue = Secret | HostSecret
+#: A secret as the role sees it: a host secret by reference, or a controller secret (env:,
+#: file:) already revealed to its value (Host.vars); validate_login saw the reference.
+SecretValue = Secret | HostSecret | str
 
 
 @dataclass(frozen=True)
@@ -116,11 +122,11 @@ def read_app(variables: Mapping[str, Any]) -> AppSettings:
 
 
 def _cpus(variables: Mapping[str, Any]) -> str:
-    """app_cpus as docker reads it; YAML's 1 or 0.5 are numbers, which are fine too."""
+    """app_cpus as docker reads it: more than 0 (``--cpus 0`` would set no limit at all)."""
     value = variables.get("app_cpus")
-    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 1024:
         return str(value)
-    return _text(variables, "app_cpus", CPUS, "a number of CPUs such as 1 or 0.5")
+    raise RoleError(f"app_cpus is {value!r}; it is a number of CPUs above 0, such as 1 or 0.5.")
 
 
 def _check_ports(settings: AppSettings) -> None:
@@ -171,9 +177,7 @@ def _environment(variables: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
         if not isinstance(key, str) or not ENV_NAME.fullmatch(key):
             raise RoleError(f"app_environment: {key!r} is not an environment variable name.")
         if isinstance(item, Secret | HostSecret):
-            raise RoleError(f"app_environment: {key} is a secret; put secrets in app_secrets, "
-                            "which gives them to the container as files (or as environment "
-                            "with app_secrets_as: environment) and never in a unit or a diff.")
+            raise RoleError(secret_in_environment(key))
         text = "" if item is None else str(item).lower() if isinstance(item, bool) else str(item)
         if "\n" in text or "\0" in text:
             raise RoleError(f"app_environment: {key} holds a line break; Docker's env file "
@@ -190,12 +194,33 @@ def _secrets(variables: Mapping[str, Any]) -> tuple[tuple[str, SecretValue], ...
     for key, item in value.items():
         if not isinstance(key, str) or not ENV_NAME.fullmatch(key):
             raise RoleError(f"app_secrets: {key!r} is not an environment variable name.")
+        if not isinstance(item, Secret | HostSecret | str) or item == "":
+            raise RoleError(f"app_secrets: {key} must be a secret reference, e.g. "
+                            "{secret: host:stet_db_password} (generated on the host) or "
+                            "{secret: env:STET_API_KEY}.")
+        pairs.append((key, item))
+    return tuple(pairs)
+
+
+def secret_in_environment(key: str) -> str:
+    return (f"app_environment: {key} is a secret; put secrets in app_secrets, which gives them "
+            "to the container as files (or as environment with app_secrets_as: environment) "
+            "and never in a unit or a diff.")
+
+
+def check_references(inventory_vars: Mapping[str, Any]) -> None:
+    """The inventory's own values (where a reference is still a Secret): every app_secrets
+    value a reference, no secret in app_environment."""
+    secrets = inventory_vars.get("app_secrets") or {}
+    for key, item in secrets.items() if isinstance(secrets, Mapping) else ():
         if not isinstance(item, Secret | HostSecret):
             raise RoleError(f"app_secrets: {key} is written in the inventory as text (not "
                             "shown); give a reference, e.g. {secret: host:stet_db_password} "
                             "(generated on the host) or {secret: env:STET_API_KEY}.")
-        pairs.append((key, item))
-    return tuple(pairs)
+    environment = inventory_vars.get("app_environment") or {}
+    for key, item in environment.items() if isinstance(environment, Mapping) else ():
+        if isinstance(item, Secret | HostSecret):
+            raise RoleError(secret_in_environment(key))
 
 
 def _volumes(variables: Mapping[str, Any]) -> tuple[Volume, ...]:
@@ -205,10 +230,16 @@ def _volumes(variables: Mapping[str, Any]) -> tuple[Volume, ...]:
     volumes = []
     for item in value:
         match = VOLUME.fullmatch(str(item))
-        if match is None or ".." in str(item).split("/"):
+        if match is None or any(".." in path.split("/") for path in match.group(1, 2)):
             raise RoleError(f"app_volumes: {item!r} is not /host/path:/container/path or "
                             "/host/path:/container/path:ro (absolute paths, no '..').")
-        volumes.append(Volume(match.group(1), match.group(2), bool(match.group(3))))
+        host = match.group(1).rstrip("/")
+        if host.count("/") < 2 or any(host == system or host.startswith(system + "/")
+                                      for system in SYSTEM_DIRECTORIES):
+            raise RoleError(f"app_volumes: {item!r} mounts {host}, a system directory or one "
+                            "too near the root (its owner would become the app's user); give "
+                            "a directory of the app's own, e.g. /srv/<app>/data.")
+        volumes.append(Volume(host, match.group(2), bool(match.group(3))))
     return tuple(volumes)
 
 

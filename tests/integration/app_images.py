@@ -142,11 +142,12 @@ def start_script(version: str, *, healthy: bool, app: str) -> str:
     )
 
 
-#: GET /cgi-bin/secret-seen: whether a secret was mounted as a file (`yes`/`no`, never its value).
+#: GET /cgi-bin/secret-seen: whether the container's user can read a secret mounted as a file
+#: (`yes`/`no`, never its value).
 SECRET_SEEN_CGI = (
     "#!/bin/busybox sh\n"
     "printf 'Content-Type: text/plain\\r\\n\\r\\n'\n"
-    "if [ -e /run/secrets/db_password ]; then echo yes; else echo no; fi\n"
+    "if [ -r /run/secrets/db_password ]; then echo yes; else echo no; fi\n"
 )
 
 

@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from provisioner import sandbox
+from provisioner.commands import quote
 from provisioner.content.roles import PROJECT_ROOT
 from tests.integration.app_images import IMAGE, build_image_archive
 from tests.integration.conftest import (
@@ -40,6 +41,12 @@ from tests.integration.conftest import (
 pytestmark = pytest.mark.integration
 
 SITE = "app.example.test"
+REGISTRY_CONFIG = """version: 0.1
+storage:
+  filesystem: {rootdirectory: /var/lib/docker-registry}
+http:
+  addr: 127.0.0.1:5000
+"""
 STATE = "/var/lib/provisioner/apps/testapp"
 
 
@@ -110,10 +117,10 @@ class SteadyClient:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
-    def get(self) -> str:
+    def get(self, path: str = "/") -> str:
         connection = SiteConnection(self.address)
         try:
-            connection.request("GET", "/")
+            connection.request("GET", path)
             response = connection.getresponse()
             body = response.read().decode().strip()
             if response.status != 200:
@@ -303,6 +310,77 @@ def test_a_changed_environment_rolls_through_the_instances(app: Deployment) -> N
         port = value.split()[0]
         assert "GREETING=changed" in app.root(
             f"docker inspect --format '{{{{.Config.Env}}}}' testapp-{port}")
+
+
+def test_a_secret_reaches_the_container_as_a_file_only_it_reads(app: Deployment) -> None:
+    def edit(data: dict[str, Any]) -> None:
+        data["hosts"]["dp1"]["vars"].update(
+            host_secrets={"testapp_db_password": {}},
+            app_secrets={"DB_PASSWORD": {"secret": "host:testapp_db_password"}})
+
+    edit_inventory(app.inventory, edit)
+
+    run = app.invoke("provision")
+
+    assert run.exit_code == 0, run.output
+    assert SteadyClient(app.machine.address).get("/cgi-bin/secret-seen") == "yes"
+    secret = "/etc/testapp/secrets/db_password"
+    assert app.root(f"stat -c '%U %a' {secret}").strip() == "testapp 400"
+    value = app.root(f"cat {secret}").strip()
+    assert len(value) >= 20
+    port = next(iter(app.live().values())).split()[0]
+    seen = app.root(f"docker inspect testapp-{port}; cat /etc/testapp/container.env "
+                    "/etc/systemd/system/testapp@.service")
+    assert "DB_PASSWORD_FILE=/run/secrets/db_password" in seen and value not in seen
+
+
+def test_the_migration_runs_once_with_the_new_version_before_any_instance_moves(
+        app: Deployment) -> None:
+    def edit(data: dict[str, Any]) -> None:
+        data["hosts"]["dp1"]["vars"].update(
+            app_volumes=["/srv/testapp-data:/data"],
+            app_migration_command="/bin/busybox sh -c 'cat /www/index.html >> /data/migrated'")
+
+    edit_inventory(app.inventory, edit)
+    assert app.invoke("provision").exit_code == 0
+
+    run = app.invoke("deploy", "--version", "v1")
+
+    assert run.exit_code == 0, run.output
+    assert app.root("cat /srv/testapp-data/migrated").split() == ["v1"]
+    assert run.output.index("running the migration") < run.output.index("instance 8000:")
+    assert app.versions() == {"v1"}
+
+
+def test_versions_from_a_registry(app: Deployment, tmp_path: Path) -> None:
+    """Debian's docker-registry on the machine itself (127.0.0.1:5000: Docker allows a plain
+    HTTP registry on loopback; Debian's configuration asks for htpasswd logins, this one for
+    none), holding v1 and v2 pushed from the archives."""
+    registry = "127.0.0.1:5000/testapp"
+    app.root("DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-registry >/dev/null "
+             f"&& printf %s {quote(REGISTRY_CONFIG)} > /etc/docker/registry/config.yml "
+             "&& systemctl restart docker-registry && for i in $(seq 50); do "
+             "curl -sf http://127.0.0.1:5000/v2/ >/dev/null && exit 0; sleep 0.2; done; exit 1")
+    for version in ("v1", "v2"):
+        app.root(f"docker tag {IMAGE}:{version} {registry}:{version} && "
+                 f"docker push --quiet {registry}:{version} >/dev/null && "
+                 f"docker image rm {registry}:{version} >/dev/null")
+
+    def edit(data: dict[str, Any]) -> None:
+        data["hosts"]["dp1"]["vars"].update(app_source="registry", app_image=registry)
+
+    edit_inventory(app.inventory, edit)
+    switched = app.invoke("provision")  # the instances move to the registry's image of v1
+    assert switched.exit_code == 0, switched.output
+
+    missing = app.invoke("deploy", "--version", "v404")
+    deployed = app.invoke("deploy", "--version", "v2")
+
+    assert missing.exit_code == 1 and "v404 cannot be pulled" in missing.output, missing.output
+    assert deployed.exit_code == 0, deployed.output
+    assert app.versions() == {"v2"}
+    assert SteadyClient(app.machine.address).get() == "v2"
+    assert app.root(f"docker image inspect --format ok {registry}:v2").strip() == "ok"
 
 
 def test_provision_after_deploys_changes_nothing_and_verify_passes(app: Deployment) -> None:
