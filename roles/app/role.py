@@ -25,11 +25,11 @@ from provisioner.inventory.view import InventoryView
 from provisioner.ops.apt import ensure_packages
 from provisioner.ops.files import ensure_absent, ensure_directory, ensure_file, ensure_template
 from provisioner.release import Release
-from provisioner.step import Handler, Step
+from provisioner.step import Handler, Plan, Probed, Step
 from roles.app.accounts import ensure_uid_account
 from roles.app.container import unit_spec
 from roles.app.layout import NGINX_APPS, OWNER, Layout
-from roles.app.move import move_program, refresh_action
+from roles.app.move import move_program, refresh_action, retire_action, retire_probe, retired_ports
 from roles.app.release import AppRelease
 from roles.app.servers import ensure_servers, server_options
 from roles.app.settings import AppSettings, check_references, read_app
@@ -80,6 +80,22 @@ def steps(host: Host) -> Iterator[Step]:
     yield from unit_steps(host, [unit_spec(settings)], OWNER)
     yield ensure_directory(host, NGINX_APPS, mode=0o755)
     yield ensure_servers(settings, options, [NGINX_RELOAD])
+    yield retire_step(settings)
+
+
+def retire_step(settings: AppSettings) -> Step:
+    """Instances taken out of app_instances: out of nginx, drained, stopped, disabled."""
+    def decide(probed: Probed) -> Plan:
+        ports, lives = retired_ports(settings, probed.output)
+        if not ports and not lives:
+            return Plan("none left over")
+        what = ", ".join([*(f"{settings.name}@{port}" for port in ports),
+                          *(f"instance {name}" for name in lives)])
+        return Plan(f"retired {what} (no longer in app_instances)",
+                    action=retire_action(settings, ports, lives))
+
+    return Step(f"instances of {settings.name} not in app_instances",
+                retire_probe(settings), decide)
 
 
 def secret_steps(host: Host, settings: AppSettings) -> Iterator[Step]:

@@ -383,6 +383,25 @@ def test_versions_from_a_registry(app: Deployment, tmp_path: Path) -> None:
     assert app.root(f"docker image inspect --format ok {registry}:v2").strip() == "ok"
 
 
+def test_an_instance_taken_out_leaves_nginx_before_it_stops(app: Deployment) -> None:
+    edit_inventory(app.inventory,
+                   lambda data: data["hosts"]["dp1"]["vars"].update(app_instances=[8000]))
+    client = SteadyClient(app.machine.address, rate=50)
+    client.start()
+
+    run = app.invoke("provision")
+    client.stop_after(200)
+
+    assert run.exit_code == 0, run.output
+    assert "retired testapp@" in run.output, run.output
+    assert client.failures == []
+    assert list(app.live()) == ["8000"]
+    running = app.root("systemctl list-units --plain --no-legend --state=active "
+                       "'testapp@*.service' | awk '{print $1}'").split()
+    assert running == [f"testapp@{app.live()['8000'].split()[0]}.service"]
+    assert app.root("cat /etc/nginx/apps/testapp.servers").count("server ") == 1
+
+
 def test_provision_after_deploys_changes_nothing_and_verify_passes(app: Deployment) -> None:
     again = app.invoke("provision")
     assert again.exit_code == 0

@@ -25,7 +25,7 @@ from provisioner.step import Plan, Probed, Refused, Step
 from roles.app.accounts import ensure_uid_account, plan_uid_account
 from roles.app.container import run_command, unit_spec
 from roles.app.layout import OWNER
-from roles.app.move import move_program
+from roles.app.move import move_program, retire_action, retired_ports
 from roles.app.role import REFRESH
 from roles.app.servers import render_servers, server_options
 from roles.app.settings import AppSettings, read_app
@@ -416,3 +416,14 @@ def test_the_server_list_carries_the_options_of_the_upstream_that_includes_it() 
     options = server_options({"nginx_upstreams": APP_UPSTREAMS}, "stet")
     assert render_servers(stet(), {}, options).splitlines()[1] == \
         "server 127.0.0.1:8000 max_fails=5 fail_timeout=30s;"
+
+
+def test_units_and_live_files_of_instances_taken_out_are_retired() -> None:
+    settings = read_app({**ROLE.defaults, **STET, "app_instances": [8000]})
+    probed = ("unit stet@8000.service\nunit stet@18001.service\nunit stet@8001.service\n"
+              "unit stet@18000.service\nlive 8000\nlive 8001\n")
+
+    assert retired_ports(settings, probed) == ([8001, 18001], ["8001"])
+    action = retire_action(settings, [8001, 18001], ["8001"])
+    assert action.index("systemctl reload nginx.service") < action.index("disable --now")
+    assert "/var/lib/provisioner/apps/stet/live/8001" in action
