@@ -149,17 +149,22 @@ systemctl enable --quiet "$unit" 2>/dev/null || say "could not enable $unit for 
 def _drain(settings: AppSettings) -> str:
     """Wait until no connection to the old port is left (at most the drain timeout), stop it."""
     return f"""if [ -n "$cur_port" ] && [ "$cur_port" != "$new" ]; then
-  hex=$(printf '%04X' "$cur_port"); end=$(( $(date +%s) + {settings.drain_timeout} ))
-  while grep -Eq "^ *[0-9]+: [0-9A-F]+:[0-9A-F]{{4}} [0-9A-F]+:$hex 01 " \\
-      /proc/net/tcp /proc/net/tcp6 2>/dev/null && [ "$(date +%s)" -lt "$end" ]; do
-    sleep 0.2
-  done
+  {wait_for_no_connection("$cur_port", settings.drain_timeout)}
   systemctl stop "{settings.name}@$cur_port.service"
   systemctl disable --quiet "{settings.name}@$cur_port.service" 2>/dev/null
 fi
 say "serves $version on port $new (was ${{cur_version:-nothing}} on ${{cur_port:-no port}})"
 echo "moved $inst ${{cur_version:--}} $version $new"
 """
+
+
+def wait_for_no_connection(port: str, timeout: int) -> str:
+    """Shell waiting until no established TCP connection goes to ``port`` (a shell word),
+    read from /proc (the minimal image has no ss), at most ``timeout`` seconds."""
+    return (f"hex=$(printf '%04X' \"{port}\"); end=$(( $(date +%s) + {timeout} )); "
+            "while grep -Eq \"^ *[0-9]+: [0-9A-F]+:[0-9A-F]{4} [0-9A-F]+:$hex 01 \" "
+            "/proc/net/tcp /proc/net/tcp6 2>/dev/null && [ \"$(date +%s)\" -lt \"$end\" ]; "
+            "do sleep 0.2; done")
 
 
 def detached(program: str, arguments: str, name: str, *, then: str = 'exit "$rc"') -> str:
@@ -236,9 +241,7 @@ def retire_action(settings: AppSettings, ports: list[int], lives: list[str]) -> 
   i=0; until ( {NGINX_RELOADED} ); do i=$((i + 1)); [ $i -lt 300 ] || exit 1; sleep 0.1; done
 fi
 for port in {' '.join(map(str, ports))}; do
-  hex=$(printf '%04X' "$port"); end=$(( $(date +%s) + {settings.drain_timeout} ))
-  while grep -Eq "^ *[0-9]+: [0-9A-F]+:[0-9A-F]{{4}} [0-9A-F]+:$hex 01 " \\
-      /proc/net/tcp /proc/net/tcp6 2>/dev/null && [ "$(date +%s)" -lt "$end" ]; do sleep 0.2; done
+  {wait_for_no_connection("$port", settings.drain_timeout)}
 done
 {f"systemctl disable --now --quiet {units} || exit 1" if units else ":"}
 rm -f {" ".join(quote(layout.live(int(n))) for n in lives) or "/dev/null/none"} \\

@@ -288,6 +288,9 @@ DATA_PACKAGES_BELOW_ENGINE = Contract(
     (RUN, TRANSPORT, OUTPUT, "provisioner.content"))
 SANDBOX_BESIDE_THE_RUN = Contract(
     "sandbox/ never imports run/ or output/", ("provisioner.sandbox",), (RUN, OUTPUT))
+DEPLOY_SHIPS_WHAT_A_ROLE_DESCRIBES = Contract(
+    "deploy/ never imports a role, output/ or cli/ (a role's release comes as data)",
+    ("provisioner.deploy",), ("roles", OUTPUT, "provisioner.cli"))
 
 
 #: Everything in provisioner/ but ops/, whose modules are named after the programs they manage
@@ -345,6 +348,10 @@ def test_inventory_secrets_and_facts_never_import_run_transport_output_or_conten
 
 def test_sandbox_never_imports_run_or_output(project: Project) -> None:
     assert_kept(violations(project, SANDBOX_BESIDE_THE_RUN))
+
+
+def test_deploy_never_imports_a_role_output_or_cli(project: Project) -> None:
+    assert_kept(violations(project, DEPLOY_SHIPS_WHAT_A_ROLE_DESCRIBES))
 
 
 def test_the_engine_knows_no_role_by_name(project: Project) -> None:
