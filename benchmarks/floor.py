@@ -209,8 +209,6 @@ def deploy_script(app: AppTarget, version: str) -> str:
     safety beyond it: no preflight, no lock, no history, no transient unit, no log lines on a
     failure, no server list put back. Any failure ends the script with exit 1."""
     settings, layout = app.settings, Layout(app.settings.name)
-    header = HEADER.format(app=settings.name).rstrip("\n")
-    instances = " ".join(map(str, settings.instances))
     moves = "".join(f"move {instance} {' '.join(map(str, settings.ports_of(instance)))}\n"
                     for instance in settings.instances)
     return f"""set -u
@@ -220,7 +218,13 @@ move() {{
   inst=$1; cur=
   [ -s "$state/live/$inst" ] && read -r cur v < "$state/live/$inst"
   if [ "$cur" = "$2" ]; then new=$3; else new=$2; fi
-  docker image inspect "{settings.image}:$version" >/dev/null 2>&1 || fail "no image"
+{_start_new_slot(settings)}{_switch_servers(app)}{_retire_old_slot(settings)}}}
+{moves}"""
+
+
+def _start_new_slot(settings: AppSettings) -> str:
+    """move()'s first part: the version's unit started on the new port, polled until healthy."""
+    return f"""  docker image inspect "{settings.image}:$version" >/dev/null 2>&1 || fail "no image"
   printf 'IMAGE={settings.image}:%s\\nVERSION=%s\\n' "$version" "$version" > "$state/slots/$new.env"
   systemctl start "{settings.name}@$new.service" || fail "did not start"
   deadline=$(( $(date +%s) + {settings.health_timeout} ))
@@ -231,7 +235,15 @@ move() {{
     [ "$(date +%s)" -lt "$deadline" ] || fail "not healthy on port $new: $code"
     sleep 0.5
   done
-  {{ printf '%s\\n' {shlex.quote(header)}
+"""
+
+
+def _switch_servers(app: AppTarget) -> str:
+    """move()'s middle: the server list with the new port, nginx reloaded and waited for."""
+    settings = app.settings
+    header = HEADER.format(app=settings.name).rstrip("\n")
+    instances = " ".join(map(str, settings.instances))
+    return f"""  {{ printf '%s\\n' {shlex.quote(header)}
     for i in {instances}; do
       p=$i
       if [ "$i" = "$inst" ]; then p=$new
@@ -244,7 +256,12 @@ move() {{
   n=0; until ( {NGINX_RELOADED} ); do
     n=$((n + 1)); [ $n -lt 300 ] || fail "nginx did not finish reloading"; sleep 0.1
   done
-  printf '%s %s\\n' "$new" "$version" > "$state/live/$inst"
+"""
+
+
+def _retire_old_slot(settings: AppSettings) -> str:
+    """move()'s end: the live file and boot unit moved over, the old port drained and stopped."""
+    return f"""  printf '%s %s\\n' "$new" "$version" > "$state/live/$inst"
   systemctl enable --quiet "{settings.name}@$new.service"
   if [ -n "$cur" ] && [ "$cur" != "$new" ]; then
     hex=$(printf '%04X' "$cur"); end=$(( $(date +%s) + {settings.drain_timeout} ))
@@ -255,8 +272,7 @@ move() {{
     systemctl stop "{settings.name}@$cur.service"
     systemctl disable --quiet "{settings.name}@$cur.service"
   fi
-}}
-{moves}"""
+"""
 
 
 _SERVERS_MARK = "==servers=="

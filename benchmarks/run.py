@@ -13,7 +13,6 @@ import argparse
 import datetime
 import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import floor, inventories, machines, measure, results
+from benchmarks.deploy_scenario import (
+    ROLE_DIRS,
+    DeployJudge,
+    archive_dir,
+    deploy_untimed,
+    run_deploy_reps,
+)
 from benchmarks.install import Install, fresh_install
 from benchmarks.peers_env import ensure_peers_venv, peer_versions
 from benchmarks.tools import (
@@ -46,7 +52,6 @@ ONE_HOST_TOOLS = tuple(tool for tool in REPEATED_TOOLS if tool != ONE_HOST)
 FIRST_TOOLS = tuple(tool for tool in ONE_HOST_TOOLS if tool not in KEPT_ONLY)
 STACK_TOOLS = ("floor", "floor-kept", "provisioner", "provisioner-newlogin")
 DEPLOY_TOOLS = ("floor", "provisioner")
-ROLE_DIRS = [PROJECT_ROOT / "roles", ROLES_DIR]
 
 
 @dataclass(frozen=True)
@@ -126,7 +131,7 @@ class Runner:
         self.failures: list[str] = []
         self.notes: list[str] = []
         #: deploy-1: each instance's live port before the run being judged.
-        self.ports_before: dict[str, dict[int, int]] = {}
+        self.deploys = DeployJudge()
 
     # -- machines in the state a scenario needs (all untimed) ---------------------------------
 
@@ -177,67 +182,12 @@ class Runner:
         if state == "stack":
             acme = machines.acme_server({inventories.site_name(machine): machine.address
                                          for machine in booted})
-            return inventories.stack_inventory(booted, path, acme, self.archive_dir())
+            return inventories.stack_inventory(booted, path, acme, archive_dir(WORK_DIR))
         return inventories.workload_inventory(booted, path)
-
-    def archive_dir(self) -> Path:
-        """The app's v1 and v2 as docker-save archives (tests/integration/app_images.py)."""
-        from tests.integration.app_images import build_image_archive
-
-        directory = WORK_DIR / "releases"
-        if not directory.is_dir():
-            directory.mkdir(parents=True)
-            for version in inventories.APP_VERSIONS:
-                build_image_archive(directory, version, app=inventories.APP_NAME)
-        return directory
-
-    # -- the app's state on the deploy scenario's host (untimed) ----------------------------
 
     def deploy_untimed(self, booted: Sequence[Machine], inventory: Path, version: str) -> None:
         """``invoke deploy --version`` by provisioner, untimed (before the reps, between them)."""
-        context = self.context("deploy", False, booted, inventory, version=version)
-        prepared = make_tool("provisioner").prepare(context)
-        outcome = prepared.evaluate(prepared.execute())
-        measure.reap_orphans()
-        if not outcome.succeeded:
-            raise RuntimeError(f"could not deploy {version}: {outcome.problem}")
-
-    def app_states(self, context: Context) -> dict[str, str]:
-        """Per host: deployed_state_script's output (live files, health, servers, units)."""
-        found = {}
-        for job in floor.load_jobs(context.provisioner_inventory, ROLE_DIRS):
-            done = subprocess.run(floor.ssh_command(job.config), capture_output=True, text=True,
-                                  input=floor.deployed_state_script(floor.app_target(job)),
-                                  check=False, timeout=120)
-            found[job.config.name] = done.stdout
-        return found
-
-    def serving(self, context: Context) -> str:
-        """The version every instance of every host serves ("" when they differ); remembers
-        the live ports, so the next run's judge can tell that each instance moved."""
-        versions = set()
-        for name, output in self.app_states(context).items():
-            states = floor.parse_live_states(output)
-            self.ports_before[name] = {instance: state[0] for instance, state in states.items()}
-            versions |= {state[1] for state in states.values()} or {""}
-        return versions.pop() if len(versions) == 1 else ""
-
-    def judge_deploy(self, outcome: Outcome, context: Context) -> tuple[bool, str]:
-        """A deploy must exit 0 and leave every instance moved to the version, healthy, with
-        the server list and units that go with it (floor.deployed_problems); its ``changed``
-        becomes the instances that moved."""
-        problems = [] if outcome.succeeded else [outcome.problem or f"failed: {outcome.failed}"]
-        jobs = {job.config.name: job for job in
-                floor.load_jobs(context.provisioner_inventory, ROLE_DIRS)}
-        for name, output in self.app_states(context).items():
-            app = floor.app_target(jobs[name])
-            before = self.ports_before.get(name, {})
-            found = floor.deployed_problems(app, context.version, before, output)
-            problems += [f"{name}: {problem}" for problem in found]
-            outcome.changed[name] = sum(before.get(instance) != state[0] for instance, state in
-                                        floor.parse_live_states(output).items())
-        outcome.extra["version"] = context.version
-        return not problems, "; ".join(problems)
+        deploy_untimed(self.context("deploy", False, booted, inventory, version=version))
 
     # -- one run of one tool -----------------------------------------------------------------
 
@@ -269,7 +219,7 @@ class Runner:
               context: Context) -> tuple[bool, str]:
         """Whether the run did what the scenario asks, with the reason when it did not."""
         if scenario.mode == "deploy":
-            return self.judge_deploy(outcome, context)
+            return self.deploys.judge(outcome, context)
         if not outcome.succeeded:
             return False, outcome.problem or f"failed steps: {outcome.failed}"
         if len(outcome.changed) != (1 if tool == ONE_HOST else len(context.machines)):
@@ -318,7 +268,7 @@ class Runner:
         if scenario.state == "fresh":
             self.run_fresh_reps(scenario, tools, reps, samples)
         elif scenario.mode == "deploy":
-            self.run_deploy_reps(scenario, tools, reps, samples)
+            run_deploy_reps(self, scenario, tools, reps, samples)
         else:
             record["roles_per_host"] = self.run_converged_reps(scenario, tools, reps, samples)
         for tool, records in samples.items():
@@ -357,41 +307,6 @@ class Runner:
             end_kept_connections(context.work, booted)
             measure.reap_orphans()
         return len(floor.load_jobs(inventory, [PROJECT_ROOT / "roles", ROLES_DIR])[0].roles)
-
-    def run_deploy_reps(self, scenario: Scenario, tools: Sequence[str], reps: int,
-                        samples: dict[str, list[dict[str, Any]]]) -> None:
-        """Rolling deploys on a converged stack host: rep 1 moves v1 -> v2, rep 2 v2 -> v1, and
-        so on, for every tool (the host is put back to the rep's start version by an untimed
-        provisioner deploy whenever the tool before left it at the rep's end version), so every
-        run moves both instances. Before them an untimed provisioner deploy of the version the
-        host does not serve (so both images are there), and one untimed warm-up per tool."""
-        booted = self.converged(scenario.hosts, scenario.state)
-        inventory = self.inventory(booted, scenario.state)
-        first, second = inventories.APP_VERSIONS
-        base = self.context("deploy", False, booted, inventory)
-        try:
-            # Both versions' images on the host before any floor run: the floor's script loads
-            # none (provisioner's deploy sends and loads a missing one in its prepare round trip).
-            serving = self.serving(base)
-            self.deploy_untimed(booted, inventory, second if serving == first else first)
-            for tool in tools:
-                version = second if self.serving(base) == first else first
-                context = self.context("deploy", False, booted, inventory, version=version)
-                outcome, sample = self.timed(tool, context)
-                ok, why = self.judge(scenario, tool, outcome, context)
-                say(f"  warm-up {tool:<20} {sample.wall:7.2f} s  to {version}  "
-                    f"{'ok' if ok else 'FAILED: ' + why}")
-            for rep in range(reps):
-                start, end = (first, second) if rep % 2 == 0 else (second, first)
-                for tool in tools:
-                    if self.serving(base) != start:
-                        self.deploy_untimed(booted, inventory, start)
-                        self.serving(base)
-                    context = self.context("deploy", False, booted, inventory, version=end)
-                    self.measure_one(scenario, tool, rep, context, samples)
-        finally:
-            end_kept_connections(base.work, booted)
-            measure.reap_orphans()
 
     def measure_one(self, scenario: Scenario, tool: str, rep: int, context: Context,
                     samples: dict[str, list[dict[str, Any]]]) -> None:

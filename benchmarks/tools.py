@@ -209,21 +209,7 @@ class Provisioner:
         roles = context.install.roles_dir if context.install else ROLES_DIR
         env = {**os.environ, "PROVISIONER_ROLES_PATH": str(roles), "NO_COLOR": "1"}
         if context.mode == "deploy":
-            trips = context.work / f"{self.name}-round-trips.json"
-            trips.unlink(missing_ok=True)
-            env["PROVBENCH_ROUND_TRIPS"] = str(trips)
-            names = [machine.name for machine in context.machines]
-
-            def execute_deploy() -> int:
-                return _run_logged(argv, log, root, env)
-
-            def evaluate_deploy(code: int) -> Outcome:
-                counts = json.loads(trips.read_text()) if trips.exists() else {}
-                return Outcome(code, dict.fromkeys(names, 0), dict.fromkeys(names, int(code != 0)),
-                               {name: counts.get(name) for name in names},
-                               "" if code == 0 else f"exit {code}; see {log}")
-
-            return PreparedRun(execute_deploy, evaluate_deploy)
+            return self.prepare_deploy(context, argv, log, root, env)
         if self.first_run and context.install:
             forget_bytecode(root)
         before = bytecode_stamps(root)
@@ -232,22 +218,48 @@ class Provisioner:
             return _run_logged(argv, log, root, env)
 
         def evaluate(code: int) -> Outcome:
-            after = bytecode_stamps(root)
-            extra: dict[str, Any] = {
-                "bytecode_written": sum(before.get(path) != stamp for path, stamp in after.items())}
-            if not report.exists():
-                return Outcome(code, {}, {}, {}, f"no report; see {log}", extra)
-            hosts = json.loads(report.read_text())["hosts"]
-            extra.update({"host_seconds": max(data["duration_seconds"] for data in hosts.values()),
-                          "reused_logins": sum(data.get("connection") == "reused"
-                                               for data in hosts.values())})
-            return Outcome(
-                code, {name: data["changed"] for name, data in hosts.items()},
-                {name: data["failed"] for name, data in hosts.items()},
-                {name: data["round_trips"] for name, data in hosts.items()},
-                "" if code == 0 else f"exit {code}; see {log}", extra)
+            return _report_outcome(code, report, log, before, bytecode_stamps(root))
 
         return PreparedRun(execute, evaluate)
+
+    def prepare_deploy(self, context: Context, argv: list[str], log: Path, root: Path,
+                       env: dict[str, str]) -> PreparedRun:
+        """A deploy writes no report: its round trips come from count_round_trips' file and
+        every host counts as failed when the deploy exits non-zero."""
+        trips = context.work / f"{self.name}-round-trips.json"
+        trips.unlink(missing_ok=True)
+        env["PROVBENCH_ROUND_TRIPS"] = str(trips)
+        names = [machine.name for machine in context.machines]
+
+        def execute_deploy() -> int:
+            return _run_logged(argv, log, root, env)
+
+        def evaluate_deploy(code: int) -> Outcome:
+            counts = json.loads(trips.read_text()) if trips.exists() else {}
+            return Outcome(code, dict.fromkeys(names, 0), dict.fromkeys(names, int(code != 0)),
+                           {name: counts.get(name) for name in names},
+                           "" if code == 0 else f"exit {code}; see {log}")
+
+        return PreparedRun(execute_deploy, evaluate_deploy)
+
+
+def _report_outcome(code: int, report: Path, log: Path, before: dict[Path, int],
+                    after: dict[Path, int]) -> Outcome:
+    """An ``invoke provision`` run's outcome from its JSON report, with how many bytecode files
+    it wrote (``before``/``after``: bytecode_stamps around the run)."""
+    extra: dict[str, Any] = {
+        "bytecode_written": sum(before.get(path) != stamp for path, stamp in after.items())}
+    if not report.exists():
+        return Outcome(code, {}, {}, {}, f"no report; see {log}", extra)
+    hosts = json.loads(report.read_text())["hosts"]
+    extra.update({"host_seconds": max(data["duration_seconds"] for data in hosts.values()),
+                  "reused_logins": sum(data.get("connection") == "reused"
+                                       for data in hosts.values())})
+    return Outcome(
+        code, {name: data["changed"] for name, data in hosts.items()},
+        {name: data["failed"] for name, data in hosts.items()},
+        {name: data["round_trips"] for name, data in hosts.items()},
+        "" if code == 0 else f"exit {code}; see {log}", extra)
 
 
 def bytecode_stamps(root: Path) -> dict[Path, int]:
