@@ -1,7 +1,8 @@
 """The full stack on one machine (fs1), as the one host of a small team would run it: the
 sandbox's base roles (hardening, ufw, fail2ban), the data tier (postgres, pgbouncer, backups),
 the web tier (nginx, certbot with a real certificate from Debian's Pebble on fs2) and the app
-tier (docker, and systemd running the two instances nginx sends to) together.
+tier (docker, and the app role's two instances nginx sends to, deployed with a migration that
+the database's backup comes before) together.
 
 Each role's own module proves it alone; this one proves they live together: the second run
 changes nothing (a breaker found postgres installing cron after hardening had tightened cron's
@@ -22,6 +23,7 @@ import pytest
 
 from provisioner import sandbox
 from provisioner.sandbox.acme import AcmeServer, start_acme_server
+from tests.integration.app_images import IMAGE, build_image_archive
 from tests.integration.conftest import (
     Invocation,
     edit_inventory,
@@ -40,19 +42,21 @@ DATA_TIER: dict[str, Any] = {
     "postgres_maintenance": True,
 }
 SITE_NAME = "stack.example.test"
-#: Docker beside hardening (which must leave forwarding on) and the two API instances nginx
-#: sends to, as one systemd template: the roles that share sysctl, ufw and units at once.
-APP_TIER: dict[str, Any] = {
-    "hardening_ip_forward": True,
-    "systemd_units": [{"name": "api@",
-                       "command": "/usr/bin/python3 -m http.server --directory /srv %i",
-                       "restart": "on-failure", "instances": [8000, 8001]}],
-}
+#: Docker beside hardening (which must leave forwarding on) and the app's two instances nginx
+#: sends to, given the database's password as a file; a deploy backs the database up on this
+#: host, then runs the migration (which leaves its version in a volume), then moves them.
+def app_tier(archives: Path, host: str) -> dict[str, Any]:
+    return {"hardening_ip_forward": True, "app_name": "testapp", "app_image": IMAGE,
+            "app_archive_dir": str(archives),
+            "app_secrets": {"DB_PASSWORD": {"secret": "host:app_password"}},
+            "app_volumes": ["/srv/testapp/data:/data"],
+            "app_migration_command": "/bin/busybox sh -c 'cat /www/index.html >> /data/migrated'",
+            "app_backup_host": host, "app_health_timeout": 20}
 
 
 def web_tier(acme: AcmeServer) -> dict[str, Any]:
     return {"ufw_rules": [{"port": 80, "proto": "tcp"}, {"port": 443, "proto": "tcp"}],
-            "nginx_upstreams": [{"name": "app", "servers": ["127.0.0.1:8000", "127.0.0.1:8001"]}],
+            "nginx_upstreams": [{"name": "app", "app": "testapp"}],
             "nginx_sites": [{"name": "stack", "server_names": [SITE_NAME], "certificate": "acme",
                              "locations": [{"path": "/", "upstream": "app"}]}],
             "certbot_email": "ops@example.org", "certbot_server": acme.directory_url,
@@ -61,13 +65,16 @@ def web_tier(acme: AcmeServer) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[sandbox.Machine, Path]]:
+    archives = tmp_path_factory.mktemp("releases")
+    for version in ("v1", "v2"):
+        build_image_archive(archives, version)
     with own_machines(tmp_path_factory, "fs", count=2) as ((machine, pebble), inventory):
         acme = start_acme_server(pebble, {SITE_NAME: machine.address})
         (inventory.parent / "pebble-root.pem").write_text(acme.root_pem())
         write_test_inventory([machine], inventory)
         edit_inventory(inventory, lambda data: data["hosts"][machine.name].update(
-            roles=["postgres", "pgbouncer", "backups", "nginx", "certbot", "docker", "systemd"],
-            vars={**DATA_TIER, **web_tier(acme), **APP_TIER}))
+            roles=["postgres", "pgbouncer", "backups", "docker", "app", "nginx", "certbot"],
+            vars={**DATA_TIER, **web_tier(acme), **app_tier(archives, machine.name)}))
         yield machine, inventory
 
 
@@ -108,18 +115,35 @@ def test_the_site_serves_its_certificate_from_pebble(stack: tuple[sandbox.Machin
     assert ("DNS", SITE_NAME) in served.get("subjectAltName", ()), served
 
 
-def test_the_site_reaches_the_instances_systemd_runs(stack: tuple[sandbox.Machine, Path]) -> None:
+def site_answer(inventory: Path, machine: sandbox.Machine) -> str:
+    """The body of GET / on the site, through nginx, its certificate checked against Pebble."""
+    answer = subprocess.run(
+        ["curl", "-sS", "--fail", "--max-time", "10",
+         "--cacert", str(inventory.parent / "pebble-root.pem"),
+         "--resolve", f"{SITE_NAME}:443:{machine.address}", f"https://{SITE_NAME}/"],
+        capture_output=True, text=True, check=False)
+    assert answer.returncode == 0, answer
+    return answer.stdout.strip()
+
+
+def test_deploys_back_the_database_up_before_the_migration_and_serve_through_the_site(
+        stack: tuple[sandbox.Machine, Path]) -> None:
     machine, inventory = stack
-    # least_conn over two idle instances: the requests reach both.
-    for _ in range(4):
-        answer = subprocess.run(
-            ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10",
-             "--cacert", str(inventory.parent / "pebble-root.pem"),
-             "--resolve", f"{SITE_NAME}:443:{machine.address}", f"https://{SITE_NAME}/"],
-            capture_output=True, text=True, check=False)
-        assert answer.stdout == "200", answer
-    served = root_output(machine, "journalctl -q -o cat -u api@8000 -u api@8001 | grep -c 'GET /'")
-    assert int(served.strip()) >= 4
+    deploy = ("deploy", "--host", machine.name)
+    report = inventory.parent / "deploy.json"
+
+    first = invoke_task(*deploy, "--version", "v1", inventory=inventory, report=report)
+    second = invoke_task(*deploy, "--version", "v2", inventory=inventory, report=report)
+
+    assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output
+    for run in (first, second):
+        assert run.output.index(f"backing up the database on {machine.name}") < \
+            run.output.index("running the migration") < run.output.index("instance 8000:")
+    archives = root_output(machine, "ls /var/backups/postgresql 2>/dev/null; "
+                                    "/usr/local/sbin/provisioner-backup list")
+    assert archives.count("-ondemand") >= 2, archives
+    assert root_output(machine, "cat /srv/testapp/data/migrated").split() == ["v1", "v2"]
+    assert {site_answer(inventory, machine) for _ in range(4)} == {"v2"}
     assert root_output(machine, "cat /proc/sys/net/ipv4/ip_forward").strip() == "1"
 
 
