@@ -89,6 +89,11 @@ image={image}"$version"
 if ! docker image inspect "$image" >/dev/null 2>&1; then
   {fetch}
 fi
+if grep -Eq "^ *[0-9]+: [0-9A-F]+:$(printf '%04X' "$new") [0-9A-F]+:0000 0A " \\
+    /proc/net/tcp /proc/net/tcp6 2>/dev/null; then
+  say "port $new is taken by a program that is not this app (ss -ltnp shows which): a health \\
+check there would ask it, not the new version"; exit {NOT_HEALTHY}
+fi
 say "starting $version on port $new beside ${{cur_version:-nothing}} on ${{cur_port:-no port}}"
 systemctl start "$unit" || give_up "{layout.unit('$new')} did not start"
 """
@@ -102,7 +107,11 @@ while :; do
 before it was healthy (health check GET {path})"
   code=$(curl -s -o /dev/null -w '%{{http_code}}' --max-time 2 "http://127.0.0.1:$new{path}") \\
     || code="no answer"
-  case "$code" in 2??) break;; esac
+  case "$code" in 2??)
+    # The answer must be the new container's: it runs, and its unit is still up.
+    [ "$(docker inspect --format '{{{{.State.Running}}}}' "{settings.name}-$new" 2>/dev/null)" \\
+      = true ] && systemctl is-active --quiet "$unit" && break;;
+  esac
   [ "$(date +%s)" -lt "$deadline" ] || give_up "version $version on port $new is not \\
 healthy after {settings.health_timeout} s: health check GET {path} answered $code"
   sleep 0.5
@@ -201,49 +210,3 @@ def refresh_action() -> str:
             'dir=${live%/live/*}; inst=${live##*/}; read -r port version < "$live" || exit 1\n'
             f"{move}done\nrm -f {quote(restart_dir(OWNER))}/*")
 
-
-def retire_probe(settings: AppSettings) -> str:
-    """Read-only: the app's instance units that run or start at boot, and its live files."""
-    pattern = quote(f"{settings.name}@*.service")
-    wants = "/etc/systemd/system/multi-user.target.wants"
-    return (f"systemctl list-units --plain --no-legend --state=active,activating {pattern} "
-            "| awk '{print \"unit \" $1}'\n"
-            f"for f in {wants}/{quote(settings.name)}@*.service; do [ -e \"$f\" ] && "
-            "echo \"unit ${f##*/}\"; done\n"
-            f"for f in {quote(Layout(settings.name).live_dir)}/*; do [ -e \"$f\" ] && "
-            "echo \"live ${f##*/}\"; done; true")
-
-
-def retired_ports(settings: AppSettings, output: str) -> tuple[list[int], list[str]]:
-    """(ports whose unit runs or is enabled though no configured instance uses them, live
-    files of instances no longer configured)."""
-    wanted = {port for instance in settings.instances for port in settings.ports_of(instance)}
-    prefix, ports, lives = f"unit {settings.name}@", set(), set()
-    for line in output.splitlines():
-        if line.startswith(prefix) and line.endswith(".service"):
-            port = line[len(prefix):-len(".service")]
-            if port.isdigit() and int(port) not in wanted:
-                ports.add(int(port))
-        elif line.startswith("live ") and line[5:] not in map(str, settings.instances):
-            lives.add(line[5:])
-    return sorted(ports), sorted(lives)
-
-
-def retire_action(settings: AppSettings, ports: list[int], lives: list[str]) -> str:
-    """Instances taken out of app_instances leave nginx first (the server list no longer
-    names them: an earlier step of the run wrote it; nginx reloads here, waited for), then
-    drain, stop and are disabled; their live and slot files go."""
-    layout = Layout(settings.name)
-    units = " ".join(quote(layout.unit(port)) for port in ports)
-    return f"""if systemctl is-active --quiet nginx.service; then
-  {{ {NGINX_WORKERS}; }} > {WORKERS_BEFORE_RELOAD} 2>/dev/null
-  systemctl reload nginx.service || exit 1
-  i=0; until ( {NGINX_RELOADED} ); do i=$((i + 1)); [ $i -lt 300 ] || exit 1; sleep 0.1; done
-fi
-for port in {' '.join(map(str, ports))}; do
-  {wait_for_no_connection("$port", settings.drain_timeout)}
-done
-{f"systemctl disable --now --quiet {units} || exit 1" if units else ":"}
-rm -f {" ".join(quote(layout.live(int(n))) for n in lives) or "/dev/null/none"} \\
-  {" ".join(quote(layout.slot_env(port)) for port in ports)}
-"""

@@ -25,11 +25,12 @@ from provisioner.inventory.view import InventoryView
 from provisioner.ops.apt import ensure_packages
 from provisioner.ops.files import ensure_absent, ensure_directory, ensure_file, ensure_template
 from provisioner.release import Release
-from provisioner.step import Handler, Plan, Probed, Step
+from provisioner.step import Handler, Step
 from roles.app.accounts import ensure_uid_account
 from roles.app.container import unit_spec
+from roles.app.instances import guard_step, instances_step
 from roles.app.layout import NGINX_APPS, OWNER, Layout
-from roles.app.move import move_program, refresh_action, retire_action, retire_probe, retired_ports
+from roles.app.move import move_program, refresh_action
 from roles.app.release import AppRelease
 from roles.app.servers import ensure_servers, server_options
 from roles.app.settings import AppSettings, check_references, read_app
@@ -62,6 +63,7 @@ def steps(host: Host) -> Iterator[Step]:
     settings = read_app(host.vars)
     layout = Layout(settings.name)
     options = server_options(host.vars, settings.name)
+    yield guard_step(settings)
     yield ensure_packages(host, list(host.vars["app_packages"]))
     yield ensure_uid_account(settings.name, settings.uid, settings.gid)
     yield ensure_directory(host, layout.etc, mode=0o750)
@@ -80,22 +82,7 @@ def steps(host: Host) -> Iterator[Step]:
     yield from unit_steps(host, [unit_spec(settings)], OWNER)
     yield ensure_directory(host, NGINX_APPS, mode=0o755)
     yield ensure_servers(settings, options, [NGINX_RELOAD])
-    yield retire_step(settings)
-
-
-def retire_step(settings: AppSettings) -> Step:
-    """Instances taken out of app_instances: out of nginx, drained, stopped, disabled."""
-    def decide(probed: Probed) -> Plan:
-        ports, lives = retired_ports(settings, probed.output)
-        if not ports and not lives:
-            return Plan("none left over")
-        what = ", ".join([*(f"{settings.name}@{port}" for port in ports),
-                          *(f"instance {name}" for name in lives)])
-        return Plan(f"retired {what} (no longer in app_instances)",
-                    action=retire_action(settings, ports, lives))
-
-    return Step(f"instances of {settings.name} not in app_instances",
-                retire_probe(settings), decide)
+    yield instances_step(settings)
 
 
 def secret_steps(host: Host, settings: AppSettings) -> Iterator[Step]:
@@ -114,10 +101,12 @@ def secret_steps(host: Host, settings: AppSettings) -> Iterator[Step]:
 
 
 def volume_steps(host: Host, settings: AppSettings) -> Iterator[Step]:
-    """A writable volume's host directory, owned by the container's uid."""
+    """A writable volume's host directory, owned by the container's uid; a read-only one is
+    mounted as it is (it may be anyone's, and stays so)."""
     for volume in settings.volumes:
-        yield ensure_directory(host, volume.host, owner=settings.name, group=settings.name,
-                               mode=0o750 if not volume.read_only else 0o550)
+        if not volume.read_only:
+            yield ensure_directory(host, volume.host, owner=settings.name, group=settings.name,
+                                   mode=0o750)
 
 
 def release(host: Host) -> Release:

@@ -24,11 +24,22 @@ HEALTH_PATH = re.compile(r"^/[A-Za-z0-9._~/?=&%-]*$")
 VOLUME = re.compile(r"^(/[A-Za-z0-9._/-]+):(/[A-Za-z0-9._/-]+)(:ro)?$")
 SOURCES = ("archive", "registry")
 SECRETS_AS = ("files", "environment")
-#: Where a volume's host directory may not be: the role makes a writable one the container
-#: user's, which must never be a system directory (or Docker's, or the tool's own state).
-SYSTEM_DIRECTORIES = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/proc",
-                      "/root", "/run", "/sbin", "/sys", "/usr", "/var/lib/docker",
-                      "/var/lib/provisioner", "/var/log", "/var/backups")
+#: Where a writable volume's host directory may be: the role makes it the container user's,
+#: so it must be a directory of the app's own, never one another program or a login owns
+#: (a home directory chowned away locks its user out: sshd's StrictModes).
+VOLUME_ROOTS = ("/srv", "/opt", "/data", "/mnt")
+#: Names an app may not take: Debian's system accounts and /etc directories of the programs
+#: the project installs (the role claims /etc/<app> and the account <app>).
+RESERVED_NAMES = frozenset({
+    "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp",
+    "proxy", "www-data", "backup", "list", "irc", "gnats", "nobody", "sshd", "messagebus",
+    "postgres", "admin", "provisioner", "ssl", "ssh", "nginx", "docker", "systemd", "default",
+    "apt", "cron", "pam", "security", "sudoers", "ufw", "fail2ban", "postgresql", "pgbouncer",
+    "letsencrypt", "network", "init", "logrotate", "rsyslog", "dpkg", "alternatives", "ca",
+    "containerd", "python3", "perl", "profile", "skel", "opt", "srv", "apps"})
+#: Debian's range for the uids and gids of normal accounts (below: system accounts such as
+#: www-data; above: reserved, 65534 nobody).
+USER_IDS = range(1000, 60000)
 #: Ports the host's own services keep: an instance there would fight them.
 RESERVED_PORTS = frozenset({22, 80, 443, 5432, 6432})
 
@@ -88,6 +99,10 @@ def read_app(variables: Mapping[str, Any]) -> AppSettings:
     name = _text(variables, "app_name", NAME, "a short name of lower-case letters, digits and "
                  "'-' starting with a letter (e.g. stet): it names the units, containers and "
                  "directories")
+    if name in RESERVED_NAMES or name.startswith(("systemd-", "provisioner-")):
+        raise RoleError(f"app_name {name!r} is a system account's or another program's name "
+                        f"(the role claims the account {name} and /etc/{name}); choose the "
+                        "application's own, e.g. stet.")
     source = _choice(variables, "app_source", SOURCES)
     uid, gid = _container_user(variables)
     instances = _instances(variables)
@@ -161,9 +176,11 @@ def _instances(variables: Mapping[str, Any]) -> tuple[int, ...]:
 def _container_user(variables: Mapping[str, Any]) -> tuple[int, int]:
     value = str(variables.get("app_user", ""))
     match = CONTAINER_USER.fullmatch(value)
-    if match is None or int(match.group(1)) == 0 or int(match.group(2)) == 0:
-        raise RoleError(f"app_user is {value!r}; it is the container's uid:gid as numbers, "
-                        "neither 0 (e.g. 10001:10001): the app never runs as root, and the "
+    if match is None or int(match.group(1)) not in USER_IDS or \
+            int(match.group(2)) not in USER_IDS:
+        raise RoleError(f"app_user is {value!r}; it is the container's uid:gid as numbers from "
+                        f"{USER_IDS.start} to {USER_IDS.stop - 1} (e.g. 10001:10001): the app "
+                        "never runs as root or as a system account (www-data is 33), and the "
                         "host account of that uid owns its secrets and volumes.")
     return int(match.group(1)), int(match.group(2))
 
@@ -234,11 +251,12 @@ def _volumes(variables: Mapping[str, Any]) -> tuple[Volume, ...]:
             raise RoleError(f"app_volumes: {item!r} is not /host/path:/container/path or "
                             "/host/path:/container/path:ro (absolute paths, no '..').")
         host = match.group(1).rstrip("/")
-        if host.count("/") < 2 or any(host == system or host.startswith(system + "/")
-                                      for system in SYSTEM_DIRECTORIES):
-            raise RoleError(f"app_volumes: {item!r} mounts {host}, a system directory or one "
-                            "too near the root (its owner would become the app's user); give "
-                            "a directory of the app's own, e.g. /srv/<app>/data.")
+        writable = not match.group(3)
+        if writable and not any(host.startswith(root + "/") for root in VOLUME_ROOTS):
+            raise RoleError(f"app_volumes: {item!r} mounts {host} writable; the role makes a "
+                            "writable volume's directory the app user's, so it must be one of "
+                            f"the app's own under {', '.join(VOLUME_ROOTS)} (e.g. "
+                            "/srv/<app>/data); mount anything else with :ro.")
         volumes.append(Volume(host, match.group(2), bool(match.group(3))))
     return tuple(volumes)
 

@@ -402,6 +402,40 @@ def test_an_instance_taken_out_leaves_nginx_before_it_stops(app: Deployment) -> 
     assert app.root("cat /etc/nginx/apps/testapp.servers").count("server ") == 1
 
 
+def test_an_instance_added_starts_with_the_serving_version(app: Deployment) -> None:
+    edit_inventory(app.inventory,
+                   lambda data: data["hosts"]["dp1"]["vars"].update(app_instances=[8000, 8002]))
+    client = SteadyClient(app.machine.address, rate=50)
+    client.start()
+
+    run = app.invoke("provision")
+    client.stop_after(150)
+
+    assert run.exit_code == 0, run.output
+    assert client.failures == []
+    assert sorted(app.live()) == ["8000", "8002"] and app.versions() == {"v2"}
+    assert app.invoke("deploy.status").exit_code == 0
+
+
+def test_a_new_port_offset_moves_the_instances_without_a_failed_request(
+        app: Deployment) -> None:
+    edit_inventory(app.inventory, lambda data: data["hosts"]["dp1"]["vars"].update(
+        app_alternate_port_offset=20000))
+    client = SteadyClient(app.machine.address, rate=50)
+    client.start()
+
+    run = app.invoke("provision")
+    client.stop_after(150)
+
+    assert run.exit_code == 0, run.output
+    assert client.failures == []
+    ports = {value.split()[0] for value in app.live().values()}
+    assert ports <= {"8000", "8002", "28000", "28002"}, app.live()
+    running = app.root("systemctl list-units --plain --no-legend --state=active "
+                       "'testapp@*.service' | awk '{print $1}'").split()
+    assert sorted(running) == sorted(f"testapp@{port}.service" for port in ports)
+
+
 def test_provision_after_deploys_changes_nothing_and_verify_passes(app: Deployment) -> None:
     again = app.invoke("provision")
     assert again.exit_code == 0

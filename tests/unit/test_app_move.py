@@ -64,6 +64,10 @@ fi
 """,
     "docker": """#!/bin/sh
 echo "docker $*" >> "$CALLS"
+case "$1 $2" in
+  "inspect --format") case " ${DEAD_CONTAINERS:-} " in *" $4 "*) echo false;; *) echo true;; esac
+    exit 0;;
+esac
 case " ${MISSING_IMAGES:-} " in *" $3 "*) exit 1;; esac
 """,
     "journalctl": """#!/bin/sh
@@ -441,3 +445,25 @@ def test_a_move_lists_an_instance_with_a_damaged_live_file_as_provisioning_does(
     done = box.move("8000", "v2", HEALTHY_PORTS="18000")
     assert done.returncode == 0, done.stdout + done.stderr
     assert box.servers.read_text() == box.rendered()
+
+
+def test_a_port_another_program_listens_on_is_never_health_checked(sandbox: Sandbox) -> None:
+    """Something else on 18000 would answer the health check for a container that cannot bind
+    there: the move stops before starting anything, the old instance serving."""
+    servers = sandbox.servers.read_text()
+    sandbox.tcp.write_text("  sl  local_address rem_address   st\n"
+                           "   0: 0100007F:4650 00000000:0000 0A 00000000:00000000\n")
+
+    done = sandbox.move("8000", "v2", HEALTHY_PORTS="18000")
+
+    assert done.returncode == NOT_HEALTHY
+    assert "port 18000 is taken by a program that is not this app" in done.stdout
+    assert not [call for call in sandbox.calls() if call.startswith("systemctl start")]
+    assert sandbox.servers.read_text() == servers
+
+
+def test_a_health_answer_counts_only_while_the_new_container_runs(sandbox: Sandbox) -> None:
+    done = sandbox.move("8000", "v2", HEALTHY_PORTS="18000", DEAD_CONTAINERS="stet-18000")
+
+    assert done.returncode == NOT_HEALTHY
+    assert "is not healthy after 1 s" in done.stdout

@@ -24,8 +24,9 @@ from provisioner.secrets.values import Secret
 from provisioner.step import Plan, Probed, Refused, Step
 from roles.app.accounts import ensure_uid_account, plan_uid_account
 from roles.app.container import run_command, unit_spec
+from roles.app.instances import InstancesFound, parse_instances, plan_guard, plan_instances
 from roles.app.layout import OWNER
-from roles.app.move import move_program, retire_action, retired_ports
+from roles.app.move import move_program
 from roles.app.role import REFRESH
 from roles.app.servers import render_servers, server_options
 from roles.app.settings import AppSettings, read_app
@@ -119,7 +120,7 @@ def test_each_secret_is_a_0400_file_owned_by_the_containers_account() -> None:
     plan = step.decide(Probed(ABSENT_WITH_SECRET))
     assert plan.action is not None
     assert 'chown stet:stet "$tmp"' in plan.action and 'chmod 0400 "$tmp"' in plan.action
-    assert content_of(plan) == PASSWORD + "\n"
+    assert content_of(plan) == PASSWORD  # the value alone, as Docker gives a secret file
     assert plan.secrets == (Secret(PASSWORD),)
     assert step.notify == (REFRESH,)
 
@@ -154,7 +155,7 @@ def test_a_secret_from_this_machine_becomes_a_0400_file_with_its_value() -> None
     variables = {**ROLE.defaults, **STET, "app_secrets": {"API_KEY": Secret("k3y", "env:KEY")}}
     steps = list(ROLE.steps(unchecked_host(variables)))
     plan = step_named(steps, "secret file /etc/stet/secrets/api_key").decide(Probed("absent\n"))
-    assert content_of(plan) == "k3y\n"
+    assert content_of(plan) == "k3y"
 
 
 def test_the_inventorys_own_values_are_judged_before_contact() -> None:
@@ -206,14 +207,16 @@ def test_the_server_list_keeps_the_ports_deploys_made_live() -> None:
     assert content_of(plan) == render_servers(stet(), {8000: 18000, 8001: 8001}, OPTIONS)
 
 
-@pytest.mark.parametrize(("volume", "mode"), [("/srv/stet/data:/data", "0750"),
-                                              ("/srv/stet/static:/static:ro", "0550")])
-def test_a_volumes_host_directory_belongs_to_the_containers_account(volume: str,
-                                                                     mode: str) -> None:
-    plan = decided(f"directory {volume.split(':')[0]}", app_volumes=[volume])
+def test_a_writable_volumes_host_directory_belongs_to_the_containers_account() -> None:
+    plan = decided("directory /srv/stet/data", app_volumes=["/srv/stet/data:/data"])
     assert plan.action is not None
-    assert f"mkdir -m {mode} {volume.split(':')[0]}" in plan.action
-    assert f"chown stet:stet {volume.split(':')[0]}" in plan.action
+    assert "mkdir -m 0750 /srv/stet/data" in plan.action
+    assert "chown stet:stet /srv/stet/data" in plan.action
+
+
+def test_a_read_only_volume_is_mounted_as_it_is() -> None:
+    steps = app_steps(app_volumes=["/etc/stet-static:/static:ro"])
+    assert not [label for label in labels(steps) if "stet-static" in label]
 
 
 # --- the inventory around the role -----------------------------------------------------------
@@ -418,12 +421,56 @@ def test_the_server_list_carries_the_options_of_the_upstream_that_includes_it() 
         "server 127.0.0.1:8000 max_fails=5 fail_timeout=30s;"
 
 
-def test_units_and_live_files_of_instances_taken_out_are_retired() -> None:
-    settings = read_app({**ROLE.defaults, **STET, "app_instances": [8000]})
-    probed = ("unit stet@8000.service\nunit stet@18001.service\nunit stet@8001.service\n"
-              "unit stet@18000.service\nlive 8000\nlive 8001\n")
+def found(settings: AppSettings, text: str) -> InstancesFound:
+    return parse_instances(settings, text)
 
-    assert retired_ports(settings, probed) == ([8001, 18001], ["8001"])
-    action = retire_action(settings, [8001, 18001], ["8001"])
-    assert action.index("systemctl reload nginx.service") < action.index("disable --now")
-    assert "/var/lib/provisioner/apps/stet/live/8001" in action
+
+def test_an_instance_taken_out_leaves_nginx_then_stops_and_its_live_file_goes() -> None:
+    settings = read_app({**ROLE.defaults, **STET, "app_instances": [8000]})
+    host = found(settings, "unit stet@18000.service\nunit stet@8001.service\n"
+                           "live 8000 18000 v2\nlive 8001 8001 v2\n")
+
+    plan = plan_instances(settings, host)
+
+    assert plan.reason == ("retired stet@8001 (no configured instance uses its port), "
+                           "forgot instance 8001 (no longer in app_instances)")
+    assert plan.action is not None
+    assert plan.action.index("systemctl reload nginx.service") < plan.action.index(
+        "disable --now --quiet stet@8001.service")
+    assert "/var/lib/provisioner/apps/stet/live/8001" in plan.action
+
+
+def test_an_instance_on_a_port_the_new_offset_does_not_give_stays_for_the_handler() -> None:
+    settings = read_app({**ROLE.defaults, **STET, "app_alternate_port_offset": 20000})
+    host = found(settings, "unit stet@18000.service\nunit stet@18001.service\n"
+                           "live 8000 18000 v2\nlive 8001 18001 v2\n")
+
+    assert plan_instances(settings, host).action is None
+
+
+def test_an_instance_added_starts_with_the_version_the_others_serve() -> None:
+    settings = read_app({**ROLE.defaults, **STET, "app_instances": [8000, 8001, 8002]})
+    host = found(settings, "unit stet@8000.service\nunit stet@8001.service\n"
+                           "live 8000 8000 v2\nlive 8001 8001 v2\n")
+
+    plan = plan_instances(settings, host)
+
+    assert plan.reason == "started instance 8002 with v2"
+    assert plan.action is not None and "/var/lib/provisioner/apps/stet/move 8002 v2" in plan.action
+
+
+def test_nothing_starts_before_the_first_deploy() -> None:
+    settings = read_app({**ROLE.defaults, **STET})
+    assert plan_instances(settings, found(settings, "")).action is None
+
+
+def test_a_host_runs_one_app_and_etc_only_when_it_is_the_roles_own() -> None:
+    settings = read_app({**ROLE.defaults, **STET})
+
+    with pytest.raises(Refused, match="this host runs app shop"):
+        plan_guard(settings, "app shop\netc absent\n")
+    with pytest.raises(Refused, match="/etc/stet exists and is not the app role's"):
+        plan_guard(settings, "etc foreign\n")
+    assert plan_guard(settings, "app stet\netc ours\n").action is None
+    claim = plan_guard(settings, "etc absent\n").action
+    assert claim is not None and "/etc/stet/.provisioner-app" in claim

@@ -337,3 +337,28 @@ def test_no_upstream_naming_the_app_is_refused_with_an_example(upstreams: list[A
                                         r"add one to nginx_upstreams, "
                                         r"e.g. \{name: api, app: stet\}"):
         server_options({"nginx_upstreams": upstreams}, "stet")
+
+
+@pytest.mark.parametrize("name", ["provisioner", "ssl", "nginx", "www-data", "nobody",
+                                  "systemd-network"])
+def test_an_app_named_after_a_system_account_or_directory_is_refused(name: str) -> None:
+    with pytest.raises(RoleError, match=f"app_name '{name}' is a system account's or another "
+                                        "program's name"):
+        stet(app_name=name)
+
+
+@pytest.mark.parametrize("user", ["33:33", "999:10001", "10001:65534", "60000:60000"])
+def test_a_container_user_outside_the_normal_account_range_is_refused(user: str) -> None:
+    with pytest.raises(RoleError, match=f"app_user is '{user}'; .* from 1000 to 59999"):
+        stet(app_user=user)
+
+
+@pytest.mark.parametrize("volume", ["/home/admin:/data", "/var/tmp:/tmp", "/var/lib/postgresql:/d",
+                                    "/srv:/data"])
+def test_a_writable_volume_outside_the_apps_own_directories_is_refused(volume: str) -> None:
+    with pytest.raises(RoleError, match="must be one of the app's own under /srv, /opt"):
+        stet(app_volumes=[volume])
+
+
+def test_anything_else_may_be_mounted_read_only() -> None:
+    assert stet(app_volumes=["/home/admin/static:/static:ro"]).volumes[0].read_only
