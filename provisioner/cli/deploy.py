@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from provisioner.cli import select_jobs
 from provisioner.cli.backup import now as backup_now
+from provisioner.commands import quote
 from provisioner.deploy import history, lock
 from provisioner.deploy.rollout import Request, Target, history_path, lock_path
 from provisioner.deploy.rollout import deploy as roll_out
@@ -61,10 +62,18 @@ def targets(inventory: Inventory, hosts: str, group: str) -> list[Target]:
     found = [(job, release_of(job)) for job in jobs]
     without = [job.config.name for job, release in found if release is None]
     if (hosts or group) and without:
-        raise ProvisionerError(f"{', '.join(without)} of {inventory.path} ship no release (no "
-                               "role with releases, such as app, among their roles): choose "
-                               "hosts with the app role.")
+        verb = "ships" if len(without) == 1 else "ship"
+        raise ProvisionerError(f"{', '.join(without)} of {inventory.path} {verb} no release "
+                               "(no role with releases, such as app, among its roles): "
+                               "choose hosts with the app role.")
     chosen = [Target(job, release) for job, release in found if release is not None]
+    for target in chosen:
+        artifact = target.release.artifact("v")
+        if artifact is not None and not artifact.local.parent.is_dir():
+            raise ProvisionerError(f"host {target.name}: app_archive_dir "
+                                   f"{artifact.local.parent} is not a directory on this "
+                                   "machine; it holds the <app_name>-<version>.tar archives "
+                                   "(docker save) the deploys send.")
     if not chosen:
         raise ProvisionerError(f"no host of {inventory.path} has a role that ships releases "
                                "(the app role): add it to the application hosts first.")
@@ -109,16 +118,17 @@ def rollback(inventory: Inventory, hosts: str, group: str, to: str = "", message
 
 
 def previous_version(target: Target, show: Show) -> str:
+    """The rollback's version, from the first chosen host's instances and history."""
     release = target.release
     script = f"{release.states()}\necho ==\n{history.read(history_path(release), 500)}"
     with host_session(target.job, check=True) as session:
         states_output, _, entries = session.run_script(script).stdout.partition("==\n")
-    current = next((state.version for state in release.parse_states(states_output)
-                    if state.version), "")
-    previous = history.previous_version(history.parse(entries), current)
+    serving = {state.version for state in release.parse_states(states_output) if state.version}
+    previous = history.rollback_target(history.parse(entries), serving)
+    current = " and ".join(sorted(serving)) or "nothing"
     if not previous:
-        show(f"{target.name}: no version before {current or 'the current one'} is recorded in "
-             "its history; name one: invoke rollback --to VERSION.", True)
+        show(f"{target.name}: no version before {current} is recorded in its history; name "
+             "one: invoke rollback --to VERSION.", True)
     else:
         show(f"rolling back from {current} to {previous}", False)
     return previous
@@ -137,34 +147,66 @@ def force_unlock(inventory: Inventory, hosts: str, group: str, show: Show = prin
 
 
 def status(inventory: Inventory, hosts: str, group: str, show: Show = print_output) -> int:
-    """Each instance's port, version and health; 1 when one is not healthy."""
-    code = 0
-    for target in targets(inventory, hosts, group):
+    """Each instance's port, version and health, and a held deploy lock; 1 when an instance
+    is not healthy or never deployed, the versions differ, a lock is held or a host cannot be
+    reached (the other hosts are still shown)."""
+    codes = [_host_status(target, show) for target in targets(inventory, hosts, group)]
+    return max(codes, default=0)
+
+
+def _host_status(target: Target, show: Show) -> int:
+    release = target.release
+    lock_file = lock_path(release)
+    script = f"{release.states()}\necho ==\ncat {quote(lock_file)} 2>/dev/null; true"
+    try:
         with host_session(target.job, check=True) as session:
-            output = session.run_script(target.release.states()).stdout
-        for state in target.release.parse_states(output):
-            if not state.version:
-                show(f"{target.name} {target.release.name} instance {state.instance}: never "
-                     "deployed", False)
-                code = 1
-                continue
-            health = "healthy" if state.healthy else "NOT healthy"
-            show(f"{target.name} {target.release.name} instance {state.instance}: "
-                 f"{state.version} on port {state.port}, {health}", not state.healthy)
-            code = code if state.healthy else 1
+            states_output, _, held = session.run_script(script).stdout.partition("==\n")
+    except ProvisionerError as error:
+        show(f"{target.name}: {error}", True)
+        return 1
+    code, versions = 0, set()
+    for state in release.parse_states(states_output):
+        label = f"{target.name} {release.name} instance {state.instance}"
+        if not state.version:
+            show(f"{label}: never deployed", True)
+            code = 1
+            continue
+        versions.add(state.version)
+        show(f"{label}: {state.version} on port {state.port}, "
+             f"{'healthy' if state.healthy else 'NOT healthy'}", not state.healthy)
+        code = code if state.healthy else 1
+    if len(versions) > 1:
+        show(f"{target.name}: the instances serve different versions "
+             f"({', '.join(sorted(versions))}): a deploy did not finish; the next deploy or "
+             "rollback takes it from there.", True)
+        code = 1
+    if held.strip():
+        show(f"{target.name}: deploy lock held by {lock.parse_record(held).describe()}", True)
+        code = 1
     return code
 
 
 def show_history(inventory: Inventory, hosts: str, group: str, limit: int = 20,
                  show: Show = print_output) -> int:
-    for target in targets(inventory, hosts, group):
+    if limit < 1:
+        raise ProvisionerError(f"--limit {limit}: at least 1 entry per host.")
+    codes = [_host_history(target, limit, show) for target in targets(inventory, hosts, group)]
+    return max(codes, default=0)
+
+
+def _host_history(target: Target, limit: int, show: Show) -> int:
+    try:
         with host_session(target.job, check=True) as session:
             output = session.run_script(history.read(history_path(target.release),
                                                      limit)).stdout
-        entries = history.parse(output)
-        show(f"== {target.name} ({target.release.name}): {len(entries)} recorded", False)
-        show("\n".join(_history_line(entry) for entry in reversed(entries))
-             or "(nothing deployed yet)", False)
+    except ProvisionerError as error:
+        show(f"{target.name}: {error}", True)
+        return 1
+    entries, damaged = history.read_entries(output)
+    show(f"== {target.name} ({target.release.name}): the last {len(entries)} recorded"
+         + (f"; {damaged} damaged line(s) skipped" if damaged else ""), False)
+    show("\n".join(_history_line(entry) for entry in reversed(entries))
+         or "(nothing deployed yet)", False)
     return 0
 
 

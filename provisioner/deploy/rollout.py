@@ -361,9 +361,12 @@ def finish(hosts: list[HostState], request: Request, started: float, result: str
         if host.touched:
             entry = history.Entry(request.action, request.version, host.current_version,
                                   request.who, _now(), duration, result, request.message)
-            script = (history.append(history_path(release), entry) + "\n"
-                      + (release.prune(kept_versions(host, request.version)) + "\n"
-                         if result == "ok" else "") + script)
+            # A version that was rolled back goes too (its image and archive), unless an
+            # instance still runs it: docker keeps an image a container uses.
+            kept = kept_versions(host, request.version if result == "ok" else
+                                 host.current_version)
+            prune = release.prune(kept) + "\n" if result in ("ok", "rolled back") else ""
+            script = history.append(history_path(release), entry) + "\n" + prune + script
         try:
             host.session.run_script(script)
         except ProvisionerError as error:

@@ -128,11 +128,15 @@ fi
 
 def guard_step(settings: AppSettings) -> Step:
     """One app per host, and /etc/<app> the role's own (see the module docstring)."""
-    etc = quote(Layout(settings.name).etc)
+    layout = Layout(settings.name)
+    etc, lock = quote(layout.etc), quote(layout.lock)
     probe = (f"for d in {STATE_ROOT}/*/; do [ -d \"$d\" ] || continue; d=${{d%/}}; "
              "echo \"app ${d##*/}\"; done\n"
-             f"if [ -e {etc}/{MARKER} ]; then echo 'etc ours'; elif [ -e {etc} ]; then "
-             "echo 'etc foreign'; else echo 'etc absent'; fi")
+             f"if [ -e {etc}/{MARKER} ]; then echo 'etc ours'; elif [ -e {etc} ] && [ -d "
+             f"{quote(layout.state)} ]; then echo 'etc unmarked'; elif [ -e {etc} ]; then "
+             "echo 'etc foreign'; else echo 'etc absent'; fi\n"
+             f"[ -f {lock} ] && echo \"lock $(grep -E '^(action|version|who|since)=' {lock} | "
+             "tr '\\n' ' ')\"; true")
 
     def decide(probed: Probed) -> Plan:
         return plan_guard(settings, probed.output)
@@ -151,12 +155,21 @@ def plan_guard(settings: AppSettings, output: str) -> Plan:
                       f"one's containers running unlisted. Keep app_name {others[0]}, or take "
                       f"it out by hand first: systemctl disable --now '{others[0]}@*', then "
                       f"remove {STATE_ROOT}/{others[0]} and /etc/nginx/apps/{others[0]}.servers.")
+    held = next((line[5:] for line in output.splitlines() if line.startswith("lock ")), None)
+    if held is not None:
+        raise Refused(f"a deploy of {settings.name} holds its lock ({held.strip()}): a "
+                      "provision now would move the instances under it. Provision once it "
+                      "ends; a lock a dead deploy left goes with the next deploy, or with "
+                      "invoke deploy --force-unlock.")
     if "etc foreign" in output:
         raise Refused(f"{etc} exists and is not the app role's (no {MARKER} in it): app_name "
                       f"{settings.name} would take over another program's directory. Choose "
                       "another app_name.")
     if "etc ours" in output:
         return Plan("the host's one app; its directory")
+    if "etc unmarked" in output:  # provisioned before the marker existed: the state is ours
+        return Plan(f"marked {etc} as the role's", action=f"printf 'app role of provisioner\\n' "
+                                                         f"> {quote(etc + '/' + MARKER)}")
     return Plan(f"claimed {etc}", action=f"mkdir -m 0750 {quote(etc)} && "
                                          f"printf 'app role of provisioner\\n' > "
                                          f"{quote(etc + '/' + MARKER)}")

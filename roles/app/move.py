@@ -74,11 +74,14 @@ if [ -s "$live" ]; then read -r cur_port cur_version < "$live" || true; fi
 if [ "$cur_port" = "$primary" ]; then new=$alternate; else new=$primary; fi
 unit="{settings.name}@$new.service"
 say() {{ echo "instance $inst: $*"; }}
+container="{settings.name}-$new"
 logs() {{
-  id=$(systemctl show -p InvocationID --value "$unit" 2>/dev/null)
-  echo "last log lines of $unit:"
-  if [ -n "$id" ]; then journalctl --no-pager -o cat -n 20 _SYSTEMD_INVOCATION_ID="$id"
-  else journalctl --no-pager -o cat -n 20 -u "$unit"; fi | sed 's/^/  | /'
+  echo "last log lines of $container ($unit):"
+  {{ docker logs --tail 20 "$container" 2>&1 || journalctl --no-pager -o cat -n 20 -u "$unit"; }} \
+    | sed 's/^/  | /'
+}}
+running() {{
+  [ "$(docker inspect --format '{{{{.State.Status}}}}' "$container" 2>/dev/null)" = running ]
 }}
 give_up() {{ say "$*"; logs; systemctl stop "$unit" 2>/dev/null; exit {NOT_HEALTHY}; }}
 systemctl stop "$unit" 2>/dev/null; systemctl reset-failed "$unit" 2>/dev/null
@@ -94,7 +97,7 @@ if grep -Eq "^ *[0-9]+: [0-9A-F]+:$(printf '%04X' "$new") [0-9A-F]+:0000 0A " \\
   say "port $new is taken by a program that is not this app (ss -ltnp shows which): a health \\
 check there would ask it, not the new version"; exit {NOT_HEALTHY}
 fi
-say "starting $version on port $new beside ${{cur_version:-nothing}} on ${{cur_port:-no port}}"
+say "starting $version on port $new${{cur_port:+ beside $cur_version on $cur_port}}"
 systemctl start "$unit" || give_up "{layout.unit('$new')} did not start"
 """
 
@@ -103,17 +106,14 @@ def _health(settings: AppSettings) -> str:
     path = settings.health_path
     return f"""deadline=$(( $(date +%s) + {settings.health_timeout} ))
 while :; do
-  systemctl is-active --quiet "$unit" || give_up "version $version on port $new stopped \\
-before it was healthy (health check GET {path})"
+  running || give_up "version $version on port $new stopped before it was healthy \\
+(health check GET {path})"
   code=$(curl -s -o /dev/null -w '%{{http_code}}' --max-time 2 "http://127.0.0.1:$new{path}") \\
     || code="no answer"
-  case "$code" in 2??)
-    # The answer must be the new container's: it runs, and its unit is still up.
-    [ "$(docker inspect --format '{{{{.State.Running}}}}' "{settings.name}-$new" 2>/dev/null)" \\
-      = true ] && systemctl is-active --quiet "$unit" && break;;
-  esac
+  # The answer counts only from the new container, still running once it answered.
+  case "$code" in 2??) running && break;; esac
   [ "$(date +%s)" -lt "$deadline" ] || give_up "version $version on port $new is not \\
-healthy after {settings.health_timeout} s: health check GET {path} answered $code"
+healthy after {settings.health_timeout} s: health check GET {path} got $code"
   sleep 0.5
 done
 """
@@ -162,7 +162,7 @@ def _drain(settings: AppSettings) -> str:
   systemctl stop "{settings.name}@$cur_port.service"
   systemctl disable --quiet "{settings.name}@$cur_port.service" 2>/dev/null
 fi
-say "serves $version on port $new (was ${{cur_version:-nothing}} on ${{cur_port:-no port}})"
+say "serves $version on port $new${{cur_port:+ (was $cur_version on $cur_port)}}"
 echo "moved $inst ${{cur_version:--}} $version $new"
 """
 
@@ -180,9 +180,11 @@ def detached(program: str, arguments: str, name: str, *, then: str = 'exit "$rc"
     """Shell running ``program`` (a shell word naming a file on the host) with ``arguments``
     (shell words) as a transient systemd service that this shell waits for, printing its
     output, then ``then`` with the service's status in ``$rc``. A shell that dies with the
-    controller's connection leaves the service to carry on to its end."""
-    out = f"{RUN_DIR}/{name}.out"
-    unit = quote(f"--unit={UNIT_PREFIX}{name}")
+    controller's connection leaves the service to carry on to its end. ``name`` (an app's
+    name and an instance, or shell variables holding them) names the unit: two moves of one
+    instance at once cannot both start."""
+    out = f'"{RUN_DIR}/{name}.out"'
+    unit = f'"--unit={UNIT_PREFIX}{name}"'
     return (f"( umask 077 && mkdir -p {RUN_DIR} ) || exit 1\n: > {out} || exit 1\n"
             f"systemd-run --quiet --wait --collect {unit} "
             f"--property=StandardOutput=append:{out} --property=StandardError=append:{out} "
@@ -204,9 +206,10 @@ def refresh_action() -> str:
     """The app's restart handler: every live instance moved to the version it runs, one after
     another, so a changed unit, environment or secret takes effect without a moment in which
     no instance serves; then the systemd machinery's restart markers are dropped."""
-    move = detached('"$dir/move"', '"$inst" "$version"', "refresh",
+    move = detached('"$dir/move"', '"$inst" "$version"', "${app}-${inst}",
                     then='[ "$rc" -eq 0 ] || exit "$rc"')
     return (f'for live in {STATE_ROOT}/*/live/*; do [ -s "$live" ] || continue\n'
-            'dir=${live%/live/*}; inst=${live##*/}; read -r port version < "$live" || exit 1\n'
+            'dir=${live%/live/*}; app=${dir##*/}; inst=${live##*/}\n'
+            'read -r port version < "$live" || exit 1\n'
             f"{move}done\nrm -f {quote(restart_dir(OWNER))}/*")
 

@@ -78,10 +78,13 @@ class AppRelease:
             f"{quote(UNIT_PREFIX + self.name + '-*')} | grep -q . && echo 'problem: a move of "
             f"{self.name} is still running on the host (units {UNIT_PREFIX}{self.name}-*); "
             "wait for it to end'",
-            "free=$(df -Pk /var/lib/docker 2>/dev/null | awk 'NR==2 {print $4}')",
+            # Space only matters for an image still to come (a rollback to one at hand needs
+            # none, and is what a full disk calls for).
+            f"docker image inspect {image} >/dev/null 2>&1 || {{ "
+            "free=$(df -Pk /var/lib/docker 2>/dev/null | awk 'NR==2 {print $4}'); "
             f"[ \"${{free:-0}}\" -ge {need_kb} ] || echo \"problem: only "
             f"$((${{free:-0}} / 1024)) MB free under /var/lib/docker; app_min_free_disk_mb "
-            f"asks for {self.settings.min_free_disk_mb}\"",
+            f"asks for {self.settings.min_free_disk_mb} to load version {version}\"; }}",
         ]
         if self.settings.source == "registry":
             lines.append(f"docker image inspect {image} >/dev/null 2>&1 || "

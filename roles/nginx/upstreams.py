@@ -92,8 +92,13 @@ def _upstream(index: int, item: Any) -> Upstream:
     if not _TIME.fullmatch(fail_timeout):
         raise RoleError(f"nginx_upstreams: upstream {name!r} has fail_timeout "
                         f"{fail_timeout!r}; it is a time such as 30s.")
+    # An app's instances are health-checked by each move; taking both out for fail_timeout
+    # after a passing blip (Docker re-creating its NAT rules as it restarts) would turn 0.2 s
+    # into 30: for them nginx only skips to the next instance (max_fails 0) unless told.
+    default_max_fails = 0 if app is not None else 3
     return Upstream(name, tuple(servers), balance,
-                    _count(name, "max_fails", item.get("max_fails", 3)), fail_timeout,
+                    _count(name, "max_fails", item.get("max_fails", default_max_fails)),
+                    fail_timeout,
                     _count(name, "keepalive", item.get("keepalive", 16)), app or "")
 
 

@@ -41,7 +41,7 @@ PASSWORD = "pw-123"
 #: A probe's answer for a file not there yet, with the host secret the template reads.
 ABSENT_WITH_SECRET = (f"absent\n{READS_MARKER}\nsecret stet_db_password "
                       f"{base64.b64encode(PASSWORD.encode()).decode()}\n")
-OPTIONS = "max_fails=3 fail_timeout=30s"
+OPTIONS = "max_fails=0 fail_timeout=30s"  # an app upstream's defaults
 
 
 def app_host(roles: tuple[str, ...] = ROLES, **overrides: Any) -> Host:

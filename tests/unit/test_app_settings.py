@@ -295,7 +295,7 @@ def test_a_host_secret_in_app_environment_is_refused_before_contact() -> None:
 
 def test_an_upstream_may_name_an_app_instead_of_servers() -> None:
     [upstream] = read_upstreams({"nginx_upstreams": [{"name": "api", "app": "stet"}]})
-    assert upstream == Upstream("api", (), app="stet")
+    assert upstream == Upstream("api", (), app="stet", max_fails=0)
 
 
 @pytest.mark.parametrize("app", ["Stet", "stet_api", "", 5, ["stet"]],
@@ -325,8 +325,10 @@ def test_the_server_options_are_those_of_the_upstream_naming_the_app() -> None:
     assert server_options(variables, "stet") == "max_fails=5 fail_timeout=10s"
 
 
-def test_the_server_options_default_to_nginx_upstreams_defaults() -> None:
-    assert server_options(STET, "stet") == "max_fails=3 fail_timeout=30s"
+def test_an_apps_instances_are_never_taken_out_by_nginx_unless_the_inventory_says() -> None:
+    """max_fails 0: each move health-checks its instance, and a passing blip (Docker
+    re-creating its NAT rules) must not take both out for fail_timeout."""
+    assert server_options(STET, "stet") == "max_fails=0 fail_timeout=30s"
 
 
 @pytest.mark.parametrize("upstreams", [

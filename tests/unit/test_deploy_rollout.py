@@ -181,7 +181,7 @@ def test_a_failing_move_sends_every_switched_instance_back_newest_first() -> Non
     assert code == 1
     assert log[log.index("b: MOVE 8001 v2") + 1:] == [
         "b: MOVE 8000 v1", "a: MOVE 8001 v1", "a: MOVE 8000 v1",
-        "a: RECORD rolled back", "b: RECORD rolled back"]
+        "a: RECORD rolled back PRUNE v1", "b: RECORD rolled back PRUNE v1"]
     errors = [text for text, error in messages if error]
     assert any("not healthy after 8 s" in text and "| boom" in text for text in errors)
 
@@ -309,3 +309,21 @@ def test_a_batch_moves_its_hosts_side_by_side_and_the_first_one_migrates_first()
                                            for name in "abc")
     assert max(log.index(f"{name}: MOVE 8001 v2") for name in "ab") < log.index("c: PREPARE v2")
     assert [line for line in log if "PREPARE" in line].count("a: PREPARE v2") == 1
+
+
+def test_a_rollback_after_a_deploy_that_did_not_finish_goes_to_what_served_before_it() -> None:
+    entries = [history.Entry("deploy", "v1", "v0", "", "", 0, "ok"),
+               history.Entry("deploy", "s1", "v1", "", "", 0, "interrupted")]
+
+    assert history.rollback_target(entries, {"s1", "v1"}) == "v1"
+    assert history.rollback_target(entries, {"s1"}) == "v1"
+    assert history.rollback_target(entries[:1], {"v1"}) == "v0"
+
+
+def test_an_entry_never_joins_a_line_cut_short() -> None:
+    script = history.append("/h", history.Entry("deploy", "v2", "v1", "me", "now", 1, "ok"))
+
+    assert script.startswith('if [ -s /h ] && [ -n "$(tail -c 1 /h)" ]; then echo >> /h; fi')
+    good = ('{"action": "deploy", "version": "v1", "previous": "", "who": "", "started": "", '
+            '"duration_s": 0, "result": "ok"}')
+    assert history.read_entries(f'{{"act\n{good}\n')[1] == 1
