@@ -71,19 +71,7 @@ def _upstream(index: int, item: Any) -> Upstream:
         raise RoleError(f"nginx_upstreams: upstream {name!r} has unknown fields "
                         f"{', '.join(unknown)}; an upstream has name, servers or app, balance, "
                         "max_fails, fail_timeout and keepalive.")
-    servers, app = item.get("servers"), item.get("app")
-    if app is not None:
-        if servers is not None or not isinstance(app, str) or not _APP.fullmatch(app):
-            raise RoleError(f"nginx_upstreams: upstream {name!r} has app {app!r}"
-                            f"{' and servers' if servers is not None else ''}; app names the "
-                            "app_name whose instances the pool is (a deploy keeps its servers), "
-                            "instead of servers.")
-        servers = []
-    elif not isinstance(servers, Sequence) or isinstance(servers, str) or not servers or \
-            not all(_is_server(server) for server in servers):
-        raise RoleError(f"nginx_upstreams: upstream {name!r} needs servers, a list of at least "
-                        "one host:port with a port from 1 to 65535 (e.g. ['127.0.0.1:8000']); "
-                        f"it has {servers!r}.")
+    servers, app = _servers(name, item.get("servers"), item.get("app"))
     balance = item.get("balance", "round_robin")
     if balance not in BALANCING:
         raise RoleError(f"nginx_upstreams: upstream {name!r} has balance {balance!r}; it is one "
@@ -100,6 +88,23 @@ def _upstream(index: int, item: Any) -> Upstream:
                     _count(name, "max_fails", item.get("max_fails", default_max_fails)),
                     fail_timeout,
                     _count(name, "keepalive", item.get("keepalive", 16)), app or "")
+
+
+def _servers(name: str, servers: Any, app: Any) -> tuple[Sequence[str], str | None]:
+    """(the servers, the app whose instances they are instead, if one is named)."""
+    if app is not None:
+        if servers is not None or not isinstance(app, str) or not _APP.fullmatch(app):
+            raise RoleError(f"nginx_upstreams: upstream {name!r} has app {app!r}"
+                            f"{' and servers' if servers is not None else ''}; app names the "
+                            "app_name whose instances the pool is (a deploy keeps its servers), "
+                            "instead of servers.")
+        return [], app
+    if not isinstance(servers, Sequence) or isinstance(servers, str) or not servers or \
+            not all(_is_server(server) for server in servers):
+        raise RoleError(f"nginx_upstreams: upstream {name!r} needs servers, a list of at least "
+                        "one host:port with a port from 1 to 65535 (e.g. ['127.0.0.1:8000']); "
+                        f"it has {servers!r}.")
+    return servers, None
 
 
 def _is_server(server: Any) -> bool:
