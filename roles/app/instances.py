@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from provisioner.commands import quote
 from provisioner.step import Plan, Probed, Refused, Step
 from roles.app.layout import STATE_ROOT, Layout
-from roles.app.move import detached, wait_for_no_connection
+from roles.app.move import detached, instances_table, wait_for_no_connection
 from roles.app.settings import AppSettings
 from roles.nginx.role import RELOADED as NGINX_RELOADED
 from roles.nginx.role import WORKERS as NGINX_WORKERS
@@ -173,3 +173,31 @@ def plan_guard(settings: AppSettings, output: str) -> Plan:
     return Plan(f"claimed {etc}", action=f"mkdir -m 0750 {quote(etc)} && "
                                          f"printf 'app role of provisioner\\n' > "
                                          f"{quote(etc + '/' + MARKER)}")
+
+
+def table_step(settings: AppSettings, refresh: str) -> Step:
+    """The move program's table of instances and ports. A change to an instance's ports (a
+    new offset) notifies ``refresh``, which moves the instances to them; an instance only
+    added or taken out notifies nothing (instances_step starts or retires it alone)."""
+    path = Layout(settings.name).instances_table
+    wanted = instances_table(settings)
+
+    def decide(probed: Probed) -> Plan:
+        current = probed.output if probed.exit_code == 0 else ""
+        if current == wanted:
+            return Plan("as desired")
+        before = _ports(current)
+        moved = sorted(name for name, ports in _ports(wanted).items()
+                       if name in before and before[name] != ports)
+        reason = (f"ports of instance {', '.join(moved)} changed" if moved else
+                  "instances added or taken out" if current else "created")
+        action = (f"printf '%s' {quote(wanted)} > {quote(path + '.tmp')} && "
+                  f"mv {quote(path + '.tmp')} {quote(path)}")
+        return Plan(reason, action=action, notify=(refresh,) if moved else (),
+                    all_or_nothing=True)
+
+    return Step(f"instances table {path}", f"cat {quote(path)}", decide, (refresh,))
+
+
+def _ports(table: str) -> dict[str, tuple[str, ...]]:
+    return {parts[0]: tuple(parts[1:]) for parts in map(str.split, table.splitlines()) if parts}

@@ -5,7 +5,8 @@
     /etc/<app>/secrets/<name>         each secret as a file (0400, the container's uid), mounted
                                       read-only at /run/secrets
     /var/lib/provisioner/apps/<app>/
-        move                          the program moving one instance to a version (move.py)
+        move, instances               the program moving one instance to a version (move.py),
+                                      and the instances' two ports it reads
         live/<instance>               "<port> <version>": the port serving the instance now
         slots/<port>.env              IMAGE= and VERSION= the unit on that port starts
         releases/<version>.tar        image archives sent by deploys (pruned to the keep count)
@@ -63,6 +64,11 @@ class Layout:
     def move_program(self) -> str:
         """The program moving one instance to a version (move.py)."""
         return f"{self.state}/move"
+
+    @property
+    def instances_table(self) -> str:
+        """``<instance> <port> <alternate port>`` per line: what the move program moves."""
+        return f"{self.state}/instances"
 
     @property
     def lock(self) -> str:

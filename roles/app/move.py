@@ -45,20 +45,27 @@ def move_program(settings: AppSettings, server_options: str) -> str:
             + _switch(settings, server_options) + _drain(settings))
 
 
+def instances_table(settings: AppSettings) -> str:
+    """The instances and their two ports, one per line, as the program reads them: kept out of
+    the program's text, so an instance added or taken out changes no instance's program (and
+    moves none of them)."""
+    return "".join(f"{instance} {primary} {alternate}\n" for instance in settings.instances
+                   for primary, alternate in [settings.ports_of(instance)])
+
+
 def _arguments(settings: AppSettings) -> str:
-    cases = "".join(f"  {instance}) primary={primary} alternate={alternate};;\n"
-                    for instance in settings.instances
-                    for primary, alternate in [settings.ports_of(instance)])
-    known = " ".join(map(str, settings.instances))
     return f"""#!/bin/sh
 # Written by provisioner's app role: move one instance of {settings.name} to a version.
 set -u
 inst=${{1:-}}; version=${{2:-}}
 case "$version" in ""|*[!A-Za-z0-9_.-]*) echo "move: bad version '$version'" >&2; exit 2;; esac
-case "$inst" in
-{cases}  *) echo "move: instance '$inst' is none of {known}" >&2; exit 2;;
-esac
-state={quote(Layout(settings.name).state)}
+state={quote(Layout(settings.name).state)}; table="$state/instances"
+case "$inst" in ""|*[!0-9]*) line=;; *) line=$(grep -E "^$inst " "$table" 2>/dev/null);; esac
+if [ -z "$line" ]; then
+  echo "move: instance '$inst' is none of $(cut -d' ' -f1 "$table" 2>/dev/null | tr '\\n' ' ')" >&2
+  exit 2
+fi
+set -- $line; primary=$2; alternate=$3
 """
 
 
@@ -123,12 +130,11 @@ def _switch(settings: AppSettings, options: str) -> str:
     """The upstream's servers with this instance on its new port: the bytes servers.py
     renders from the live files once this move has recorded its port."""
     servers = quote(Layout(settings.name).servers)
-    instances = " ".join(map(str, settings.instances))
     header = quote(HEADER.format(app=settings.name).rstrip("\n"))
     line = server_line("$p", options)
     return f"""{{
   printf '%s\\n' {header}
-  for i in {instances}; do
+  for i in $(cut -d' ' -f1 "$table"); do
     p=$i
     if [ "$i" = "$inst" ]; then p=$new
     elif [ -s "$state/live/$i" ]; then read -r p v < "$state/live/$i" || p=$i; fi
@@ -197,9 +203,12 @@ def install_program(settings: AppSettings, server_options: str) -> str:
     program = move_program(settings, server_options)
     if _END in program:
         raise ValueError("the program holds the here-document's delimiter")
-    path = Layout(settings.name).move_program
-    return (f"mkdir -p {quote(Layout(settings.name).state)} && cat > {path}.tmp <<'{_END}' "
-            f"&& chmod 0700 {path}.tmp && mv {path}.tmp {path} || exit 1\n{program}{_END}\n")
+    layout = Layout(settings.name)
+    path, table = layout.move_program, quote(layout.instances_table)
+    return (f"mkdir -p {quote(layout.state)} && printf '%s' {quote(instances_table(settings))} "
+            f"> {table}.tmp && mv {table}.tmp {table} || exit 1\n"
+            f"cat > {path}.tmp <<'{_END}' && chmod 0700 {path}.tmp && mv {path}.tmp {path} "
+            f"|| exit 1\n{program}{_END}\n")
 
 
 def refresh_action() -> str:

@@ -28,7 +28,7 @@ from provisioner.release import Release
 from provisioner.step import Handler, Step
 from roles.app.accounts import ensure_uid_account
 from roles.app.container import unit_spec
-from roles.app.instances import guard_step, instances_step
+from roles.app.instances import guard_step, instances_step, table_step
 from roles.app.layout import NGINX_APPS, OWNER, Layout
 from roles.app.move import move_program, refresh_action
 from roles.app.release import AppRelease
@@ -76,6 +76,7 @@ def steps(host: Host) -> Iterator[Step]:
     yield from volume_steps(host, settings)
     for directory in (layout.state, layout.live_dir, layout.slots_dir, layout.releases_dir):
         yield ensure_directory(host, directory, mode=0o700)
+    yield table_step(settings, REFRESH)
     yield ensure_file(host, layout.move_program, move_program(settings, options), mode=0o700,
                       notify=[REFRESH], label=f"program {layout.move_program} (moves an "
                       "instance to a version: deploy, rollback, a changed configuration)")

@@ -429,6 +429,9 @@ def test_an_instance_taken_out_leaves_nginx_before_it_stops(app: Deployment) -> 
 def test_an_instance_added_starts_with_the_serving_version(app: Deployment) -> None:
     edit_inventory(app.inventory,
                    lambda data: data["hosts"]["dp1"]["vars"].update(app_instances=[8000, 8002]))
+    serving = app.live()["8000"]
+    started = app.root(f"docker inspect --format '{{{{.State.StartedAt}}}}' "
+                       f"testapp-{serving.split()[0]}")
     client = SteadyClient(app.machine.address, rate=50)
     client.start()
 
@@ -438,6 +441,9 @@ def test_an_instance_added_starts_with_the_serving_version(app: Deployment) -> N
     assert run.exit_code == 0, run.output
     assert client.failures == []
     assert sorted(app.live()) == ["8000", "8002"] and app.versions() == {"v2"}
+    assert app.live()["8000"] == serving  # the other instance is left alone
+    assert app.root(f"docker inspect --format '{{{{.State.StartedAt}}}}' "
+                    f"testapp-{serving.split()[0]}") == started
     assert app.invoke("deploy.status").exit_code == 0
 
 

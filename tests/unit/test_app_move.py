@@ -27,7 +27,7 @@ import pytest
 
 from provisioner.commands import quote
 from roles.app.layout import Layout
-from roles.app.move import NOT_HEALTHY, move_program
+from roles.app.move import NOT_HEALTHY, instances_table, move_program
 from roles.app.servers import HEADER, parse_live, probe_live, render_servers
 from roles.app.settings import AppSettings
 from roles.nginx.role import RELOADED as NGINX_RELOADED
@@ -136,6 +136,7 @@ class Sandbox:
             self.live(instance).write_text(line)
         self.servers.write_text(servers if servers is not None else self.rendered())
         (self.root / "move").write_text(self.local(move_program(self.settings, OPTIONS)))
+        (self.state / "instances").write_text(instances_table(self.settings))
 
     def rendered(self) -> str:
         """What provisioning renders from the live files now (probe_live run here)."""

@@ -24,9 +24,15 @@ from provisioner.secrets.values import Secret
 from provisioner.step import Plan, Probed, Refused, Step
 from roles.app.accounts import ensure_uid_account, plan_uid_account
 from roles.app.container import run_command, unit_spec
-from roles.app.instances import InstancesFound, parse_instances, plan_guard, plan_instances
+from roles.app.instances import (
+    InstancesFound,
+    parse_instances,
+    plan_guard,
+    plan_instances,
+    table_step,
+)
 from roles.app.layout import OWNER
-from roles.app.move import move_program
+from roles.app.move import instances_table, move_program
 from roles.app.role import REFRESH
 from roles.app.servers import render_servers, server_options
 from roles.app.settings import AppSettings, read_app
@@ -474,3 +480,23 @@ def test_a_host_runs_one_app_and_etc_only_when_it_is_the_roles_own() -> None:
     assert plan_guard(settings, "app stet\netc ours\n").action is None
     claim = plan_guard(settings, "etc absent\n").action
     assert claim is not None and "/etc/stet/.provisioner-app" in claim
+
+
+def test_an_instance_added_changes_the_table_but_moves_no_other_instance() -> None:
+    settings = read_app({**ROLE.defaults, **STET, "app_instances": [8000, 8001, 8002]})
+    step = table_step(settings, REFRESH)
+
+    plan = step.decide(Probed("8000 8000 18000\n8001 8001 18001\n"))
+
+    assert plan.reason == "instances added or taken out" and plan.notify == ()
+    assert plan.action is not None and "8002 8002 18002" in plan.action
+
+
+def test_a_new_offset_changes_the_table_and_moves_the_instances() -> None:
+    settings = read_app({**ROLE.defaults, **STET, "app_alternate_port_offset": 20000})
+    step = table_step(settings, REFRESH)
+
+    plan = step.decide(Probed("8000 8000 18000\n8001 8001 18001\n"))
+
+    assert plan.reason == "ports of instance 8000, 8001 changed" and plan.notify == (REFRESH,)
+    assert step.decide(Probed(instances_table(settings))).action is None
