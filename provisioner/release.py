@@ -17,6 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+#: The deploy lock's record and the history, in a release's ``state_dir`` (the deploy writes
+#: them; a role's provisioning reads the lock, to stay out of a deploy's way).
+LOCK_FILE = "deploy.lock"
+HISTORY_FILE = "history"
 #: A version as an image tag can hold it (Docker's rule), so it names files and tags alike.
 VERSION = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 

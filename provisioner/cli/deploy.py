@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import getpass
 import socket
-import sys
 from collections.abc import Callable
 
 from provisioner.cli import select_jobs
 from provisioner.cli.backup import now as backup_now
+from provisioner.cli.backup import print_output
 from provisioner.commands import quote
 from provisioner.deploy import history, lock
-from provisioner.deploy.rollout import Request, Target, history_path, lock_path
+from provisioner.deploy.rollout import Request, Show, Target, history_path, lock_path
 from provisioner.deploy.rollout import deploy as roll_out
 from provisioner.errors import ProvisionerError
 from provisioner.facts import Facts
@@ -27,12 +27,6 @@ from provisioner.inventory.hosts import Inventory
 from provisioner.release import VERSION, Release
 from provisioner.run.engine import RunOptions
 from provisioner.run.session import HostJob, host_session
-
-Show = Callable[[str, bool], None]
-
-
-def print_output(text: str, error: bool) -> None:
-    print(text, file=sys.stderr if error else sys.stdout, flush=True)
 
 
 def check_version(version: str, flag: str = "--version") -> str:
@@ -94,12 +88,13 @@ def deploy(inventory: Inventory, hosts: str, group: str, version: str, message: 
     if batch < 1:
         raise ProvisionerError(f"--batch {batch}: at least 1 host at a time.")
     chosen = targets(inventory, hosts, group)
-
-    def backup(host: str) -> int:
-        return backup_now(inventory, host, "", show)
-
-    request = Request(version, action, who(), message, batch, backup)
+    request = Request(version, action, who(), message, batch, backups_on(inventory, show))
     return roll_out(chosen, request, show)
+
+
+def backups_on(inventory: Inventory, show: Show) -> Callable[[str], int]:
+    """The backup a deploy runs before its migration: ``backup.now`` on the named host."""
+    return lambda host: backup_now(inventory, host, "", show)
 
 
 def rollback(inventory: Inventory, hosts: str, group: str, to: str = "", message: str = "",
@@ -114,7 +109,7 @@ def rollback(inventory: Inventory, hosts: str, group: str, to: str = "", message
         if not to:
             return 1
     return roll_out(chosen, Request(to, "rollback", who(), message, 1,
-                                    lambda host: backup_now(inventory, host, "", show)), show)
+                                    backups_on(inventory, show)), show)
 
 
 def previous_version(target: Target, show: Show) -> str:
@@ -134,16 +129,29 @@ def previous_version(target: Target, show: Show) -> str:
     return previous
 
 
-def force_unlock(inventory: Inventory, hosts: str, group: str, show: Show = print_output) -> int:
-    for target in targets(inventory, hosts, group):
+def on_host(target: Target, script: str, show: Show) -> str | None:
+    """What one script printed on the target's host, or None (said) when it cannot be
+    reached: the other hosts of a status, a history or an unlock still get theirs."""
+    try:
         with host_session(target.job, check=True) as session:
-            output = session.run_script(lock.force_release(lock_path(target.release))).stdout
-        if output.strip() == "no lock held":
+            return session.run_script(script).stdout
+    except ProvisionerError as error:
+        show(f"{target.name}: {error}", True)
+        return None
+
+
+def force_unlock(inventory: Inventory, hosts: str, group: str, show: Show = print_output) -> int:
+    code = 0
+    for target in targets(inventory, hosts, group):
+        output = on_host(target, lock.force_release(lock_path(target.release)), show)
+        if output is None:
+            code = 1
+        elif output.strip() == "no lock held":
             show(f"{target.name}: no deploy lock was held.", False)
         else:
             show(f"{target.name}: removed the lock of {lock.parse_record(output).describe()}.",
                  False)
-    return 0
+    return code
 
 
 def status(inventory: Inventory, hosts: str, group: str, show: Show = print_output) -> int:
@@ -158,12 +166,10 @@ def _host_status(target: Target, show: Show) -> int:
     release = target.release
     lock_file = lock_path(release)
     script = f"{release.states()}\necho ==\ncat {quote(lock_file)} 2>/dev/null; true"
-    try:
-        with host_session(target.job, check=True) as session:
-            states_output, _, held = session.run_script(script).stdout.partition("==\n")
-    except ProvisionerError as error:
-        show(f"{target.name}: {error}", True)
+    output = on_host(target, script, show)
+    if output is None:
         return 1
+    states_output, _, held = output.partition("==\n")
     code, versions = 0, set()
     for state in release.parse_states(states_output):
         label = f"{target.name} {release.name} instance {state.instance}"
@@ -195,12 +201,8 @@ def show_history(inventory: Inventory, hosts: str, group: str, limit: int = 20,
 
 
 def _host_history(target: Target, limit: int, show: Show) -> int:
-    try:
-        with host_session(target.job, check=True) as session:
-            output = session.run_script(history.read(history_path(target.release),
-                                                     limit)).stdout
-    except ProvisionerError as error:
-        show(f"{target.name}: {error}", True)
+    output = on_host(target, history.read(history_path(target.release), limit), show)
+    if output is None:
         return 1
     entries, damaged = history.read_entries(output)
     show(f"== {target.name} ({target.release.name}): the last {len(entries)} recorded"

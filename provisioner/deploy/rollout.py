@@ -34,13 +34,23 @@ from pathlib import Path
 from provisioner.commands import quote
 from provisioner.deploy import history, lock
 from provisioner.errors import ProvisionerError
-from provisioner.release import Artifact, InstanceState, Preflight, Release
+from provisioner.release import (
+    HISTORY_FILE,
+    LOCK_FILE,
+    Artifact,
+    InstanceState,
+    Preflight,
+    Release,
+)
 from provisioner.run.session import HostJob, HostSession, host_session
 
 #: Hears what the deploy says: (text, True when it is an error).
 Show = Callable[[str, bool], None]
 #: Bytes of an archive sent per round trip (base64 in the script: about 5.3 MB).
 CHUNK = 4 * 1024 * 1024
+#: What a deploy that lost its host or was interrupted says last.
+CARRIES_ON = ("a move already started carries on on its host; invoke deploy.status shows where "
+              "each instance stands, and the next deploy or rollback takes it from there.")
 _STATES = "==provisioner-states=="
 _HISTORY = "==provisioner-history=="
 
@@ -88,11 +98,11 @@ class HostState:
 
 
 def lock_path(release: Release) -> str:
-    return f"{release.state_dir}/deploy.lock"
+    return f"{release.state_dir}/{LOCK_FILE}"
 
 
 def history_path(release: Release) -> str:
-    return f"{release.state_dir}/history"
+    return f"{release.state_dir}/{HISTORY_FILE}"
 
 
 class DeployFailed(ProvisionerError):
@@ -103,15 +113,9 @@ def deploy(targets: Sequence[Target], request: Request, show: Show) -> int:
     """The whole deploy (module docstring); 0 when every instance serves the version."""
     with ExitStack() as stack:
         try:
-            sessions = [stack.enter_context(host_session(target.job, check=True))
-                        for target in targets]
-        except ProvisionerError as error:
-            show(f"{error} Nothing was changed on any host.", True)
-            return 1
-        try:
-            hosts = [read_host(target, session, request.version)
-                     for target, session in zip(targets, sessions, strict=True)]
-        except ProvisionerError as error:
+            hosts = [read_host(target, stack.enter_context(host_session(target.job, check=True)),
+                               request.version) for target in targets]
+        except ProvisionerError as error:  # a host unreachable, or lost before its preflight
             show(f"{error} Nothing was changed on any host.", True)
             return 1
         return _deploy_read_hosts(hosts, request, show)
@@ -134,15 +138,11 @@ def _deploy_read_hosts(hosts: list[HostState], request: Request, show: Show) -> 
         finish(hosts, request, started, "rolled back", show)
         return 1
     except ProvisionerError as error:  # the connection died or timed out mid-deploy
-        show(f"{error}\nA move already started carries on on its host; invoke deploy.status "
-             "shows where each instance stands, and the next deploy or rollback takes it from "
-             "there.", True)
+        show(f"{error}\n{CARRIES_ON.capitalize()}", True)
         finish(hosts, request, started, "failed", show)
         return 1
     except KeyboardInterrupt:
-        show(f"{request.action} interrupted: a move already started carries on on its host; "
-             "invoke deploy.status shows where each instance stands, and the next deploy or "
-             "rollback takes it from there.", True)
+        show(f"{request.action} interrupted: {CARRIES_ON}", True)
         finish(hosts, request, started, "interrupted", show)
         return 1
     finish(hosts, request, started, "ok", show)
@@ -296,17 +296,15 @@ def upload(host: HostState, artifact: Artifact, show: Show) -> str:
     directory = quote(str(Path(artifact.remote).parent))
     chunks = [data[start:start + CHUNK] for start in range(0, len(data), CHUNK)] or [b""]
     show(f"{host.target.name}: sending {artifact.local.name} ({len(data) / 1e6:.1f} MB)", False)
-    scripts = [f"( umask 077 && mkdir -p {directory} ) && : > {part} || exit 1\n"]
-    for chunk in chunks:
-        encoded = base64.b64encode(chunk).decode()
-        scripts[-1] += f"printf '%s' '{encoded}' | base64 -d >> {part} || exit 1\n"
-        scripts.append("")
-    for script in scripts[:-2]:
+    scripts = [f"printf '%s' '{base64.b64encode(chunk).decode()}' | base64 -d >> {part} || exit 1\n"
+               for chunk in chunks]
+    scripts[0] = f"( umask 077 && mkdir -p {directory} ) && : > {part} || exit 1\n" + scripts[0]
+    for script in scripts[:-1]:
         result = host.session.run_script(script, timeout=600)
         if result.exit_code != 0:
             show(f"{host.target.name}: sending the archive failed: {result.stderr.strip()}", True)
             raise DeployFailed(f"{host.target.name}: upload failed")
-    return (scripts[-2] + f"[ \"$(sha256sum < {part} | cut -c1-64)\" = {digest} ] || "
+    return (scripts[-1] + f"[ \"$(sha256sum < {part} | cut -c1-64)\" = {digest} ] || "
             f"{{ rm -f {part}; echo 'the archive arrived damaged' >&2; exit 1; }}\n"
             f"mv {part} {quote(artifact.remote)} || exit 1\n")
 

@@ -20,23 +20,32 @@ from __future__ import annotations
 
 from provisioner.commands import join
 from roles.app.layout import Layout
-from roles.app.release import volume_arguments
 from roles.app.settings import AppSettings
 from roles.systemd.units import HARDENING, UnitSpec
 
 DOCKER = "/usr/bin/docker"
 
 
+def container_arguments(settings: AppSettings) -> list[str]:
+    """What every container of the app gets, an instance's and the migration's alike: its
+    user, limits, no capabilities or privilege gain, the environment, secrets and volumes."""
+    arguments = ["--user", f"{settings.uid}:{settings.gid}", "--memory", settings.memory,
+                 "--cpus", settings.cpus, "--security-opt", "no-new-privileges",
+                 "--cap-drop", "ALL", "--env-file", Layout(settings.name).container_env]
+    if settings.secrets and settings.secrets_as == "files":
+        arguments += ["--volume", f"{Layout(settings.name).secrets_dir}:/run/secrets:ro"]
+    for volume in settings.volumes:
+        arguments += ["--volume", f"{volume.host}:{volume.container}"
+                      + (":ro" if volume.read_only else "")]
+    return arguments
+
+
 def run_command(settings: AppSettings) -> str:
     """ExecStart: the container, detached, named after its port (``%i``)."""
-    layout = Layout(settings.name)
     arguments = [DOCKER, "run", "--detach", "--name", f"{settings.name}-%i", "--pull", "never",
-                 "--restart", "on-failure:5",
-                 "--user", f"{settings.uid}:{settings.gid}", "--memory", settings.memory,
-                 "--cpus", settings.cpus, "--security-opt", "no-new-privileges",
-                 "--cap-drop", "ALL", "--publish", f"127.0.0.1:%i:{settings.container_port}",
-                 "--env-file", layout.container_env, "--label", f"provisioner.app={settings.name}"]
-    arguments += volume_arguments(settings)
+                 "--restart", "on-failure:5", *container_arguments(settings),
+                 "--publish", f"127.0.0.1:%i:{settings.container_port}",
+                 "--label", f"provisioner.app={settings.name}"]
     # ${IMAGE} is systemd's expansion from the slot's EnvironmentFile, not the shell's.
     return join(*arguments) + " ${IMAGE}"
 

@@ -25,11 +25,8 @@ from dataclasses import dataclass
 from provisioner.commands import quote
 from provisioner.step import Plan, Probed, Refused, Step
 from roles.app.layout import STATE_ROOT, Layout
-from roles.app.move import detached, instances_table, wait_for_no_connection
+from roles.app.move import detached, instances_table, reload_and_wait, wait_for_no_connection
 from roles.app.settings import AppSettings
-from roles.nginx.role import RELOADED as NGINX_RELOADED
-from roles.nginx.role import WORKERS as NGINX_WORKERS
-from roles.nginx.role import WORKERS_BEFORE_RELOAD
 
 #: The file that makes /etc/<app> the role's own.
 MARKER = ".provisioner-app"
@@ -117,10 +114,7 @@ def retire_action(settings: AppSettings, ports: list[int], gone: list[str]) -> s
     drains = "".join(f"{wait_for_no_connection(str(port), settings.drain_timeout)}\n"
                      for port in ports)
     return f"""if systemctl is-active --quiet nginx.service; then
-  {{ {NGINX_WORKERS}; }} > {WORKERS_BEFORE_RELOAD} 2>/dev/null
-  systemctl reload nginx.service || exit 1
-  i=0; until ( {NGINX_RELOADED} ); do i=$((i + 1)); [ $i -lt 300 ] || exit 1; sleep 0.1; done
-fi
+{reload_and_wait("exit 1", "exit 1")}fi
 {drains}{f"systemctl disable --now --quiet {units} || exit 1" if units else ""}
 {f"rm -f {files}" if files else ""}
 """

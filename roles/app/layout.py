@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from provisioner.release import LOCK_FILE
+
 #: The role's name: the owner of its units in the systemd machinery (roles/systemd).
 OWNER = "app"
 STATE_ROOT = "/var/lib/provisioner/apps"
@@ -73,12 +75,7 @@ class Layout:
     @property
     def lock(self) -> str:
         """The deploy lock's record (provisioner/deploy/lock.py)."""
-        return f"{self.state}/deploy.lock"
-
-    @property
-    def history(self) -> str:
-        """One line per deploy or rollback (provisioner/deploy/history.py)."""
-        return f"{self.state}/history"
+        return f"{self.state}/{LOCK_FILE}"
 
     @property
     def servers(self) -> str:

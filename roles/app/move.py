@@ -147,15 +147,9 @@ cp -p {servers} {servers}.previous 2>/dev/null || : > {servers}.previous
 mv {servers}.new {servers}
 put_back() {{ mv {servers}.previous {servers}; }}
 if ! out=$(nginx -t -q 2>&1); then put_back; give_up "nginx refused the upstream: $out"; fi
-{{ {NGINX_WORKERS}; }} > {WORKERS_BEFORE_RELOAD} 2>/dev/null
-if ! out=$(systemctl reload nginx.service 2>&1); then
-  put_back; give_up "nginx did not reload: $out"; fi
-i=0; until ( {NGINX_RELOADED} ); do
-  i=$((i + 1)); [ $i -lt 300 ] || {{ put_back; systemctl reload nginx.service; \\
-    give_up "nginx did not finish reloading within 30 s"; }}
-  sleep 0.1
-done
-rm -f {servers}.previous
+{reload_and_wait('put_back; give_up "nginx did not reload: $out"',
+                 'put_back; systemctl reload nginx.service; give_up "nginx did not finish '
+                 'reloading within 30 s"')}rm -f {servers}.previous
 printf '%s %s\\n' "$new" "$version" > "$live.tmp" && mv "$live.tmp" "$live"
 systemctl enable --quiet "$unit" 2>/dev/null || say "could not enable $unit for boot"
 """
@@ -171,6 +165,16 @@ fi
 say "serves $version on port $new${{cur_port:+ (was $cur_version on $cur_port)}}"
 echo "moved $inst ${{cur_version:--}} $version $new"
 """
+
+
+def reload_and_wait(failed: str, timed_out: str) -> str:
+    """Shell reloading nginx and waiting (at most 30 s) until its new configuration serves,
+    as its role's handler does: ``failed`` runs when the reload fails (its words in $out),
+    ``timed_out`` when it never finishes."""
+    return (f"{{ {NGINX_WORKERS}; }} > {WORKERS_BEFORE_RELOAD} 2>/dev/null\n"
+            f"if ! out=$(systemctl reload nginx.service 2>&1); then {failed}; fi\n"
+            f"i=0; until ( {NGINX_RELOADED} ); do\n"
+            f"  i=$((i + 1)); [ $i -lt 300 ] || {{ {timed_out}; }}\n  sleep 0.1\ndone\n")
 
 
 def wait_for_no_connection(port: str, timeout: int) -> str:

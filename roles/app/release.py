@@ -13,6 +13,7 @@ from pathlib import Path
 
 from provisioner.commands import join, quote
 from provisioner.release import Artifact, InstanceState, Preflight
+from roles.app.container import container_arguments
 from roles.app.layout import Layout
 from roles.app.move import UNIT_PREFIX, detached, install_program
 from roles.app.settings import AppSettings
@@ -129,16 +130,8 @@ class AppRelease:
         if not command:
             return None
         return join("docker", "run", "--rm", "--pull", "never",
-                    "--name", f"{self.name}-migration", *self._container_arguments(),
+                    "--name", f"{self.name}-migration", *container_arguments(self.settings),
                     self.settings.image_of(version), *shlex.split(command))
-
-    def _container_arguments(self) -> list[str]:
-        """What every container of the app gets (container.py's unit gives the same)."""
-        settings, layout = self.settings, self.layout
-        arguments = ["--user", f"{settings.uid}:{settings.gid}", "--memory", settings.memory,
-                     "--cpus", settings.cpus, "--security-opt", "no-new-privileges",
-                     "--cap-drop", "ALL", "--env-file", layout.container_env]
-        return arguments + volume_arguments(settings)
 
     def move(self, instance: str, version: str) -> str:
         return detached(quote(self.layout.move_program), join(instance, version),
@@ -184,13 +177,3 @@ class AppRelease:
                 f"docker image rm {repository}:\"$v\" >/dev/null 2>&1 && "
                 "echo \"pruned image $v\"; done; true")
 
-
-def volume_arguments(settings: AppSettings) -> list[str]:
-    """The secrets directory (read-only at /run/secrets) and the inventory's volumes."""
-    arguments = []
-    if settings.secrets and settings.secrets_as == "files":
-        arguments += ["--volume", f"{Layout(settings.name).secrets_dir}:/run/secrets:ro"]
-    for volume in settings.volumes:
-        arguments += ["--volume", f"{volume.host}:{volume.container}"
-                      + (":ro" if volume.read_only else "")]
-    return arguments

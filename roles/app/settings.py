@@ -280,10 +280,3 @@ def _number(variables: Mapping[str, Any], name: str, low: int, high: int) -> int
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise RoleError(f"{name} is {value!r}; it is a whole number from {low} to {high}.")
     return value
-
-
-def _flag(variables: Mapping[str, Any], name: str) -> bool:
-    value = variables.get(name)
-    if not isinstance(value, bool):
-        raise RoleError(f"{name} is {value!r}; it is true or false.")
-    return value
