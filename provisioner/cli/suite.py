@@ -1,11 +1,13 @@
 """What ``invoke test`` runs: lint, types, unit tests, the integration tests on each sandbox
 target, the benchmark smoke.
 
-The integration targets run side by side: Debian 12 (every module) in the foreground, Debian 13
-and the minimal image one after the other beside it, their output kept in a log and shown when
-they end. Most of an integration run is spent waiting on the machines (apt, service starts,
-timers), so two at once share two cores without doubling anyone's time. Each target's machines
-carry a name tag of their own (tests/integration/conftest.py), so they never meet.
+The integration targets run side by side: Debian 12 (every module but the guides) in the
+foreground; beside it two lanes, Debian 13 then the minimal image in one, the five production
+guides (tests/integration/guides, Debian 12) in the other, their output kept in logs and shown
+when they end. Most of an integration run is spent waiting on the machines (apt, service
+starts, timers), so three at once share two cores without tripling anyone's time. Each target's
+machines carry a name tag or prefix of their own (tests/integration/conftest.py), so they never
+meet.
 """
 
 from __future__ import annotations
@@ -42,19 +44,25 @@ FULL_STACK = "tests/integration/test_full_stack.py"
 #: suite's 20 minutes. Run it there by hand with PROVISIONER_TEST_SUITE=bookworm (it passes on
 #: both: Docker 20.10 and 26).
 DEPLOY = "tests/integration/test_deploy.py"
+#: The five production guides, each on machines of its own, provisioned side by side
+#: (tests/integration/guides/conftest.py): Debian 12, where STET's PostgreSQL 15 is.
+GUIDES = "tests/integration/guides"
 FOREGROUND = Target({"PROVISIONER_TEST_SUITE": "bookworm"},
-                    ("tests/integration", f"--deselect={FULL_STACK}", f"--deselect={DEPLOY}"))
+                    ("tests/integration", f"--deselect={FULL_STACK}", f"--deselect={DEPLOY}",
+                     f"--ignore={GUIDES}"))
 BESIDE = (
-    Target({"PROVISIONER_TEST_SUITE": "trixie"},
-           (*SESSION_MACHINE_TESTS, "tests/integration/test_postgres.py",
-            "tests/integration/test_nginx.py", "tests/integration/test_systemd_units.py",
-            DEPLOY, FULL_STACK)),
-    Target({"PROVISIONER_TEST_VARIANT": "minimal"}, SESSION_MACHINE_TESTS),
+    (Target({"PROVISIONER_TEST_SUITE": "trixie"},
+            (*SESSION_MACHINE_TESTS, "tests/integration/test_postgres.py",
+             "tests/integration/test_nginx.py", "tests/integration/test_systemd_units.py",
+             DEPLOY, FULL_STACK)),
+     Target({"PROVISIONER_TEST_VARIANT": "minimal"}, SESSION_MACHINE_TESTS)),
+    (Target({"PROVISIONER_TEST_SUITE": "bookworm"}, (GUIDES,)),),
 )
-"""Where `invoke test` runs which integration tests (README, Tests): all but the full stack and
-the deploys on Debian 12; the session-machine tests, PostgreSQL 17's, nginx 1.26's (OpenSSL 3.5:
-http2 on, X25519MLKEM768), systemd 257's (other words for a bad value), the deploys and the full
-stack on Debian 13; the session-machine tests on the minimal image."""
+"""Where `invoke test` runs which integration tests (README, Tests), lane by lane beside the
+foreground: all but the full stack, the deploys and the guides on Debian 12; the session-machine
+tests, PostgreSQL 17's, nginx 1.26's (OpenSSL 3.5: http2 on, X25519MLKEM768), systemd 257's
+(other words for a bad value), the deploys and the full stack on Debian 13, then the
+session-machine tests on the minimal image; in a lane of their own, the guides."""
 
 
 @dataclass
@@ -76,10 +84,12 @@ def run_step(environment: Mapping[str, str], command: Sequence[str]) -> bool:
 
 def run_beside(targets: Sequence[Target], pytest: Sequence[str], logs: Path,
                outcome: Outcome) -> None:
-    """Each target in turn, its output into a log of its own."""
-    for number, target in enumerate(targets, start=1):
+    """Each target of a lane in turn, its output into a log of its own."""
+    for target in targets:
         command = [*pytest, *target.paths]
-        log = logs / f"integration-{number}.log"
+        handle, name = tempfile.mkstemp(dir=logs, prefix="integration-", suffix=".log")
+        os.close(handle)
+        log = Path(name)
         started = time.monotonic()
         with log.open("w") as out:
             out.write(shown(target.environment, command) + "\n")
@@ -96,13 +106,16 @@ def run_integration(pytest: Sequence[str]) -> bool:
     """The foreground target here, the others beside it; every log shown, True when all pass."""
     with tempfile.TemporaryDirectory(prefix="provisioner-suite-") as directory:
         outcome = Outcome()
-        names = ", ".join(" ".join(target.environment.values()) for target in BESIDE)
+        names = "; ".join(", ".join(" ".join((*target.environment.values(), *target.paths[:1]))
+                                    for target in lane) for lane in BESIDE)
         print(f"# beside the Debian 12 run: {names} (their output follows it)", flush=True)
-        beside = threading.Thread(target=run_beside,
-                                  args=(BESIDE, pytest, Path(directory), outcome))
-        beside.start()
+        lanes = [threading.Thread(target=run_beside, args=(lane, pytest, Path(directory),
+                                                             outcome)) for lane in BESIDE]
+        for lane in lanes:
+            lane.start()
         foreground = run_step(FOREGROUND.environment, [*pytest, *FOREGROUND.paths])
-        beside.join()
+        for lane in lanes:
+            lane.join()
         for command, log, seconds in outcome.logs:
             print(f"{command}   # ran beside, {seconds:.0f} s", flush=True)
             print(log.read_text(), end="", flush=True)
