@@ -179,8 +179,11 @@ def apt_command(arguments: str, lock_timeout: int = LOCK_TIMEOUT) -> str:
 
 
 def plan_packages(state: PackageState, present: Sequence[str], absent: Sequence[str],
-                  cache_max_age: int, lock_timeout: int = LOCK_TIMEOUT) -> Plan:
-    """Install what is missing and purge what must go; refresh lists first only when stale."""
+                  cache_max_age: int, lock_timeout: int = LOCK_TIMEOUT, *,
+                  recommends: bool = True) -> Plan:
+    """Install what is missing and purge what must go; refresh lists first only when stale.
+    ``recommends=False`` leaves out what the packages only recommend (apt's own switch, for
+    this install alone)."""
     missing = [name for name in present if name not in state.installed]
     unwanted = [name for name in absent if name in state.installed]
     if not missing and not unwanted:
@@ -191,8 +194,10 @@ def plan_packages(state: PackageState, present: Sequence[str], absent: Sequence[
             commands.append(f"{apt_command('update', lock_timeout)} && "
                             f"mkdir -p /var/lib/provisioner && touch {UPDATE_STAMP}")
             reasons.append("package lists refreshed")
-        commands.append(apt_command(f"install {join(*missing)}", lock_timeout))
-        reasons.insert(0, "install " + ", ".join(missing))
+        switch = "" if recommends else "-o APT::Install-Recommends=false "
+        commands.append(apt_command(f"{switch}install {join(*missing)}", lock_timeout))
+        reasons.insert(0, "install " + ", ".join(missing)
+                       + ("" if recommends else " (without Recommends)"))
     if unwanted:
         commands.append(apt_command(f"purge {join(*unwanted)}", lock_timeout))
         reasons.insert(0, "purge " + ", ".join(unwanted))
@@ -204,12 +209,12 @@ def plan_packages(state: PackageState, present: Sequence[str], absent: Sequence[
 
 def ensure_packages(host: Host, present: Sequence[str] = (), absent: Sequence[str] = (), *,
                     cache_max_age: int = 3600, lock_timeout: int = LOCK_TIMEOUT,
-                    label: str = "") -> Step:
+                    label: str = "", recommends: bool = True) -> Step:
     """These packages installed (and those purged), with one dpkg query for all of them."""
     names = [*present, *absent]
 
     def decide(probed: Probed) -> Plan:
         return plan_packages(parse_packages(probed.output), present, absent, cache_max_age,
-                             lock_timeout)
+                             lock_timeout, recommends=recommends)
 
     return Step(label or "packages " + " ".join(names), probe_packages(names), decide)

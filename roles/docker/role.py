@@ -42,16 +42,23 @@ _NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
 def packages(host: Host) -> list[str]:
     """Debian 13 split the docker command off into docker-cli, which docker.io only
-    recommends."""
+    recommends. Without the Recommends, AppArmor comes along outside containers: on a kernel
+    with AppArmor on, dockerd without apparmor_parser cannot load the docker-default profile
+    and no container starts."""
     names = list(host.vars["docker_packages"])
     facts = host.facts
     if facts.os_id == "debian" and facts.os_major >= 13 and "docker-cli" not in names:
         names.append("docker-cli")
-    return names
+    if not host.vars["docker_install_recommends"] and not facts.is_container:
+        names.append("apparmor")
+    return list(dict.fromkeys(names))
 
 
 def steps(host: Host) -> Iterator[Step]:
-    yield ensure_packages(host, packages(host))
+    # Without docker.io's Recommends unless docker_install_recommends (controls §5.1; Lynis
+    # HRDN-7220/7222: needrestart brings binutils, an assembler and linker).
+    yield ensure_packages(host, packages(host),
+                          recommends=host.vars["docker_install_recommends"])
     yield ensure_directory(host, "/etc/docker", mode=0o755)
     yield ensure_file(host, daemon.PATH, daemon.render_daemon_json(host.vars), mode=0o644,
                       validate=daemon.VALIDATE, notify=[RESTART],

@@ -60,6 +60,7 @@ def steps(host: Host) -> Iterator[Step]:
     yield from system.pam_steps(host)
     yield from system.core_dump_steps(host)
     yield from system.module_steps(host)
+    yield from system.shm_steps(host)
     yield from system.permission_steps(host)
     yield from packages.service_steps(host)
 

@@ -327,6 +327,13 @@ def test_account_and_cron_files_are_not_exposed(host: Host, role_vars: Vars, pat
     assert target.mode & ~ceiling == 0, f"{path} has mode {target.mode:04o}"
 
 
+def test_nothing_runs_from_shared_memory(host: Host, role_vars: Vars) -> None:
+    if not role_vars["hardening_shm_noexec_enabled"]:
+        pytest.skip("/dev/shm is left as the host has it")
+    options = set(host.mount_point("/dev/shm").options)
+    assert {"nosuid", "nodev", "noexec"} <= options, options
+
+
 def test_security_updates_come_from_the_security_archive(host: Host, role_vars: Vars) -> None:
     if not role_vars["hardening_security_repository_enabled"]:
         pytest.skip("the security archive is not managed")

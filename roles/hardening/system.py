@@ -15,7 +15,7 @@ from provisioner.ops.access import Access, ensure_access
 from provisioner.ops.backups import safeguard_save
 from provisioner.ops.checks import ensure_command_result
 from provisioner.ops.files import ensure_directory, ensure_file, ensure_template
-from provisioner.ops.lines import ensure_keyed_lines
+from provisioner.ops.lines import ensure_keyed_lines, ensure_line
 from provisioner.ops.sysctl import ensure_sysctl, plan_runtime, probe_runtime
 from provisioner.step import Plan, Probed, Step
 from roles.hardening.ssh import access_safeguard
@@ -166,6 +166,31 @@ def module_steps(host: Host) -> Iterator[Step]:
                               hardening_disabled_filesystems=filesystems)
         yield ensure_file(host, "/etc/modprobe.d/provisioner-hardening.conf", content,
                           label="unused kernel modules blocked [controls §1.6, §12]")
+
+
+#: /dev/shm as CIS Debian Linux 12 §1.1.2.2 wants it: no devices, setuid or executables.
+SHM_OPTIONS = "nosuid,nodev,noexec"
+SHM_FSTAB_LINE = f"tmpfs /dev/shm tmpfs defaults,{SHM_OPTIONS} 0 0"
+#: Prints SHM_OPTIONS when /dev/shm (its last mount) has them all, else its options; builtins.
+SHM_PROBE = ("o=; while read -r _ m _ opts _; do [ \"$m\" = /dev/shm ] && o=$opts; "
+             "done < /proc/mounts; all=yes; for f in nosuid nodev noexec; do "
+             "case \",$o,\" in *,$f,*) ;; *) all=no ;; esac; done; "
+             "if [ -z \"$o\" ]; then echo 'not mounted'; "
+             f"elif [ $all = yes ]; then echo {SHM_OPTIONS}; else echo \"$o\"; fi")
+
+
+def shm_steps(host: Host) -> Iterator[Step]:
+    """/dev/shm without exec, setuid or devices, at boot (fstab) and now (controls §12,
+    Lynis FILE-6374, CIS Debian Linux 12 §1.1.2.2): a payload dropped in shared memory cannot be
+    run from there."""
+    if not host.vars["hardening_shm_noexec_enabled"]:
+        return
+    yield ensure_line(host, "/etc/fstab", SHM_FSTAB_LINE, pattern=r"^[^#\s]\S*\s+/dev/shm\s",
+                      label="/dev/shm in /etc/fstab nosuid,nodev,noexec [controls §12]")
+    yield ensure_command_result(
+        host, "/dev/shm mounted nosuid,nodev,noexec [controls §12 FILE-6374]", SHM_PROBE,
+        wanted=SHM_OPTIONS, reason=f"remounted {SHM_OPTIONS}",
+        action=f"mount -o remount,{SHM_OPTIONS} /dev/shm || mount /dev/shm")
 
 
 def permission_steps(host: Host) -> Iterator[Step]:

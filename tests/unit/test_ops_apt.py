@@ -109,6 +109,15 @@ def test_plan_packages_quotes_package_names() -> None:
     assert plan.action == apt("install 'weird name'")
 
 
+def test_plan_packages_can_leave_the_recommends_out_of_that_install_only() -> None:
+    plan = plan_packages(state("needrestart"), ["docker.io"], ["needrestart"], cache_max_age=3600,
+                         recommends=False)
+
+    assert plan.action == " && ".join([apt("-o APT::Install-Recommends=false install docker.io"),
+                                       apt("purge needrestart")])
+    assert plan.reason == "purge needrestart; install docker.io (without Recommends)"
+
+
 # --- the step ---------------------------------------------------------------------------------
 
 

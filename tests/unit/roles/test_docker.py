@@ -120,8 +120,32 @@ def test_ufw_after_docker_in_the_hosts_roles_is_refused() -> None:
 
 
 def test_debian_13_gets_the_docker_command_from_docker_cli() -> None:
-    assert step_named(docker_steps(TRIXIE), "packages").label == "packages docker.io docker-cli"
-    assert step_named(docker_steps(BOOKWORM), "packages").label == "packages docker.io"
+    assert step_named(docker_steps(TRIXIE), "packages").label == \
+        "packages docker.io ca-certificates docker-cli apparmor"
+    assert step_named(docker_steps(BOOKWORM), "packages").label == \
+        "packages docker.io ca-certificates apparmor"
+
+
+FRESH = "docker.io\tun \nnow 1700000000\nfile 801 5 1700000000 /var/lib/apt/periodic/x\n"
+
+
+def test_the_engine_is_installed_without_its_recommends() -> None:
+    plan = step_named(docker_steps(), "packages").decide(Probed(FRESH))
+    assert plan.action is not None
+    assert "-o APT::Install-Recommends=false install docker.io" in plan.action
+    assert "(without Recommends)" in plan.reason
+
+
+def test_recommends_come_along_when_asked_for() -> None:
+    step = step_named(docker_steps(docker_install_recommends=True), "packages")
+    plan = step.decide(Probed(FRESH))
+    assert plan.action is not None and "Install-Recommends" not in plan.action
+
+
+def test_apparmor_comes_along_only_outside_containers() -> None:
+    nspawn = replace(BOOKWORM, virtualization="systemd-nspawn")
+    assert step_named(docker_steps(nspawn), "packages").label == \
+        "packages docker.io ca-certificates"
 
 
 def test_forwarding_is_written_to_a_drop_in_of_its_own() -> None:
@@ -177,7 +201,8 @@ def test_docker_users_join_the_docker_group() -> None:
 
 def test_no_trixie_specific_packages_on_another_os() -> None:
     ubuntu = replace(TRIXIE, os_id="ubuntu", os_version="24.04")
-    assert step_named(docker_steps(ubuntu), "packages").label == "packages docker.io"
+    assert step_named(docker_steps(ubuntu), "packages").label == \
+        "packages docker.io ca-certificates apparmor"
 
 
 def test_a_unix_socket_in_hosts_passes() -> None:

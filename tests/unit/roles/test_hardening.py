@@ -514,6 +514,49 @@ def test_sudoers_drop_in_is_visudo_checked_and_passwordless_by_default() -> None
     assert "visudo -cqf" in action
 
 
+# --- mount options -----------------------------------------------------------------------------
+
+SHM_LABEL = "/dev/shm mounted"
+
+
+def test_dev_shm_goes_into_fstab_without_exec_setuid_or_devices() -> None:
+    step = step_named(make_host(), "/dev/shm in /etc/fstab")
+    plan = step.decide(Probed("absent"))
+    assert plan.diff is not None and "+tmpfs /dev/shm tmpfs defaults,nosuid,nodev,noexec 0 0" \
+        in plan.diff
+
+
+@pytest.mark.parametrize(("output", "acts"), [
+    ("nosuid,nodev,noexec", False),
+    ("rw,nosuid,nodev,size=2468360k", True),
+])
+def test_dev_shm_is_remounted_only_when_an_option_is_missing(output: str, acts: bool) -> None:
+    plan = step_named(make_host(), SHM_LABEL).decide(Probed(output))
+    assert (plan.action is not None) is acts
+    assert plan.action is None or "remount,nosuid,nodev,noexec /dev/shm" in plan.action
+
+
+@pytest.mark.parametrize(("mounts", "printed"), [
+    ("tmpfs /dev/shm tmpfs rw,nosuid,nodev,noexec,relatime 0 0\n", "nosuid,nodev,noexec"),
+    ("tmpfs /dev/shm tmpfs rw,nosuid,nodev 0 0\n", "rw,nosuid,nodev"),
+    ("tmpfs /dev/shm tmpfs rw,noexec 0 0\ntmpfs /dev/shm tmpfs rw,nosuid,nodev 0 0\n",
+     "rw,nosuid,nodev"),
+    ("proc /proc proc rw 0 0\n", "not mounted"),
+])
+def test_the_dev_shm_probe_reads_the_last_mount(tmp_path: Path, mounts: str,
+                                                 printed: str) -> None:
+    (tmp_path / "mounts").write_text(mounts)
+    probe = step_named(make_host(), SHM_LABEL).probe.replace("/proc/mounts",
+                                                             str(tmp_path / "mounts"))
+    done = subprocess.run(["sh", "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == printed
+
+
+def test_dev_shm_can_be_left_alone() -> None:
+    labels = [step.label for step in role_steps(make_host(hardening_shm_noexec_enabled=False))]
+    assert not [label for label in labels if "/dev/shm" in label]
+
+
 # --- the role's own bookkeeping ----------------------------------------------------------------
 
 @pytest.mark.parametrize("facts", [BOOKWORM, TRIXIE])
