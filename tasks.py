@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 from invoke import Collection, Context, Exit, Task, task
 
 from provisioner.task_flags import FlagTask, user_errors
+from provisioner.tasks import sandbox as sandbox_tasks
 
 HOST_HELP = {
     "host": "Host name(s) from the inventory, comma-separated (default: every host).",
@@ -28,13 +28,15 @@ HOST_HELP = {
             "set": "Override a variable: --set name=value (repeatable; highest precedence).",
             "profile": "Print the slowest steps and each host's time after the run.",
             "serial": "Work on N hosts at a time, batch after batch, and start no further "
-                      "batch after one in which a host failed (default 0: all at once)."},
+                      "batch after one in which a host failed (default 0: all at once).",
+            "html": "Write the host report of the run's hosts to this HTML file (0600): "
+                    "steps and diffs, verify, deploys, backups, certificates, audit."},
       iterable=["set"])
 @user_errors
 def provision(c: Context, host: str | None = None, group: str | None = None, inventory: str = "",
               check: bool = False, diff: bool = False, report: str = "", roles: str = "",
               parallel: int = 10, set: list[str] | None = None, profile: bool = False,
-              serial: int = 0) -> None:
+              serial: int = 0, html: str = "") -> None:
     """Apply each host's roles from the inventory; a second run changes nothing.
 
     Example: invoke provision --host prod1 --check --diff
@@ -42,12 +44,12 @@ def provision(c: Context, host: str | None = None, group: str | None = None, inv
     from provisioner import cli
     from provisioner.run.engine import RunOptions
 
-    cli.check_run_flags(parallel, report, serial)
+    cli.check_run_flags(parallel, report, serial, html)
     host, group = cli.selection(host, group)
     options = RunOptions(check=check, diff=diff, parallel=parallel, roles=cli.split_names(roles),
                          serial=serial)
     raise Exit(code=cli.provision(cli.load(inventory, set or []), host, group, options, report,
-                                  profile))
+                                  profile, html))
 
 
 @task(klass=FlagTask, help={**HOST_HELP, "roles": "Verify only these roles, comma-separated.",
@@ -64,13 +66,11 @@ def verify(c: Context, host: str | None = None, group: str | None = None, invent
     """
     from provisioner import cli
     from provisioner.run.engine import RunOptions
-    from provisioner.verify.runner import verify_host
 
     options = RunOptions(roles=cli.split_names(roles))
     host, group = cli.selection(host, group)
-    jobs = cli.select_jobs(cli.load(inventory, set or []), host, group, options)
-    codes = [verify_host(job, pytest_args.split()) for job in jobs]
-    raise Exit(code=1 if any(codes) else 0)
+    raise Exit(code=cli.verify(cli.load(inventory, set or []), host, group, options,
+                               pytest_args.split()))
 
 
 @task(klass=FlagTask, help={**HOST_HELP, "json": "Print JSON (every fact, sizes in bytes) "
@@ -199,53 +199,6 @@ def backup_restore(c: Context, host: str | None = None, inventory: str = "", fil
     raise Exit(code=backup.restore(cli.load(inventory), host or "", file, into, replace))
 
 
-@task(klass=FlagTask, help={"count": "How many machines (default 1; running ones are kept).",
-            "suite": "Debian suite: bookworm (default) or trixie.",
-            "variant": "Image: standard (default) or minimal (no kmod, iproute2, python3)."})
-@user_errors
-def up(c: Context, count: int = 1, suite: str = "bookworm", variant: str = "standard") -> None:
-    """Boot local throwaway Debian machines and write inventories/sandbox.yml for them.
-
-    Example: invoke sandbox.up --count 3 --suite trixie --variant minimal
-    """
-    from provisioner.cli import sandbox
-
-    sandbox.up(count, suite, variant)
-
-
-@task(klass=FlagTask, help={"name": "Stop only these machines, comma-separated (default: all)."})
-@user_errors
-def down(c: Context, name: str = "") -> None:
-    """Stop and delete sandbox machines, their network and state (the image cache stays)."""
-    from provisioner.cli import sandbox
-
-    print(sandbox.down(name))
-
-
-@task(klass=FlagTask, name="ssh", help={"name": "Machine name (default sandbox1).",
-                        "user": "Login user (default admin)."})
-@user_errors
-def ssh_(c: Context, name: str = "sandbox1", user: str = "admin") -> None:
-    """Open an interactive SSH session on a sandbox machine (host key checked)."""
-    from provisioner import sandbox
-
-    machines = {machine.name: machine for machine in sandbox.list_machines()}
-    if name not in machines:
-        raise Exit(f"error: no running sandbox machine {name!r}; running: "
-                   f"{', '.join(machines) or 'none'} (start with invoke sandbox.up).", code=2)
-    argv = sandbox.ssh_argv(machines[name], user)
-    os.execvp(argv[0], argv)
-
-
-@task(klass=FlagTask, name="list")
-@user_errors
-def list_(c: Context) -> None:
-    """List running sandbox machines, or say that none is running."""
-    from provisioner.cli import sandbox
-
-    print("\n".join(sandbox.list_lines()))
-
-
 @task(klass=FlagTask, help={"count": "How many sandbox machines (default 1).",
                            "suite": "Debian suite: bookworm (default) or trixie."})
 @user_errors
@@ -288,6 +241,46 @@ def bench(c: Context, reps: int = 5, scenarios: str = "", tools: str = "",
     command += ["--tools", tools] if tools else []
     command += ["--smoke"] if smoke else []
     raise Exit(code=subprocess.run(command, check=False).returncode)
+
+
+@task(klass=FlagTask, help={**HOST_HELP, "min_index": "Exit 1 when a host's hardening index is "
+                                                       "below this (0-100; default 0).",
+                            "parallel": "How many hosts to audit at once (default 10)."})
+@user_errors
+def audit(c: Context, host: str | None = None, group: str | None = None, inventory: str = "",
+          min_index: int = 0, parallel: int = 10) -> None:
+    """Run Lynis on each host (installed when missing): hardening index and top findings, kept.
+
+    Example: invoke audit --host api1 --min-index 85
+    """
+    from provisioner import cli
+    from provisioner.cli import audit as audit_cli
+
+    cli.check_run_flags(parallel, "")
+    host, group = cli.selection(host, group)
+    raise Exit(code=audit_cli.audit(cli.load(inventory), host, group, min_index, parallel))
+
+
+@task(klass=FlagTask, help={**HOST_HELP, "html": "Write the page to this HTML file (0600).",
+                            "json": "Write the page's data to this JSON file (0600).",
+                            "offline": "Draw from this machine's records only; contact no host."})
+@user_errors
+def report(c: Context, host: str | None = None, group: str | None = None, inventory: str = "",
+           html: str = "", json: str = "", offline: bool = False) -> None:
+    """Write each host's report: last provision's steps, verify, deploys, backups, certificates.
+
+    Drawn from the records the last provision, verify and audit left on this machine, and the
+    host's live status (deploy history, backups, certificates) read in one round trip per host
+    (not with --offline). Exit 1 when a host's live status could not be read.
+
+    Example: invoke report --host api1 --html api1.html
+    """
+    from provisioner import cli
+    from provisioner.cli import report as report_cli
+
+    report_cli.check_outputs(html, json)
+    host, group = cli.selection(host, group)
+    raise Exit(code=report_cli.report(cli.load(inventory), host, group, html, json, offline))
 
 
 @task(klass=FlagTask, name="status", help=HOST_HELP)
@@ -378,11 +371,11 @@ def deploy_history(c: Context, host: str | None = None, group: str | None = None
     raise Exit(code=deploy.show_history(cli.load(inventory), host, group, limit))
 
 
-sandbox_tasks = Collection("sandbox", up, down, ssh_, list_)
 secrets_tasks = Collection("secrets", secrets_list, rotate)
 backup_tasks = Collection("backup", backup_now, backup_list, backup_verify, backup_restore)
-ns = Collection(provision, verify, facts, disconnect, demo, test, bench, rollback)
-ns.add_collection(sandbox_tasks)
+ns = Collection(provision, verify, facts, disconnect, demo, test, bench, rollback, audit,
+                report)
+ns.add_collection(sandbox_tasks.collection)
 ns.add_collection(secrets_tasks)
 ns.add_collection(backup_tasks)
 ns.add_collection(Collection("certs", certs_status))

@@ -27,7 +27,7 @@ SHORT_FLAGS = {
     "name": "n", "user": "u", "count": "c", "suite": "s", "reps": "r", "scenarios": "s",
     "tools": "t", "smoke": "m", "serial": "b", "variant": "v", "file": "f", "into": "I",
     "replace": "R", "version": "V", "message": "m", "batch": "b", "force_unlock": "F",
-    "to": "T", "limit": "l",
+    "to": "T", "limit": "l", "min_index": "M", "html": "w", "offline": "O",
 }
 
 

@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +69,7 @@ def split_names(text: str) -> tuple[str, ...]:
 # --- flags judged before the inventory is read --------------------------------------------------
 
 
-def check_run_flags(parallel: int, report: str, serial: int = 0) -> None:
+def check_run_flags(parallel: int, report: str, serial: int = 0, html: str = "") -> None:
     """Refuse flags that cannot work before anything else happens: a report path that cannot be
     written would otherwise fail with a traceback after every host had been changed."""
     if parallel < 1:
@@ -79,14 +80,20 @@ def check_run_flags(parallel: int, report: str, serial: int = 0) -> None:
                                "hosts each batch holds.")
     if report:
         check_report_path(Path(report))
+    if html:
+        check_report_path(Path(html), "--html")
+    if report and html and Path(report).resolve() == Path(html).resolve():
+        raise ProvisionerError(f"--report and --html both name {report}: give each a file of "
+                               "its own.")
 
 
-def check_report_path(path: Path) -> None:
-    """The JSON report's file must be creatable now, so the run's outcome is not lost at the end."""
-    shown = f"--report {path}"
+def check_report_path(path: Path, flag: str = "--report") -> None:
+    """A report's file must be creatable now, so the run's outcome is not lost at the end."""
+    shown = f"{flag} {path}"
+    example = "host-report.html" if flag == "--html" else "report.json"
     if path.is_dir():
         raise ProvisionerError(f"{shown}: this is a directory; give a file name, for example "
-                               f"--report {path / 'report.json'}.")
+                               f"{flag} {path / example}.")
     directory = path.parent
     if not directory.is_dir():
         raise ProvisionerError(f"{shown}: the directory {directory} does not exist; create it "
@@ -238,31 +245,90 @@ def _looks_like_a_secret(value: Any) -> bool:
 def run_hosts(inventory: Inventory, hosts: str, group: str, options: RunOptions,
               profile: bool = False) -> RunResult:
     """Run the selected hosts with the console listening; the summary (and profile) after."""
+    return run_and_record(inventory, hosts, group, options, profile)[1]
+
+
+def run_and_record(inventory: Inventory, hosts: str, group: str, options: RunOptions,
+                   profile: bool = False, show_diff: bool | None = None
+                   ) -> tuple[list[HostJob], RunResult]:
+    """run_hosts, keeping each host's record for ``invoke report``; the diffs are computed
+    when ``options.diff`` says so and printed when ``show_diff`` does (default: the same)."""
     jobs = select_jobs(inventory, hosts, group, options)
-    console = ConsoleReport(show_diff=options.diff, check=options.check)
+    console = ConsoleReport(show_diff=options.diff if show_diff is None else show_diff,
+                            check=options.check)
     result = run(jobs, options, console)
     console.summary(result)
     if profile:
         console.profile(result)
-    return result
+    keep_records(inventory, jobs, result, options.diff)
+    return jobs, result
+
+
+def keep_records(inventory: Inventory, jobs: Sequence[HostJob], result: RunResult,
+                 diffs: bool) -> None:
+    """Each host's provision record; one that cannot be kept is said, the run stands."""
+    from provisioner.report.provision_record import save_provision_records
+
+    try:
+        save_provision_records(inventory.path, jobs, result, diffs)
+    except OSError as error:
+        print(f"warning: the run's records for invoke report could not be kept: "
+              f"{error.strerror or error}.", file=sys.stderr)
 
 
 def provision(inventory: Inventory, hosts: str, group: str, options: RunOptions,
-              report: str = "", profile: bool = False) -> int:
-    """``invoke provision``: the run, its JSON report, and the exit code."""
+              report: str = "", profile: bool = False, html: str = "") -> int:
+    """``invoke provision``: the run, its JSON report, its host report, and the exit code.
+
+    ``html`` asks for the page: the run then computes diffs (printed only with --diff) and
+    each host's live status is read after it, in one more round trip."""
     previous = {number: signal.signal(number, _interrupted)
                 for number in (signal.SIGTERM, signal.SIGHUP)}
+    run_options = replace(options, diff=True) if html else options
     try:
-        result = run_hosts(inventory, hosts, group, options, profile)
+        jobs, result = run_and_record(inventory, hosts, group, run_options, profile,
+                                      show_diff=options.diff)
     except KeyboardInterrupt:
         print(INTERRUPTED, file=sys.stderr)
         return 130
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+    code = result.exit_code
     if report and not save_report(result, Path(report)):
-        return max(result.exit_code, 1)
-    return result.exit_code
+        code = max(code, 1)
+    if html and not save_host_report(inventory, jobs, result, html):
+        code = max(code, 1)
+    return code
+
+
+def verify(inventory: Inventory, hosts: str, group: str, options: RunOptions,
+           pytest_args: Sequence[str] = ()) -> int:
+    """``invoke verify``: each host's specs; each host's result kept for ``invoke report``."""
+    from provisioner.records import save_record
+    from provisioner.report.verify_record import run_verify
+
+    code = 0
+    for job in select_jobs(inventory, hosts, group, options):
+        host_code, record = run_verify(job, pytest_args)
+        code = 1 if host_code else code
+        try:
+            save_record(inventory.path, job.config.name, "verify", record)
+        except OSError as error:
+            print(f"warning: the verify record of {job.config.name} for invoke report could "
+                  f"not be kept: {error.strerror or error}.", file=sys.stderr)
+    return code
+
+
+def save_host_report(inventory: Inventory, jobs: Sequence[HostJob], result: RunResult,
+                     html: str) -> bool:
+    """The page of the run's hosts; a host the run could not reach is not asked again."""
+    from provisioner.cli.report import host_report_data, write_outputs
+
+    unreached = {name: f"host unreachable in this run: {host.error}"
+                 for name, host in result.hosts.items()
+                 if host.error and not host.round_trips}
+    return write_outputs(host_report_data(inventory.path, jobs, unreached), html, "")
 
 
 def _interrupted(number: int, frame: object) -> None:

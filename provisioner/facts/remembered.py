@@ -52,7 +52,7 @@ def remember(config: HostConfig, output: str) -> None:
     cut short is never kept."""
     if not facts_complete(output) or CREDENTIALS_IN_URL.search(output):
         return
-    entry = _entry_path(config)
+    entry = entry_path(config)
     try:
         if _read(config) == output:
             os.utime(entry)
@@ -66,12 +66,13 @@ def remember(config: HostConfig, output: str) -> None:
 
 def _read(config: HostConfig) -> str | None:
     try:
-        return _entry_path(config).read_text(encoding="utf-8")
+        return entry_path(config).read_text(encoding="utf-8")
     except (OSError, ValueError):
         return None
 
 
-def _entry_path(config: HostConfig) -> Path:
+def entry_path(config: HostConfig) -> Path:
+    """Where the host's facts are kept (a hash of the facts script and its login)."""
     digest = hashlib.sha256(b"provisioner-host-facts-v1\0")
     login = (config.name, config.address, str(config.port), config.user, config.ssh.jump_host or "")
     for part in (FACTS_SCRIPT, *login):

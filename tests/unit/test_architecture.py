@@ -302,9 +302,9 @@ ENGINE_KNOWS_NO_ROLE = NamingRule(
     not_roles=(("provisioner.facts", "docker",
                 "systemd-detect-virt's word for a host that is a Docker container"),))
 
-#: Who may print: the command layer and the output listeners; and the connection keeper, a
-#: program of its own whose stderr is keepers.log.
-PRINTERS = ("provisioner.cli", OUTPUT, "provisioner.transport.keeper")
+#: Who may print: the command layer (cli/ and the task collections tasks.py takes in) and the
+#: output listeners; and the connection keeper, a program of its own whose stderr is keepers.log.
+PRINTERS = ("provisioner.cli", "provisioner.tasks", OUTPUT, "provisioner.transport.keeper")
 NOTHING_BELOW_CLI_PRINTS = "nothing below tasks.py and cli/ prints (output/ listens and prints)"
 
 

@@ -238,8 +238,8 @@ def test_help_of_provision_lists_every_flag_with_its_text() -> None:
 
     assert completed.returncode == 0
     assert sorted(flag.split("--")[1].split("=")[0] for flag, _, _ in flags) == [
-        "check", "diff", "group", "host", "inventory", "parallel", "profile", "report", "roles",
-        "serial", "set"]
+        "check", "diff", "group", "host", "html", "inventory", "parallel", "profile", "report",
+        "roles", "serial", "set"]
     assert [flag for flag, _, text in flags if not text] == []
 
 
