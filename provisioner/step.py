@@ -146,6 +146,10 @@ class Step:
     writes_only: str | None = None
     #: The same probe as ``probe``, as an item the engine may answer together with others.
     grouped: GroupedProbe | None = None
+    #: The action may change what the facts script reports (apt sources, installed packages):
+    #: a run that acts on such a step reads the facts again at its end, so the next run is
+    #: rendered from the host as it is now and a converged host stays one round trip.
+    changes_facts: bool = False
 
     @property
     def wire_probe(self) -> str | GroupedProbe:

@@ -217,4 +217,5 @@ def ensure_packages(host: Host, present: Sequence[str] = (), absent: Sequence[st
         return plan_packages(parse_packages(probed.output), present, absent, cache_max_age,
                              lock_timeout, recommends=recommends)
 
-    return Step(label or "packages " + " ".join(names), probe_packages(names), decide)
+    return Step(label or "packages " + " ".join(names), probe_packages(names), decide,
+                changes_facts=True)  # openssh-server's version is a fact

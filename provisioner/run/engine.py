@@ -114,7 +114,8 @@ def _walk_host(job: HostJob, options: RunOptions, listener: Listener,
         walk = session.walk(record, partial(listener.action_started, name),
                             partial(listener.action_progress, name))
         try:
-            walk.run()
+            if walk.run() and walk.facts_changed:
+                session.facts()  # remembered for the next run (Step.changes_facts)
         except ProvisionerError:
             raise
         except Exception as error:  # a bug, a role's or ours: this host fails with its

@@ -83,6 +83,8 @@ class HostWalk:
         #: Round trips made over the fresh connections that prove a safeguarded change.
         self.confirmation_round_trips = 0
         self._probed_all = False
+        #: A step whose action may change the host's facts acted (Step.changes_facts).
+        self.facts_changed = False
         #: Safeguards an earlier run armed and never proved: (name, arming id).
         self._pending: list[tuple[str, str]] = []
         #: Handlers an earlier run recorded and never ran: role -> handler -> notifier.
@@ -158,6 +160,7 @@ class HostWalk:
             if notifying is None:
                 return False
             plan = notifying
+            self.facts_changed |= step.changes_facts and not self.host.check
         if self.state.queued or (plan.changes and self._writes_only(step) and not self.host.check):
             self.state.queued.append(Decided(step, plan, started))
             return True

@@ -128,6 +128,41 @@ def test_converged_host_whose_roles_read_facts_costs_one_round_trip(
     assert "== cpus" in shell.scripts[0] and str(tmp_path / "record") in shell.scripts[0]
 
 
+def changing_facts(role: Role) -> Role:
+    """The role, its step's action marked as one that may change the host's facts (an apt
+    source written, a package installed)."""
+    return replace(role, steps=lambda host: [replace(step, changes_facts=True)
+                                             for step in role.steps(host)])
+
+
+def test_a_run_that_acts_on_a_step_changing_facts_reads_them_again_at_its_end(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, private_cache_directory: Path) -> None:
+    role = changing_facts(sized_role(tmp_path / "record"))
+    provision(sized_role(tmp_path / "other"), monkeypatch)
+    forge_remembered_cpus(private_cache_directory, local_cpus() + 7)  # as the action changed
+
+    result, shell = provision(role, monkeypatch)
+
+    assert [change.status for change in result.changes] == ["changed"]
+    assert shell.scripts[-1] == FACTS_SCRIPT
+    assert facts_cache.recall(config()) == parse_facts(run_facts_script())
+    converged, _ = provision(role, monkeypatch)
+    assert (converged.round_trips, shell.scripts.count(FACTS_SCRIPT)) == (1, 1)
+
+
+def test_a_check_run_or_an_ok_step_changing_facts_does_not_read_them_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    role = changing_facts(sized_role(tmp_path / "record"))
+
+    _, first = provision(role, monkeypatch, check=True)
+    provision(role, monkeypatch)
+    converged, again = provision(role, monkeypatch)
+
+    assert first.scripts.count(FACTS_SCRIPT) == 1 and again.scripts.count(FACTS_SCRIPT) == 0
+    assert [change.status for change in converged.changes] == ["ok"]
+    assert converged.round_trips == 1
+
+
 def test_facts_that_changed_since_last_run_are_used_before_anything_is_decided(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, private_cache_directory: Path) -> None:
     record = tmp_path / "record"
