@@ -98,6 +98,17 @@ def render_deb822_source(uri: str, suites: Sequence[str], components: Sequence[s
             f"Components: {' '.join(components or ['main'])}\nSigned-By: {signed_by}\n")
 
 
+def render_one_line_source(uri: str, suites: Sequence[str], components: Sequence[str],
+                           signed_by: str, comment: str = "") -> str:
+    """One ``deb [signed-by=...] URI SUITE COMPONENTS`` line per suite, in a ``.list`` file:
+    the format every tool of a Debian 12 host reads (Lynis 3.0.8's PKGS-7388 finds a security
+    archive only there)."""
+    header = f"# {comment}\n" if comment else ""
+    parts = " ".join(components or ["main"])
+    return header + "".join(f"deb [signed-by={signed_by}] {uri} {suite} {parts}\n"
+                            for suite in suites)
+
+
 def probe_sources(own: str, with_content: bool = False) -> str:
     """Read-only shell printing the entry lines of every source file but ``own``, then
     probe_path's answer for ``own``; read_sources splits the two."""

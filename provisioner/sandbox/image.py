@@ -15,7 +15,11 @@ from pathlib import Path
 
 from provisioner.sandbox import image_recipe
 from provisioner.sandbox.errors import SandboxError
-from provisioner.sandbox.mirror import find_host_mirror, render_debian_sources
+from provisioner.sandbox.mirror import (
+    find_host_mirror,
+    render_debian_sources,
+    render_security_sources,
+)
 from provisioner.sandbox.mounts import remove_tree
 from provisioner.sandbox.paths import CACHE_DIR
 from provisioner.sandbox.process import run
@@ -96,12 +100,14 @@ def ensure_image(
             )
         progress(f"building {name} base image (about {BUILD_SECONDS_HINT} s, cached afterwards)")
         packages = image_recipe.variant_packages(variant, mirror)
-        build_image(suite, name, packages, mirror, stamp)
+        build_image(suite, name, packages, mirror, stamp,
+                    patched=variant in image_recipe.PATCHED_VARIANTS)
     return image_root(name)
 
 
 def build_image(
-    suite: str, name: str, packages: tuple[str, ...], mirror: str, stamp: str
+    suite: str, name: str, packages: tuple[str, ...], mirror: str, stamp: str,
+    patched: bool = True,
 ) -> None:
     """debootstrap and customise into a temporary directory, then rename it into the cache."""
     remove_leftovers(name)
@@ -109,6 +115,8 @@ def build_image(
     try:
         root = build_dir / "rootfs"
         bootstrap(suite, packages, mirror, root)
+        if patched:
+            apply_security_updates(root, mirror, suite)
         customise(root, mirror, suite)
         (build_dir / "stamp").write_text(stamp + "\n", encoding="utf-8")
         os.chmod(build_dir, 0o755)
@@ -134,6 +142,32 @@ def bootstrap(suite: str, packages: tuple[str, ...], mirror: str, root: Path) ->
             f"Building the {suite} base image from {mirror} failed. Check that the host reaches "
             f"that mirror (`apt-get update` on the host) and try again. {error}"
         ) from error
+
+
+#: The security archive's source, there only while the image is patched.
+BUILD_SECURITY_SOURCES = "etc/apt/sources.list.d/sandbox-build-security.sources"
+
+
+def apply_security_updates(root: Path, mirror: str, suite: str) -> None:
+    """The suite's security updates installed into the image, their source removed again.
+
+    Cloud images are rebuilt from a patched archive; an image without them would make every
+    machine's first provision download and install them (the hardening role installs what a
+    fresh host lacks: a minute or two each, on a shared machine). The machine's own sources stay
+    main and updates, so the hardening role still adds the security archive itself. The
+    security archive is the mirror's path plus ``-security``, as the hardening role derives it;
+    a mirror without one leaves the image as debootstrap made it."""
+    source = root / BUILD_SECURITY_SOURCES
+    source.write_text(render_security_sources(mirror, suite), encoding="utf-8")
+    script = ("apt-get -q update && DEBIAN_FRONTEND=noninteractive apt-get -q -y "
+              "-o Dpkg::Options::=--force-confold upgrade && apt-get clean")
+    try:
+        run(["systemd-nspawn", "--quiet", "--register=no", f"--directory={root}",
+             "sh", "-c", script])
+    except SandboxError:
+        pass  # the machines' first provision installs them instead
+    finally:
+        source.unlink(missing_ok=True)
 
 
 def swap_into_cache(build_dir: Path, destination: Path) -> None:

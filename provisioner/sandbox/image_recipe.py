@@ -30,6 +30,12 @@ Debian a user may hand the tool, where a missing directory or command shows firs
 VARIANT_PACKAGES = {"standard": PACKAGES, "minimal": MINIMAL_PACKAGES}
 """Image variants by name; `standard` is the default everywhere."""
 
+PATCHED_VARIANTS = ("standard",)
+"""Variants built with the suite's security updates installed, as cloud images are
+(image.apply_security_updates). The minimal one is left as debootstrap made it: the oldest
+packages a user may hand the tool, so its runs prove that the hardening role's first provision
+installs the security updates a host lacks."""
+
 DEFAULT_VARIANT = "standard"
 
 ADMIN_USER = "admin"

@@ -109,3 +109,15 @@ def render_debian_sources(mirror: str, suite: str) -> str:
         "Components: main\n"
         "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
     )
+
+
+def render_security_sources(mirror: str, suite: str) -> str:
+    """deb822 sources of the suite's security archive beside the mirror (``<mirror>-security``),
+    for patching an image while it is built."""
+    return (
+        "Types: deb\n"
+        f"URIs: {mirror.rstrip('/')}-security\n"
+        f"Suites: {suite}-security\n"
+        "Components: main\n"
+        "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
+    )

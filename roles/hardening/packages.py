@@ -8,11 +8,12 @@ containers, where that kernel belongs to the host.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from provisioner.facts import Facts
 from provisioner.host import Host
-from provisioner.ops.apt import ensure_packages
+from provisioner.ops.apt import apt_command, ensure_packages, wait_for_dpkg_lock
 from provisioner.ops.apt_sources import (
     AptEntry,
     archive_keyring,
@@ -21,7 +22,7 @@ from provisioner.ops.apt_sources import (
     probe_sources,
     read_sources,
     remove_source_action,
-    render_deb822_source,
+    render_one_line_source,
     source_mode,
 )
 from provisioner.ops.checks import ensure_command_result
@@ -30,7 +31,11 @@ from provisioner.ops.files import ensure_directory, ensure_template
 from provisioner.ops.systemd import ensure_service
 from provisioner.step import Plan, Probed, Refused, Step
 
-SECURITY_SOURCES = "/etc/apt/sources.list.d/provisioner-security.sources"
+SECURITY_SOURCES = "/etc/apt/sources.list.d/provisioner-security.list"
+#: Where earlier versions wrote it, in deb822: replaced by the one-line file, which Lynis 3.0.8
+#: (Debian 12's) recognises as a security archive (PKGS-7388 greps for "security " or
+#: security.debian.org, and a deb822 stanza has neither).
+DEB822_SECURITY_SOURCES = "/etc/apt/sources.list.d/provisioner-security.sources"
 JOURNALD_RESTART = "journald:restart"
 
 
@@ -50,7 +55,7 @@ def security_uri(mirror_uri: str, os_id: str) -> str:
 
 def render_security_sources(uri: str, codename: str, components: Sequence[str],
                             os_id: str) -> str:
-    return render_deb822_source(
+    return render_one_line_source(
         uri, [f"{codename}-security"], components, archive_keyring(os_id),
         "Managed by provisioner (hardening role): the security archive (controls.md §1.9).")
 
@@ -83,12 +88,19 @@ def security_repository_steps(host: Host) -> Iterator[Step]:
     if not host.vars["hardening_security_repository_enabled"]:
         return
     variables, facts, show_diff = host.vars, host.facts, host.show_diff
+    old = DEB822_SECURITY_SOURCES
+    yield replace(ensure_command_result(  # the probe below is then taken again without it
+        host, "deb822 security source of earlier versions gone [controls §1.9]",
+        f"if [ -e {old} ]; then echo present; else echo absent; fi", wanted="absent",
+        action=remove_source_action(old), reason="removed; the one-line file replaces it"),
+        changes_facts=True)
 
     def decide(probed: Probed) -> Plan:
         return plan_security_sources(probed.output, variables, facts, show_diff)
 
     yield Step("apt security archive [controls §1.9]",
-               probe_sources(SECURITY_SOURCES, with_content=show_diff), decide)
+               probe_sources(SECURITY_SOURCES, with_content=show_diff), decide,
+               changes_facts=True)  # the apt sources are facts
 
 
 def wanted_packages(variables: Mapping[str, Any], facts: Facts) -> list[str]:
@@ -115,14 +127,36 @@ def package_steps(host: Host) -> Iterator[Step]:
                           label="packages [controls §1.7, §1.9, §12]")
 
 
+def rootkit_scanner_steps(host: Host) -> Iterator[Step]:
+    """chkrootkit and its daily timer (Lynis HRDN-7230), without the Recommends that would
+    bring binutils' assembler and linker (HRDN-7220/7222)."""
+    if not host.vars["hardening_rootkit_scanner_enabled"]:
+        return
+    yield ensure_packages(host, ["chkrootkit"], recommends=False,
+                          label="rootkit scanner chkrootkit [controls §12 HRDN-7230]")
+    yield ensure_service(host, "chkrootkit.timer", label="chkrootkit daily scan timer")
+
+
+def update_steps(host: Host) -> Iterator[Step]:
+    """Automatic updates and the first run's pending security updates (§1.9). Before the SSH
+    and admin steps: those arm the access safeguard, whose revert fires after
+    hardening_ssh_safeguard_timeout (120 s) unless a new login proves them at the role's end,
+    and unattended-upgrade on a fresh host can take longer than that on its own (163 s
+    measured on a loaded sandbox), and may replace openssh-server under an armed revert."""
+    variables = host.vars
+    if not variables["hardening_unattended_upgrades_enabled"]:
+        return
+    for name in ("20auto-upgrades", "50unattended-upgrades"):
+        yield ensure_template(host, f"/etc/apt/apt.conf.d/{name}",
+                              f"etc/apt/apt.conf.d/{name}.j2",
+                              label=f"unattended-upgrades {name} [controls §1.9]")
+    if variables["hardening_security_updates_first_run"]:
+        yield security_updates_step(host)
+
+
 def service_steps(host: Host) -> Iterator[Step]:
-    """Automatic updates, journal, clock, accounting, auditing (§1.9, §12)."""
+    """Journal, clock, accounting, auditing (§12)."""
     variables, facts = host.vars, host.facts
-    if variables["hardening_unattended_upgrades_enabled"]:
-        for name in ("20auto-upgrades", "50unattended-upgrades"):
-            yield ensure_template(host, f"/etc/apt/apt.conf.d/{name}",
-                                  f"etc/apt/apt.conf.d/{name}.j2",
-                                  label=f"unattended-upgrades {name} [controls §1.9]")
     if variables["hardening_journald_persistent_enabled"]:
         yield ensure_directory(host, "/etc/systemd/journald.conf.d")
         yield ensure_template(host, "/etc/systemd/journald.conf.d/90-provisioner.conf",
@@ -143,6 +177,25 @@ def service_steps(host: Host) -> Iterator[Step]:
             host, "AIDE database initialised [controls §12]",
             "if [ -s /var/lib/aide/aide.db ]; then echo initialised; else echo missing; fi",
             wanted="initialised", action="aideinit --yes --force", reason="initialised")
+
+
+#: When the first provision installed the host's pending security updates (unattended-upgrades
+#: keeps it patched from then on).
+SECURITY_UPDATES_STAMP = "/var/lib/provisioner/security-updates-installed"
+
+
+def security_updates_step(host: Host) -> Step:
+    """The security updates a fresh host lacks, installed once, by unattended-upgrade with the
+    configuration written just before (security origins only), after the package lists are
+    refreshed: what every guide's first `apt upgrade` is for (§1.9, Lynis PKGS-7392)."""
+    stamp = SECURITY_UPDATES_STAMP
+    action = (f"{apt_command('update')} && (\n{wait_for_dpkg_lock()}) && unattended-upgrade && "
+              f"mkdir -p /var/lib/provisioner && date -u +%Y-%m-%dT%H:%M:%SZ > {stamp}")
+    step = ensure_command_result(
+        host, "pending security updates installed [controls §1.9 PKGS-7392]",
+        f"if [ -s {stamp} ]; then echo installed; else echo pending; fi",
+        wanted="installed", action=action, reason="installed by unattended-upgrade")
+    return replace(step, changes_facts=True)  # openssh-server may be among them
 
 
 def _kernel_bound_services(host: Host) -> Iterator[Step]:

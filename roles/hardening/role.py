@@ -52,6 +52,7 @@ def steps(host: Host) -> Iterator[Step]:
     """The role in order: sources and packages first, then people, SSH, kernel, services."""
     yield from packages.security_repository_steps(host)
     yield from packages.package_steps(host)
+    yield from packages.update_steps(host)
     yield from admin.admin_steps(host)
     yield from system.banner_steps(host)
     yield from ssh.ssh_steps(host)
@@ -63,6 +64,7 @@ def steps(host: Host) -> Iterator[Step]:
     yield from system.shm_steps(host)
     yield from system.permission_steps(host)
     yield from packages.service_steps(host)
+    yield from packages.rootkit_scanner_steps(host)
 
 
 def validate(variables: Mapping[str, Any]) -> None:

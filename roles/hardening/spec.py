@@ -353,6 +353,22 @@ def test_security_updates_install_themselves(host: Host, role_vars: Vars) -> Non
     assert any("-security" in line for line in origins)
 
 
+def test_the_first_provision_installed_the_pending_security_updates(host: Host,
+                                                                    role_vars: Vars) -> None:
+    if not (role_vars["hardening_unattended_upgrades_enabled"]
+            and role_vars["hardening_security_updates_first_run"]):
+        pytest.skip("security updates are not installed by the first provision")
+    stamp = host.file("/var/lib/provisioner/security-updates-installed")
+    assert stamp.is_file and stamp.content_string.strip(), "no security updates run recorded"
+
+
+def test_a_rootkit_scanner_runs_daily(host: Host, role_vars: Vars) -> None:
+    if not role_vars["hardening_rootkit_scanner_enabled"]:
+        pytest.skip("no rootkit scanner asked for")
+    assert host.package("chkrootkit").is_installed
+    assert host.service("chkrootkit.timer").is_enabled
+
+
 def test_journal_survives_reboots(host: Host, role_vars: Vars) -> None:
     if not role_vars["hardening_journald_persistent_enabled"]:
         pytest.skip("persistent journal is switched off")

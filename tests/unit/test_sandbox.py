@@ -23,6 +23,7 @@ from provisioner.sandbox.mirror import (
     mirror_from_deb822,
     mirror_from_one_line,
     render_debian_sources,
+    render_security_sources,
 )
 from provisioner.sandbox.mounts import mount_points_below
 from provisioner.sandbox.network import choose_address, host_interface, mac_address
@@ -337,3 +338,10 @@ def test_a_probe_of_a_program_that_is_not_installed_does_not_succeed() -> None:
 def test_running_a_program_that_is_not_installed_is_a_sandbox_error() -> None:
     with pytest.raises(SandboxError, match=r"provisioner-no-such-program.*not installed"):
         run(["provisioner-no-such-program"])
+
+
+def test_an_image_is_patched_from_the_security_archive_beside_the_mirror() -> None:
+    sources = render_security_sources("http://mirror.example.org/debian/", "bookworm")
+
+    assert "URIs: http://mirror.example.org/debian-security\n" in sources
+    assert "Suites: bookworm-security\n" in sources

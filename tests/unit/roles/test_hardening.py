@@ -352,22 +352,41 @@ def test_security_uri_is_the_main_mirror_path_plus_security(lines: tuple[str, ..
     assert mirror.components == ["main", "non-free-firmware"]
 
 
-def test_security_sources_file_names_the_codename_suite() -> None:
+def test_security_sources_file_names_the_codename_suite_in_one_line() -> None:
     assert render_security_sources("http://mirror.example.org/debian-security", "bookworm",
                                    ["main"], "debian").splitlines()[1:] == [
-        "Types: deb", "URIs: http://mirror.example.org/debian-security",
-        "Suites: bookworm-security", "Components: main",
-        "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg"]
+        "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] "
+        "http://mirror.example.org/debian-security bookworm-security main"]
+
+
+def test_lynis_finds_the_security_archive_in_the_file_written() -> None:
+    # PKGS-7388 of Lynis 3.0.8: egrep "security.debian.org|security.ubuntu.com|security/? "
+    written = render_security_sources("http://mirror.example.org/debian-security", "bookworm",
+                                      ["main"], "debian")
+    assert re.search(r"security\.debian\.org|security\.ubuntu\.com|security/? ",
+                     "".join(line for line in written.splitlines() if "#" not in line))
+
+
+def test_the_deb822_file_of_earlier_versions_is_removed_with_the_lists_refreshed() -> None:
+    step = step_named(make_host(), "deb822 security source of earlier versions gone")
+
+    removal = step.decide(Probed("present\n"))
+
+    assert removal.action is not None and removal.action.startswith(
+        "rm -f /etc/apt/sources.list.d/provisioner-security.sources && ")
+    assert " update" in removal.action and step.changes_facts
+    assert step.decide(Probed("absent\n")).action is None
 
 
 def test_missing_security_archive_is_added_and_lists_refreshed() -> None:
     output = "\n".join(MIRROR_LINES) + "\n--- ours\nabsent\n"
     plan = plan_security_sources(output, merged(), BOOKWORM, show_diff=True)
-    assert plan.diff is not None and "+URIs: http://mirror.example.org/debian-security" in plan.diff
-    assert "+Components: main non-free-firmware" in plan.diff
+    assert plan.diff is not None
+    assert " http://mirror.example.org/debian-security bookworm-security main non-free-firmware" \
+        in plan.diff
     action = plan.action or ""
     assert "update --error-on=any; then rm -f /etc/apt/sources.list.d/provisioner-security" \
-        ".sources" in action
+        ".list" in action
     assert "chmod 0644" in action
 
 
@@ -389,8 +408,8 @@ def test_a_security_uri_with_credentials_is_written_for_root_alone() -> None:
 def test_a_security_uri_given_as_a_secret_reaches_the_host_as_its_value() -> None:
     output = "\n".join(MIRROR_LINES) + "\n--- ours\nabsent\n"
     host = make_host(hardening_apt_security_uri=Secret("http://bob:pw@mirror.example.org/sec"))
-    plan = step_named(host, "apt security archive").decide(Probed(output))
-    assert plan.diff is not None and "URIs: http://bob:pw@mirror.example.org/sec" in plan.diff
+    plan = step_named(host, "apt security archive [").decide(Probed(output))
+    assert plan.diff is not None and " http://bob:pw@mirror.example.org/sec " in plan.diff
 
 
 def test_host_with_its_own_security_source_is_left_alone() -> None:
@@ -407,7 +426,7 @@ def test_security_uri_variable_overrides_the_derivation() -> None:
         output, merged(hardening_apt_security_uri="http://security.example.org/debian-security"),
         BOOKWORM, show_diff=True)
     assert plan.diff is not None
-    assert "+URIs: http://security.example.org/debian-security" in plan.diff
+    assert " http://security.example.org/debian-security bookworm-security" in plan.diff
 
 
 # --- kernel ------------------------------------------------------------------------------------
@@ -633,3 +652,60 @@ def test_cron_is_installed_before_its_file_modes_are_tightened() -> None:
     assert packages < modes
     assert any(label.startswith("cron daemon") for label in labels)
     assert "cron" not in wanted_packages(merged(hardening_cron_enabled=False), BOOKWORM)
+
+
+UPDATES_LABEL = "pending security updates installed"
+
+
+def test_a_fresh_host_gets_its_security_updates_once_after_the_lists_are_refreshed() -> None:
+    step = step_named(make_host(), UPDATES_LABEL)
+
+    pending = step.decide(Probed("pending\n"))
+    done = step.decide(Probed("installed\n"))
+
+    assert pending.action is not None and done.action is None
+    assert pending.action.index("apt-get -q -y") < pending.action.index("update") < \
+        pending.action.index("&& unattended-upgrade &&") < \
+        pending.action.index("> /var/lib/provisioner/security-updates-installed")
+    assert step.changes_facts  # openssh-server may be among the updates
+
+
+def test_security_updates_come_after_the_configuration_that_limits_them_to_security() -> None:
+    labels = [step.label for step in role_steps(make_host())]
+
+    assert labels.index("unattended-upgrades 50unattended-upgrades [controls §1.9]") < \
+        next(i for i, label in enumerate(labels) if UPDATES_LABEL in label)
+
+
+@pytest.mark.parametrize("switch", ["hardening_security_updates_first_run",
+                                    "hardening_unattended_upgrades_enabled"])
+def test_no_security_updates_step_when_switched_off(switch: str) -> None:
+    labels = [step.label for step in role_steps(make_host(**{switch: False}))]
+
+    assert not any(UPDATES_LABEL in label for label in labels)
+
+
+def test_security_updates_run_before_any_step_arms_the_ssh_safeguard() -> None:
+    # unattended-upgrade on a fresh host may outlast the safeguard's revert timer (120 s).
+    steps = role_steps(make_host())
+    updates = next(i for i, step in enumerate(steps) if UPDATES_LABEL in step.label)
+
+    assert all(step.safeguard is None for step in steps[:updates])
+    assert any(step.safeguard is not None for step in steps[updates:])
+
+
+def test_chkrootkit_comes_without_its_recommends_and_with_its_timer() -> None:
+    host = make_host()
+    package = step_named(host, "rootkit scanner chkrootkit")
+
+    plan = package.decide(Probed("now 1700000000\n"))
+
+    assert plan.action is not None
+    assert "-o APT::Install-Recommends=false install chkrootkit" in plan.action
+    assert step_named(host, "chkrootkit daily scan timer").probe
+
+
+def test_no_rootkit_scanner_when_switched_off() -> None:
+    labels = [step.label for step in role_steps(make_host(hardening_rootkit_scanner_enabled=False))]
+
+    assert not any("chkrootkit" in label for label in labels)
