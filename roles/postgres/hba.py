@@ -1,9 +1,10 @@
-"""pg_hba.conf and listen_addresses from the inventory: peer locally, SCRAM over TCP, remote groups.
+"""pg_hba.conf and listen_addresses from the inventory: peer locally, SCRAM over TCP to the rest.
 
 controls.md §6.2's recommended base (the "DO NOT DISABLE" postgres peer line first, local peer,
 scram-sha-256 on 127.0.0.1 and ::1), then one scram-sha-256 line per address of each host of
-the groups named in postgres_remote_groups, and nothing else: a host outside those groups is
-refused by PostgreSQL itself even when a firewall rule lets it through.
+the groups named in postgres_remote_groups, one per network of postgres_remote_networks (the
+containers on this host's Docker bridge are no inventory host), and nothing else: a client
+outside those is refused by PostgreSQL itself even when a firewall rule lets it through.
 """
 
 from __future__ import annotations
@@ -42,11 +43,14 @@ def client_network(address: str) -> str:
     return f"{ip}/{ip.max_prefixlen}"
 
 
-def render_hba(remote: Sequence[tuple[str, str, str]]) -> str:
-    """The whole pg_hba.conf: the base lines, then one line per remote host."""
+def render_hba(remote: Sequence[tuple[str, str, str]], networks: Sequence[str] = ()) -> str:
+    """The whole pg_hba.conf: the base lines, one line per remote host, then one per network
+    (validated before contact: validation.check_remote_networks)."""
     rows = [(*line, "") for line in _BASE]
     rows += [("host", "all", "all", client_network(address), METHOD, f"# {host} ({group})")
              for group, host, address in remote]
+    rows += [("host", "all", "all", str(ipaddress.ip_network(str(network))), METHOD,
+              "# postgres_remote_networks") for network in networks]
     lines = [f"{kind:<7} {database:<8} {user:<9} {address:<40} {method} {note}".rstrip()
              if address else f"{kind:<7} {database:<8} {user:<9} {'':<40} {method}".rstrip()
              for kind, database, user, address, method, note in rows]
@@ -54,8 +58,12 @@ def render_hba(remote: Sequence[tuple[str, str, str]]) -> str:
 
 
 def listen_addresses(variables: Mapping[str, Any], own_address: str) -> list[str]:
-    """localhost alone without remote groups; else also the address facing them (the
-    inventory's address of this host unless postgres_listen_address says another)."""
-    if not variables["postgres_remote_groups"]:
+    """localhost alone without remote clients; else also the address facing them (the
+    inventory's address of this host unless postgres_listen_address says another: with remote
+    networks it must, validation.check_remote_networks). * alone, since it holds localhost:
+    PostgreSQL binds the addresses in order, and after 127.0.0.1 the IPv4 wildcard's bind fails
+    ("could not bind IPv4 address "0.0.0.0"") and no IPv4 client but localhost gets in."""
+    if not variables["postgres_remote_groups"] and not variables["postgres_remote_networks"]:
         return ["localhost"]
-    return ["localhost", str(variables["postgres_listen_address"] or own_address)]
+    address = str(variables["postgres_listen_address"] or own_address)
+    return ["*"] if address == "*" else ["localhost", address]

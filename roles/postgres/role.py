@@ -4,8 +4,9 @@ Implements controls.md §6: the distribution's server (its major version read fr
 Debian's cluster layout, every setting of ours in conf.d/50-provisioner.conf (PGTune @7caef27c
 from RAM x postgres_memory_share, CPUs and disk, STET's logging set, the inventory's overrides)
 and pg_hba.conf from the inventory (peer locally, SCRAM over TCP, remote access only from named
-groups), both checked by the server binary before they go live (cluster.py); then roles with
-SCRAM passwords, databases, extensions and grants (objects.py), and a nightly VACUUM ANALYZE.
+groups and networks), both checked by the server binary before they go live (cluster.py); then
+roles with SCRAM passwords, databases, extensions and grants (objects.py), and a nightly
+VACUUM ANALYZE.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ def steps(host: Host) -> Iterator[Step]:
                           + " [controls §6.2]")
     yield cluster.ensure_interrupted_change_undone()
     applying = cluster.Applying()
-    hba = render_hba(remote_hosts(variables, host.inventory))
+    hba = render_hba(remote_hosts(variables, host.inventory),
+                     variables["postgres_remote_networks"])
     yield cluster.ensure_cluster_config(host, settings_for(host), hba, applying)
     yield ensure_service(host, "postgresql.service", running=None,
                          label="service postgresql enabled at boot")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 import pytest
@@ -102,12 +103,41 @@ def test_the_extensions_exist(host: Any, role_vars: dict[str, Any]) -> None:
         assert set(database.get("extensions", [])) <= present
 
 
+def test_each_remote_network_has_its_scram_line(host: Any, role_vars: dict[str, Any]) -> None:
+    rows = psql(host, "SELECT type, address, netmask, auth_method FROM pg_hba_file_rules "
+                      "WHERE netmask IS NOT NULL")
+    present = {(kind, network_of(address, netmask), method)
+               for kind, address, netmask, method in rows}
+    for network in role_vars["postgres_remote_networks"]:
+        assert ("host", str(ipaddress.ip_network(str(network))), "scram-sha-256") in present
+
+
+def network_of(address: str, netmask: str) -> str:
+    """A pg_hba_file_rules row's address and netmask as one CIDR network (172.17.0.0/16)."""
+    prefix = bin(int(ipaddress.ip_address(netmask))).count("1")
+    return str(ipaddress.ip_network(f"{address}/{prefix}"))
+
+
 def test_it_listens_where_the_inventory_says(host: Any, role_vars: dict[str, Any]) -> None:
     port = role_vars["postgres_port"]
     sockets = listening(host)  # /proc/net/tcp: the minimal image has no ss nor netstat
     assert listens(sockets, "127.0.0.1", port)
-    if not role_vars["postgres_remote_groups"]:
+    wanted = listen_addresses(role_vars, role_vars["_host_address"])
+    if wanted == ["localhost"]:
         assert {address for address, bound in sockets if bound == port} <= {"127.0.0.1", "::1"}
+    elif wanted == ["*"]:
+        assert ("0.0.0.0", port) in sockets  # the IPv4 wildcard itself, not just localhost
+    elif is_address(wanted[-1]):  # an inventory address may be a name the spec cannot bind-check
+        assert listens(sockets, wanted[-1], port)
+
+
+def is_address(text: str) -> bool:
+    """Whether a listen address is an IP the socket table can show (not a host name)."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def test_the_maintenance_job_is_there_and_cron_runs_it(host: Any,

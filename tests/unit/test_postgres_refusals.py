@@ -2,7 +2,8 @@
 
 Breakers' findings of issue 16: plain-text passwords, reserved names, objects naming objects the
 inventory lacks, a schedule cron cannot run, a listen address that is no address, an unknown
-remote group advised about the firewall, shared_buffers beyond the host's RAM, settings
+remote group advised about the firewall, a remote network that is no network or that nothing
+listens for or the firewall drops, shared_buffers beyond the host's RAM, settings
 ALTER SYSTEM overrides, an extension the host does not have, a cluster stuck "activating".
 """
 
@@ -188,6 +189,82 @@ def test_a_listen_address_that_is_no_ip_address_is_refused(address: str) -> None
 @pytest.mark.parametrize("address", ["", "*", "localhost", "10.0.2.10", "fd00::5"])
 def test_an_ip_address_star_or_localhost_is_a_listen_address(address: str) -> None:
     validation.validate(variables(postgres_listen_address=address))
+
+
+@pytest.mark.parametrize("network", ["172.17.0.0/33", "docker0", "172.17.0.0/16 10.0.0.0/8",
+                                     "fd00::/129", 17216, None])
+def test_a_remote_network_that_is_not_a_network_is_refused_naming_the_variable(
+        network: object) -> None:
+    message = refusal(postgres_remote_networks=[network], postgres_listen_address="*")
+
+    assert message == (f"postgres_remote_networks has {network!r}, which is not a network: "
+                       "write it as ADDRESS/PREFIX with a prefix of 0-32 (IPv4) or 0-128 "
+                       "(IPv6), e.g. 172.17.0.0/16.")
+
+
+def test_a_remote_network_with_host_bits_is_refused_naming_its_network() -> None:
+    message = refusal(postgres_remote_networks=["172.17.0.1/16"], postgres_listen_address="*")
+
+    assert message == ("postgres_remote_networks has '172.17.0.1/16', an address with its host "
+                       "bits set, not a network: the network it lies in is 172.17.0.0/16; "
+                       "write that.")
+
+
+def test_remote_networks_that_are_not_a_list_are_refused() -> None:
+    assert refusal(postgres_remote_networks="172.17.0.0/16", postgres_listen_address="*") == (
+        "postgres_remote_networks is '172.17.0.0/16': it must be a list of networks in CIDR "
+        "form, e.g. [172.17.0.0/16] (Docker's default bridge).")
+
+
+@pytest.mark.parametrize("address", ["", "localhost"])
+def test_remote_networks_without_a_listen_address_they_reach_are_refused(address: str) -> None:
+    message = refusal(postgres_remote_networks=["172.17.0.0/16"],
+                      postgres_listen_address=address)
+
+    assert message.startswith(f"postgres_remote_networks is set but postgres_listen_address "
+                              f"is {address!r}")
+    assert 'set postgres_listen_address: "*"' in message
+
+
+def test_remote_networks_are_refused_by_the_engine_before_contact() -> None:
+    message = _checked_before_contact({"postgres_remote_networks": ["172.17.0.0/33"],
+                                       "postgres_listen_address": "*"})
+
+    assert "postgres_remote_networks has '172.17.0.0/33', which is not a network:" in message
+
+
+@pytest.mark.parametrize("networks", [[], ["172.17.0.0/16"], ["10.0.5.7"], ["fd00:172::/64"]])
+def test_remote_networks_with_a_listen_address_are_accepted(networks: list[str]) -> None:
+    validation.validate(variables(postgres_remote_networks=networks, postgres_listen_address="*"))
+
+
+def test_a_remote_network_without_its_ufw_rule_is_refused_with_the_rule_to_add() -> None:
+    unopened = variables(postgres_remote_networks=["172.17.0.0/16"],
+                         postgres_listen_address="*",
+                         ufw_rules=[{"port": 5432, "proto": "tcp", "from": "10.0.0.0/8"},
+                                    {"port": 5433, "proto": "tcp", "from": "172.17.0.0/16"},
+                                    {"port": 5432, "from": "172.17.0.0/16", "action": "deny"}])
+
+    with pytest.raises(RoleError) as refused:
+        validation.validate_inventory(unopened, INVENTORY)
+
+    assert str(refused.value) == (
+        "postgres_remote_networks has 172.17.0.0/16, but ufw_rules has no rule opening port "
+        "5432 to it, so the firewall would drop its connections; add to ufw_rules: {port: "
+        "5432, proto: tcp, from: 172.17.0.0/16}.")
+
+
+@pytest.mark.parametrize("source", ["172.17.0.0/16", "172.16.0.0/12", "any"])
+def test_a_ufw_rule_from_the_network_or_a_wider_one_opens_it(source: str) -> None:
+    opened = variables(postgres_remote_networks=["172.17.0.0/16"], postgres_listen_address="*",
+                       ufw_rules=[{"port": 5432, "proto": "tcp", "from": source}])
+
+    validation.validate_inventory(opened, INVENTORY)
+
+
+def test_remote_networks_need_no_ufw_rule_without_the_ufw_role() -> None:
+    validation.validate_inventory(variables(postgres_remote_networks=["172.17.0.0/16"],
+                                            postgres_listen_address="*"), INVENTORY)
 
 
 def test_an_unknown_remote_group_is_named_as_unknown_without_firewall_advice() -> None:

@@ -145,6 +145,31 @@ def test_listen_addresses_are_localhost_without_remote_groups() -> None:
         "localhost", "10.0.2.10"]
 
 
+def test_pg_hba_lets_in_each_remote_network_with_scram_after_the_groups_hosts() -> None:
+    remote = remote_hosts(variables(postgres_remote_groups=["api"]), INVENTORY)
+    text = render_hba(remote, ["172.17.0.0/16", "fd00:172::/64"])
+    hosts = [line.split() for line in text.splitlines() if line.startswith("host")]
+
+    assert [(words[3], words[4]) for words in hosts[2:]] == [
+        ("10.0.1.10/32", "scram-sha-256"), ("172.17.0.0/16", "scram-sha-256"),
+        ("fd00:172::/64", "scram-sha-256")]
+    assert hosts[3][:3] == ["host", "all", "all"]
+
+
+def test_remote_networks_alone_make_postgresql_listen_on_the_listen_address() -> None:
+    networks = variables(postgres_remote_networks=["172.17.0.0/16"],
+                         postgres_listen_address="172.17.0.1")
+
+    assert listen_addresses(networks, "10.0.2.10") == ["localhost", "172.17.0.1"]
+
+
+def test_every_address_is_star_alone_since_localhost_first_would_take_the_ipv4_wildcard() -> None:
+    for remote in ({"postgres_remote_networks": ["172.17.0.0/16"]},
+                   {"postgres_remote_groups": ["api"]}):
+        assert listen_addresses(variables(postgres_listen_address="*", **remote),
+                                "10.0.2.10") == ["*"]
+
+
 def config_output(dropin: str | None, restart_names: tuple[str, ...] = ("shared_buffers",)
                   ) -> str:
     """What config_probe printed for a host whose drop-in holds ``dropin``."""
