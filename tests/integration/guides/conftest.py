@@ -133,6 +133,15 @@ class SiteConnection(http.client.HTTPSConnection):
         self.sock = self.tls.wrap_socket(raw, server_hostname=self.host)
 
 
+def reaches(address: str, port: int) -> bool:
+    """Whether a TCP connection from this machine to the address and port is accepted."""
+    try:
+        with socket.create_connection((address, port), timeout=3):
+            return True
+    except OSError:
+        return False
+
+
 def guides_collected(session: pytest.Session) -> list[Guide]:
     """The GUIDE of every module whose tests this session runs, in collection order."""
     seen: dict[str, Guide] = {}

@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.integration.conftest import Invocation
-from tests.integration.guides.conftest import Guide, Release, Scenario
+from tests.integration.guides.conftest import Guide, Release, Scenario, reaches
 
 pytestmark = pytest.mark.integration
 
@@ -141,14 +141,6 @@ def test_lite_serves_its_acme_certificate_on_443_and_only_acme_and_redirects_on_
     assert redirect.stdout == f"308 https://{SITE}/v1/tasks", redirect
     assert challenge.stdout == "404", challenge
     assert other_name.returncode == 52, other_name  # 444: closed without an answer
-
-
-def reaches(address: str, port: int) -> bool:
-    try:
-        with socket.create_connection((address, port), timeout=3):
-            return True
-    except OSError:
-        return False
 
 
 def test_deploying_blux_lite_1_0_0_backs_up_blux_prod_first(blux: Scenario) -> None:

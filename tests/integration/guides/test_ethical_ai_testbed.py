@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import http.client
 import re
-import socket
 import ssl
 import subprocess
 import threading
@@ -33,7 +32,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from tests.integration.conftest import Invocation
-from tests.integration.guides.conftest import Guide, Release, Scenario
+from tests.integration.guides.conftest import Guide, Release, Scenario, reaches
 
 pytestmark = pytest.mark.integration
 
@@ -167,14 +166,6 @@ def at_most_let_through(per_minute: int, burst: int, seconds: float) -> int:
 def guide_headers(answer: Answer) -> dict[str, str | None]:
     """The guide's security headers as the answer sent them (None: not sent)."""
     return {name: answer.headers.get(name) for name in GUIDE_HEADERS}
-
-
-def reaches(address: str, port: int) -> bool:
-    try:
-        with socket.create_connection((address, port), timeout=3):
-            return True
-    except OSError:
-        return False
 
 
 def test_the_first_provision_succeeds(testbed: Scenario) -> None:

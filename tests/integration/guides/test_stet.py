@@ -34,7 +34,7 @@ from provisioner.content.roles import available_roles
 from provisioner.facts import FACTS_SCRIPT, remembered
 from provisioner.inventory.loader import load_inventory
 from provisioner.records import load_record
-from tests.integration.guides.conftest import Guide, Release, Scenario
+from tests.integration.guides.conftest import Guide, Release, Scenario, reaches
 
 pytestmark = pytest.mark.integration
 
@@ -91,14 +91,6 @@ def test_the_api_servers_open_only_ssh_http_and_https(stet: Scenario) -> None:
     opened = {line.split()[0] for line in status.splitlines()
               if " ALLOW" in line or " LIMIT" in line}
     assert opened == {"22/tcp", "80/tcp", "443/tcp"}, status
-
-
-def reaches(address: str, port: int) -> bool:
-    try:
-        with socket.create_connection((address, port), timeout=3):
-            return True
-    except OSError:
-        return False
 
 
 def test_the_database_ports_answer_the_api_servers_only(stet: Scenario) -> None:
