@@ -101,13 +101,13 @@ def ensure_image(
         progress(f"building {name} base image (about {BUILD_SECONDS_HINT} s, cached afterwards)")
         packages = image_recipe.variant_packages(variant, mirror)
         build_image(suite, name, packages, mirror, stamp,
-                    patched=variant in image_recipe.PATCHED_VARIANTS)
+                    patched=variant in image_recipe.PATCHED_VARIANTS, progress=progress)
     return image_root(name)
 
 
 def build_image(
     suite: str, name: str, packages: tuple[str, ...], mirror: str, stamp: str,
-    patched: bool = True,
+    patched: bool = True, progress: Callable[[str], None] = lambda _line: None,
 ) -> None:
     """debootstrap and customise into a temporary directory, then rename it into the cache."""
     remove_leftovers(name)
@@ -115,8 +115,10 @@ def build_image(
     try:
         root = build_dir / "rootfs"
         bootstrap(suite, packages, mirror, root)
-        if patched:
-            apply_security_updates(root, mirror, suite)
+        problem = apply_security_updates(root, mirror, suite) if patched else ""
+        if problem:
+            progress(f"{name}: built without the security updates, which each machine's first "
+                     f"provision then installs ({problem})")
         customise(root, mirror, suite)
         (build_dir / "stamp").write_text(stamp + "\n", encoding="utf-8")
         os.chmod(build_dir, 0o755)
@@ -148,7 +150,7 @@ def bootstrap(suite: str, packages: tuple[str, ...], mirror: str, root: Path) ->
 BUILD_SECURITY_SOURCES = "etc/apt/sources.list.d/sandbox-build-security.sources"
 
 
-def apply_security_updates(root: Path, mirror: str, suite: str) -> None:
+def apply_security_updates(root: Path, mirror: str, suite: str) -> str:
     """The suite's security updates installed into the image, their source removed again.
 
     Cloud images are rebuilt from a patched archive; an image without them would make every
@@ -156,18 +158,22 @@ def apply_security_updates(root: Path, mirror: str, suite: str) -> None:
     fresh host lacks: a minute or two each, on a shared machine). The machine's own sources stay
     main and updates, so the hardening role still adds the security archive itself. The
     security archive is the mirror's path plus ``-security``, as the hardening role derives it;
-    a mirror without one leaves the image as debootstrap made it."""
+    a mirror without one leaves the image as debootstrap made it: the problem is returned
+    (empty when patched)."""
     source = root / BUILD_SECURITY_SOURCES
     source.write_text(render_security_sources(mirror, suite), encoding="utf-8")
     script = ("apt-get -q update && DEBIAN_FRONTEND=noninteractive apt-get -q -y "
               "-o Dpkg::Options::=--force-confold upgrade && apt-get clean")
     try:
-        run(["systemd-nspawn", "--quiet", "--register=no", f"--directory={root}",
-             "sh", "-c", script])
-    except SandboxError:
-        pass  # the machines' first provision installs them instead
+        # No machined and no system bus here (machines.py): the container stays in our own
+        # cgroup, and takes the host's resolver to reach the mirror.
+        run(["systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "--link-journal=no",
+             "--resolv-conf=copy-host", f"--directory={root}", "sh", "-c", script])
+    except SandboxError as error:
+        return str(error).strip().splitlines()[-1] if str(error).strip() else "failed"
     finally:
         source.unlink(missing_ok=True)
+    return ""
 
 
 def swap_into_cache(build_dir: Path, destination: Path) -> None:
