@@ -10,12 +10,15 @@ import tempfile
 from pathlib import Path
 
 
-def write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
+def write_atomically(path: Path, text: str, mode: int = 0o644, *,
+                     make_parents: bool = True) -> None:
     """Write text through a temp file in the same directory and rename it into place.
 
-    A failed write removes its temp file, so a full disk leaves no litter behind.
+    A failed write removes its temp file, so a full disk leaves no litter behind. A user's
+    report goes only where its directory still is (``make_parents=False``).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if make_parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as temp_file:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -98,10 +99,25 @@ def check_report_path(path: Path, flag: str = "--report") -> None:
     if not directory.is_dir():
         raise ProvisionerError(f"{shown}: the directory {directory} does not exist; create it "
                                f"(mkdir -p {directory}) or write the report somewhere else.")
-    if not os.access(directory, os.W_OK | os.X_OK) or (
-            path.exists() and not os.access(path, os.W_OK)):
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        what = "a symbolic link" if path.is_symlink() else "not a regular file"
+        raise ProvisionerError(f"{shown}: this is {what}; the report is written as a new "
+                               "regular file only, so give a path that is one or is free.")
+    if not _can_create_in(directory) or (path.exists() and not os.access(path, os.W_OK)):
         raise ProvisionerError(f"{shown}: you may not write there; choose a file in a "
                                "directory of yours.")
+
+
+def _can_create_in(directory: Path) -> bool:
+    """Whether a file can be made there now: tried, since root passes every os.access check
+    (a read-only mount, /proc, an immutable directory)."""
+    try:
+        handle, name = tempfile.mkstemp(dir=directory, prefix=".provisioner-check.")
+    except OSError:
+        return False
+    os.close(handle)
+    os.unlink(name)
+    return True
 
 
 # --- choosing and checking the hosts' jobs -------------------------------------------------------

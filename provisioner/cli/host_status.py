@@ -90,10 +90,9 @@ def _mark(name: str) -> str:
 def read_host_status(plan: StatusPlan, now: datetime | None = None) -> dict[str, Any]:
     """The host's live status; ``read`` False (and why) when it could not be reached."""
     moment = now or datetime.now(UTC)
-    script = status_script(plan)
-    if not script:
-        return {"read": True, "read_at": timestamp(moment), "round_trips": 0,
-                **parse_status_output("", plan, moment)}
+    # A host with nothing to read is still asked (``true``): its page must not say "read" of a
+    # host that is down, and the command's exit code must say it could not be reached.
+    script = status_script(plan) or "true"
     try:
         with host_session(plan.job, check=True) as session:
             output = session.run_script(script, timeout=TIMEOUT).stdout

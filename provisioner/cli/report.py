@@ -12,7 +12,6 @@ refused before any contact (exit 2).
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 from provisioner.cli import check_report_path, select_jobs
 from provisioner.errors import ProvisionerError
 from provisioner.inventory.hosts import Inventory
+from provisioner.local_files import write_atomically
 from provisioner.run.engine import RunOptions
 from provisioner.run.session import HostJob
 
@@ -116,8 +116,7 @@ def write_outputs(data: Mapping[str, Any], html: str, json_file: str) -> bool:
 
 
 def write_owner_only(path: Path, text: str) -> None:
-    """Write ``text`` readable by its owner only, an existing file made 0600 first."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        os.fchmod(handle.fileno(), 0o600)
-        handle.write(text)
+    """Write ``text`` readable by its owner only, as a new file renamed into place: a symbolic
+    link planted at the path is replaced, never followed."""
+    write_atomically(path, text, mode=0o600,
+                     make_parents=False)

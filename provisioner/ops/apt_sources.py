@@ -77,11 +77,22 @@ def _drop_options(line: str) -> str:
 
 
 def main_mirror(entries: Sequence[AptEntry], codename: str) -> AptEntry | None:
-    """The first http(s) entry serving the release's main suite."""
+    """The http(s) entry serving the release's main suite from the distribution's own archive:
+    first one whose URI also serves ``<codename>-updates`` (Debian's and Ubuntu's archives do),
+    then one whose path ends in /debian or /ubuntu; a third-party repository naming the
+    codename too (Docker's, PostgreSQL's) is never taken for it."""
+    candidates = []
     for entry in entries:
-        web = [uri for uri in entry.uris if uri.startswith(("http://", "https://"))]
-        if codename in entry.suites and web and not web[0].rstrip("/").endswith("-security"):
-            return AptEntry([web[0].rstrip("/")], entry.suites, entry.components)
+        web = [uri.rstrip("/") for uri in entry.uris if uri.startswith(("http://", "https://"))]
+        if codename in entry.suites and web and not web[0].endswith("-security"):
+            candidates.append(AptEntry([web[0]], entry.suites, entry.components))
+    with_updates = {uri.rstrip("/") for entry in entries if f"{codename}-updates" in entry.suites
+                    for uri in entry.uris}
+    for fits in (lambda uri: uri in with_updates,
+                 lambda uri: uri.endswith(("/debian", "/ubuntu"))):
+        found = next((entry for entry in candidates if fits(entry.uris[0])), None)
+        if found is not None:
+            return found
     return None
 
 

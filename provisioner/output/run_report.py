@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from provisioner.change import Change
+from provisioner.local_files import write_atomically
 from provisioner.output.control_codes import strip_control_codes
 from provisioner.run.results import RunResult
 
@@ -39,11 +39,10 @@ def report_data(run: RunResult) -> dict[str, Any]:
 def write_report(run: RunResult, path: Path) -> None:
     """Write the report readable by its owner only (0600): its reasons and step labels describe
     the hosts' configuration, which is nobody else's business. An existing file is made 0600
-    too, before anything is written to it."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        os.fchmod(handle.fileno(), 0o600)
-        handle.write(json.dumps(report_data(run), indent=2) + "\n")
+    too: it is written as a new file and renamed into place, so a symbolic link planted at the
+    path is replaced, never followed."""
+    write_atomically(path, json.dumps(report_data(run), indent=2) + "\n", mode=0o600,
+                     make_parents=False)
 
 
 def slowest_steps(run: RunResult, count: int = 10) -> list[tuple[str, Change]]:

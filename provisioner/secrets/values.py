@@ -71,10 +71,14 @@ def resolve_reference(reference: str, base_dir: Path) -> Secret | HostSecret:
         if not path.is_file():
             raise SecretNotAvailable(f"secret file {path} does not exist")
         try:
-            return Secret(path.read_text().rstrip("\n"), reference)
+            value = path.read_text().rstrip("\n")
         except (OSError, UnicodeDecodeError) as error:
             raise SecretNotAvailable(f"secret file {path} cannot be read "
                                      f"({getattr(error, 'strerror', None) or error})") from None
+        if not value.strip():
+            # `touch secrets/db_password` must not become an empty password on a host
+            raise SecretNotAvailable(f"secret file {path} is empty; put the secret in it")
+        return Secret(value, reference)
     raise ValueError("that is not a secret reference (never repeated here, in case it is the "
                      "secret itself); use env:NAME, file:PATH or host:NAME")
 

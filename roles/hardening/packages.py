@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from provisioner.commands import quote
 from provisioner.facts import Facts
 from provisioner.host import Host
 from provisioner.ops.apt import apt_command, ensure_packages, wait_for_dpkg_lock
@@ -188,9 +189,13 @@ def security_updates_step(host: Host) -> Step:
     """The security updates a fresh host lacks, installed once, by unattended-upgrade with the
     configuration written just before (security origins only), after the package lists are
     refreshed: what every guide's first `apt upgrade` is for (§1.9, Lynis PKGS-7392)."""
-    stamp = SECURITY_UPDATES_STAMP
-    action = (f"{apt_command('update')} && (\n{wait_for_dpkg_lock()}) && unattended-upgrade && "
-              f"mkdir -p /var/lib/provisioner && date -u +%Y-%m-%dT%H:%M:%SZ > {stamp}")
+    stamp, suite = SECURITY_UPDATES_STAMP, f"{host.facts.os_codename}-security"
+    unreachable = quote(f"apt has no {suite} archive after refreshing its lists (a source that "
+                        "cannot be fetched?): no security update was installed")
+    action = (f"{apt_command('update')} && {{ apt-cache policy | grep -q 'n={suite}[,]' || "
+              f"{{ echo {unreachable} >&2; exit 1; }}; }} && (\n{wait_for_dpkg_lock()}) && "
+              "unattended-upgrade && mkdir -p /var/lib/provisioner && "
+              f"date -u +%Y-%m-%dT%H:%M:%SZ > {stamp}")
     step = ensure_command_result(
         host, "pending security updates installed [controls §1.9 PKGS-7392]",
         f"if [ -s {stamp} ]; then echo installed; else echo pending; fi",

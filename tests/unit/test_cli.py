@@ -22,7 +22,9 @@ from provisioner.cli import sandbox as sandbox_cli
 from provisioner.content.roles import PROJECT_ROOT
 from provisioner.errors import InventoryError, ProvisionerError
 from provisioner.login_keys import private_key_is_encrypted
+from provisioner.output.run_report import write_report
 from provisioner.run.engine import RunOptions
+from provisioner.run.results import RunResult
 
 
 def load_tasks() -> Collection:
@@ -351,6 +353,35 @@ def test_report_path_that_is_a_directory_is_refused(tmp_path: Path) -> None:
 
 def test_report_in_an_existing_directory_is_accepted(tmp_path: Path) -> None:
     cli.check_run_flags(1, str(tmp_path / "report.json"))
+
+
+def test_a_report_path_that_is_a_symbolic_link_or_a_fifo_is_refused(tmp_path: Path) -> None:
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me")
+    (tmp_path / "link.html").symlink_to(victim)
+    os.mkfifo(tmp_path / "pipe.html")
+
+    for name, what in (("link.html", "a symbolic link"), ("pipe.html", "not a regular file")):
+        with pytest.raises(ProvisionerError, match=f"this is {what}"):
+            cli.check_run_flags(10, "", html=str(tmp_path / name))
+    assert victim.read_text() == "keep me"
+
+
+def test_a_report_written_where_a_link_was_planted_replaces_the_link(tmp_path: Path) -> None:
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me")
+    (tmp_path / "report.json").symlink_to(victim)
+
+    write_report(RunResult(hosts={}), tmp_path / "report.json")
+
+    assert victim.read_text() == "keep me"
+    assert not (tmp_path / "report.json").is_symlink()
+    assert (tmp_path / "report.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_directory_no_file_can_be_made_in_is_refused_even_for_root(tmp_path: Path) -> None:
+    with pytest.raises(ProvisionerError, match="you may not write there"):
+        cli.check_run_flags(10, "/proc/report.json")
 
 
 @pytest.mark.parametrize(

@@ -90,11 +90,22 @@ def test_a_host_is_asked_only_for_the_parts_its_roles_have(inventory: Inventory)
     assert "provisioner-backup list" in db and "openssl" not in db
 
 
-def test_a_host_with_none_of_the_parts_is_not_contacted(inventory: Inventory) -> None:
-    plan = plan_of(inventory, "bare1")
+def test_a_host_with_none_of_the_parts_is_still_asked_so_one_that_is_down_says_so(
+        inventory: Inventory, monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: list[str] = []
 
-    assert status_script(plan) == ""
-    assert read_host_status(plan, NOW)["round_trips"] == 0
+    @contextmanager
+    def refused(job: HostJob, check: bool = False) -> Iterator[None]:
+        sent.append(job.config.name)
+        raise ConnectError("bare1 (192.0.2.30:22): no route to host")
+        yield
+
+    monkeypatch.setattr(host_status, "host_session", refused)
+    plan = plan_of(inventory, "bare1")
+    status = read_host_status(plan, NOW)
+
+    assert status_script(plan) == "" and sent == ["bare1"]
+    assert status["read"] is False and "no route to host" in status["reason"]
 
 
 def test_a_certificate_becomes_its_days_left(inventory: Inventory) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from provisioner.secrets.redaction import redact, redact_diff
-from provisioner.secrets.values import MASK, Secret, resolve_reference
+from provisioner.secrets.values import MASK, Secret, SecretNotAvailable, resolve_reference
 
 
 def test_secret_prints_as_the_mask() -> None:
@@ -112,3 +112,12 @@ def test_a_secret_as_a_traceback_or_json_escapes_it_is_masked_too() -> None:
     secret = Secret("Pa\\ss'w\"rd9")
     shown = f"ValueError: {secret.reveal()!r}; json {json.dumps(secret.reveal())}"
     assert redact(shown, [secret]) == "ValueError: '***'; json \"***\""
+
+
+def test_an_empty_secret_file_is_refused_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "db").write_text("\n")
+
+    with pytest.raises(SecretNotAvailable, match=r"secret file .*/db is empty; put the secret"):
+        resolve_reference("file:db", tmp_path)
+
+

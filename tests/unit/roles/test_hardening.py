@@ -709,3 +709,23 @@ def test_no_rootkit_scanner_when_switched_off() -> None:
     labels = [step.label for step in role_steps(make_host(hardening_rootkit_scanner_enabled=False))]
 
     assert not any("chkrootkit" in label for label in labels)
+
+
+def test_a_third_party_repository_listed_first_is_not_taken_for_the_main_mirror() -> None:
+    entries = parse_apt_entries([
+        "deb [arch=amd64] https://download.docker.com/linux/debian bookworm stable",
+        "deb http://mirror.example.org/debian bookworm main",
+        "deb http://mirror.example.org/debian bookworm-updates main"])
+
+    mirror = main_mirror(entries, "bookworm")
+
+    assert mirror is not None and mirror.uris == ["http://mirror.example.org/debian"]
+
+
+def test_security_updates_are_recorded_only_when_apt_has_the_security_archive() -> None:
+    plan = step_named(make_host(), UPDATES_LABEL).decide(Probed("pending\n"))
+
+    assert plan.action is not None
+    assert plan.action.index("grep -q 'n=bookworm-security[,]'") < \
+        plan.action.index("unattended-upgrade &&") < plan.action.index("security-updates-installed")
+    assert "exit 1" in plan.action
