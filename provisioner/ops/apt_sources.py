@@ -41,18 +41,29 @@ class AptEntry:
     uris: list[str] = field(default_factory=list)
     suites: list[str] = field(default_factory=list)
     components: list[str] = field(default_factory=list)
+    #: deb822's Types (empty for a one-line entry, which is always ``deb``).
+    types: list[str] = field(default_factory=list)
+    #: deb822's ``Enabled: no`` turns a stanza off.
+    enabled: bool = True
 
 
 def parse_apt_entries(lines: Sequence[str]) -> list[AptEntry]:
     """Entries from ``deb ...``/``URIs:``/``Suites:``/``Components:`` lines (facts.apt_sources,
     probe_sources).
 
-    The lines carry no stanza boundaries, so a field seen twice starts a new deb822 entry.
+    A blank line ends a deb822 stanza; where the lines carry no boundaries (facts), a field
+    seen twice starts a new one.
+    Only what apt fetches packages from is returned: a stanza of Types ``deb-src`` alone, or
+    ``Enabled: no``, is left out.
     """
     entries: list[AptEntry] = []
     current: AptEntry | None = None
+    seen: set[str] = set()
     for raw in lines:
         line = raw.split("#", 1)[0].strip()
+        if not raw.strip():  # a blank line ends a deb822 stanza (probe_sources keeps them)
+            current = None
+            continue
         if line.startswith("deb ") or line.startswith("deb\t"):
             words = [word for word in _drop_options(line).split() if word]
             if len(words) >= 3:
@@ -60,14 +71,24 @@ def parse_apt_entries(lines: Sequence[str]) -> list[AptEntry]:
             current = None
             continue
         key, _, value = line.partition(":")
-        name = {"URIs": "uris", "Suites": "suites", "Components": "components"}.get(key.strip())
+        name = _DEB822_FIELDS.get(key.strip().lower())
         if name is None:
             continue
-        if current is None or getattr(current, name):
-            current = AptEntry()
+        if current is None or name in seen:
+            current, seen = AptEntry(), set()
             entries.append(current)
-        getattr(current, name).extend(value.split())
-    return entries
+        seen.add(name)
+        if name == "enabled":
+            current.enabled = value.strip().lower() not in ("no", "false", "0")
+        else:
+            getattr(current, name).extend(value.split())
+    return [entry for entry in entries if (entry.uris or entry.suites) and entry.enabled
+            and (not entry.types or "deb" in entry.types)]
+
+
+#: deb822 field names (case-insensitive, as apt reads them) -> AptEntry attributes.
+_DEB822_FIELDS = {"uris": "uris", "suites": "suites", "components": "components",
+                  "types": "types", "enabled": "enabled"}
 
 
 def _drop_options(line: str) -> str:
@@ -125,7 +146,8 @@ def probe_sources(own: str, with_content: bool = False) -> str:
     probe_path's answer for ``own``; read_sources splits the two."""
     files = " ".join(SOURCE_FILES)
     return (f"for f in {files}; do if [ -f \"$f\" ] && [ \"$f\" != {quote(own)} ]; "
-            "then grep -hE '^[[:space:]]*(deb[[:space:]]|URIs:|Suites:|Components:)' \"$f\"; "
+            "then grep -hiE '^[[:space:]]*$|^[[:space:]]*(deb[[:space:]]|URIs:|Suites:|"
+            "Components:|Types:|Enabled:)' \"$f\"; echo; "
             "fi; done; echo '--- ours'; "
             f"{probe_path(own, with_content=with_content)}")
 

@@ -127,3 +127,13 @@ def test_a_removed_source_refreshes_the_lists_without_it() -> None:
     action = remove_source_action(OWN)
 
     assert action.startswith(f"rm -f {OWN} && (") and action.endswith("update")
+
+
+@pytest.mark.parametrize("switch", ["Types: deb-src", "Enabled: no", "enabled: false"])
+def test_a_stanza_apt_fetches_no_packages_from_is_not_a_source(switch: str) -> None:
+    second = ([switch] if switch.startswith("Types") else ["Types: deb", switch])
+    entries = parse_apt_entries([
+        "Types: deb", "URIs: http://m.example/debian", "Suites: bookworm", "",
+        *second, "URIs: http://m.example/debian-security", "Suites: bookworm-security"])
+
+    assert [entry.suites for entry in entries] == [["bookworm"]]
