@@ -44,8 +44,9 @@ ROOT_PASSWORD = "sandbox-root"
 """Weak, well-known passwords: machines are only reachable from this host, and hardening removes
 password logins, which the integration tests then prove."""
 
-RECIPE_VERSION = 1
-"""Bump to force a rebuild when something outside the data below changes the image."""
+RECIPE_VERSION = 2
+"""Bump to force a rebuild when something outside the data below changes the image (2: the
+security updates installed while building, image.apply_security_updates)."""
 
 SSHD_CLOUD_DEFAULTS = """\
 # Weak defaults as on many fresh cloud VMs (sandbox image); hardening is expected to replace them.
@@ -137,9 +138,8 @@ def variant_packages(variant: str, mirror: str) -> tuple[str, ...]:
 def recipe_stamp(mirror: str, suite: str, variant: str = DEFAULT_VARIANT) -> str:
     """A fingerprint of everything that shapes an image; a cached image with another is rebuilt.
 
-    The variant shows only through its packages, so the standard image keeps the stamp it had
-    before variants existed and is not rebuilt under machines that still use it.
-    """
+    The variant shows through its packages and whether it is built with the security updates
+    (PATCHED_VARIANTS)."""
     recipe = {
         "version": RECIPE_VERSION,
         "mirror": mirror,
@@ -148,6 +148,7 @@ def recipe_stamp(mirror: str, suite: str, variant: str = DEFAULT_VARIANT) -> str
         "files": IMAGE_FILES,
         "symlinks": IMAGE_SYMLINKS,
         "removed": REMOVED_GLOBS,
+        "patched": variant in PATCHED_VARIANTS,
         "users": [ADMIN_USER, ADMIN_PASSWORD, ROOT_PASSWORD],
     }
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]

@@ -278,7 +278,10 @@ def _pin_host_keys(client: paramiko.SSHClient, known_hosts: Path, trust_first: b
 def _unreachable(name: str, address: str, port: int, error: BaseException) -> str:
     limit = (" If it answered a moment ago, its SSH rate limit may be holding this controller "
              "back (ufw's limit rule refuses a 7th new connection within 30 s): wait half a "
-             "minute, or list this controller in ufw_ssh_unlimited_sources."
+             "minute, or list this controller in ufw_ssh_unlimited_sources. If it still refuses, "
+             "fail2ban may have banned this controller after failed logins (a wrong key): from "
+             "another address or the console, fail2ban-client set sshd unbanip <this address>, "
+             "and list it in fail2ban_ignoreip; a ban lasts fail2ban_bantime (3600 s by default)."
              if isinstance(error, ConnectionRefusedError) else "")
     return (f"Cannot reach {name} at {address}:{port}: {error}. Check that the host is up, the "
             f"address and port in the inventory are right, and no firewall is in the way.{limit}")
