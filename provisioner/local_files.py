@@ -30,6 +30,18 @@ def write_atomically(path: Path, text: str, mode: int = 0o644, *,
         raise
 
 
+def can_create_in(directory: Path) -> bool:
+    """Whether a file can be made there now: tried, since root passes every os.access check
+    (a read-only mount, /proc, an immutable directory)."""
+    try:
+        handle, name = tempfile.mkstemp(dir=directory, prefix=".provisioner-check.")
+    except OSError:
+        return False
+    os.close(handle)
+    os.unlink(name)
+    return True
+
+
 def cache_directory() -> Path:
     """$PROVISIONER_CACHE_DIR, else $XDG_CACHE_HOME/provisioner, else ~/.cache/provisioner."""
     explicit = os.environ.get("PROVISIONER_CACHE_DIR")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +25,7 @@ from provisioner.facts import Facts
 from provisioner.inventory.hosts import HostConfig, Inventory
 from provisioner.inventory.loader import forget_validation, load_inventory
 from provisioner.inventory.view import InventoryView
+from provisioner.local_files import can_create_in
 from provisioner.login_keys import key_file_problem
 from provisioner.output.console import ConsoleReport
 from provisioner.output.run_report import write_report
@@ -103,21 +103,9 @@ def check_report_path(path: Path, flag: str = "--report") -> None:
         what = "a symbolic link" if path.is_symlink() else "not a regular file"
         raise ProvisionerError(f"{shown}: this is {what}; the report is written as a new "
                                "regular file only, so give a path that is one or is free.")
-    if not _can_create_in(directory) or (path.exists() and not os.access(path, os.W_OK)):
+    if not can_create_in(directory) or (path.exists() and not os.access(path, os.W_OK)):
         raise ProvisionerError(f"{shown}: you may not write there; choose a file in a "
                                "directory of yours.")
-
-
-def _can_create_in(directory: Path) -> bool:
-    """Whether a file can be made there now: tried, since root passes every os.access check
-    (a read-only mount, /proc, an immutable directory)."""
-    try:
-        handle, name = tempfile.mkstemp(dir=directory, prefix=".provisioner-check.")
-    except OSError:
-        return False
-    os.close(handle)
-    os.unlink(name)
-    return True
 
 
 # --- choosing and checking the hosts' jobs -------------------------------------------------------

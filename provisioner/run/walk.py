@@ -2,9 +2,9 @@
 
 Round trips: one for the probes of every step of every role (the facts script in front of them
 when the steps were rendered from the facts the host had last time, see facts/remembered.py; a
-separate one before them when a role reads facts nobody remembers), then one per action (the
-action and the re-probe of the remaining steps travel together, because an action can make later
-probes stale). A converged host therefore costs one round trip, whatever the number of steps.
+separate one before them when a role reads facts nobody remembers), then one per action, with
+the re-probe of the remaining steps (an action can make later probes stale). A converged host
+therefore costs one round trip, whatever the number of steps.
 
 Writes are batched: a step whose action changes only its own path (``Step.writes_only``: a file,
 a directory) cannot make another step's probe stale, so its action is queued and the walk goes on
@@ -83,8 +83,7 @@ class HostWalk:
         #: Round trips made over the fresh connections that prove a safeguarded change.
         self.confirmation_round_trips = 0
         self._probed_all = False
-        #: A step whose action may change the host's facts acted (Step.changes_facts).
-        self.facts_changed = False
+        self.facts_changed = False  # a Step.changes_facts step acted: read them at the end
         #: Safeguards an earlier run armed and never proved: (name, arming id).
         self._pending: list[tuple[str, str]] = []
         #: Handlers an earlier run recorded and never ran: role -> handler -> notifier.

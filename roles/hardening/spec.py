@@ -18,6 +18,13 @@ Host = Any
 Vars = dict[str, Any]
 
 
+def skip_unless(role_vars: Vars, *switches: str, why: str = "") -> None:
+    """Skip the test when a switch of the role for what it proves is off."""
+    off = [switch for switch in switches if not role_vars[switch]]
+    if off:
+        pytest.skip(why or f"{off[0]} is false")
+
+
 @pytest.fixture(scope="module")
 def sshd(host: Host) -> dict[str, str]:
     """sshd's effective settings, keyword -> value (repeated keywords joined by newlines)."""
@@ -148,8 +155,7 @@ def test_ssh_socket_cannot_start_sshd(host: Host) -> None:
 
 def test_legal_banner_is_shown_before_login(host: Host, role_vars: Vars,
                                             sshd: dict[str, str]) -> None:
-    if not role_vars["hardening_banners_enabled"]:
-        pytest.skip("banners are switched off")
+    skip_unless(role_vars, "hardening_banners_enabled")
     assert sshd["banner"] == "/etc/issue.net"
     for path in ("/etc/issue", "/etc/issue.net"):
         assert host.file(path).content_string.strip() == role_vars["hardening_legal_notice"].strip()
@@ -167,8 +173,8 @@ def test_admin_logs_in_with_exactly_the_inventory_keys(host: Host, role_vars: Va
 
 
 def test_admin_can_sudo_without_a_password(host: Host, role_vars: Vars) -> None:
-    if not role_vars["hardening_admin_sudo_nopasswd"]:
-        pytest.skip("the inventory asks sudo to require a password")
+    skip_unless(role_vars, "hardening_admin_sudo_nopasswd",
+                why="the inventory asks sudo to require a password")
     result = host.run("sudo -n -u %s sudo -n true", role_vars["hardening_admin_user"])
     assert result.rc == 0, result.stderr
 
@@ -189,8 +195,7 @@ def expected_sysctls(role_vars: Vars, in_container: bool) -> dict[str, str]:
 
 
 def test_sysctl_file_holds_every_setting(host: Host, role_vars: Vars, in_container: bool) -> None:
-    if not role_vars["hardening_sysctl_enabled"]:
-        pytest.skip("sysctl hardening is switched off")
+    skip_unless(role_vars, "hardening_sysctl_enabled")
     content = host.file("/etc/sysctl.d/90-provisioner-hardening.conf").content_string
     expected = expected_sysctls(role_vars, in_container)
     wanted = [f"{key} = {value}" for key, value in expected.items()]
@@ -199,8 +204,7 @@ def test_sysctl_file_holds_every_setting(host: Host, role_vars: Vars, in_contain
 
 
 def test_running_kernel_uses_the_settings(host: Host, role_vars: Vars, in_container: bool) -> None:
-    if not role_vars["hardening_sysctl_enabled"]:
-        pytest.skip("sysctl hardening is switched off")
+    skip_unless(role_vars, "hardening_sysctl_enabled")
     wrong = {}
     for key, value in expected_sysctls(role_vars, in_container).items():
         path = "/proc/sys/" + key.replace(".", "/")
@@ -215,8 +219,7 @@ def test_ip_forwarding_follows_the_inventory(host: Host, role_vars: Vars) -> Non
 
 
 def test_login_defs_has_the_inventory_values(host: Host, role_vars: Vars) -> None:
-    if not role_vars["hardening_login_defs_enabled"]:
-        pytest.skip("login.defs hardening is switched off")
+    skip_unless(role_vars, "hardening_login_defs_enabled")
     wanted = {key: str(value) for key, value in role_vars["hardening_login_defs"].items()}
     if role_vars["hardening_umask_enabled"]:
         wanted["UMASK"] = str(role_vars["hardening_umask"])
@@ -238,15 +241,13 @@ def test_login_shells_get_the_umask_and_no_core_dumps(host: Host, role_vars: Var
 
 
 def test_systemd_keeps_no_core_dumps(host: Host, role_vars: Vars) -> None:
-    if not role_vars["hardening_core_dumps_disabled_enabled"]:
-        pytest.skip("core dump restrictions are switched off")
+    skip_unless(role_vars, "hardening_core_dumps_disabled_enabled")
     config = host.check_output("systemd-analyze cat-config systemd/coredump.conf")
     assert "Storage=none" in config and "ProcessSizeMax=0" in config
 
 
 def test_password_changes_are_checked_for_quality(host: Host, role_vars: Vars) -> None:
-    if not role_vars["hardening_pwquality_enabled"]:
-        pytest.skip("password quality is switched off")
+    skip_unless(role_vars, "hardening_pwquality_enabled")
     assert "pam_pwquality.so" in host.file("/etc/pam.d/common-password").content_string
 
 
@@ -289,8 +290,7 @@ def modules_to_block(host: Host, role_vars: Vars) -> list[str]:
 
 
 def test_unused_kernel_modules_cannot_load(host: Host, role_vars: Vars) -> None:
-    if not role_vars["hardening_kernel_modules_enabled"]:
-        pytest.skip("module blocking is switched off")
+    skip_unless(role_vars, "hardening_kernel_modules_enabled")
     commands = modprobe_install_commands(host)
     not_blocked = [name for name in modules_to_block(host, role_vars)
                    if commands.get(name.replace("-", "_")) not in ("/bin/true", "/bin/false")]
@@ -298,8 +298,7 @@ def test_unused_kernel_modules_cannot_load(host: Host, role_vars: Vars) -> None:
 
 
 def test_modprobe_itself_agrees_where_it_is_installed(host: Host, role_vars: Vars) -> None:
-    if not role_vars["hardening_kernel_modules_enabled"]:
-        pytest.skip("module blocking is switched off")
+    skip_unless(role_vars, "hardening_kernel_modules_enabled")
     if not host.exists("modprobe"):
         pytest.skip("no modprobe here (kmod not installed): nothing can load a module by name")
     not_blocked = [name for name in modules_to_block(host, role_vars)
@@ -318,8 +317,7 @@ def test_modprobe_itself_agrees_where_it_is_installed(host: Host, role_vars: Var
 ])
 def test_account_and_cron_files_are_not_exposed(host: Host, role_vars: Vars, path: str,
                                                 owner: str, group: str, ceiling: int) -> None:
-    if not role_vars["hardening_file_permissions_enabled"]:
-        pytest.skip("file permission hardening is switched off")
+    skip_unless(role_vars, "hardening_file_permissions_enabled")
     target = host.file(path)
     if not target.exists:
         pytest.skip(f"{path} does not exist on this host")
@@ -328,22 +326,21 @@ def test_account_and_cron_files_are_not_exposed(host: Host, role_vars: Vars, pat
 
 
 def test_nothing_runs_from_shared_memory(host: Host, role_vars: Vars) -> None:
-    if not role_vars["hardening_shm_noexec_enabled"]:
-        pytest.skip("/dev/shm is left as the host has it")
+    skip_unless(role_vars, "hardening_shm_noexec_enabled",
+                why="/dev/shm is left as the host has it")
     options = set(host.mount_point("/dev/shm").options)
     assert {"nosuid", "nodev", "noexec"} <= options, options
 
 
 def test_security_updates_come_from_the_security_archive(host: Host, role_vars: Vars) -> None:
-    if not role_vars["hardening_security_repository_enabled"]:
-        pytest.skip("the security archive is not managed")
+    skip_unless(role_vars, "hardening_security_repository_enabled",
+                why="the security archive is not managed")
     policy = host.check_output("apt-cache policy")
     assert f"{host.system_info.codename}-security" in policy
 
 
 def test_security_updates_install_themselves(host: Host, role_vars: Vars) -> None:
-    if not role_vars["hardening_unattended_upgrades_enabled"]:
-        pytest.skip("unattended upgrades are switched off")
+    skip_unless(role_vars, "hardening_unattended_upgrades_enabled")
     assert host.package("unattended-upgrades").is_installed
     config = host.check_output("apt-config dump")
     assert 'APT::Periodic::Unattended-Upgrade "1";' in config
@@ -355,30 +352,26 @@ def test_security_updates_install_themselves(host: Host, role_vars: Vars) -> Non
 
 def test_the_first_provision_installed_the_pending_security_updates(host: Host,
                                                                     role_vars: Vars) -> None:
-    if not (role_vars["hardening_unattended_upgrades_enabled"]
-            and role_vars["hardening_security_updates_first_run"]):
-        pytest.skip("security updates are not installed by the first provision")
+    skip_unless(role_vars, "hardening_unattended_upgrades_enabled",
+                "hardening_security_updates_first_run", why="not installed by the first run")
     stamp = host.file("/var/lib/provisioner/security-updates-installed")
     assert stamp.is_file and stamp.content_string.strip(), "no security updates run recorded"
 
 
 def test_a_rootkit_scanner_runs_daily(host: Host, role_vars: Vars) -> None:
-    if not role_vars["hardening_rootkit_scanner_enabled"]:
-        pytest.skip("no rootkit scanner asked for")
+    skip_unless(role_vars, "hardening_rootkit_scanner_enabled", why="no rootkit scanner asked for")
     assert host.package("chkrootkit").is_installed
     assert host.service("chkrootkit.timer").is_enabled
 
 
 def test_journal_survives_reboots(host: Host, role_vars: Vars) -> None:
-    if not role_vars["hardening_journald_persistent_enabled"]:
-        pytest.skip("persistent journal is switched off")
+    skip_unless(role_vars, "hardening_journald_persistent_enabled")
     machine_id = host.file("/etc/machine-id").content_string.strip()
     assert host.file(f"/var/log/journal/{machine_id}").is_directory
 
 
 def test_clock_is_kept_in_sync(host: Host, role_vars: Vars, in_container: bool) -> None:
-    if not role_vars["hardening_time_sync_enabled"]:
-        pytest.skip("time sync is switched off")
+    skip_unless(role_vars, "hardening_time_sync_enabled")
     service = host.service(str(role_vars["hardening_time_sync_service"]))
     assert service.is_enabled
     if not in_container:
@@ -386,8 +379,7 @@ def test_clock_is_kept_in_sync(host: Host, role_vars: Vars, in_container: bool) 
 
 
 def test_processes_are_accounted(host: Host, role_vars: Vars) -> None:
-    if not role_vars["hardening_process_accounting_enabled"]:
-        pytest.skip("process accounting is switched off")
+    skip_unless(role_vars, "hardening_process_accounting_enabled")
     assert host.file("/var/log/account/pacct").exists
 
 
@@ -402,7 +394,6 @@ def test_kernel_auditing_and_apparmor_run_outside_containers(host: Host, role_va
 
 
 def test_cron_runs(host: Host, role_vars: Vars) -> None:
-    if not role_vars["hardening_cron_enabled"]:
-        pytest.skip("cron is left as the host has it")
+    skip_unless(role_vars, "hardening_cron_enabled", why="cron is left as the host has it")
     assert host.service("cron").is_enabled
     assert host.service("cron").is_running

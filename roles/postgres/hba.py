@@ -45,7 +45,7 @@ def client_network(address: str) -> str:
 
 def render_hba(remote: Sequence[tuple[str, str, str]], networks: Sequence[str] = ()) -> str:
     """The whole pg_hba.conf: the base lines, one line per remote host, then one per network
-    (validated before contact: validation.check_remote_networks)."""
+    (validated before contact: access_checks.check_remote_networks)."""
     rows = [(*line, "") for line in _BASE]
     rows += [("host", "all", "all", client_network(address), METHOD, f"# {host} ({group})")
              for group, host, address in remote]
@@ -60,7 +60,7 @@ def render_hba(remote: Sequence[tuple[str, str, str]], networks: Sequence[str] =
 def listen_addresses(variables: Mapping[str, Any], own_address: str) -> list[str]:
     """localhost alone without remote clients; else also the address facing them (the
     inventory's address of this host unless postgres_listen_address says another: with remote
-    networks it must, validation.check_remote_networks). * alone, since it holds localhost:
+    networks it must, access_checks.check_remote_networks). * alone, since it holds localhost:
     PostgreSQL binds the addresses in order, and after 127.0.0.1 the IPv4 wildcard's bind fails
     ("could not bind IPv4 address "0.0.0.0"") and no IPv4 client but localhost gets in."""
     if not variables["postgres_remote_groups"] and not variables["postgres_remote_networks"]:
