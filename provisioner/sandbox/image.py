@@ -146,21 +146,21 @@ def bootstrap(suite: str, packages: tuple[str, ...], mirror: str, root: Path) ->
         ) from error
 
 
-#: The security archive's source, there only while the image is patched.
-BUILD_SECURITY_SOURCES = "etc/apt/sources.list.d/sandbox-build-security.sources"
+#: A patched image's security archive, as cloud images name one.
+SECURITY_SOURCES = "etc/apt/sources.list.d/debian-security.list"
 
 
 def apply_security_updates(root: Path, mirror: str, suite: str) -> str:
-    """The suite's security updates installed into the image, their source removed again.
+    """The suite's security archive named in the image and its updates installed.
 
-    Cloud images are rebuilt from a patched archive; an image without them would make every
-    machine's first provision download and install them (the hardening role installs what a
-    fresh host lacks: a minute or two each, on a shared machine). The machine's own sources stay
-    main and updates, so the hardening role still adds the security archive itself. The
-    security archive is the mirror's path plus ``-security``, as the hardening role derives it;
-    a mirror without one leaves the image as debootstrap made it: the problem is returned
-    (empty when patched)."""
-    source = root / BUILD_SECURITY_SOURCES
+    Cloud images are built from a patched archive and name the security archive; an image
+    without the updates would make every machine's first provision download and install them
+    (the hardening role installs what a fresh host lacks: a minute or two each, on a shared
+    machine), and one with them but without the archive could not install a package that
+    depends on an updated one (perl on perl-base). The archive is the mirror's path plus
+    ``-security``, as the hardening role derives it; a mirror without one leaves the image as
+    debootstrap made it: the problem is returned (empty when patched)."""
+    source = root / SECURITY_SOURCES
     source.write_text(render_security_sources(mirror, suite), encoding="utf-8")
     script = ("apt-get -q update && DEBIAN_FRONTEND=noninteractive apt-get -q -y "
               "-o Dpkg::Options::=--force-confold upgrade && apt-get clean")
@@ -170,9 +170,8 @@ def apply_security_updates(root: Path, mirror: str, suite: str) -> str:
         run(["systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "--link-journal=no",
              "--resolv-conf=copy-host", f"--directory={root}", "sh", "-c", script])
     except SandboxError as error:
-        return str(error).strip().splitlines()[-1] if str(error).strip() else "failed"
-    finally:
         source.unlink(missing_ok=True)
+        return str(error).strip().splitlines()[-1] if str(error).strip() else "failed"
     return ""
 
 

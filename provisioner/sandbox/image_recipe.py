@@ -31,10 +31,10 @@ VARIANT_PACKAGES = {"standard": PACKAGES, "minimal": MINIMAL_PACKAGES}
 """Image variants by name; `standard` is the default everywhere."""
 
 PATCHED_VARIANTS = ("standard",)
-"""Variants built with the suite's security updates installed, as cloud images are
-(image.apply_security_updates). The minimal one is left as debootstrap made it: the oldest
-packages a user may hand the tool, so its runs prove that the hardening role's first provision
-installs the security updates a host lacks."""
+"""Variants built as cloud images are: the security archive named, its updates installed
+(image.apply_security_updates). The minimal one has neither: the oldest packages a user may hand
+the tool, so its runs prove that the hardening role adds the security archive and that its
+first provision installs the security updates a host lacks."""
 
 DEFAULT_VARIANT = "standard"
 
@@ -44,9 +44,9 @@ ROOT_PASSWORD = "sandbox-root"
 """Weak, well-known passwords: machines are only reachable from this host, and hardening removes
 password logins, which the integration tests then prove."""
 
-RECIPE_VERSION = 2
-"""Bump to force a rebuild when something outside the data below changes the image (2: the
-security updates installed while building, image.apply_security_updates)."""
+RECIPE_VERSION = 3
+"""Bump to force a rebuild when something outside the data below changes the image (3: the
+security archive named and its updates installed while building, image.apply_security_updates)."""
 
 SSHD_CLOUD_DEFAULTS = """\
 # Weak defaults as on many fresh cloud VMs (sandbox image); hardening is expected to replace them.

@@ -101,7 +101,8 @@ def find_host_mirror(apt_dir: Path = APT_DIR, os_release: Path = OS_RELEASE) -> 
 
 
 def render_debian_sources(mirror: str, suite: str) -> str:
-    """The machine's deb822 sources: main and updates only; hardening adds the security archive."""
+    """The machine's deb822 sources: main and updates (a patched image names the security
+    archive in a file of its own, image.apply_security_updates)."""
     return (
         "Types: deb\n"
         f"URIs: {mirror}\n"
@@ -112,12 +113,8 @@ def render_debian_sources(mirror: str, suite: str) -> str:
 
 
 def render_security_sources(mirror: str, suite: str) -> str:
-    """deb822 sources of the suite's security archive beside the mirror (``<mirror>-security``),
-    for patching an image while it is built."""
-    return (
-        "Types: deb\n"
-        f"URIs: {mirror.rstrip('/')}-security\n"
-        f"Suites: {suite}-security\n"
-        "Components: main\n"
-        "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
-    )
+    """A patched image's security archive beside the mirror (``<mirror>-security``), in the
+    one-line format (Lynis 3.0.8 recognises a security archive only there, PKGS-7388)."""
+    return ("# The security archive, as a cloud image names it (sandbox image).\n"
+            "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] "
+            f"{mirror.rstrip('/')}-security {suite}-security main\n")

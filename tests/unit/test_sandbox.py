@@ -343,5 +343,4 @@ def test_running_a_program_that_is_not_installed_is_a_sandbox_error() -> None:
 def test_an_image_is_patched_from_the_security_archive_beside_the_mirror() -> None:
     sources = render_security_sources("http://mirror.example.org/debian/", "bookworm")
 
-    assert "URIs: http://mirror.example.org/debian-security\n" in sources
-    assert "Suites: bookworm-security\n" in sources
+    assert " http://mirror.example.org/debian-security bookworm-security main\n" in sources
