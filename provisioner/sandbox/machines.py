@@ -24,7 +24,7 @@ from provisioner.sandbox.mounts import is_mount_point
 from provisioner.sandbox.process import run
 
 NSPAWN_TMPFS = Path("/run/systemd/nspawn")
-BOOT_TIMEOUT = 120.0
+BOOT_TIMEOUT = 240.0
 POWEROFF_TIMEOUT = 20.0
 TERMINATE_TIMEOUT = 10.0
 READY_STATES = ("running", "degraded")
