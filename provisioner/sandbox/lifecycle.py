@@ -118,7 +118,8 @@ def check_images_match(
 
 
 def prepare_host(state: SandboxState) -> None:
-    """Things all machines share: the client key, the bridge, NAT and nspawn's tmpfs."""
+    """Things all machines share: the client key, the bridge, NAT, nspawn's tmpfs and enough
+    inotify instances."""
     ssh.ensure_client_key()
     network.ensure_bridge()
     changed_forwarding = network.ensure_nat()
@@ -126,6 +127,7 @@ def prepare_host(state: SandboxState) -> None:
         state.restore_ip_forward = changed_forwarding
         save_state(state)
     machines.ensure_nspawn_tmpfs()
+    machines.ensure_inotify_instances()
 
 
 def boot_all(

@@ -34,6 +34,24 @@ _children: dict[int, "subprocess.Popen[bytes]"] = {}
 """nspawn processes this Python process started, kept so they can be reaped (no zombies)."""
 
 
+#: Each booted systemd takes several inotify instances of the host's root user, whose default
+#: limit (128) ran out at about sixteen machines at once (CI, 2026-12-04: "Failed to allocate
+#: manager object: Too many open files", the machine dead at boot). LXD's production setup
+#: gives the same figure.
+INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
+INOTIFY_INSTANCES_WANTED = 1024
+
+
+def ensure_inotify_instances() -> None:
+    """Raise the host's inotify instance limit to what many machines need (never lower it)."""
+    try:
+        current = int(INOTIFY_INSTANCES.read_text(encoding="utf-8").strip())
+        if current < INOTIFY_INSTANCES_WANTED:
+            INOTIFY_INSTANCES.write_text(f"{INOTIFY_INSTANCES_WANTED}\n", encoding="utf-8")
+    except (OSError, ValueError):
+        pass  # a host that does not let us: machines boot as before, fewer at once
+
+
 def ensure_nspawn_tmpfs() -> None:
     """nspawn refuses to clean up its propagation directory on a non-tmpfs /run; give it one."""
     if not is_mount_point(NSPAWN_TMPFS):
