@@ -106,7 +106,8 @@ def write_outputs(data: Mapping[str, Any], html: str, json_file: str) -> bool:
     outputs += [(Path(json_file), json.dumps(data, indent=2) + "\n")] if json_file else []
     for path, text in outputs:
         try:
-            write_owner_only(path, text)
+            # a new file renamed into place: a link planted at the path is replaced
+            write_atomically(path, text, mode=0o600, make_parents=False)
         except OSError as error:
             print(f"error: the host report could not be written to {path}: "
                   f"{error.strerror or error}.", file=sys.stderr)
@@ -114,9 +115,3 @@ def write_outputs(data: Mapping[str, Any], html: str, json_file: str) -> bool:
         print(f"host report: {path}", flush=True)
     return True
 
-
-def write_owner_only(path: Path, text: str) -> None:
-    """Write ``text`` readable by its owner only, as a new file renamed into place: a symbolic
-    link planted at the path is replaced, never followed."""
-    write_atomically(path, text, mode=0o600,
-                     make_parents=False)
